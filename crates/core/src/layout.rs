@@ -1,0 +1,142 @@
+//! The artifact layout: the one place that knows where every stage reads and writes.
+//!
+//! ```text
+//! $FER_ARTIFACTS/<profile>/
+//!   ingest/{train,valid,test}.parquet, manifest.json
+//!   train/<arch>/<method>/member-NN.safetensors, history.parquet, manifest.json
+//!   infer/<arch>/<method>/{valid,test}.parquet, manifest.json
+//!   analyze/metrics.parquet, report.html, report.md, figures, manifest.json
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use crate::split::Split;
+
+/// Default artifact root when neither `--artifacts` nor `FER_ARTIFACTS` says.
+pub const DEFAULT_ARTIFACTS: &str = "artifacts";
+
+/// The stages of the pipeline, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Stage {
+    Ingest,
+    Train,
+    Infer,
+    Analyze,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 4] = [Stage::Ingest, Stage::Train, Stage::Infer, Stage::Analyze];
+
+    /// The stage's folder name and `just` recipe.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Ingest => "ingest",
+            Stage::Train => "train",
+            Stage::Infer => "infer",
+            Stage::Analyze => "analyze",
+        }
+    }
+}
+
+/// Paths of every artifact of one profile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    root: PathBuf,
+    profile: String,
+}
+
+impl Layout {
+    /// The layout of `profile` under the artifact root `root`.
+    pub fn new(root: impl Into<PathBuf>, profile: impl Into<String>) -> Self {
+        Layout {
+            root: root.into(),
+            profile: profile.into(),
+        }
+    }
+
+    /// The profile this layout belongs to.
+    pub fn profile(&self) -> &str {
+        &self.profile
+    }
+
+    /// `<root>/<profile>`.
+    pub fn profile_dir(&self) -> PathBuf {
+        self.root.join(&self.profile)
+    }
+
+    /// The output folder of a stage.
+    pub fn stage_dir(&self, stage: Stage) -> PathBuf {
+        self.profile_dir().join(stage.name())
+    }
+
+    /// The manifest a stage writes beside its outputs (in `dir`).
+    pub fn manifest_in(dir: &Path) -> PathBuf {
+        dir.join("manifest.json")
+    }
+
+    /// `ingest/<split>.parquet`.
+    pub fn ingest_split(&self, split: Split) -> PathBuf {
+        self.stage_dir(Stage::Ingest)
+            .join(format!("{}.parquet", split.name()))
+    }
+
+    /// `train/<arch>/<method>/`.
+    pub fn train_dir(&self, arch: &str, method: &str) -> PathBuf {
+        self.stage_dir(Stage::Train).join(arch).join(method)
+    }
+
+    /// `train/<arch>/<method>/member-NN.safetensors`.
+    pub fn member_weights(&self, arch: &str, method: &str, member: usize) -> PathBuf {
+        self.train_dir(arch, method)
+            .join(format!("member-{member:02}.safetensors"))
+    }
+
+    /// `train/<arch>/<method>/history.parquet`.
+    pub fn history(&self, arch: &str, method: &str) -> PathBuf {
+        self.train_dir(arch, method).join("history.parquet")
+    }
+
+    /// `infer/<arch>/<method>/<split>.parquet`.
+    pub fn infer_split(&self, arch: &str, method: &str, split: Split) -> PathBuf {
+        self.stage_dir(Stage::Infer)
+            .join(arch)
+            .join(method)
+            .join(format!("{}.parquet", split.name()))
+    }
+
+    /// `analyze/metrics.parquet`.
+    pub fn metrics(&self) -> PathBuf {
+        self.stage_dir(Stage::Analyze).join("metrics.parquet")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_follow_the_contract() {
+        let l = Layout::new("art", "smoke");
+        assert_eq!(
+            l.ingest_split(Split::Valid),
+            Path::new("art/smoke/ingest/valid.parquet")
+        );
+        assert_eq!(
+            l.member_weights("vgg16", "ensemble", 3),
+            Path::new("art/smoke/train/vgg16/ensemble/member-03.safetensors")
+        );
+        assert_eq!(
+            l.history("alexnet", "mc_dropout"),
+            Path::new("art/smoke/train/alexnet/mc_dropout/history.parquet")
+        );
+        assert_eq!(
+            l.infer_split("densenet121", "mc_dropconnect", Split::Test),
+            Path::new("art/smoke/infer/densenet121/mc_dropconnect/test.parquet")
+        );
+        assert_eq!(l.metrics(), Path::new("art/smoke/analyze/metrics.parquet"));
+        assert_eq!(
+            Layout::manifest_in(&l.stage_dir(Stage::Ingest)),
+            Path::new("art/smoke/ingest/manifest.json")
+        );
+    }
+}

@@ -1,0 +1,39 @@
+//! Shared foundation of the ferbayes pipeline: settings (`pipeline.toml` and its profiles), the
+//! artifact layout (the only code that knows artifact paths), Arrow schemas, class names, atomic
+//! writes and the command-line pieces every stage binary shares.
+
+pub mod classes;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod io;
+pub mod layout;
+pub mod manifest;
+pub mod schema;
+pub mod split;
+
+pub use classes::{EMOTIONS, IMAGE_PIXELS, IMAGE_SIDE, NUM_CLASSES, NUM_VOTES, VOTE_COLUMNS};
+pub use config::{IngestSettings, PipelineFile, Settings};
+pub use error::{Error, Result};
+pub use layout::{Layout, Stage};
+pub use split::Split;
+
+/// The real FER+ copy the tests run on: `FER_DATA` if set, else `../shared/ferplus` beside the
+/// workspace. Tests fail with this message when neither exists.
+#[doc(hidden)]
+pub fn test_data_root() -> std::path::PathBuf {
+    let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let given = std::env::var_os("FER_DATA").map(std::path::PathBuf::from);
+    // `FER_DATA` is usually relative to the project root, while tests run in their crate folder.
+    let path = match given {
+        Some(p) if p.is_relative() && !p.exists() => workspace.join(p),
+        Some(p) => p,
+        None => workspace.join(cli::SHARED_DATA_FALLBACK),
+    };
+    assert!(
+        path.join("FER2013Train").is_dir(),
+        "tests need the real FER+ data: set FER_DATA (looked in {})",
+        path.display()
+    );
+    path
+}

@@ -1,0 +1,188 @@
+//! The ingest stage: FER+ (either accepted layout) to one Parquet file per split, with the FER+
+//! majority, crossentropy and multi-target labels and the plain crowd distribution.
+//!
+//! Architecture invariant: this is the only crate that reads raw images or the FER+ CSV files;
+//! every later stage reads the Parquet written here.
+
+pub mod error;
+pub mod labels;
+pub mod source;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow_array::builder::{StringBuilder, UInt8Builder, UInt32Builder};
+use arrow_array::{ArrayRef, FixedSizeListArray, Float32Array, RecordBatch, UInt8Array};
+use arrow_buffer::NullBuffer;
+use arrow_schema::Field;
+use ferbayes_core::io::{PendingFile, write_parquet};
+use ferbayes_core::manifest::{Manifest, Output};
+use ferbayes_core::{IngestSettings, Layout, NUM_CLASSES, Split, Stage, schema};
+
+pub use error::{IngestError, Result};
+pub use labels::Labels;
+pub use source::{Face, SourceLayout};
+
+/// What one split's Parquet file holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SplitSummary {
+    pub split: Split,
+    pub path: PathBuf,
+    pub faces: usize,
+    /// Faces with a majority label.
+    pub majority: usize,
+    /// Faces with a crossentropy (soft) target.
+    pub soft: usize,
+}
+
+/// Reads FER+ under `data_root` and writes `ingest/{train,valid,test}.parquet` and the manifest.
+///
+/// Everything is read and checked before anything is written, and the three files are renamed
+/// into place only once all three are complete, so a failed run leaves an earlier run's
+/// artifacts untouched.
+pub fn run(
+    data_root: &Path,
+    layout: &Layout,
+    settings: &IngestSettings,
+) -> Result<Vec<SplitSummary>> {
+    let started = Instant::now();
+    let source_layout = source::detect(data_root)?;
+    tracing::info!(root = %data_root.display(), layout = ?source_layout, "reading FER+");
+    let splits = source::read_all(data_root, source_layout, settings.max_per_split)?;
+    tracing::info!(
+        seconds = format!("{:.2}", started.elapsed().as_secs_f64()),
+        "read {} faces",
+        splits.iter().map(|(_, f)| f.len()).sum::<usize>()
+    );
+
+    let mut pending: Vec<PendingFile> = Vec::new();
+    let mut summaries = Vec::new();
+    for (split, faces) in &splits {
+        let batch = to_batch(*split, faces);
+        let summary = SplitSummary {
+            split: *split,
+            path: layout.ingest_split(*split),
+            faces: faces.len(),
+            majority: batch.column(5).len() - batch.column(5).null_count(),
+            soft: batch.column(6).len() - batch.column(6).null_count(),
+        };
+        pending.push(write_parquet(
+            &summary.path,
+            &schema::ingest(),
+            [batch],
+            settings.zstd_level,
+        )?);
+        summaries.push(summary);
+    }
+    for file in pending {
+        file.commit()?;
+    }
+
+    let mut manifest = Manifest::start(
+        Stage::Ingest.name(),
+        layout.profile(),
+        serde_json::to_value(settings).unwrap_or_default(),
+    );
+    manifest.inputs.push(format!(
+        "{} ({source_layout:?} layout)",
+        data_root.display()
+    ));
+    manifest.outputs = summaries
+        .iter()
+        .map(|s| Output {
+            file: format!("{}.parquet", s.split.name()),
+            rows: s.faces as u64,
+        })
+        .collect();
+    manifest.finish(&Layout::manifest_in(&layout.stage_dir(Stage::Ingest)))?;
+    tracing::info!(
+        seconds = format!("{:.2}", started.elapsed().as_secs_f64()),
+        "ingest done"
+    );
+    Ok(summaries)
+}
+
+/// Builds the ingest record batch of one split (schema [`schema::ingest`]).
+pub fn to_batch(split: Split, faces: &[Face]) -> RecordBatch {
+    let n = faces.len();
+    let mut image = StringBuilder::with_capacity(n, n * 14);
+    let mut row = UInt32Builder::with_capacity(n);
+    let mut split_col = StringBuilder::with_capacity(n, n * 5);
+    let mut pixels = Vec::with_capacity(n * ferbayes_core::IMAGE_PIXELS);
+    let mut votes = Vec::with_capacity(n * ferbayes_core::NUM_VOTES);
+    let mut majority = UInt8Builder::with_capacity(n);
+    let mut soft = OptionalVectors::new(n);
+    let mut multi = OptionalVectors::new(n);
+    let mut crowd = OptionalVectors::new(n);
+    let mut crowd_entropy: Vec<Option<f32>> = Vec::with_capacity(n);
+    for face in faces {
+        let labels = Labels::from_votes(&face.votes);
+        image.append_value(&face.image);
+        row.append_value(face.row);
+        split_col.append_value(split.name());
+        pixels.extend_from_slice(&face.pixels);
+        votes.extend_from_slice(&face.votes);
+        majority.append_option(labels.majority);
+        soft.push(labels.soft);
+        multi.push(labels.multi_target);
+        crowd.push(labels.crowd);
+        crowd_entropy.push(labels.crowd_entropy);
+    }
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(image.finish()),
+        Arc::new(row.finish()),
+        Arc::new(split_col.finish()),
+        Arc::new(fixed_list_u8(pixels, ferbayes_core::IMAGE_PIXELS)),
+        Arc::new(fixed_list_u8(votes, ferbayes_core::NUM_VOTES)),
+        Arc::new(majority.finish()),
+        Arc::new(soft.finish()),
+        Arc::new(multi.finish()),
+        Arc::new(crowd.finish()),
+        Arc::new(Float32Array::from(crowd_entropy)),
+    ];
+    RecordBatch::try_new(schema::ingest(), columns).expect("columns match the ingest schema")
+}
+
+fn item_field(data_type: arrow_schema::DataType) -> Arc<Field> {
+    Arc::new(Field::new("item", data_type, false))
+}
+
+fn fixed_list_u8(values: Vec<u8>, len: usize) -> FixedSizeListArray {
+    FixedSizeListArray::new(
+        item_field(arrow_schema::DataType::UInt8),
+        len as i32,
+        Arc::new(UInt8Array::from(values)),
+        None,
+    )
+}
+
+/// Builds a nullable fixed-size list of 8 f32 (null rows hold zeros underneath).
+struct OptionalVectors {
+    values: Vec<f32>,
+    valid: Vec<bool>,
+}
+
+impl OptionalVectors {
+    fn new(n: usize) -> Self {
+        OptionalVectors {
+            values: Vec::with_capacity(n * NUM_CLASSES),
+            valid: Vec::with_capacity(n),
+        }
+    }
+
+    fn push(&mut self, v: Option<[f32; NUM_CLASSES]>) {
+        self.valid.push(v.is_some());
+        self.values
+            .extend_from_slice(&v.unwrap_or([0.0; NUM_CLASSES]));
+    }
+
+    fn finish(self) -> FixedSizeListArray {
+        FixedSizeListArray::new(
+            item_field(arrow_schema::DataType::Float32),
+            NUM_CLASSES as i32,
+            Arc::new(Float32Array::from(self.values)),
+            Some(NullBuffer::from(self.valid)),
+        )
+    }
+}

@@ -1,0 +1,7 @@
+//! Integration tests of the ingest stage (one test binary, modules per concern).
+
+mod bad_input;
+mod csv_layout;
+mod labels;
+mod real_data;
+mod support;

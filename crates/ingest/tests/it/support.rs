@@ -1,0 +1,77 @@
+//! Fixtures the tests build from the real FER+ data.
+
+use std::path::{Path, PathBuf};
+
+use arrow_array::RecordBatch;
+use ferbayes_core::{IngestSettings, Layout, Split, schema};
+
+/// The real FER+ copy (`FER_DATA` or `../shared/ferplus`).
+pub fn real_root() -> PathBuf {
+    ferbayes_core::test_data_root()
+}
+
+/// Copies the first `n` rows of each split's `label.csv`, and their PNGs, into `dest`.
+pub fn small_copy(dest: &Path, n: usize) -> PathBuf {
+    let src = real_root();
+    for split in Split::ALL {
+        let from = src.join(split.ferplus_folder());
+        let to = dest.join(split.ferplus_folder());
+        std::fs::create_dir_all(&to).expect("create split folder");
+        let labels = std::fs::read_to_string(from.join("label.csv")).expect("read label.csv");
+        let kept: Vec<&str> = labels.lines().take(n).collect();
+        for line in &kept {
+            let name = line.split(',').next().expect("name column");
+            std::fs::copy(from.join(name), to.join(name)).expect("copy png");
+        }
+        std::fs::write(to.join("label.csv"), kept.join("\n") + "\n").expect("write label.csv");
+    }
+    dest.to_owned()
+}
+
+pub fn settings(max_per_split: Option<usize>) -> IngestSettings {
+    IngestSettings {
+        max_per_split,
+        zstd_level: 3,
+    }
+}
+
+/// Reads one split's ingest output back.
+pub fn read_split(layout: &Layout, split: Split) -> RecordBatch {
+    let path = layout.ingest_split(split);
+    let batches = ferbayes_core::io::read_parquet(&path, &schema::ingest(), None, "just ingest")
+        .expect("ingest output is readable");
+    arrow_select_concat(&batches)
+}
+
+fn arrow_select_concat(batches: &[RecordBatch]) -> RecordBatch {
+    assert!(!batches.is_empty());
+    arrow_select::concat::concat_batches(&batches[0].schema(), batches).expect("concat")
+}
+
+/// Writes a PNG with the given geometry and colour type (for the bad-input tests).
+pub fn write_png(
+    path: &Path,
+    width: u32,
+    height: u32,
+    color: png::ColorType,
+    depth: png::BitDepth,
+) {
+    let file = std::fs::File::create(path).expect("create png");
+    let mut encoder = png::Encoder::new(std::io::BufWriter::new(file), width, height);
+    encoder.set_color(color);
+    encoder.set_depth(depth);
+    let samples = match color {
+        png::ColorType::Rgb => 3,
+        png::ColorType::Rgba => 4,
+        png::ColorType::GrayscaleAlpha => 2,
+        _ => 1,
+    };
+    let bytes_per = if depth == png::BitDepth::Sixteen {
+        2
+    } else {
+        1
+    };
+    let data = vec![128u8; (width * height) as usize * samples * bytes_per];
+    let mut writer = encoder.write_header().expect("png header");
+    writer.write_image_data(&data).expect("png data");
+}

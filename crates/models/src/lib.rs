@@ -1,0 +1,1 @@
+//! The candle networks of ferbayes (work in progress).

@@ -1,0 +1,32 @@
+# ferbayes: `just` lists the recipes; `just all` reproduces the study for $FER_PROFILE (default cpu).
+#
+# Every stage honours FER_PROFILE, FER_DATA and FER_ARTIFACTS (see README.md); extra arguments
+# after a recipe name go to its binary, e.g. `just ingest --max-per-split 100`.
+
+set positional-arguments := false
+
+cargo := "cargo run --release --quiet --bin"
+
+# List the recipes.
+default:
+    @just --list --unsorted
+
+# Run every stage the profile lists, in order.
+all: ingest
+
+# FER+ (FER_DATA) to artifacts/<profile>/ingest/{train,valid,test}.parquet.
+ingest *ARGS:
+    {{cargo}} ferbayes-ingest -- {{ARGS}}
+
+# The test suite (what CI runs): every crate, optimised build.
+test:
+    cargo test --release --workspace
+
+# Benchmarks on the real data; prints one table per benchmark.
+bench:
+    cargo bench --quiet -p ferbayes-ingest --bench ingest
+
+# Formatting and lints.
+lint:
+    cargo fmt --all --check
+    cargo clippy --release --workspace --all-targets -- -D warnings
