@@ -12,11 +12,23 @@ default:
     @just --list --unsorted
 
 # Run every stage the profile lists, in order.
-all: ingest
+all: ingest train infer
 
 # FER+ (FER_DATA) to artifacts/<profile>/ingest/{train,valid,test}.parquet.
 ingest *ARGS:
     {{cargo}} ferbayes-ingest -- {{ARGS}}
+
+# Train the profile's architectures x methods; e.g. `just train --arch vgg16 --method ensemble`.
+train *ARGS:
+    {{cargo}} ferbayes-train -- {{ARGS}}
+
+# T stochastic passes / N members per valid and test face, cached as probability tables.
+infer *ARGS:
+    {{cargo}} ferbayes-infer -- {{ARGS}}
+
+# Predict the emotion of your own face photos, e.g. `just predict me.jpg --arch alexnet`.
+predict *ARGS:
+    {{cargo}} ferbayes -- predict {{ARGS}}
 
 # The test suite (what CI runs): every crate, optimised build.
 test:

@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::names::{Arch, LabelMode, Method, OptimizerKind};
 
 /// The profile used when neither `--profile` nor `FER_PROFILE` names one.
 pub const DEFAULT_PROFILE: &str = "cpu";
@@ -33,6 +34,145 @@ pub struct Settings {
     /// Where the FER+ data lives when neither `--data` nor `FER_DATA` says.
     pub data_dir: PathBuf,
     pub ingest: IngestSettings,
+    pub train: TrainSettings,
+    pub infer: InferSettings,
+    pub analyze: AnalyzeSettings,
+}
+
+/// Settings of the infer stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InferSettings {
+    /// Stochastic passes T for the MC methods (ensembles use all their N members).
+    pub samples: usize,
+    /// Faces per forward pass.
+    pub batch_size: usize,
+}
+
+/// Settings of the analyze stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnalyzeSettings {
+    /// Equal-width confidence bins of ECE and the reliability diagrams.
+    pub ece_bins: usize,
+    /// Random ensemble member orderings for the mean ± std curves.
+    pub orderings: usize,
+    /// How many most-uncertain test faces the figures show.
+    pub top_uncertain: usize,
+    /// Sample counts n at which those faces' predictions are shown (and the console table).
+    pub shown_n: Vec<usize>,
+}
+
+impl Settings {
+    /// Checks value ranges serde cannot; the error names the key.
+    pub fn validate(&self) -> std::result::Result<(), (String, String)> {
+        let t = &self.train;
+        let bad = |key: &str, msg: &str| Err((key.to_owned(), msg.to_owned()));
+        if t.batch_size == 0 {
+            return bad("train.batch_size", "must be at least 1");
+        }
+        if self.infer.samples == 0 || self.infer.samples > usize::from(u16::MAX) {
+            return bad("infer.samples", "must be in 1..=65535");
+        }
+        if self.infer.batch_size == 0 {
+            return bad("infer.batch_size", "must be at least 1");
+        }
+        if self.analyze.ece_bins == 0 {
+            return bad("analyze.ece_bins", "must be at least 1");
+        }
+        if self.analyze.shown_n.iter().any(|&n| n == 0) {
+            return bad("analyze.shown_n", "sample counts start at 1");
+        }
+        if t.ensemble_members == 0 {
+            return bad("train.ensemble_members", "must be at least 1");
+        }
+        for arch in Arch::ALL {
+            let a = t.arch(*arch);
+            let key = |k: &str| format!("train.{arch}.{k}");
+            if !(a.width > 0.0 && a.width <= 4.0) {
+                return bad(&key("width"), "must be in (0, 4]");
+            }
+            if a.input_size < 32 || a.input_size > 256 {
+                return bad(&key("input_size"), "must be in 32..=256");
+            }
+            if a.epochs == 0 {
+                return bad(&key("epochs"), "must be at least 1");
+            }
+            if !(a.learning_rate > 0.0) {
+                return bad(&key("learning_rate"), "must be positive");
+            }
+            if !(0.0..1.0).contains(&a.drop_rate) {
+                return bad(&key("drop_rate"), "must be in [0, 1)");
+            }
+            if !(0.0..1.0).contains(&a.momentum) {
+                return bad(&key("momentum"), "must be in [0, 1)");
+            }
+            if a.lr_decay < 0.0 || a.weight_decay < 0.0 {
+                return bad(&key("lr_decay"), "lr_decay and weight_decay must be >= 0");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Settings of the train stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainSettings {
+    /// Architectures `just train` trains.
+    pub archs: Vec<Arch>,
+    /// Uncertainty methods `just train` trains for each architecture.
+    pub methods: Vec<Method>,
+    /// Members of a deep ensemble (N).
+    pub ensemble_members: usize,
+    /// Mini-batch size.
+    pub batch_size: usize,
+    /// Training target.
+    pub label_mode: LabelMode,
+    pub alexnet: ArchTrainSettings,
+    pub vgg16: ArchTrainSettings,
+    pub densenet121: ArchTrainSettings,
+}
+
+impl TrainSettings {
+    /// The per-architecture settings of `arch`.
+    pub fn arch(&self, arch: Arch) -> &ArchTrainSettings {
+        match arch {
+            Arch::AlexNet => &self.alexnet,
+            Arch::Vgg16 => &self.vgg16,
+            Arch::DenseNet121 => &self.densenet121,
+        }
+    }
+
+    /// Mutable access to the settings of `arch`.
+    pub fn arch_mut(&mut self, arch: Arch) -> &mut ArchTrainSettings {
+        match arch {
+            Arch::AlexNet => &mut self.alexnet,
+            Arch::Vgg16 => &mut self.vgg16,
+            Arch::DenseNet121 => &mut self.densenet121,
+        }
+    }
+}
+
+/// Network size and optimisation of one architecture.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchTrainSettings {
+    /// Channel multiplier (1.0 = the study's network).
+    pub width: f64,
+    /// Side of the (square) network input; faces are resized bilinearly from 48.
+    pub input_size: usize,
+    pub epochs: usize,
+    pub optimizer: OptimizerKind,
+    pub learning_rate: f64,
+    /// Inverse-time decay per step: lr_t = learning_rate / (1 + lr_decay * t) (Keras style).
+    pub lr_decay: f64,
+    /// SGD momentum (ignored by Adam).
+    pub momentum: f64,
+    /// Decoupled weight decay.
+    pub weight_decay: f64,
+    /// Dropout / DropConnect rate.
+    pub drop_rate: f64,
 }
 
 /// Settings of the ingest stage.
@@ -115,7 +255,7 @@ impl PipelineFile {
 
     fn check(&self, table: &toml::Table, place: &str) -> Result<Settings> {
         let value = toml::Value::Table(table.clone());
-        serde_path_to_error::deserialize(value).map_err(|e| {
+        let settings: Settings = serde_path_to_error::deserialize(value).map_err(|e| {
             let key = e.path().to_string();
             Error::Config {
                 path: self.path.clone(),
@@ -125,7 +265,14 @@ impl PipelineFile {
                     format!("in {place}, key `{key}`: {}", e.inner())
                 },
             }
-        })
+        })?;
+        settings
+            .validate()
+            .map_err(|(key, message)| Error::Config {
+                path: self.path.clone(),
+                message: format!("in {place}, key `{key}`: {message}"),
+            })?;
+        Ok(settings)
     }
 }
 
@@ -154,6 +301,51 @@ seed = 7
 data_dir = "data/ferplus"
 [defaults.ingest]
 zstd_level = 3
+[defaults.train]
+archs = ["alexnet"]
+methods = ["mc_dropout", "ensemble"]
+ensemble_members = 3
+batch_size = 32
+label_mode = "majority"
+[defaults.train.alexnet]
+width = 1.0
+input_size = 64
+epochs = 2
+optimizer = "adam"
+learning_rate = 1e-3
+lr_decay = 0.0
+momentum = 0.9
+weight_decay = 0.0
+drop_rate = 0.5
+[defaults.train.vgg16]
+width = 1.0
+input_size = 64
+epochs = 2
+optimizer = "sgd"
+learning_rate = 1e-2
+lr_decay = 1e-4
+momentum = 0.9
+weight_decay = 0.0
+drop_rate = 0.2
+[defaults.train.densenet121]
+width = 1.0
+input_size = 64
+epochs = 2
+optimizer = "adam"
+learning_rate = 1e-3
+lr_decay = 0.0
+momentum = 0.9
+weight_decay = 0.0
+drop_rate = 0.2
+
+[defaults.infer]
+samples = 15
+batch_size = 256
+[defaults.analyze]
+ece_bins = 15
+orderings = 20
+top_uncertain = 5
+shown_n = [1, 5, 10, 15]
 
 [profiles.cpu]
 [profiles.smoke]
@@ -199,6 +391,30 @@ max_per_split = 10
             .expect_err("unknown top-level table")
             .to_string();
         assert!(err.contains("extra"), "{err}");
+    }
+
+    #[test]
+    fn enum_values_and_ranges_are_checked() {
+        let text = BASE.replace(r#"archs = ["alexnet"]"#, r#"archs = ["alexnet", "resnet"]"#);
+        let err = parse(&text).expect_err("unknown arch").to_string();
+        assert!(
+            err.contains("train.archs") && err.contains("resnet"),
+            "{err}"
+        );
+
+        let text = format!("{BASE}\n[profiles.bad.train.vgg16]\ndrop_rate = 1.5\n");
+        let err = parse(&text)
+            .expect_err("drop rate out of range")
+            .to_string();
+        assert!(
+            err.contains("profiles.bad") && err.contains("train.vgg16.drop_rate"),
+            "{err}"
+        );
+
+        let file = parse(BASE).expect("valid");
+        let smoke = file.settings("smoke").expect("smoke");
+        assert_eq!(smoke.train.arch(Arch::Vgg16).optimizer, OptimizerKind::Sgd);
+        assert_eq!(smoke.train.label_mode, LabelMode::Majority);
     }
 
     #[test]

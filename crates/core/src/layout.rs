@@ -91,6 +91,14 @@ impl Layout {
             .join(format!("member-{member:02}.safetensors"))
     }
 
+    /// `train/<arch>/<method>/.resume/member-NN.safetensors`: the checkpoint of an unfinished
+    /// member (weights, optimiser state, history so far), replaced after every epoch.
+    pub fn member_checkpoint(&self, arch: &str, method: &str, member: usize) -> PathBuf {
+        self.train_dir(arch, method)
+            .join(".resume")
+            .join(format!("member-{member:02}.safetensors"))
+    }
+
     /// `train/<arch>/<method>/history.parquet`.
     pub fn history(&self, arch: &str, method: &str) -> PathBuf {
         self.train_dir(arch, method).join("history.parquet")
@@ -107,6 +115,21 @@ impl Layout {
     /// `analyze/metrics.parquet`.
     pub fn metrics(&self) -> PathBuf {
         self.stage_dir(Stage::Analyze).join("metrics.parquet")
+    }
+
+    /// `analyze/report.html`.
+    pub fn report_html(&self) -> PathBuf {
+        self.stage_dir(Stage::Analyze).join("report.html")
+    }
+
+    /// `analyze/report.md`.
+    pub fn report_md(&self) -> PathBuf {
+        self.stage_dir(Stage::Analyze).join("report.md")
+    }
+
+    /// `analyze/figures/<name>` (a figure's PNG or SVG file).
+    pub fn figure(&self, name: &str) -> PathBuf {
+        self.stage_dir(Stage::Analyze).join("figures").join(name)
     }
 }
 

@@ -9,13 +9,19 @@ pub mod error;
 pub mod io;
 pub mod layout;
 pub mod manifest;
+pub mod names;
 pub mod schema;
+pub mod seed;
 pub mod split;
 
 pub use classes::{EMOTIONS, IMAGE_PIXELS, IMAGE_SIDE, NUM_CLASSES, NUM_VOTES, VOTE_COLUMNS};
-pub use config::{IngestSettings, PipelineFile, Settings};
+pub use config::{
+    AnalyzeSettings, ArchTrainSettings, InferSettings, IngestSettings, PipelineFile, Settings,
+    TrainSettings,
+};
 pub use error::{Error, Result};
 pub use layout::{Layout, Stage};
+pub use names::{Arch, LabelMode, Method, OptimizerKind};
 pub use split::Split;
 
 /// The real FER+ copy the tests run on: `FER_DATA` if set, else `../shared/ferplus` beside the

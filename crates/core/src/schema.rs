@@ -50,3 +50,75 @@ pub fn ingest() -> SchemaRef {
     });
     Arc::clone(&SCHEMA)
 }
+
+/// The schema of `train/<arch>/<method>/history.parquet`, one row per (member, epoch): mean
+/// training loss and accuracy (against the target served), valid-split majority NLL and accuracy
+/// of the deterministic network, the learning rate at the epoch's start, and its wall time.
+pub fn history() -> SchemaRef {
+    static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+        Arc::new(Schema::new(vec![
+            Field::new("member", DataType::UInt16, false),
+            Field::new("epoch", DataType::UInt32, false),
+            Field::new("train_loss", DataType::Float64, false),
+            Field::new("train_accuracy", DataType::Float64, false),
+            Field::new("valid_loss", DataType::Float64, false),
+            Field::new("valid_accuracy", DataType::Float64, false),
+            Field::new("learning_rate", DataType::Float64, false),
+            Field::new("seconds", DataType::Float32, false),
+        ]))
+    });
+    Arc::clone(&SCHEMA)
+}
+
+/// The schema of `infer/<arch>/<method>/<split>.parquet`, long format, one row per
+/// (face, sample): `image` (joins the ingest tables), `sample` (pass index t for the MC methods,
+/// member index for ensembles) and `probs`, the softmax output over the 8 classes (sums to 1).
+pub fn infer() -> SchemaRef {
+    static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+        Arc::new(Schema::new(vec![
+            Field::new("image", DataType::Utf8, false),
+            Field::new("sample", DataType::UInt16, false),
+            Field::new("probs", fixed_list(DataType::Float32, NUM_CLASSES), false),
+        ]))
+    });
+    Arc::clone(&SCHEMA)
+}
+
+/// Columns of `analyze/metrics.parquet` that hold a metric (each also has a `<name>_std`
+/// column: the standard deviation over random ensemble member orderings, 0 for MC methods).
+pub const METRICS: [&str; 13] = [
+    "error",
+    "nll",
+    "ece",
+    "brier",
+    "classwise_ece",
+    "aurc",
+    "entropy",
+    "aleatoric",
+    "epistemic",
+    "jsd",
+    "soft_accuracy",
+    "kl_crowd",
+    "entropy_corr",
+];
+
+/// The schema of `analyze/metrics.parquet`: one row per (arch, method, split, n) with every
+/// metric of [`METRICS`] (f64) and its `_std` column.
+pub fn metrics() -> SchemaRef {
+    static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+        let mut fields = vec![
+            Field::new("arch", DataType::Utf8, false),
+            Field::new("method", DataType::Utf8, false),
+            Field::new("split", DataType::Utf8, false),
+            Field::new("n", DataType::UInt16, false),
+        ];
+        for name in METRICS {
+            fields.push(Field::new(name, DataType::Float64, true));
+        }
+        for name in METRICS {
+            fields.push(Field::new(format!("{name}_std"), DataType::Float64, true));
+        }
+        Arc::new(Schema::new(fields))
+    });
+    Arc::clone(&SCHEMA)
+}

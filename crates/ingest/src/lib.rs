@@ -6,6 +6,7 @@
 
 pub mod error;
 pub mod labels;
+pub mod photo;
 pub mod source;
 
 use std::path::{Path, PathBuf};

@@ -1,1 +1,149 @@
-//! The candle networks of ferbayes (work in progress).
+//! Facial-emotion classifiers in [candle]: AlexNet-BN, VGG-16 and DenseNet-121,
+//! each usable with MC-Dropout, MC-DropConnect or as a Deep-Ensemble member
+//! (Matin & Valdenegro-Toro, "Hey Human, If your Facial Emotions are Uncertain,
+//! You Should Use Bayesian Neural Networks!").
+//!
+//! Input: f32 tensor (B, 1, S, S), values in [0, 1] (see [`preprocess`]).
+//! Output: (B, 8) logits, one per FER+ emotion class.
+//!
+//! # Layer tables
+//!
+//! `c(x) = max(1, round(x * width))` is a channel count scaled by
+//! [`ModelConfig::width`]. Weight names (as stored in safetensors) are given in
+//! brackets; every conv / linear has `.weight` (and `.bias` where stated), every
+//! BatchNorm has `.weight`, `.bias`, `.running_mean`, `.running_var`. BatchNorm
+//! layers are named `bn*` or `norm*`; [`init_seeded`] and [`trainable_vars`] rely
+//! on that. BatchNorm: eps 1e-5, momentum 0.1 (PyTorch defaults). "drop" marks a
+//! dropout position (see *Methods*).
+//!
+//! ## alexnet (BatchNorm after every conv and hidden FC; p = 0.5)
+//!
+//! | # | layer | names |
+//! |---|-------|-------|
+//! | 1 | conv c(64) 5x5 pad 2 → BN → ReLU → maxpool 2 | `features.conv1`, `features.bn1` |
+//! | 2 | conv c(128) 5x5 pad 2 → BN → ReLU → maxpool 2 | `features.conv2`, `features.bn2` |
+//! | 3 | conv c(256) 3x3 pad 1 → BN → ReLU | `features.conv3`, `features.bn3` |
+//! | 4 | conv c(256) 3x3 pad 1 → BN → ReLU | `features.conv4`, `features.bn4` |
+//! | 5 | conv c(128) 3x3 pad 1 → BN → ReLU → maxpool 2 | `features.conv5`, `features.bn5` |
+//! | 6 | flatten (c(128)·⌊S/8⌋², e.g. c(128)·8·8 at S = 64) → drop → fc 256 → BN1d → ReLU | `classifier.fc1`, `classifier.bn1` |
+//! | 7 | drop → fc 256 → BN1d → ReLU | `classifier.fc2`, `classifier.bn2` |
+//! | 8 | fc 8 | `classifier.fc3` |
+//!
+//! Convs and FCs have biases. The hidden FC width (256) is not scaled by `width`.
+//! Minimum S: 8.
+//!
+//! ## vgg16 (no BatchNorm; p = 0.2)
+//!
+//! 13 convs 3x3 pad 1 with bias, each followed by ReLU; M = maxpool 2.
+//!
+//! | block | layers | names |
+//! |-------|--------|-------|
+//! | 1 | c(64), c(64), M | `features.conv1_1`, `features.conv1_2` |
+//! | 2 | c(128), c(128), M | `features.conv2_1`, `features.conv2_2` |
+//! | 3 | c(256) ×3, M | `features.conv3_1` … `features.conv3_3` |
+//! | 4 | c(512) ×3, M | `features.conv4_1` … `features.conv4_3` |
+//! | 5 | c(512) ×3, M | `features.conv5_1` … `features.conv5_3` |
+//! | head | flatten (c(512)·⌊S/32⌋²: 1x1 map at S = 48, 2x2 at S = 64) → drop → fc 256 → ReLU → drop → fc 256 → ReLU → fc 8 | `classifier.fc1`, `classifier.fc2`, `classifier.fc3` |
+//!
+//! Minimum S: 32.
+//!
+//! ## densenet121 (p = 0.2)
+//!
+//! Growth k = c(32), blocks of 6 / 12 / 24 / 16 dense layers, bottleneck 4k,
+//! compression 0.5. Convs have no bias (as torchvision).
+//!
+//! | part | layers | names |
+//! |------|--------|-------|
+//! | stem | conv c(64) 7x7 stride 2 pad 3 → BN → ReLU → maxpool 3x3 stride 2 pad 1 | `features.conv0`, `features.norm0` |
+//! | dense layer l of block b | BN → ReLU → conv 1x1 (4k) → BN → ReLU → conv 3x3 pad 1 (k) → drop; the k maps are concatenated to the layer's input on the channel dim | `features.denseblock{b}.denselayer{l}.{norm1,conv1,norm2,conv2}` |
+//! | transition b (after blocks 1–3) | BN → ReLU → conv 1x1 (⌊C/2⌋) → avgpool 2 | `features.transition{b}.{norm,conv}` |
+//! | head | BN → ReLU → global average pool → linear 8 (with bias) | `features.norm5`, `classifier` |
+//!
+//! The stem max pool pads with zeros after the ReLU, which equals PyTorch's
+//! −∞ padding because its input is ≥ 0. Pools floor their output size:
+//! spatial sizes at S = 48 are 24 (conv0), 12 (pool), 6, 3, 1 (transitions); at
+//! S = 64: 32, 16, 8, 4, 2. At width 1 the channels are 64 → 256 → 128 → 512 → 256
+//! → 1024 → 512 → 1024. Minimum S: 29.
+//!
+//! # Methods
+//!
+//! * **mc_dropout** ([`Method::McDropout`]): inverted dropout at each "drop"
+//!   position — activations multiplied by a [`Noise::mask`] with keep
+//!   probability 1 − p, kept values scaled by 1/(1 − p), one mask entry per
+//!   element (so per sample) — whenever [`Mode::stochastic`], i.e. in training and
+//!   in MC inference.
+//! * **mc_dropconnect** ([`Method::McDropConnect`]): no activation dropout;
+//!   instead a Bernoulli(1 − p) mask on the **weights** of the layer following the
+//!   dropout position — alexnet / vgg16: the `fc1` and `fc2` weight matrices;
+//!   densenet121: the `conv2` weight of every dense layer — drawn once per forward
+//!   pass (shared by the whole batch) whenever `mode.stochastic`. Biases are not
+//!   masked. Kept weights are scaled by 1/(1 − p): the expected masked weight
+//!   then equals the weight, so the expected pre-activation equals the
+//!   deterministic network's (as inverted dropout does for activations), and it
+//!   matches the authors' keras-uncertainty DropConnect layers, which apply
+//!   `K.dropout` (itself inverted dropout) to the kernel.
+//! * **ensemble** ([`Method::Ensemble`]): the classical network, with dropout as
+//!   in mc_dropout while training; inference uses [`Mode::EVAL`], so each member
+//!   is deterministic and the ensemble's spread comes from independently seeded
+//!   members.
+//!
+//! # Modes
+//!
+//! [`Mode`] has two switches: `stochastic` (sample masks) and `batchnorm_train`
+//! (BatchNorm on batch statistics with running-stat update, else on running
+//! stats). [`Mode::TRAIN`] = both on, [`Mode::EVAL`] = both off, [`Mode::MC`] =
+//! masks on, BatchNorm on running stats (so a sample's output never depends on the
+//! rest of its batch). [`Mode::for_inference`] picks MC for the MC methods and
+//! EVAL for ensembles.
+//!
+//! # Determinism
+//!
+//! candle's CPU RNG cannot be seeded, so nothing reproducible uses it: weights come
+//! from [`init_seeded`] (ChaCha8 per variable) and masks from [`Noise`] (ChaCha8).
+//! The same seeds give bit-identical weights and masks on the same machine.
+//!
+//! # candle 0.11.1 notes
+//!
+//! * `BatchNorm` works on (B, C) input as well as (B, C, H, W) (it flattens all
+//!   but the channel dim), so the FC BatchNorms need no reshape. In training mode
+//!   it updates the running variance with the unbiased batch variance, so a batch
+//!   of one sample (one value per channel) would make it NaN:
+//!   [`Model::forward`] refuses `batchnorm_train` with B < 2 for alexnet and
+//!   densenet121.
+//! * `max_pool2d`'s gradient is scaled wrongly (by 1/4 for a 2x2 window with one
+//!   maximum) and `avg_pool2d`'s leaks into the rows a flooring pool ignores;
+//!   both refuse kernel != stride. The pools here are built from differentiable
+//!   primitives instead (checked against finite differences in the tests). Both
+//!   candle pools floor the output size, like PyTorch's default.
+//! * `conv2d`'s input gradient uses a naive CPU `conv_transpose2d`; stride-1
+//!   convs here use a custom op whose backward is an ordinary conv with the
+//!   flipped kernel (about 15–30 % faster training steps).
+//! * Every CPU matmul asks `num_cpus` for the physical core count, which parses
+//!   `/proc/cpuinfo` unless `RAYON_NUM_THREADS` is set: running the binaries
+//!   with `RAYON_NUM_THREADS=<cores>` saves 10–30 % on DenseNet.
+//!
+//! [candle]: https://github.com/huggingface/candle
+
+mod alexnet;
+mod config;
+mod densenet;
+mod device;
+mod error;
+mod init;
+mod layers;
+mod model;
+mod noise;
+mod ops;
+mod preprocess;
+mod vgg;
+
+pub use config::{Arch, Method, Mode, ModelConfig};
+pub use device::device;
+pub use error::{Error, Result};
+pub use init::{VarRole, init_seeded, sorted_vars, trainable_vars};
+pub use model::Model;
+pub use noise::Noise;
+pub use preprocess::{SOURCE_SIZE, batch_tensor, preprocess, resize_bilinear};
+
+/// Number of emotion classes (logits per sample).
+pub const NUM_CLASSES: usize = 8;

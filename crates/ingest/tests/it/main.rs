@@ -3,5 +3,6 @@
 mod bad_input;
 mod csv_layout;
 mod labels;
+mod photo;
 mod real_data;
 mod support;

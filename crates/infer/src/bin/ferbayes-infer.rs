@@ -1,0 +1,50 @@
+//! `ferbayes-infer`: T stochastic passes or N members per face, cached as probability tables.
+
+use anyhow::Context;
+use clap::Parser;
+use ferbayes_core::cli::{CommonArgs, init_tracing};
+use ferbayes_core::{Arch, Method};
+
+/// Run every trained architecture × method of the profile (or the ones named) on the valid and
+/// test faces: T = infer.samples stochastic passes for mc_dropout / mc_dropconnect, every member
+/// for ensembles. Writes infer/<arch>/<method>/{valid,test}.parquet (one row per face × sample).
+#[derive(Debug, Parser)]
+#[command(name = "ferbayes-infer", version)]
+struct Args {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Only these architectures (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    arch: Vec<Arch>,
+    /// Only these methods (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    method: Vec<Method>,
+    /// Compute device: cpu, or cuda (needs a build with `--features cuda`).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+fn main() -> anyhow::Result<()> {
+    init_tracing();
+    let args = Args::parse();
+    let ctx = args.common.context()?;
+    let options = ferbayes_infer::InferOptions {
+        archs: (!args.arch.is_empty()).then(|| args.arch.clone()),
+        methods: (!args.method.is_empty()).then(|| args.method.clone()),
+        device: ferbayes_models::device(&args.device)?,
+    };
+    let summaries =
+        ferbayes_infer::run(&ctx.layout, &ctx.settings, &options).context("inference failed")?;
+    for s in summaries {
+        for (split, faces, seconds) in &s.splits {
+            tracing::info!(
+                "{}/{} {split}: {faces} faces × {} samples, {:.0} faces/s",
+                s.arch,
+                s.method,
+                s.samples,
+                *faces as f64 / seconds
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,403 @@
+//! The infer stage: for every trained architecture × method, the class probabilities of every
+//! valid and test face for each stochastic pass (MC-Dropout, MC-DropConnect; T =
+//! `infer.samples`) or ensemble member (N), cached as long-format Parquet tables.
+//!
+//! Sampling is reproducible: the masks of pass t over the faces of batch b come from a generator
+//! seeded from (seed, t, b), so reruns give identical tables. AlexNet and VGG16 draw masks only
+//! in their classifier head, so their convolutional prefix is computed once per face and only
+//! the head is sampled T times; this gives exactly the probabilities of T full passes with the
+//! same seeds (checked by the tests). DenseNet-121 has dropout throughout and pays T full passes.
+
+pub mod error;
+pub mod predict;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow_array::builder::{StringBuilder, UInt16Builder};
+use arrow_array::cast::AsArray;
+use arrow_array::types::UInt8Type;
+use arrow_array::{ArrayRef, FixedSizeListArray, Float32Array, RecordBatch};
+use arrow_schema::{DataType, Field};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use ferbayes_core::manifest::{Manifest, Output};
+use ferbayes_core::seed::mix;
+use ferbayes_core::{
+    Arch, IMAGE_PIXELS, Layout, Method, NUM_CLASSES, Settings, Split, Stage, schema,
+};
+use ferbayes_models::{Mode, Model, ModelConfig, Noise};
+use tracing_indicatif::span_ext::IndicatifSpanExt;
+
+pub use error::{InferError, Result};
+
+/// Faces of one ingest split: names and pixels, all faces (labelled or not).
+#[derive(Debug, Clone, Default)]
+pub struct Faces {
+    pub images: Vec<String>,
+    /// `images.len() · 2304` pixels.
+    pub pixels: Vec<u8>,
+}
+
+impl Faces {
+    /// Reads every face of an ingest split.
+    pub fn load(path: &std::path::Path) -> Result<Faces> {
+        let batches = ferbayes_core::io::read_parquet(
+            path,
+            &schema::ingest(),
+            Some(&["image", "pixels"]),
+            "just ingest",
+        )?;
+        let mut faces = Faces::default();
+        for batch in &batches {
+            let images = batch.column(0).as_string::<i32>();
+            let pixels = batch.column(1).as_fixed_size_list();
+            let values = pixels.values().as_primitive::<UInt8Type>().values();
+            for i in 0..batch.num_rows() {
+                faces.images.push(images.value(i).to_owned());
+                let at = pixels.value_offset_at(i);
+                faces
+                    .pixels
+                    .extend_from_slice(&values[at..at + IMAGE_PIXELS]);
+            }
+        }
+        Ok(faces)
+    }
+
+    pub fn len(&self) -> usize {
+        self.images.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.images.is_empty()
+    }
+}
+
+/// The trained networks of one architecture × method, ready to sample.
+#[derive(Debug)]
+pub struct Predictor {
+    pub arch: Arch,
+    pub method: Method,
+    models: Vec<Model>,
+    samples: usize,
+    seed: u64,
+    input_size: usize,
+    device: Device,
+    /// Compute the deterministic prefix once and sample only the head (AlexNet, VGG16).
+    pub cache_prefix: bool,
+}
+
+impl Predictor {
+    /// Loads the weights of `arch`/`method` written by the train stage for this profile.
+    pub fn load(
+        layout: &Layout,
+        settings: &Settings,
+        arch: Arch,
+        method: Method,
+        device: &Device,
+    ) -> Result<Predictor> {
+        let s = settings.train.arch(arch);
+        let mut cfg = ModelConfig::new(
+            to_model_arch(arch),
+            to_model_method(method),
+            s.width,
+            s.input_size,
+        );
+        cfg.drop_rate = s.drop_rate;
+        let members = match method {
+            Method::Ensemble => settings.train.ensemble_members,
+            Method::McDropout | Method::McDropConnect => 1,
+        };
+        let mut models = Vec::with_capacity(members);
+        for m in 0..members {
+            let path = layout.member_weights(arch.as_str(), method.as_str(), m);
+            let recipe = format!("just train --arch {arch} --method {method}");
+            if !path.is_file() {
+                return Err(InferError::MissingWeights { path, recipe });
+            }
+            let tensors =
+                candle_core::safetensors::load(&path, device).map_err(|e| InferError::Weights {
+                    path: path.clone(),
+                    message: format!("not a readable safetensors file: {e}"),
+                    recipe: recipe.clone(),
+                })?;
+            let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
+            let model = Model::new(&cfg, vb).map_err(|e| InferError::Weights {
+                path: path.clone(),
+                message: format!(
+                    "does not fit the profile's {arch} settings (width {}, input {}): {e}",
+                    s.width, s.input_size
+                ),
+                recipe: recipe.clone(),
+            })?;
+            models.push(model);
+        }
+        let samples = match method {
+            Method::Ensemble => members,
+            Method::McDropout | Method::McDropConnect => settings.infer.samples,
+        };
+        Ok(Predictor {
+            arch,
+            method,
+            cache_prefix: models[0].has_deterministic_prefix(),
+            models,
+            samples,
+            seed: settings.seed,
+            input_size: s.input_size,
+            device: device.clone(),
+        })
+    }
+
+    /// Samples per face: T passes, or N members.
+    pub fn samples(&self) -> usize {
+        self.samples
+    }
+
+    /// Probabilities of every (face, sample) of a batch of faces (`pixels`: B · 2304), face-major:
+    /// entry `i · samples + t` is face i, sample t. `batch` numbers the batch for the seeds.
+    pub fn predict(&self, pixels: &[u8], batch: u64) -> Result<Vec<[f32; NUM_CLASSES]>> {
+        let b = pixels.len() / IMAGE_PIXELS;
+        let xs = ferbayes_models::batch_tensor(
+            pixels.chunks(IMAGE_PIXELS),
+            self.input_size,
+            &self.device,
+        )?;
+        let mut per_sample: Vec<Tensor> = Vec::with_capacity(self.samples);
+        match self.method {
+            Method::Ensemble => {
+                let mut noise = Noise::new(0);
+                for model in &self.models {
+                    per_sample.push(model.forward(&xs, Mode::EVAL, &mut noise)?);
+                }
+            }
+            Method::McDropout | Method::McDropConnect => {
+                let model = &self.models[0];
+                let prefix = if self.cache_prefix {
+                    Some(model.features(&xs, Mode::MC)?)
+                } else {
+                    None
+                };
+                for t in 0..self.samples {
+                    let mut noise = Noise::new(self.pass_seed(t, batch));
+                    let logits = match &prefix {
+                        Some(features) => model.head(features, Mode::MC, &mut noise)?,
+                        None => model.forward(&xs, Mode::MC, &mut noise)?,
+                    };
+                    per_sample.push(logits);
+                }
+            }
+        }
+        // (S, B, 8) → face-major rows.
+        let probs = candle_nn::ops::softmax(&Tensor::stack(&per_sample, 0)?, 2)?;
+        let probs: Vec<f32> = probs
+            .transpose(0, 1)?
+            .contiguous()?
+            .flatten_all()?
+            .to_vec1()?;
+        debug_assert_eq!(probs.len(), b * self.samples * NUM_CLASSES);
+        Ok(probs
+            .chunks_exact(NUM_CLASSES)
+            .map(|c| {
+                let mut p = [0.0; NUM_CLASSES];
+                p.copy_from_slice(c);
+                p
+            })
+            .collect())
+    }
+
+    /// The probabilities of T *full* passes with the same seeds as [`Predictor::predict`]
+    /// (no prefix caching): the reference the cached path is tested against.
+    pub fn predict_uncached(&self, pixels: &[u8], batch: u64) -> Result<Vec<[f32; NUM_CLASSES]>> {
+        let uncached = Predictor {
+            arch: self.arch,
+            method: self.method,
+            models: self.models.clone(),
+            samples: self.samples,
+            seed: self.seed,
+            input_size: self.input_size,
+            device: self.device.clone(),
+            cache_prefix: false,
+        };
+        uncached.predict(pixels, batch)
+    }
+
+    fn pass_seed(&self, pass: usize, batch: u64) -> u64 {
+        mix(mix(self.seed, pass as u64), batch)
+    }
+}
+
+pub(crate) fn to_model_arch(arch: Arch) -> ferbayes_models::Arch {
+    match arch {
+        Arch::AlexNet => ferbayes_models::Arch::AlexNet,
+        Arch::Vgg16 => ferbayes_models::Arch::Vgg16,
+        Arch::DenseNet121 => ferbayes_models::Arch::DenseNet121,
+    }
+}
+
+pub(crate) fn to_model_method(method: Method) -> ferbayes_models::Method {
+    match method {
+        Method::McDropout => ferbayes_models::Method::McDropout,
+        Method::McDropConnect => ferbayes_models::Method::McDropConnect,
+        Method::Ensemble => ferbayes_models::Method::Ensemble,
+    }
+}
+
+/// What infer wrote for one combination.
+#[derive(Debug, Clone)]
+pub struct InferSummary {
+    pub arch: Arch,
+    pub method: Method,
+    pub samples: usize,
+    /// (split, faces, seconds)
+    pub splits: Vec<(Split, usize, f64)>,
+}
+
+/// Options of a run.
+#[derive(Debug, Clone)]
+pub struct InferOptions {
+    pub archs: Option<Vec<Arch>>,
+    pub methods: Option<Vec<Method>>,
+    pub device: Device,
+}
+
+impl Default for InferOptions {
+    fn default() -> Self {
+        InferOptions {
+            archs: None,
+            methods: None,
+            device: Device::Cpu,
+        }
+    }
+}
+
+/// Runs inference for every selected combination on the valid and test splits.
+pub fn run(
+    layout: &Layout,
+    settings: &Settings,
+    options: &InferOptions,
+) -> Result<Vec<InferSummary>> {
+    let archs = options
+        .archs
+        .clone()
+        .unwrap_or_else(|| settings.train.archs.clone());
+    let methods = options
+        .methods
+        .clone()
+        .unwrap_or_else(|| settings.train.methods.clone());
+    let splits = [Split::Valid, Split::Test];
+    let faces: Vec<Faces> = splits
+        .iter()
+        .map(|&s| Faces::load(&layout.ingest_split(s)))
+        .collect::<Result<_>>()?;
+    let mut out = Vec::new();
+    for &arch in &archs {
+        for &method in &methods {
+            let predictor = Predictor::load(layout, settings, arch, method, &options.device)?;
+            let mut summary = InferSummary {
+                arch,
+                method,
+                samples: predictor.samples(),
+                splits: Vec::new(),
+            };
+            let mut manifest = Manifest::start(
+                Stage::Infer.name(),
+                layout.profile(),
+                serde_json::json!({
+                    "arch": arch,
+                    "method": method,
+                    "samples": predictor.samples(),
+                    "batch_size": settings.infer.batch_size,
+                    "seed": settings.seed,
+                    "prefix_cached": predictor.cache_prefix,
+                }),
+            );
+            manifest.inputs = (0..settings.train.ensemble_members.min(predictor.models.len()))
+                .map(|m| {
+                    layout
+                        .member_weights(arch.as_str(), method.as_str(), m)
+                        .display()
+                        .to_string()
+                })
+                .collect();
+            let mut pending = Vec::new();
+            for (&split, faces) in splits.iter().zip(&faces) {
+                let t0 = Instant::now();
+                let batch = infer_split(
+                    &predictor,
+                    faces,
+                    settings.infer.batch_size,
+                    &format!("{arch}/{method}/{split}"),
+                )?;
+                let seconds = t0.elapsed().as_secs_f64();
+                tracing::info!(
+                    "{arch}/{method} {split}: {} faces × {} samples in {seconds:.1}s ({:.0} faces/s)",
+                    faces.len(),
+                    predictor.samples(),
+                    faces.len() as f64 / seconds
+                );
+                manifest.outputs.push(Output {
+                    file: format!("{}.parquet", split.name()),
+                    rows: batch.num_rows() as u64,
+                });
+                pending.push(ferbayes_core::io::write_parquet(
+                    layout.infer_split(arch.as_str(), method.as_str(), split),
+                    &schema::infer(),
+                    [batch],
+                    3,
+                )?);
+                summary.splits.push((split, faces.len(), seconds));
+            }
+            for p in pending {
+                p.commit()?;
+            }
+            let dir = layout
+                .infer_split(arch.as_str(), method.as_str(), Split::Test)
+                .parent()
+                .map(std::path::Path::to_path_buf)
+                .unwrap_or_default();
+            manifest.finish(&Layout::manifest_in(&dir))?;
+            out.push(summary);
+        }
+    }
+    Ok(out)
+}
+
+/// Samples every face of a split into one record batch (schema [`schema::infer`]).
+pub fn infer_split(
+    predictor: &Predictor,
+    faces: &Faces,
+    batch_size: usize,
+    task: &str,
+) -> Result<RecordBatch> {
+    let s = predictor.samples();
+    let n = faces.len();
+    let mut probs: Vec<f32> = Vec::with_capacity(n * s * NUM_CLASSES);
+    let span = ferbayes_core::cli::progress_span(task, n as u64);
+    let _enter = span.enter();
+    for (b, chunk) in faces.pixels.chunks(batch_size * IMAGE_PIXELS).enumerate() {
+        for p in predictor.predict(chunk, b as u64)? {
+            probs.extend_from_slice(&p);
+        }
+        span.pb_inc((chunk.len() / IMAGE_PIXELS) as u64);
+    }
+    let mut image = StringBuilder::with_capacity(n * s, n * s * 14);
+    let mut sample = UInt16Builder::with_capacity(n * s);
+    for name in &faces.images {
+        for t in 0..s {
+            image.append_value(name);
+            sample.append_value(t as u16);
+        }
+    }
+    let probs = FixedSizeListArray::new(
+        Arc::new(Field::new("item", DataType::Float32, false)),
+        NUM_CLASSES as i32,
+        Arc::new(Float32Array::from(probs)),
+        None,
+    );
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(image.finish()),
+        Arc::new(sample.finish()),
+        Arc::new(probs),
+    ];
+    Ok(RecordBatch::try_new(schema::infer(), columns).expect("columns match the infer schema"))
+}

@@ -1,0 +1,317 @@
+//! Tables, determinism, the prefix-cached path, ensemble members and predict.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::OnceLock;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float32Type, UInt16Type};
+use candle_core::{DType, Device};
+use candle_nn::VarBuilder;
+use ferbayes_core::{Arch, Layout, Method, PipelineFile, Settings, Split, schema};
+use ferbayes_infer::{Faces, InferOptions, Predictor};
+use ferbayes_models::{Mode, Model, ModelConfig, Noise};
+
+const FACES: usize = 40;
+const SAMPLES: usize = 4;
+const MEMBERS: usize = 3;
+
+fn repo() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+}
+
+fn settings() -> Settings {
+    let file = PipelineFile::load(&repo().join("pipeline.toml")).expect("pipeline.toml");
+    let mut s = file.settings("smoke").expect("smoke");
+    s.train.archs = vec![Arch::AlexNet, Arch::DenseNet121];
+    s.train.ensemble_members = MEMBERS;
+    s.infer.samples = SAMPLES;
+    s.infer.batch_size = 16;
+    for arch in Arch::ALL {
+        let a = s.train.arch_mut(*arch);
+        a.width = 0.125;
+        a.input_size = 48;
+        a.epochs = 1;
+    }
+    s
+}
+
+/// One trained artifact root shared by the tests (ingest + train once).
+fn trained() -> &'static (tempfile::TempDir, Layout, Settings) {
+    static ROOT: OnceLock<(tempfile::TempDir, Layout, Settings)> = OnceLock::new();
+    ROOT.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let layout = Layout::new(dir.path(), "smoke");
+        let ingest = ferbayes_core::IngestSettings {
+            max_per_split: Some(FACES),
+            zstd_level: 1,
+        };
+        ferbayes_ingest::run(&ferbayes_core::test_data_root(), &layout, &ingest).expect("ingest");
+        let s = settings();
+        ferbayes_train::run(&layout, &s, &ferbayes_train::TrainOptions::default()).expect("train");
+        (dir, layout, s)
+    })
+}
+
+fn infer_table(
+    layout: &Layout,
+    arch: &str,
+    method: &str,
+    split: Split,
+) -> arrow_array::RecordBatch {
+    let batches = ferbayes_core::io::read_parquet(
+        &layout.infer_split(arch, method, split),
+        &schema::infer(),
+        None,
+        "just infer",
+    )
+    .expect("infer table");
+    arrow_select::concat::concat_batches(&schema::infer(), &batches).expect("concat")
+}
+
+#[test]
+fn tables_cover_every_face_and_sample_and_are_reproducible() {
+    let (_dir, layout, s) = trained();
+    ferbayes_infer::run(layout, s, &InferOptions::default()).expect("infer");
+    let first =
+        std::fs::read(layout.infer_split("alexnet", "mc_dropout", Split::Test)).expect("read");
+    for arch in ["alexnet", "densenet121"] {
+        for method in ["mc_dropout", "mc_dropconnect", "ensemble"] {
+            let samples = if method == "ensemble" {
+                MEMBERS
+            } else {
+                SAMPLES
+            };
+            for split in [Split::Valid, Split::Test] {
+                let t = infer_table(layout, arch, method, split);
+                assert_eq!(t.num_rows(), FACES * samples, "{arch}/{method}/{split}");
+                let sample = t.column(1).as_primitive::<UInt16Type>();
+                let image = t.column(0).as_string::<i32>();
+                let probs = t.column(2).as_fixed_size_list();
+                for row in 0..t.num_rows() {
+                    assert_eq!(usize::from(sample.value(row)), row % samples);
+                    assert_eq!(image.value(row), image.value(row - row % samples));
+                    let p = probs.value(row);
+                    let sum: f32 = p.as_primitive::<Float32Type>().values().iter().sum();
+                    assert!((sum - 1.0).abs() < 1e-5, "{arch}/{method}: sum {sum}");
+                }
+            }
+        }
+    }
+    // All faces of the split are there, labelled or not, in ingest order.
+    let faces = Faces::load(&layout.ingest_split(Split::Test)).expect("faces");
+    let t = infer_table(layout, "densenet121", "ensemble", Split::Test);
+    let image = t.column(0).as_string::<i32>();
+    for (i, name) in faces.images.iter().enumerate() {
+        assert_eq!(image.value(i * MEMBERS), name);
+    }
+    // A second run writes identical bytes.
+    ferbayes_infer::run(
+        layout,
+        s,
+        &InferOptions {
+            archs: Some(vec![Arch::AlexNet]),
+            methods: Some(vec![Method::McDropout]),
+            ..InferOptions::default()
+        },
+    )
+    .expect("rerun");
+    let second =
+        std::fs::read(layout.infer_split("alexnet", "mc_dropout", Split::Test)).expect("read");
+    assert!(first == second, "rerun changed the table");
+}
+
+#[test]
+fn prefix_cached_sampling_equals_full_passes() {
+    let (_dir, layout, s) = trained();
+    let faces = Faces::load(&layout.ingest_split(Split::Valid)).expect("faces");
+    let pixels = &faces.pixels[..16 * ferbayes_core::IMAGE_PIXELS];
+    for method in [Method::McDropout, Method::McDropConnect] {
+        let p = Predictor::load(layout, s, Arch::AlexNet, method, &Device::Cpu).expect("load");
+        assert!(p.cache_prefix);
+        let cached = p.predict(pixels, 3).expect("cached");
+        let full = p.predict_uncached(pixels, 3).expect("full");
+        let max = cached
+            .iter()
+            .flatten()
+            .zip(full.iter().flatten())
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(
+            max < 1e-5,
+            "{method}: cached and full passes differ by {max}"
+        );
+        // The passes are stochastic: two samples of one face differ.
+        assert_ne!(
+            cached[0], cached[1],
+            "{method}: passes 0 and 1 are identical"
+        );
+    }
+    let dense = Predictor::load(
+        layout,
+        s,
+        Arch::DenseNet121,
+        Method::McDropout,
+        &Device::Cpu,
+    )
+    .expect("load");
+    assert!(!dense.cache_prefix, "densenet has dropout throughout");
+}
+
+#[test]
+fn ensemble_sample_k_is_member_k_alone() {
+    let (_dir, layout, s) = trained();
+    let faces = Faces::load(&layout.ingest_split(Split::Test)).expect("faces");
+    let pixels = &faces.pixels[..5 * ferbayes_core::IMAGE_PIXELS];
+    let p =
+        Predictor::load(layout, s, Arch::AlexNet, Method::Ensemble, &Device::Cpu).expect("load");
+    let probs = p.predict(pixels, 0).expect("predict");
+    for k in 0..MEMBERS {
+        let tensors = candle_core::safetensors::load(
+            layout.member_weights("alexnet", "ensemble", k),
+            &Device::Cpu,
+        )
+        .expect("weights");
+        let cfg = ModelConfig::new(
+            ferbayes_models::Arch::AlexNet,
+            ferbayes_models::Method::Ensemble,
+            0.125,
+            48,
+        );
+        let model = Model::new(
+            &cfg,
+            VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu),
+        )
+        .expect("model");
+        let xs = ferbayes_models::batch_tensor(
+            pixels.chunks(ferbayes_core::IMAGE_PIXELS),
+            48,
+            &Device::Cpu,
+        )
+        .expect("xs");
+        let logits = model
+            .forward(&xs, Mode::EVAL, &mut Noise::new(1))
+            .expect("forward");
+        let alone: Vec<Vec<f32>> = candle_nn::ops::softmax(&logits, 1)
+            .expect("softmax")
+            .to_vec2()
+            .expect("vec");
+        for (face, row) in alone.iter().enumerate() {
+            let got = probs[face * MEMBERS + k];
+            for c in 0..8 {
+                assert!((got[c] - row[c]).abs() < 1e-6, "member {k}, face {face}");
+            }
+        }
+    }
+}
+
+#[test]
+fn missing_weights_name_the_recipe() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let layout = Layout::new(dir.path(), "empty");
+    let err = Predictor::load(
+        &layout,
+        &settings(),
+        Arch::Vgg16,
+        Method::Ensemble,
+        &Device::Cpu,
+    )
+    .expect_err("no weights")
+    .to_string();
+    assert!(
+        err.contains("member-00.safetensors")
+            && err.contains("just train --arch vgg16 --method ensemble"),
+        "{err}"
+    );
+}
+
+fn predict_json(args: &[&str], images: &[&Path]) -> serde_json::Value {
+    let (dir, _layout, _) = trained();
+    // The test settings differ from the smoke profile in pipeline.toml: write them as a config.
+    let config = dir.path().join("test-pipeline.toml");
+    if !config.exists() {
+        let text = std::fs::read_to_string(repo().join("pipeline.toml")).expect("read");
+        std::fs::write(&config, smoke_config(&text)).expect("write config");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_ferbayes"))
+        .arg("predict")
+        .args(images)
+        .args(args)
+        .args(["--json", "--profile", "smoke", "--artifacts"])
+        .arg(dir.path())
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .expect("run ferbayes");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("json")
+}
+
+/// pipeline.toml with the smoke profile changed to the test settings.
+fn smoke_config(text: &str) -> String {
+    let s = settings();
+    let mut doc: toml::Table = text.parse().expect("toml");
+    let profiles = doc
+        .get_mut("profiles")
+        .and_then(|p| p.as_table_mut())
+        .expect("profiles");
+    let smoke = profiles
+        .get_mut("smoke")
+        .and_then(|p| p.as_table_mut())
+        .expect("smoke");
+    let train: toml::Table = toml::Table::try_from(&s.train).expect("train table");
+    smoke.insert("train".into(), toml::Value::Table(train));
+    let infer: toml::Table = toml::Table::try_from(&s.infer).expect("infer table");
+    smoke.insert("infer".into(), toml::Value::Table(infer));
+    toml::to_string(&doc).expect("serialise")
+}
+
+#[test]
+fn predict_a_real_face_and_a_colour_photo() {
+    let real = ferbayes_core::test_data_root().join("FER2013Test/fer0032220.png");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let photo = dir.path().join("photo.jpg");
+    let img = image::RgbImage::from_fn(120, 90, |x, y| {
+        image::Rgb([(x * 2) as u8, (y * 2) as u8, 90])
+    });
+    img.save(&photo).expect("save jpeg");
+    let json = predict_json(
+        &[
+            "--arch",
+            "alexnet",
+            "--method",
+            "mc_dropout",
+            "--samples",
+            "6",
+        ],
+        &[&real, &photo],
+    );
+    let list = json.as_array().expect("array");
+    assert_eq!(list.len(), 2);
+    for p in list {
+        let probs = p["probabilities"].as_array().expect("probs");
+        assert_eq!(probs.len(), 8);
+        let sum: f64 = probs.iter().map(|e| e[1].as_f64().expect("p")).sum();
+        assert!((sum - 1.0).abs() < 1e-5);
+        assert_eq!(p["samples"], 6);
+        let h = p["predictive_entropy"].as_f64().expect("h");
+        let a = p["aleatoric"].as_f64().expect("a");
+        let e = p["epistemic"].as_f64().expect("e");
+        assert!((h - a - e).abs() < 1e-9 && e >= 0.0);
+        assert!(!p["verdict"].as_str().expect("verdict").is_empty());
+    }
+    assert!(
+        list[0]["warning"].is_null(),
+        "a 48x48 gray face needs no warning"
+    );
+    assert!(
+        list[1]["warning"]
+            .as_str()
+            .expect("warning")
+            .contains("120x90")
+    );
+}

@@ -1,0 +1,3 @@
+//! Integration tests of the infer stage and of `ferbayes predict` on real faces.
+
+mod inference;

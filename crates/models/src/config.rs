@@ -1,0 +1,258 @@
+//! Architecture and method names, the model configuration and forward modes.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Network architecture.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Arch {
+    /// AlexNet with BatchNorm (5 convs, 3 FCs).
+    #[serde(rename = "alexnet")]
+    AlexNet,
+    /// VGG-16 (13 convs, 3 FCs), no BatchNorm.
+    #[serde(rename = "vgg16")]
+    Vgg16,
+    /// DenseNet-121 (blocks 6/12/24/16).
+    #[serde(rename = "densenet121")]
+    DenseNet121,
+}
+
+impl Arch {
+    /// Every architecture, in the paper's order.
+    pub const ALL: [Arch; 3] = [Arch::AlexNet, Arch::Vgg16, Arch::DenseNet121];
+
+    /// The stable lowercase name (`alexnet`, `vgg16`, `densenet121`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Arch::AlexNet => "alexnet",
+            Arch::Vgg16 => "vgg16",
+            Arch::DenseNet121 => "densenet121",
+        }
+    }
+
+    /// Default dropout / DropConnect rate p: 0.5 for alexnet, 0.2 for vgg16 and densenet121.
+    pub fn default_drop_rate(self) -> f64 {
+        match self {
+            Arch::AlexNet => 0.5,
+            Arch::Vgg16 | Arch::DenseNet121 => 0.2,
+        }
+    }
+
+    /// Whether the architecture contains BatchNorm layers.
+    pub fn has_batchnorm(self) -> bool {
+        matches!(self, Arch::AlexNet | Arch::DenseNet121)
+    }
+}
+
+impl fmt::Display for Arch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Arch {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        Arch::ALL
+            .into_iter()
+            .find(|a| a.as_str().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| Error::UnknownArch(s.to_owned()))
+    }
+}
+
+/// Uncertainty method: how the network is made stochastic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Method {
+    /// MC-Dropout: inverted dropout on activations, kept on at inference.
+    #[serde(rename = "mc_dropout")]
+    McDropout,
+    /// MC-DropConnect: Bernoulli masks on weights, kept on at inference.
+    #[serde(rename = "mc_dropconnect")]
+    McDropConnect,
+    /// Deep Ensemble member: the classical network (dropout only while training).
+    #[serde(rename = "ensemble")]
+    Ensemble,
+}
+
+impl Method {
+    /// Every method, in the paper's order.
+    pub const ALL: [Method; 3] = [Method::McDropout, Method::McDropConnect, Method::Ensemble];
+
+    /// The stable name (`mc_dropout`, `mc_dropconnect`, `ensemble`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::McDropout => "mc_dropout",
+            Method::McDropConnect => "mc_dropconnect",
+            Method::Ensemble => "ensemble",
+        }
+    }
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Method {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        Method::ALL
+            .into_iter()
+            .find(|m| m.as_str().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| Error::UnknownMethod(s.to_owned()))
+    }
+}
+
+/// Everything needed to build a [`crate::Model`] (together with its weights).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelConfig {
+    pub arch: Arch,
+    pub method: Method,
+    /// Channel width multiplier: a layer documented with x channels gets
+    /// `c(x) = max(1, round(x * width))`.
+    pub width: f64,
+    /// Side S of the square (B, 1, S, S) input.
+    pub input_size: usize,
+    /// Dropout / DropConnect rate p (probability of dropping).
+    pub drop_rate: f64,
+}
+
+impl ModelConfig {
+    /// A configuration with the architecture's default drop rate
+    /// ([`Arch::default_drop_rate`]).
+    pub fn new(arch: Arch, method: Method, width: f64, input_size: usize) -> Self {
+        ModelConfig {
+            arch,
+            method,
+            width,
+            input_size,
+            drop_rate: arch.default_drop_rate(),
+        }
+    }
+
+    /// Scaled channel count `c(x) = max(1, round(x * width))`.
+    pub fn channels(&self, x: usize) -> usize {
+        scaled(x, self.width)
+    }
+
+    /// Smallest input side the architecture accepts (every pooling stage keeps at
+    /// least one pixel): 8 for alexnet, 32 for vgg16, 29 for densenet121.
+    pub fn min_input_size(arch: Arch) -> usize {
+        (1..)
+            .find(|&s| spatial_sizes(arch, s).is_some())
+            .unwrap_or(usize::MAX)
+    }
+
+    /// Checks width, input size and drop rate.
+    pub fn validate(&self) -> Result<()> {
+        if !(self.width.is_finite() && self.width > 0.0) {
+            return Err(Error::Config(format!(
+                "width must be a positive finite number, got {}",
+                self.width
+            )));
+        }
+        if !(self.drop_rate.is_finite() && (0.0..1.0).contains(&self.drop_rate)) {
+            return Err(Error::Config(format!(
+                "drop_rate must be in [0, 1), got {}",
+                self.drop_rate
+            )));
+        }
+        if spatial_sizes(self.arch, self.input_size).is_none() {
+            return Err(Error::Config(format!(
+                "input_size {} is too small for {} (minimum {})",
+                self.input_size,
+                self.arch,
+                Self::min_input_size(self.arch)
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// `max(1, round(x * width))`.
+pub(crate) fn scaled(x: usize, width: f64) -> usize {
+    let v = (x as f64 * width).round();
+    if v < 1.0 { 1 } else { v as usize }
+}
+
+/// Side of the feature map after each down-sampling stage, or `None` when a stage
+/// would leave less than one pixel (or, for DenseNet's avg pools, less than the
+/// 2x2 window).
+///
+/// alexnet: after pool1, pool2, pool3; vgg16: after each of the 5 pools;
+/// densenet121: after conv0, pool0, transition1, transition2, transition3.
+pub(crate) fn spatial_sizes(arch: Arch, input: usize) -> Option<Vec<usize>> {
+    let pool2 = |s: usize| if s >= 2 { Some(s / 2) } else { None };
+    let mut out = Vec::new();
+    match arch {
+        Arch::AlexNet | Arch::Vgg16 => {
+            let n = if arch == Arch::AlexNet { 3 } else { 5 };
+            let mut s = input;
+            for _ in 0..n {
+                s = pool2(s)?;
+                out.push(s);
+            }
+        }
+        Arch::DenseNet121 => {
+            if input == 0 {
+                return None;
+            }
+            // conv0 7x7 stride 2 pad 3: (s + 6 - 7) / 2 + 1
+            let s = (input - 1) / 2 + 1;
+            out.push(s);
+            // pool0 3x3 stride 2 pad 1: (s + 2 - 3) / 2 + 1
+            let mut s = (s - 1) / 2 + 1;
+            out.push(s);
+            for _ in 0..3 {
+                s = pool2(s)?;
+                out.push(s);
+            }
+        }
+    }
+    Some(out)
+}
+
+/// How a forward pass treats the stochastic layers and BatchNorm.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mode {
+    /// Sample dropout / DropConnect masks (from the [`crate::Noise`] passed in).
+    pub stochastic: bool,
+    /// BatchNorm normalises with batch statistics and updates its running stats;
+    /// otherwise it uses the running stats and leaves them alone.
+    pub batchnorm_train: bool,
+}
+
+impl Mode {
+    /// Training: masks sampled, BatchNorm on batch statistics (running stats updated).
+    pub const TRAIN: Mode = Mode {
+        stochastic: true,
+        batchnorm_train: true,
+    };
+    /// Deterministic evaluation: no masks, BatchNorm on running stats.
+    pub const EVAL: Mode = Mode {
+        stochastic: false,
+        batchnorm_train: false,
+    };
+    /// Monte-Carlo sampling: masks sampled, BatchNorm on running stats (so a sample's
+    /// output does not depend on the rest of the batch).
+    pub const MC: Mode = Mode {
+        stochastic: true,
+        batchnorm_train: false,
+    };
+
+    /// The mode inference uses for a method: [`Mode::MC`] for mc_dropout and
+    /// mc_dropconnect, [`Mode::EVAL`] for ensemble members.
+    pub fn for_inference(method: Method) -> Mode {
+        match method {
+            Method::McDropout | Method::McDropConnect => Mode::MC,
+            Method::Ensemble => Mode::EVAL,
+        }
+    }
+}

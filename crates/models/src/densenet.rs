@@ -1,0 +1,139 @@
+//! DenseNet-121 (see the crate docs for the layer table).
+
+use candle_core::{D, Tensor};
+use candle_nn::{BatchNorm, VarBuilder};
+
+use crate::config::ModelConfig;
+use crate::error::Result;
+use crate::layers::{Conv2d, Linear, Stochastic, batch_norm, bn};
+use crate::noise::Noise;
+use crate::ops::{avg_pool2, max_pool3_s2_p1};
+use crate::{Mode, NUM_CLASSES};
+
+/// Dense layers per block.
+const BLOCKS: [usize; 4] = [6, 12, 24, 16];
+/// Growth rate before scaling.
+const GROWTH: usize = 32;
+/// Stem channels before scaling.
+const STEM: usize = 64;
+/// Bottleneck width as a multiple of the growth rate.
+const BN_SIZE: usize = 4;
+
+#[derive(Clone, Debug)]
+struct DenseLayer {
+    norm1: BatchNorm,
+    conv1: Conv2d,
+    norm2: BatchNorm,
+    conv2: Conv2d,
+}
+
+impl DenseLayer {
+    fn new(in_c: usize, growth: usize, vb: VarBuilder) -> Result<Self> {
+        let mid = BN_SIZE * growth;
+        Ok(DenseLayer {
+            norm1: batch_norm(in_c, vb.pp("norm1"))?,
+            conv1: Conv2d::new(in_c, mid, 1, 1, 0, false, vb.pp("conv1"))?,
+            norm2: batch_norm(mid, vb.pp("norm2"))?,
+            conv2: Conv2d::new(mid, growth, 3, 1, 1, false, vb.pp("conv2"))?,
+        })
+    }
+
+    /// The k new feature maps (not yet concatenated).
+    fn forward(
+        &self,
+        xs: &Tensor,
+        drop: &Stochastic,
+        mode: Mode,
+        noise: &mut Noise,
+    ) -> Result<Tensor> {
+        let ys = bn(&self.norm1, xs, mode)?.relu()?;
+        let ys = self.conv1.forward(&ys)?;
+        let ys = bn(&self.norm2, &ys, mode)?.relu()?;
+        let w = drop.weight(self.conv2.weight(), mode, noise)?;
+        let ys = self.conv2.forward_with_weight(&ys, &w)?;
+        drop.dropout(&ys, mode, noise)
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Transition {
+    norm: BatchNorm,
+    conv: Conv2d,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct DenseNet121 {
+    conv0: Conv2d,
+    norm0: BatchNorm,
+    blocks: Vec<Vec<DenseLayer>>,
+    /// After blocks 1..3.
+    transitions: Vec<Transition>,
+    norm5: BatchNorm,
+    classifier: Linear,
+    drop: Stochastic,
+}
+
+impl DenseNet121 {
+    pub(crate) fn new(cfg: &ModelConfig, vb: VarBuilder) -> Result<Self> {
+        let fvb = vb.pp("features");
+        let growth = cfg.channels(GROWTH);
+        let mut c = cfg.channels(STEM);
+        let conv0 = Conv2d::new(1, c, 7, 2, 3, false, fvb.pp("conv0"))?;
+        let norm0 = batch_norm(c, fvb.pp("norm0"))?;
+        let mut blocks = Vec::with_capacity(BLOCKS.len());
+        let mut transitions = Vec::with_capacity(BLOCKS.len() - 1);
+        for (b, &n) in BLOCKS.iter().enumerate() {
+            let bvb = fvb.pp(format!("denseblock{}", b + 1));
+            let mut layers = Vec::with_capacity(n);
+            for l in 0..n {
+                layers.push(DenseLayer::new(
+                    c,
+                    growth,
+                    bvb.pp(format!("denselayer{}", l + 1)),
+                )?);
+                c += growth;
+            }
+            blocks.push(layers);
+            if b + 1 < BLOCKS.len() {
+                let tvb = fvb.pp(format!("transition{}", b + 1));
+                let out = (c / 2).max(1);
+                transitions.push(Transition {
+                    norm: batch_norm(c, tvb.pp("norm"))?,
+                    conv: Conv2d::new(c, out, 1, 1, 0, false, tvb.pp("conv"))?,
+                });
+                c = out;
+            }
+        }
+        let norm5 = batch_norm(c, fvb.pp("norm5"))?;
+        let classifier = Linear::new(c, NUM_CLASSES, vb.pp("classifier"))?;
+        Ok(DenseNet121 {
+            conv0,
+            norm0,
+            blocks,
+            transitions,
+            norm5,
+            classifier,
+            drop: Stochastic::new(cfg.method, cfg.drop_rate),
+        })
+    }
+
+    pub(crate) fn forward(&self, xs: &Tensor, mode: Mode, noise: &mut Noise) -> Result<Tensor> {
+        let xs = self.conv0.forward(xs)?;
+        let xs = bn(&self.norm0, &xs, mode)?.relu()?;
+        // Zero padding after the ReLU equals PyTorch's -inf padding since xs >= 0.
+        let mut xs = max_pool3_s2_p1(&xs)?;
+        for (b, layers) in self.blocks.iter().enumerate() {
+            for layer in layers {
+                let new = layer.forward(&xs, &self.drop, mode, noise)?;
+                xs = Tensor::cat(&[&xs, &new], 1)?;
+            }
+            if let Some(t) = self.transitions.get(b) {
+                let ys = bn(&t.norm, &xs, mode)?.relu()?;
+                xs = avg_pool2(&t.conv.forward(&ys)?)?;
+            }
+        }
+        let xs = bn(&self.norm5, &xs, mode)?.relu()?;
+        let xs = xs.flatten_from(2)?.mean(D::Minus1)?;
+        self.classifier.forward(&xs)
+    }
+}

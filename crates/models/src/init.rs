@@ -1,0 +1,140 @@
+//! Seeded weight initialisation and the list of trainable variables.
+
+use candle_core::{Tensor, Var};
+use candle_nn::VarMap;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::error::Result;
+
+/// How [`init_seeded`] sets one variable, decided from its name and rank.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VarRole {
+    /// Conv or linear weight (rank >= 2): Kaiming normal, std = sqrt(2 / fan_in).
+    Weight,
+    /// Conv or linear bias: zeros.
+    Bias,
+    /// BatchNorm scale (gamma): ones.
+    BnWeight,
+    /// BatchNorm shift (beta): zeros.
+    BnBias,
+    /// BatchNorm running mean: zeros (not trainable).
+    RunningMean,
+    /// BatchNorm running variance: ones (not trainable).
+    RunningVar,
+}
+
+impl VarRole {
+    /// Role of the variable `name` of rank `rank`. BatchNorm layers are those whose
+    /// last path segment before the tensor name starts with `bn` or `norm`.
+    pub fn of(name: &str, rank: usize) -> VarRole {
+        let mut parts = name.rsplit('.');
+        let leaf = parts.next().unwrap_or("");
+        let layer = parts.next().unwrap_or("");
+        let is_bn = layer.starts_with("bn") || layer.starts_with("norm");
+        match leaf {
+            "running_mean" => VarRole::RunningMean,
+            "running_var" => VarRole::RunningVar,
+            "weight" if is_bn => VarRole::BnWeight,
+            "bias" if is_bn => VarRole::BnBias,
+            _ if rank >= 2 => VarRole::Weight,
+            _ => VarRole::Bias,
+        }
+    }
+
+    /// Whether the optimiser updates it (everything but the running stats).
+    pub fn is_trainable(self) -> bool {
+        !matches!(self, VarRole::RunningMean | VarRole::RunningVar)
+    }
+}
+
+/// The map's variables sorted by name.
+pub fn sorted_vars(varmap: &VarMap) -> Vec<(String, Var)> {
+    let data = varmap
+        .data()
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut vars: Vec<(String, Var)> = data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    drop(data);
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    vars
+}
+
+/// Every variable of `varmap` except BatchNorm running stats, sorted by name.
+pub fn trainable_vars(varmap: &VarMap) -> Vec<Var> {
+    sorted_vars(varmap)
+        .into_iter()
+        .filter(|(name, var)| VarRole::of(name, var.rank()).is_trainable())
+        .map(|(_, var)| var)
+        .collect()
+}
+
+/// 64-bit FNV-1a of `bytes` (stable across platforms and Rust versions).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// SplitMix64 finaliser.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Seed of the stream that initialises variable `name` under run seed `seed`.
+pub(crate) fn var_seed(seed: u64, name: &str) -> u64 {
+    mix(mix(seed) ^ fnv1a(name.as_bytes()))
+}
+
+/// `n` standard-normal samples (Box-Muller, both outputs used).
+fn normals(rng: &mut ChaCha8Rng, n: usize) -> Vec<f64> {
+    let mut out = Vec::with_capacity(n + 1);
+    while out.len() < n {
+        // u1 in (0, 1] so ln(u1) is finite.
+        let u1 = 1.0 - rng.random::<f64>();
+        let u2 = rng.random::<f64>();
+        let r = (-2.0 * u1.ln()).sqrt();
+        let theta = std::f64::consts::TAU * u2;
+        out.push(r * theta.cos());
+        out.push(r * theta.sin());
+    }
+    out.truncate(n);
+    out
+}
+
+/// Deterministically re-initialises every variable of `varmap`.
+///
+/// Variables are visited sorted by name; each draws from its own ChaCha8 stream
+/// seeded from `seed` and a stable (FNV-1a) hash of its name, so adding or
+/// removing a layer leaves the other layers' values unchanged. Values by
+/// [`VarRole`]: conv / linear weights Kaiming normal for ReLU (std =
+/// sqrt(2 / fan_in), fan_in = product of the dims after the first), biases zeros,
+/// BatchNorm weight ones, bias zeros, running_mean zeros, running_var ones.
+///
+/// Same seed, same map, same machine: bit-identical weights (the normals use the
+/// platform's `ln`/`cos`/`sin`, so other libm implementations could differ in the
+/// last bit).
+pub fn init_seeded(varmap: &VarMap, seed: u64) -> Result<()> {
+    for (name, var) in sorted_vars(varmap) {
+        let dims = var.dims().to_vec();
+        let n: usize = dims.iter().product();
+        let values: Vec<f32> = match VarRole::of(&name, dims.len()) {
+            VarRole::Weight => {
+                let fan_in: usize = dims[1..].iter().product();
+                let std = (2.0 / fan_in.max(1) as f64).sqrt();
+                let mut rng = ChaCha8Rng::seed_from_u64(var_seed(seed, &name));
+                normals(&mut rng, n)
+                    .into_iter()
+                    .map(|z| (z * std) as f32)
+                    .collect()
+            }
+            VarRole::Bias | VarRole::BnBias | VarRole::RunningMean => vec![0.0; n],
+            VarRole::BnWeight | VarRole::RunningVar => vec![1.0; n],
+        };
+        let t = Tensor::from_vec(values, dims.as_slice(), var.device())?.to_dtype(var.dtype())?;
+        var.set(&t)?;
+    }
+    Ok(())
+}

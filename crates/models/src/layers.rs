@@ -1,0 +1,179 @@
+//! Building blocks shared by the three architectures.
+
+use candle_core::{ModuleT, Tensor};
+use candle_nn::{BatchNorm, BatchNormConfig, Init, VarBuilder};
+
+use crate::config::{Method, Mode};
+use crate::error::Result;
+use crate::noise::Noise;
+
+/// BatchNorm epsilon and momentum (PyTorch defaults).
+pub(crate) const BN_EPS: f64 = 1e-5;
+pub(crate) const BN_MOMENTUM: f64 = 0.1;
+
+/// A BatchNorm layer (`weight`, `bias`, `running_mean`, `running_var`) over `n`
+/// channels. Works on (B, C, H, W) and (B, C) input alike.
+pub(crate) fn batch_norm(n: usize, vb: VarBuilder) -> Result<BatchNorm> {
+    let cfg = BatchNormConfig {
+        eps: BN_EPS,
+        remove_mean: true,
+        affine: true,
+        momentum: BN_MOMENTUM,
+    };
+    Ok(candle_nn::batch_norm(n, cfg, vb)?)
+}
+
+/// Applies a BatchNorm: batch statistics (and running-stat update) iff
+/// `mode.batchnorm_train`.
+pub(crate) fn bn(layer: &BatchNorm, xs: &Tensor, mode: Mode) -> Result<Tensor> {
+    Ok(layer.forward_t(xs, mode.batchnorm_train)?)
+}
+
+/// 2-D convolution whose weight can be swapped for a masked copy (DropConnect).
+#[derive(Clone, Debug)]
+pub(crate) struct Conv2d {
+    weight: Tensor,
+    bias: Option<Tensor>,
+    stride: usize,
+    padding: usize,
+}
+
+impl Conv2d {
+    /// `weight` (out, in, k, k) and, when `bias`, `bias` (out).
+    pub(crate) fn new(
+        in_c: usize,
+        out_c: usize,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+        bias: bool,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        let weight = vb.get_with_hints(
+            (out_c, in_c, kernel, kernel),
+            "weight",
+            candle_nn::init::DEFAULT_KAIMING_NORMAL,
+        )?;
+        let bias = if bias {
+            Some(vb.get_with_hints(out_c, "bias", Init::Const(0.0))?)
+        } else {
+            None
+        };
+        Ok(Conv2d {
+            weight,
+            bias,
+            stride,
+            padding,
+        })
+    }
+
+    pub(crate) fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    pub(crate) fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        self.forward_with_weight(xs, &self.weight)
+    }
+
+    pub(crate) fn forward_with_weight(&self, xs: &Tensor, weight: &Tensor) -> Result<Tensor> {
+        let ys = crate::ops::conv2d(xs, weight, self.padding, self.stride)?;
+        Ok(match &self.bias {
+            Some(b) => ys.broadcast_add(&b.reshape((1, (), 1, 1))?)?,
+            None => ys,
+        })
+    }
+}
+
+/// Fully connected layer `y = x W^T + b` whose weight can be swapped for a masked copy.
+#[derive(Clone, Debug)]
+pub(crate) struct Linear {
+    weight: Tensor,
+    bias: Tensor,
+}
+
+impl Linear {
+    /// `weight` (out, in) and `bias` (out).
+    pub(crate) fn new(in_f: usize, out_f: usize, vb: VarBuilder) -> Result<Self> {
+        let weight = vb.get_with_hints(
+            (out_f, in_f),
+            "weight",
+            candle_nn::init::DEFAULT_KAIMING_NORMAL,
+        )?;
+        let bias = vb.get_with_hints(out_f, "bias", Init::Const(0.0))?;
+        Ok(Linear { weight, bias })
+    }
+
+    pub(crate) fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    pub(crate) fn forward_with_weight(&self, xs: &Tensor, weight: &Tensor) -> Result<Tensor> {
+        Ok(xs.matmul(&weight.t()?)?.broadcast_add(&self.bias)?)
+    }
+
+    pub(crate) fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        self.forward_with_weight(xs, &self.weight)
+    }
+}
+
+/// What happens at one of the architecture's dropout positions.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Stochastic {
+    /// Drop rate p.
+    p: f64,
+    /// True for MC-DropConnect (mask the next layer's weight), false for dropout on
+    /// the activations (mc_dropout and ensemble).
+    drop_connect: bool,
+}
+
+impl Stochastic {
+    pub(crate) fn new(method: Method, p: f64) -> Self {
+        Stochastic {
+            p,
+            drop_connect: method == Method::McDropConnect,
+        }
+    }
+
+    fn active(&self, mode: Mode) -> bool {
+        mode.stochastic && self.p > 0.0
+    }
+
+    /// Inverted dropout on activations (one independent mask entry per element, so
+    /// per sample); identity for DropConnect or when not sampling.
+    pub(crate) fn dropout(&self, xs: &Tensor, mode: Mode, noise: &mut Noise) -> Result<Tensor> {
+        if self.drop_connect || !self.active(mode) {
+            return Ok(xs.clone());
+        }
+        let mask = noise
+            .mask(xs.dims(), 1.0 - self.p, xs.device())?
+            .to_dtype(xs.dtype())?;
+        Ok(xs.mul(&mask)?)
+    }
+
+    /// The weight to use: for DropConnect while sampling, `w * mask` with one mask
+    /// per call (shared by the whole batch), kept entries scaled by 1/(1-p);
+    /// otherwise `w` itself.
+    pub(crate) fn weight(&self, w: &Tensor, mode: Mode, noise: &mut Noise) -> Result<Tensor> {
+        if !self.drop_connect || !self.active(mode) {
+            return Ok(w.clone());
+        }
+        let mask = noise
+            .mask(w.dims(), 1.0 - self.p, w.device())?
+            .to_dtype(w.dtype())?;
+        Ok(w.mul(&mask)?)
+    }
+
+    /// Dropout position followed by a linear layer: dropout on `xs` (mc_dropout,
+    /// ensemble) or DropConnect on the layer's weight (mc_dropconnect).
+    pub(crate) fn linear(
+        &self,
+        layer: &Linear,
+        xs: &Tensor,
+        mode: Mode,
+        noise: &mut Noise,
+    ) -> Result<Tensor> {
+        let xs = self.dropout(xs, mode, noise)?;
+        let w = self.weight(layer.weight(), mode, noise)?;
+        layer.forward_with_weight(&xs, &w)
+    }
+}

@@ -1,0 +1,88 @@
+//! VGG-16 without BatchNorm (see the crate docs for the layer table).
+
+use candle_core::Tensor;
+use candle_nn::VarBuilder;
+
+use crate::config::{ModelConfig, spatial_sizes};
+use crate::error::{Error, Result};
+use crate::layers::{Conv2d, Linear, Stochastic};
+use crate::noise::Noise;
+use crate::ops::max_pool2;
+use crate::{Mode, NUM_CLASSES};
+
+/// Hidden width of fc1 and fc2 (not scaled by `width`).
+const HIDDEN: usize = 256;
+
+/// Channels (before scaling) of the convs of each of the 5 blocks; each block ends
+/// with a 2x2 max pool.
+const BLOCKS: [&[usize]; 5] = [
+    &[64, 64],
+    &[128, 128],
+    &[256, 256, 256],
+    &[512, 512, 512],
+    &[512, 512, 512],
+];
+
+#[derive(Clone, Debug)]
+pub(crate) struct Vgg16 {
+    /// Convs per block.
+    blocks: Vec<Vec<Conv2d>>,
+    fc1: Linear,
+    fc2: Linear,
+    fc3: Linear,
+    drop: Stochastic,
+}
+
+impl Vgg16 {
+    pub(crate) fn new(cfg: &ModelConfig, vb: VarBuilder) -> Result<Self> {
+        let fvb = vb.pp("features");
+        let mut in_c = 1;
+        let mut blocks = Vec::with_capacity(BLOCKS.len());
+        for (b, chans) in BLOCKS.iter().enumerate() {
+            let mut convs = Vec::with_capacity(chans.len());
+            for (j, &c) in chans.iter().enumerate() {
+                let out_c = cfg.channels(c);
+                let name = format!("conv{}_{}", b + 1, j + 1);
+                convs.push(Conv2d::new(in_c, out_c, 3, 1, 1, true, fvb.pp(name))?);
+                in_c = out_c;
+            }
+            blocks.push(convs);
+        }
+        let side = spatial_sizes(cfg.arch, cfg.input_size)
+            .and_then(|s| s.last().copied())
+            .ok_or_else(|| Error::Config(format!("input_size {} too small", cfg.input_size)))?;
+        let flat = in_c * side * side;
+        let cvb = vb.pp("classifier");
+        Ok(Vgg16 {
+            blocks,
+            fc1: Linear::new(flat, HIDDEN, cvb.pp("fc1"))?,
+            fc2: Linear::new(HIDDEN, HIDDEN, cvb.pp("fc2"))?,
+            fc3: Linear::new(HIDDEN, NUM_CLASSES, cvb.pp("fc3"))?,
+            drop: Stochastic::new(cfg.method, cfg.drop_rate),
+        })
+    }
+
+    pub(crate) fn forward(&self, xs: &Tensor, mode: Mode, noise: &mut Noise) -> Result<Tensor> {
+        let xs = self.features(xs)?;
+        self.head(&xs, mode, noise)
+    }
+
+    /// The deterministic convolutional prefix, flattened to (B, F).
+    pub(crate) fn features(&self, xs: &Tensor) -> Result<Tensor> {
+        let mut xs = xs.clone();
+        for convs in &self.blocks {
+            for conv in convs {
+                xs = conv.forward(&xs)?.relu()?;
+            }
+            xs = max_pool2(&xs)?;
+        }
+        Ok(xs.flatten_from(1)?)
+    }
+
+    /// The classifier head, where every stochastic layer sits.
+    pub(crate) fn head(&self, xs: &Tensor, mode: Mode, noise: &mut Noise) -> Result<Tensor> {
+        let xs = self.drop.linear(&self.fc1, xs, mode, noise)?.relu()?;
+        let xs = self.drop.linear(&self.fc2, &xs, mode, noise)?.relu()?;
+        self.fc3.forward(&xs)
+    }
+}

@@ -1,0 +1,799 @@
+//! Integration tests of ferbayes-models (all small widths, fast in release).
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{Optimizer, VarBuilder, VarMap};
+use ferbayes_models::{
+    Arch, Method, Mode, Model, ModelConfig, Noise, VarRole, init_seeded, preprocess,
+    resize_bilinear, sorted_vars, trainable_vars,
+};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+const CPU: Device = Device::Cpu;
+
+fn build(cfg: &ModelConfig, seed: u64) -> (VarMap, Model) {
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &CPU);
+    let model = Model::new(cfg, vb).expect("model builds");
+    init_seeded(&varmap, seed).expect("init_seeded");
+    (varmap, model)
+}
+
+fn random_input(b: usize, size: usize, seed: u64) -> Tensor {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let v: Vec<f32> = (0..b * size * size).map(|_| rng.random::<f32>()).collect();
+    Tensor::from_vec(v, (b, 1, size, size), &CPU).expect("input tensor")
+}
+
+fn values(t: &Tensor) -> Vec<f32> {
+    t.flatten_all()
+        .expect("flatten")
+        .to_dtype(DType::F32)
+        .expect("f32")
+        .to_vec1::<f32>()
+        .expect("to_vec1")
+}
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    values(a)
+        .iter()
+        .zip(values(b))
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+fn var_values(varmap: &VarMap, name: &str) -> Vec<f32> {
+    let vars = sorted_vars(varmap);
+    let (_, var) = vars
+        .iter()
+        .find(|(n, _)| n == name)
+        .unwrap_or_else(|| panic!("no var {name}"));
+    values(var.as_tensor())
+}
+
+fn param_count(varmap: &VarMap) -> usize {
+    trainable_vars(varmap).iter().map(|v| v.elem_count()).sum()
+}
+
+#[test]
+fn names_round_trip_and_defaults() {
+    for a in Arch::ALL {
+        assert_eq!(a.to_string().parse::<Arch>().expect("arch parses"), a);
+    }
+    for m in Method::ALL {
+        assert_eq!(m.to_string().parse::<Method>().expect("method parses"), m);
+    }
+    let names: Vec<String> = Arch::ALL.iter().map(ToString::to_string).collect();
+    assert_eq!(names, ["alexnet", "vgg16", "densenet121"]);
+    let names: Vec<String> = Method::ALL.iter().map(ToString::to_string).collect();
+    assert_eq!(names, ["mc_dropout", "mc_dropconnect", "ensemble"]);
+    assert!("resnet".parse::<Arch>().is_err());
+    assert!("dropout".parse::<Method>().is_err());
+
+    use serde::Deserialize;
+    use serde::de::value::{Error as DeError, StrDeserializer};
+    let arch = Arch::deserialize(StrDeserializer::<DeError>::new("densenet121"));
+    assert_eq!(arch.expect("serde arch"), Arch::DenseNet121);
+    let method = Method::deserialize(StrDeserializer::<DeError>::new("mc_dropconnect"));
+    assert_eq!(method.expect("serde method"), Method::McDropConnect);
+
+    assert_eq!(
+        ModelConfig::new(Arch::AlexNet, Method::Ensemble, 1.0, 64).drop_rate,
+        0.5
+    );
+    assert_eq!(
+        ModelConfig::new(Arch::Vgg16, Method::Ensemble, 1.0, 64).drop_rate,
+        0.2
+    );
+    assert_eq!(
+        ModelConfig::new(Arch::DenseNet121, Method::Ensemble, 1.0, 64).drop_rate,
+        0.2
+    );
+
+    assert_eq!(Mode::for_inference(Method::McDropout), Mode::MC);
+    assert_eq!(Mode::for_inference(Method::McDropConnect), Mode::MC);
+    assert_eq!(Mode::for_inference(Method::Ensemble), Mode::EVAL);
+    let flags = |m: Mode| (m.stochastic, m.batchnorm_train);
+    assert_eq!(flags(Mode::TRAIN), (true, true));
+    assert_eq!(flags(Mode::MC), (true, false));
+    assert_eq!(flags(Mode::EVAL), (false, false));
+}
+
+#[test]
+fn validate_rejects_bad_configs() {
+    let ok = ModelConfig::new(Arch::AlexNet, Method::McDropout, 0.5, 48);
+    ok.validate().expect("valid config");
+    for width in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+        assert!(
+            ModelConfig {
+                width,
+                ..ok.clone()
+            }
+            .validate()
+            .is_err(),
+            "width {width}"
+        );
+    }
+    for drop_rate in [1.0, -0.1, f64::NAN] {
+        assert!(
+            ModelConfig {
+                drop_rate,
+                ..ok.clone()
+            }
+            .validate()
+            .is_err()
+        );
+    }
+    assert_eq!(ModelConfig::min_input_size(Arch::AlexNet), 8);
+    assert_eq!(ModelConfig::min_input_size(Arch::Vgg16), 32);
+    assert_eq!(ModelConfig::min_input_size(Arch::DenseNet121), 29);
+    for arch in Arch::ALL {
+        let min = ModelConfig::min_input_size(arch);
+        let cfg = ModelConfig::new(arch, Method::Ensemble, 0.125, min);
+        cfg.validate().expect("minimum size is valid");
+        let small = ModelConfig::new(arch, Method::Ensemble, 0.125, min - 1);
+        assert!(small.validate().is_err(), "{arch} at {}", min - 1);
+    }
+    // The smallest inputs actually run.
+    for arch in Arch::ALL {
+        let cfg = ModelConfig::new(
+            arch,
+            Method::Ensemble,
+            0.125,
+            ModelConfig::min_input_size(arch),
+        );
+        let (_vm, model) = build(&cfg, 1);
+        let out = model
+            .forward(
+                &random_input(2, cfg.input_size, 0),
+                Mode::TRAIN,
+                &mut Noise::new(0),
+            )
+            .expect("forward at minimum size");
+        assert_eq!(out.dims(), [2, 8]);
+    }
+}
+
+#[test]
+fn output_shapes_every_arch_method_width_size_batch() {
+    for arch in Arch::ALL {
+        for method in Method::ALL {
+            for width in [0.125, 0.25] {
+                for size in [48, 64] {
+                    let cfg = ModelConfig::new(arch, method, width, size);
+                    let (_vm, model) = build(&cfg, 7);
+                    let mut noise = Noise::new(3);
+                    for b in [1, 3] {
+                        let xs = random_input(b, size, b as u64);
+                        let mut modes = vec![Mode::EVAL, Mode::MC];
+                        if b > 1 {
+                            modes.push(Mode::TRAIN);
+                        }
+                        for mode in modes {
+                            let out = model.forward(&xs, mode, &mut noise).expect("forward");
+                            assert_eq!(out.dims(), [b, 8], "{cfg:?} {mode:?}");
+                            assert!(values(&out).iter().all(|v| v.is_finite()), "{cfg:?}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn forward_rejects_wrong_input() {
+    let cfg = ModelConfig::new(Arch::AlexNet, Method::McDropout, 0.125, 48);
+    let (_vm, model) = build(&cfg, 1);
+    let mut noise = Noise::new(0);
+    assert!(
+        model
+            .forward(&random_input(2, 64, 0), Mode::EVAL, &mut noise)
+            .is_err()
+    );
+    let three = Tensor::zeros((2, 3, 48, 48), DType::F32, &CPU).expect("zeros");
+    assert!(model.forward(&three, Mode::EVAL, &mut noise).is_err());
+    // BatchNorm cannot train on a single sample.
+    assert!(
+        model
+            .forward(&random_input(1, 48, 0), Mode::TRAIN, &mut noise)
+            .is_err()
+    );
+    assert!(
+        model
+            .forward(&random_input(1, 48, 0), Mode::MC, &mut noise)
+            .is_ok()
+    );
+}
+
+#[test]
+fn weight_names_and_full_width_parameter_counts() {
+    // Names stable and readable.
+    let cfg = ModelConfig::new(Arch::AlexNet, Method::McDropout, 1.0, 64);
+    let (vm, _) = build(&cfg, 1);
+    let names: Vec<String> = sorted_vars(&vm).into_iter().map(|(n, _)| n).collect();
+    for n in [
+        "features.conv1.weight",
+        "features.conv1.bias",
+        "features.bn1.running_mean",
+        "features.bn5.running_var",
+        "classifier.fc1.weight",
+        "classifier.bn1.weight",
+        "classifier.fc3.bias",
+    ] {
+        assert!(names.iter().any(|x| x == n), "missing {n}");
+    }
+    // fc1 input is c(128) * 8 * 8 at input 64.
+    assert_eq!(
+        var_values(&vm, "classifier.fc1.weight").len(),
+        256 * 128 * 8 * 8
+    );
+    assert_eq!(param_count(&vm), 3_554_824);
+
+    // VGG-16: torchvision's features (14,714,688 params with 3 input channels,
+    // 1,152 fewer with 1) + 2048->256->256->8 head at input 64.
+    let cfg = ModelConfig::new(Arch::Vgg16, Method::McDropout, 1.0, 64);
+    let (vm, _) = build(&cfg, 1);
+    assert_eq!(
+        param_count(&vm),
+        14_714_688 - 1_152 + 524_544 + 65_792 + 2_056
+    );
+    assert!(
+        sorted_vars(&vm)
+            .iter()
+            .any(|(n, _)| n == "features.conv5_3.weight")
+    );
+
+    // DenseNet-121: torchvision has 7,978,856 params (3 input channels, 1000
+    // classes); with 1 input channel (-6,272) and 8 classes (-1,025,000 + 8,200).
+    let cfg = ModelConfig::new(Arch::DenseNet121, Method::McDropout, 1.0, 64);
+    let (vm, _) = build(&cfg, 1);
+    assert_eq!(param_count(&vm), 7_978_856 - 6_272 - 1_025_000 + 8_200);
+    let names: Vec<String> = sorted_vars(&vm).into_iter().map(|(n, _)| n).collect();
+    for n in [
+        "features.conv0.weight",
+        "features.norm0.running_var",
+        "features.denseblock1.denselayer1.conv1.weight",
+        "features.denseblock4.denselayer16.conv2.weight",
+        "features.transition1.conv.weight",
+        "features.transition3.norm.bias",
+        "features.norm5.weight",
+        "classifier.weight",
+        "classifier.bias",
+    ] {
+        assert!(names.iter().any(|x| x == n), "missing {n}");
+    }
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.contains("conv") && n.ends_with(".bias")),
+        "densenet convs have no bias"
+    );
+}
+
+#[test]
+fn init_seeded_is_deterministic() {
+    for arch in [Arch::AlexNet, Arch::DenseNet121] {
+        let cfg = ModelConfig::new(arch, Method::McDropConnect, 0.25, 48);
+        let (a, _) = build(&cfg, 42);
+        let (b, _) = build(&cfg, 42);
+        let (c, _) = build(&cfg, 43);
+        let (va, vb, vc) = (sorted_vars(&a), sorted_vars(&b), sorted_vars(&c));
+        assert_eq!(va.len(), vb.len());
+        let mut differs = 0;
+        for (((na, ta), (nb, tb)), (_, tc)) in va.iter().zip(&vb).zip(&vc) {
+            assert_eq!(na, nb);
+            let bits = |t: &candle_core::Var| -> Vec<u32> {
+                values(t.as_tensor()).iter().map(|v| v.to_bits()).collect()
+            };
+            assert_eq!(bits(ta), bits(tb), "{na} differs between equal seeds");
+            let x = values(ta.as_tensor());
+            match VarRole::of(na, ta.rank()) {
+                VarRole::Weight => {
+                    if bits(ta) != bits(tc) {
+                        differs += 1;
+                    }
+                }
+                VarRole::RunningVar | VarRole::BnWeight => {
+                    assert!(x.iter().all(|&v| v == 1.0), "{na} not ones");
+                }
+                VarRole::RunningMean | VarRole::BnBias | VarRole::Bias => {
+                    assert!(x.iter().all(|&v| v == 0.0), "{na} not zeros");
+                }
+            }
+        }
+        let n_weights = va
+            .iter()
+            .filter(|(n, v)| VarRole::of(n, v.rank()) == VarRole::Weight)
+            .count();
+        assert_eq!(differs, n_weights, "every weight must change with the seed");
+    }
+
+    // Kaiming normal: std sqrt(2 / fan_in), mean 0.
+    let cfg = ModelConfig::new(Arch::AlexNet, Method::McDropout, 0.25, 48);
+    let (vm, _) = build(&cfg, 5);
+    let w = var_values(&vm, "classifier.fc2.weight"); // 256 x 256
+    let n = w.len() as f64;
+    let mean = w.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
+    let std = (w
+        .iter()
+        .map(|&v| (f64::from(v) - mean).powi(2))
+        .sum::<f64>()
+        / n)
+        .sqrt();
+    let expected = (2.0f64 / 256.0).sqrt();
+    assert!(mean.abs() < 0.01 * expected * 10.0, "mean {mean}");
+    assert!(
+        (std / expected - 1.0).abs() < 0.02,
+        "std {std} vs {expected}"
+    );
+
+    // Per-variable streams: conv weights do not depend on the input size (which
+    // changes fc1's shape) nor on the method.
+    let other = ModelConfig::new(Arch::AlexNet, Method::Ensemble, 0.25, 64);
+    let (vm2, _) = build(&other, 5);
+    for name in [
+        "features.conv1.weight",
+        "features.conv5.weight",
+        "classifier.fc2.weight",
+    ] {
+        assert_eq!(var_values(&vm, name), var_values(&vm2, name), "{name}");
+    }
+}
+
+#[test]
+fn noise_masks() {
+    let shape = [200, 500];
+    let mut a = Noise::new(9);
+    let mut b = Noise::new(9);
+    let a1 = values(&a.mask(&shape, 0.8, &CPU).expect("mask"));
+    let a2 = values(&a.mask(&shape, 0.8, &CPU).expect("mask"));
+    let b1 = values(&b.mask(&shape, 0.8, &CPU).expect("mask"));
+    assert_eq!(a1, b1, "same seed, same mask");
+    assert_ne!(a1, a2, "successive masks differ");
+    assert_ne!(
+        a1,
+        values(&Noise::new(10).mask(&shape, 0.8, &CPU).expect("mask"))
+    );
+
+    for keep in [0.5, 0.8] {
+        let m = values(&Noise::new(1).mask(&shape, keep, &CPU).expect("mask"));
+        let kept = m.iter().filter(|&&v| v != 0.0).count();
+        let rate = kept as f64 / m.len() as f64;
+        // 100k Bernoulli draws: std of the rate <= 0.0016.
+        assert!((rate - keep).abs() < 0.01, "keep {keep}: rate {rate}");
+        let scale = (1.0 / keep) as f32;
+        assert!(
+            m.iter().all(|&v| v == 0.0 || v == scale),
+            "values are 0 or 1/keep"
+        );
+        let mean = m.iter().map(|&v| f64::from(v)).sum::<f64>() / m.len() as f64;
+        assert!((mean - 1.0).abs() < 0.02, "mask mean {mean}");
+    }
+    let ones = values(&Noise::new(1).mask(&[7], 1.0, &CPU).expect("mask"));
+    assert_eq!(ones, vec![1.0; 7]);
+    assert!(Noise::new(1).mask(&[3], 0.0, &CPU).is_err());
+    assert!(Noise::new(1).mask(&[3], 1.5, &CPU).is_err());
+}
+
+#[test]
+fn stochastic_passes_differ_and_eval_is_deterministic() {
+    for arch in Arch::ALL {
+        for method in Method::ALL {
+            let cfg = ModelConfig::new(arch, method, 0.125, 48);
+            let (_vm, model) = build(&cfg, 11);
+            let xs = random_input(3, 48, 1);
+            let mut noise = Noise::new(5);
+            let e1 = model.forward(&xs, Mode::EVAL, &mut noise).expect("eval");
+            let e2 = model
+                .forward(&xs, Mode::EVAL, &mut Noise::new(99))
+                .expect("eval");
+            assert_eq!(
+                values(&e1),
+                values(&e2),
+                "{cfg:?}: EVAL must be deterministic"
+            );
+            let m1 = model.forward(&xs, Mode::MC, &mut noise).expect("mc");
+            let m2 = model.forward(&xs, Mode::MC, &mut noise).expect("mc");
+            assert!(
+                max_abs_diff(&m1, &m2) > 1e-6,
+                "{cfg:?}: MC passes must differ"
+            );
+            // Same noise seed, same MC pass.
+            let r1 = model
+                .forward(&xs, Mode::MC, &mut Noise::new(5))
+                .expect("mc");
+            let r2 = model
+                .forward(&xs, Mode::MC, &mut Noise::new(5))
+                .expect("mc");
+            assert_eq!(
+                values(&r1),
+                values(&r2),
+                "{cfg:?}: MC reproducible from seed"
+            );
+
+            let inf = Mode::for_inference(method);
+            let i1 = model.forward(&xs, inf, &mut Noise::new(1)).expect("infer");
+            let i2 = model.forward(&xs, inf, &mut Noise::new(2)).expect("infer");
+            if method == Method::Ensemble {
+                assert_eq!(
+                    values(&i1),
+                    values(&i2),
+                    "{cfg:?}: ensemble inference deterministic"
+                );
+            } else {
+                assert!(
+                    max_abs_diff(&i1, &i2) > 1e-6,
+                    "{cfg:?}: MC inference stochastic"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn dropconnect_mask_is_shared_by_the_batch_dropout_is_per_sample() {
+    for arch in Arch::ALL {
+        let one = random_input(1, 48, 4);
+        let twice = Tensor::cat(&[&one, &one], 0).expect("cat");
+        for method in [Method::McDropConnect, Method::McDropout] {
+            let cfg = ModelConfig::new(arch, method, 0.125, 48);
+            let (_vm, model) = build(&cfg, 2);
+            let out = model
+                .forward(&twice, Mode::MC, &mut Noise::new(8))
+                .expect("mc");
+            let d = max_abs_diff(&out.get(0).expect("row"), &out.get(1).expect("row"));
+            if method == Method::McDropConnect {
+                assert_eq!(d, 0.0, "{cfg:?}: one weight mask per pass");
+            } else {
+                assert!(d > 1e-6, "{cfg:?}: dropout masks differ per sample");
+            }
+        }
+    }
+}
+
+#[test]
+fn batchnorm_running_stats_in_mc_and_train() {
+    for arch in [Arch::AlexNet, Arch::DenseNet121] {
+        let cfg = ModelConfig::new(arch, Method::McDropConnect, 0.125, 48);
+        let (vm, model) = build(&cfg, 3);
+        // Move the running stats away from (0, 1) first so the check is meaningful.
+        let warm = random_input(4, 48, 10);
+        model
+            .forward(&warm, Mode::TRAIN, &mut Noise::new(0))
+            .expect("train");
+
+        let batch = random_input(3, 48, 12);
+        let alone = batch.narrow(0, 0, 1).expect("narrow");
+        let before: Vec<Vec<f32>> = sorted_vars(&vm)
+            .iter()
+            .map(|(_, v)| values(v.as_tensor()))
+            .collect();
+        let out_batch = model
+            .forward(&batch, Mode::MC, &mut Noise::new(21))
+            .expect("mc");
+        let out_alone = model
+            .forward(&alone, Mode::MC, &mut Noise::new(21))
+            .expect("mc");
+        let d = max_abs_diff(&out_batch.narrow(0, 0, 1).expect("row"), &out_alone);
+        assert!(
+            d < 1e-5,
+            "{arch}: sample 0 depends on its batch in MC mode ({d})"
+        );
+        let after: Vec<Vec<f32>> = sorted_vars(&vm)
+            .iter()
+            .map(|(_, v)| values(v.as_tensor()))
+            .collect();
+        assert_eq!(before, after, "{arch}: MC forward changed some variable");
+
+        let rm_name = if arch == Arch::AlexNet {
+            "classifier.bn1.running_mean"
+        } else {
+            "features.norm5.running_mean"
+        };
+        let rv_name = rm_name.replace("running_mean", "running_var");
+        let (rm0, rv0) = (var_values(&vm, rm_name), var_values(&vm, &rv_name));
+        model
+            .forward(&batch, Mode::TRAIN, &mut Noise::new(0))
+            .expect("train");
+        assert_ne!(
+            rm0,
+            var_values(&vm, rm_name),
+            "{arch}: TRAIN updates running_mean"
+        );
+        assert_ne!(
+            rv0,
+            var_values(&vm, &rv_name),
+            "{arch}: TRAIN updates running_var"
+        );
+        assert!(
+            var_values(&vm, &rv_name)
+                .iter()
+                .all(|v| v.is_finite() && *v >= 0.0)
+        );
+    }
+}
+
+#[test]
+fn trainable_vars_exclude_running_stats() {
+    for arch in Arch::ALL {
+        let cfg = ModelConfig::new(arch, Method::McDropout, 0.125, 48);
+        let (vm, _) = build(&cfg, 1);
+        let all = sorted_vars(&vm);
+        let trainable = trainable_vars(&vm);
+        let stats = all
+            .iter()
+            .filter(|(n, _)| n.ends_with(".running_mean") || n.ends_with(".running_var"))
+            .count();
+        let bn_weights = all
+            .iter()
+            .filter(|(n, v)| VarRole::of(n, v.rank()) == VarRole::BnWeight)
+            .count();
+        assert_eq!(stats, 2 * bn_weights, "{arch}: two running stats per BN");
+        assert_eq!(trainable.len(), all.len() - stats, "{arch}");
+        if arch == Arch::Vgg16 {
+            assert_eq!(stats, 0);
+        } else {
+            assert!(stats > 0);
+        }
+        // Same order as the sorted names, and no running stat among them.
+        let expected: Vec<&candle_core::Var> = all
+            .iter()
+            .filter(|(n, _)| !n.ends_with(".running_mean") && !n.ends_with(".running_var"))
+            .map(|(_, v)| v)
+            .collect();
+        for (t, e) in trainable.iter().zip(expected) {
+            assert_eq!(t.as_tensor().id(), e.as_tensor().id(), "{arch}: order");
+        }
+    }
+}
+
+#[test]
+fn weights_round_trip_through_safetensors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for arch in Arch::ALL {
+        let cfg = ModelConfig::new(arch, Method::McDropConnect, 0.125, 48);
+        let (vm, model) = build(&cfg, 17);
+        // Non-trivial running stats.
+        model
+            .forward(&random_input(4, 48, 3), Mode::TRAIN, &mut Noise::new(1))
+            .expect("train");
+        let path = dir.path().join(format!("{arch}.safetensors"));
+        vm.save(&path).expect("save");
+
+        let mut fresh = VarMap::new();
+        let loaded =
+            Model::new(&cfg, VarBuilder::from_varmap(&fresh, DType::F32, &CPU)).expect("build");
+        init_seeded(&fresh, 999).expect("init");
+        fresh.load(&path).expect("load");
+
+        let xs = random_input(3, 48, 4);
+        let a = model
+            .forward(&xs, Mode::EVAL, &mut Noise::new(0))
+            .expect("eval");
+        let b = loaded
+            .forward(&xs, Mode::EVAL, &mut Noise::new(0))
+            .expect("eval");
+        assert_eq!(values(&a), values(&b), "{arch}: outputs after reload");
+        // The same masks too.
+        let a = model
+            .forward(&xs, Mode::MC, &mut Noise::new(6))
+            .expect("mc");
+        let b = loaded
+            .forward(&xs, Mode::MC, &mut Noise::new(6))
+            .expect("mc");
+        assert_eq!(values(&a), values(&b), "{arch}: MC outputs after reload");
+
+        // Also loadable read-only through a safetensors VarBuilder.
+        let vb = unsafe_free_vb(&path);
+        let ro = Model::new(&cfg, vb).expect("build from file");
+        let c = ro
+            .forward(&xs, Mode::EVAL, &mut Noise::new(0))
+            .expect("eval");
+        let e = model
+            .forward(&xs, Mode::EVAL, &mut Noise::new(0))
+            .expect("eval");
+        assert_eq!(
+            values(&c),
+            values(&e),
+            "{arch}: outputs from file VarBuilder"
+        );
+    }
+}
+
+/// A VarBuilder over the tensors of a safetensors file, read without mmap.
+fn unsafe_free_vb(path: &std::path::Path) -> VarBuilder<'static> {
+    let tensors = candle_core::safetensors::load(path, &CPU).expect("load safetensors");
+    VarBuilder::from_tensors(tensors, DType::F32, &CPU)
+}
+
+#[test]
+fn preprocess_identity_at_48() {
+    let pixels: Vec<u8> = (0..48 * 48).map(|i| (i * 7 % 256) as u8).collect();
+    let out = preprocess(&pixels, 48);
+    assert_eq!(out.len(), 48 * 48);
+    for (o, p) in out.iter().zip(&pixels) {
+        assert_eq!(*o, f32::from(*p) / 255.0);
+    }
+    assert!(out.iter().all(|v| (0.0..=1.0).contains(v)));
+}
+
+// Expected values from this standard-library Python script, an independent
+// implementation of PyTorch's F.interpolate(mode="bilinear", align_corners=False):
+//
+// def px(r, c):
+//     return (r * 37 + c * 11 + (r * c) % 7) % 256
+//
+// def src_index(d, in_size, out_size):
+//     s = (d + 0.5) * (in_size / out_size) - 0.5
+//     return 0.0 if s < 0 else s
+//
+// def value(oy, ox, n_in=48, n_out=64):
+//     sy = src_index(oy, n_in, n_out)
+//     sx = src_index(ox, n_in, n_out)
+//     y0, x0 = int(sy), int(sx)
+//     y1 = y0 + 1 if y0 < n_in - 1 else y0
+//     x1 = x0 + 1 if x0 < n_in - 1 else x0
+//     ly, lx = sy - y0, sx - x0
+//     return ((1 - ly) * ((1 - lx) * px(y0, x0) + lx * px(y0, x1))
+//             + ly * ((1 - lx) * px(y1, x0) + lx * px(y1, x1))) / 255.0
+//
+// for (oy, ox) in [(0, 0), (0, 1), (1, 0), (1, 1), (2, 3), (5, 7), (31, 40),
+//                  (62, 63), (63, 62), (63, 63)]:
+//     print(f"({oy}, {ox}, {value(oy, ox):.9f}),")
+//
+// By hand for (0, 1): sy = max(0, 0.5 * 0.75 - 0.5) = 0, sx = 1.5 * 0.75 - 0.5 =
+// 0.625, so 0.625 * px(0, 1) / 255 = 0.625 * 11 / 255 = 0.026960784.
+#[test]
+fn preprocess_bilinear_48_to_64_matches_reference() {
+    let pixels: Vec<u8> = (0..48usize)
+        .flat_map(|r| (0..48usize).map(move |c| ((r * 37 + c * 11 + (r * c) % 7) % 256) as u8))
+        .collect();
+    let out = preprocess(&pixels, 64);
+    assert_eq!(out.len(), 64 * 64);
+    let expected = [
+        (0, 0, 0.000000000),
+        (0, 1, 0.026960784),
+        (1, 0, 0.090686275),
+        (1, 1, 0.119178922),
+        (2, 3, 0.302634804),
+        (5, 7, 0.762867647),
+        (31, 40, 0.644056373),
+        (62, 63, 0.745588235),
+        (63, 62, 0.809313725),
+        (63, 63, 0.831372549),
+    ];
+    for (y, x, v) in expected {
+        let got = out[y * 64 + x];
+        assert!(
+            (f64::from(got) - v).abs() < 1e-6,
+            "({y}, {x}): {got} vs {v}"
+        );
+    }
+    assert!(out.iter().all(|v| (0.0..=1.0).contains(v)));
+
+    // A constant image stays constant; resizing to the same size is the identity.
+    let flat = resize_bilinear(&[0.25; 9], 3, 3, 5, 5);
+    assert!(flat.iter().all(|&v| (v - 0.25).abs() < 1e-7));
+    let src: Vec<f32> = (0..12).map(|i| i as f32).collect();
+    assert_eq!(resize_bilinear(&src, 3, 4, 3, 4), src);
+}
+
+#[test]
+fn small_alexnet_overfits_random_labels() {
+    let cfg = ModelConfig::new(Arch::AlexNet, Method::McDropout, 0.125, 48);
+    let (vm, model) = build(&cfg, 123);
+    let xs = random_input(64, 48, 77);
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let labels: Vec<u32> = (0..64).map(|_| rng.random_range(0..8)).collect();
+    let ys = Tensor::from_vec(labels, 64, &CPU).expect("labels");
+    let params = candle_nn::ParamsAdamW {
+        lr: 3e-3,
+        weight_decay: 0.0,
+        ..Default::default()
+    };
+    let mut opt = candle_nn::AdamW::new(trainable_vars(&vm), params).expect("adam");
+    let mut noise = Noise::new(0);
+    let mut losses = Vec::new();
+    for _ in 0..30 {
+        let logits = model
+            .forward(&xs, Mode::TRAIN, &mut noise)
+            .expect("forward");
+        let loss = candle_nn::loss::cross_entropy(&logits, &ys).expect("loss");
+        losses.push(loss.to_scalar::<f32>().expect("scalar"));
+        opt.backward_step(&loss).expect("step");
+    }
+    let first = losses[0];
+    let last = *losses.last().expect("losses");
+    assert!(first > 1.5, "initial loss {first}");
+    assert!(last < first / 2.0, "loss {first} -> {last}: {losses:?}");
+    // The running stats learnt along the way serve the deterministic network too.
+    let logits = model.forward(&xs, Mode::EVAL, &mut noise).expect("eval");
+    let eval_loss = candle_nn::loss::cross_entropy(&logits, &ys)
+        .and_then(|l| l.to_scalar::<f32>())
+        .expect("eval loss");
+    assert!(
+        eval_loss < first / 2.0,
+        "EVAL loss {eval_loss} (start {first})"
+    );
+}
+
+/// End-to-end gradient check in f64 (so finite differences are precise): for each
+/// architecture at its minimum input size, the backprop gradient of
+/// `sum(logits * up)` matches central differences on a few coordinates of several
+/// weights, with BatchNorm both on batch statistics and on running stats.
+#[test]
+fn whole_model_gradients_match_finite_differences() {
+    for arch in Arch::ALL {
+        let size = ModelConfig::min_input_size(arch);
+        let cfg = ModelConfig::new(arch, Method::McDropout, 0.125, size);
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F64, &CPU);
+        let model = Model::new(&cfg, vb).expect("model");
+        init_seeded(&varmap, 31).expect("init");
+        let xs = random_input(3, size, 8).to_dtype(DType::F64).expect("f64");
+        let mut rng = ChaCha8Rng::seed_from_u64(2);
+        let up: Vec<f64> = (0..24).map(|_| rng.random::<f64>() - 0.5).collect();
+        let up = Tensor::from_vec(up, (3, 8), &CPU).expect("up");
+        let modes = [
+            Mode::EVAL,
+            Mode {
+                stochastic: false,
+                batchnorm_train: true,
+            },
+        ];
+        let vars = sorted_vars(&varmap);
+        let names: Vec<&str> = match arch {
+            Arch::AlexNet => vec![
+                "features.conv1.weight",
+                "features.bn3.weight",
+                "classifier.fc1.weight",
+            ],
+            Arch::Vgg16 => vec![
+                "features.conv1_1.weight",
+                "features.conv3_2.bias",
+                "classifier.fc2.weight",
+            ],
+            Arch::DenseNet121 => vec![
+                "features.conv0.weight",
+                "features.denseblock1.denselayer2.conv2.weight",
+                "features.transition2.norm.weight",
+                "classifier.weight",
+            ],
+        };
+        for mode in modes {
+            let loss = |model: &Model| -> Tensor {
+                let logits = model
+                    .forward(&xs, mode, &mut Noise::new(0))
+                    .expect("forward");
+                (logits * &up).expect("mul").sum_all().expect("sum")
+            };
+            let grads = loss(&model).backward().expect("backward");
+            for name in &names {
+                let (_, var) = vars.iter().find(|(n, _)| n == name).expect("var exists");
+                let grad = grads.get(var.as_tensor()).expect("gradient present");
+                let g: Vec<f64> = grad.flatten_all().and_then(|t| t.to_vec1()).expect("g");
+                let w0: Vec<f64> = var.flatten_all().and_then(|t| t.to_vec1()).expect("w");
+                let n = w0.len();
+                for i in [0, n / 3, n / 2, n - 1] {
+                    let eps = 1e-6;
+                    let eval_at = |delta: f64| -> f64 {
+                        let mut w = w0.clone();
+                        w[i] += delta;
+                        let t = Tensor::from_vec(w, var.shape(), &CPU).expect("t");
+                        var.set(&t).expect("set");
+                        loss(&model).to_scalar::<f64>().expect("scalar")
+                    };
+                    let fd = (eval_at(eps) - eval_at(-eps)) / (2.0 * eps);
+                    eval_at(0.0);
+                    let tol = 1e-4 * (1.0 + fd.abs().max(g[i].abs()));
+                    assert!(
+                        (fd - g[i]).abs() < tol,
+                        "{arch} {mode:?} {name}[{i}]: fd {fd} vs backprop {}",
+                        g[i]
+                    );
+                }
+            }
+        }
+    }
+}

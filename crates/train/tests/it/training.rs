@@ -1,0 +1,213 @@
+//! Training on real faces: learning, determinism, resume after a kill, skipping finished work.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, UInt16Type};
+use candle_core::{Device, Tensor};
+use ferbayes_core::{Arch, LabelMode, Method, schema};
+use ferbayes_train::TrainOptions;
+
+use crate::support::{ingested, tiny};
+
+fn only(arch: Arch, method: Method) -> TrainOptions {
+    TrainOptions {
+        archs: Some(vec![arch]),
+        methods: Some(vec![method]),
+        ..TrainOptions::default()
+    }
+}
+
+fn weights(path: &Path) -> HashMap<String, Tensor> {
+    candle_core::safetensors::load(path, &Device::Cpu).expect("weights")
+}
+
+fn assert_same_weights(a: &Path, b: &Path) {
+    let (a, b) = (weights(a), weights(b));
+    assert_eq!(a.len(), b.len());
+    for (name, ta) in &a {
+        let va: Vec<f32> = ta.flatten_all().expect("flat").to_vec1().expect("values");
+        let vb: Vec<f32> = b[name]
+            .flatten_all()
+            .expect("flat")
+            .to_vec1()
+            .expect("values");
+        assert!(
+            va.iter().zip(&vb).all(|(x, y)| x.to_bits() == y.to_bits()),
+            "tensor {name} differs"
+        );
+    }
+}
+
+#[test]
+fn a_small_model_overfits_256_real_faces() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let layout = ingested(dir.path(), "overfit", 256);
+    let mut settings = tiny(12, 1);
+    settings.train.alexnet.width = 0.25;
+    settings.train.alexnet.drop_rate = 0.0;
+    let out = ferbayes_train::run(&layout, &settings, &only(Arch::AlexNet, Method::Ensemble))
+        .expect("train");
+    let h = &out[0].history;
+    assert_eq!(h.len(), 12);
+    let (first, last) = (h[0].train_loss, h[11].train_loss);
+    assert!(last < 0.3 * first, "train loss {first:.3} → {last:.3}");
+    assert!(
+        h[11].train_accuracy > 0.9,
+        "train accuracy {}",
+        h[11].train_accuracy
+    );
+}
+
+#[test]
+fn same_seed_same_weights_and_resume_after_a_kill() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = ingested(dir.path(), "a", 96);
+    let b = ingested(dir.path(), "b", 96);
+    let c = ingested(dir.path(), "c", 96);
+    let settings = tiny(3, 1);
+    let opts = only(Arch::AlexNet, Method::McDropConnect);
+    ferbayes_train::run(&a, &settings, &opts).expect("uninterrupted");
+    ferbayes_train::run(&b, &settings, &opts).expect("second run");
+    let member = |l: &ferbayes_core::Layout| l.member_weights("alexnet", "mc_dropconnect", 0);
+    assert_same_weights(&member(&a), &member(&b));
+
+    // Killed after its first epoch: only the checkpoint exists; the rerun resumes from it.
+    let killed = TrainOptions {
+        stop_after_epochs: Some(1),
+        ..opts.clone()
+    };
+    let out = ferbayes_train::run(&c, &settings, &killed).expect("killed run");
+    assert!(out[0].interrupted);
+    assert!(!member(&c).exists());
+    assert!(c.member_checkpoint("alexnet", "mc_dropconnect", 0).exists());
+    let out = ferbayes_train::run(&c, &settings, &opts).expect("resumed run");
+    assert!(!out[0].interrupted);
+    assert_eq!(
+        out[0].history.len(),
+        3,
+        "history keeps the epoch before the kill"
+    );
+    assert_same_weights(&member(&a), &member(&c));
+    assert!(
+        !c.train_dir("alexnet", "mc_dropconnect")
+            .join(".resume")
+            .exists()
+    );
+
+    // A different seed gives different weights.
+    let d = ingested(dir.path(), "d", 96);
+    let mut other = settings.clone();
+    other.seed += 1;
+    ferbayes_train::run(&d, &other, &opts).expect("other seed");
+    let (wa, wd) = (weights(&member(&a)), weights(&member(&d)));
+    let diff = (&wa["classifier.fc1.weight"] - &wd["classifier.fc1.weight"])
+        .expect("sub")
+        .abs()
+        .expect("abs")
+        .sum_all()
+        .expect("sum")
+        .to_scalar::<f32>()
+        .expect("scalar");
+    assert!(diff > 0.0);
+}
+
+#[test]
+fn finished_members_are_not_retrained_but_changed_settings_are() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let layout = ingested(dir.path(), "skip", 64);
+    let settings = tiny(1, 3);
+    let opts = only(Arch::AlexNet, Method::Ensemble);
+    let first = ferbayes_train::run(&layout, &settings, &opts).expect("first");
+    assert_eq!((first[0].members, first[0].trained), (3, 3));
+    let path = layout.member_weights("alexnet", "ensemble", 1);
+    let before = std::fs::metadata(&path)
+        .expect("meta")
+        .modified()
+        .expect("mtime");
+
+    let again = ferbayes_train::run(&layout, &settings, &opts).expect("again");
+    assert_eq!(again[0].trained, 0);
+    assert_eq!(again[0].history, first[0].history);
+    assert_eq!(
+        std::fs::metadata(&path)
+            .expect("meta")
+            .modified()
+            .expect("mtime"),
+        before
+    );
+
+    let mut changed = settings.clone();
+    changed.train.alexnet.learning_rate *= 0.5;
+    let retrained = ferbayes_train::run(&layout, &changed, &opts).expect("changed");
+    assert_eq!(retrained[0].trained, 3);
+}
+
+#[test]
+fn all_nine_combinations_train_and_write_their_artifacts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let layout = ingested(dir.path(), "nine", 48);
+    let settings = tiny(2, 2);
+    let out = ferbayes_train::run(&layout, &settings, &TrainOptions::default()).expect("train");
+    assert_eq!(out.len(), 9);
+    for s in &out {
+        let (arch, method) = (s.arch.as_str(), s.method.as_str());
+        let members = if s.method == Method::Ensemble { 2 } else { 1 };
+        assert_eq!(s.members, members, "{arch}/{method}");
+        for m in 0..members {
+            assert!(
+                layout.member_weights(arch, method, m).is_file(),
+                "{arch}/{method} member {m}"
+            );
+        }
+        let dir = layout.train_dir(arch, method);
+        assert!(dir.join("manifest.json").is_file());
+        assert!(!dir.join(".resume").exists());
+        let batches = ferbayes_core::io::read_parquet(
+            &layout.history(arch, method),
+            &schema::history(),
+            None,
+            "just train",
+        )
+        .expect("history");
+        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+        assert_eq!(rows, members * 2, "{arch}/{method}");
+        for b in &batches {
+            let member = b
+                .column_by_name("member")
+                .expect("member")
+                .as_primitive::<UInt16Type>();
+            assert!(member.values().iter().all(|&m| usize::from(m) < members));
+            let acc = b
+                .column_by_name("valid_accuracy")
+                .expect("acc")
+                .as_primitive::<Float64Type>();
+            assert!(acc.values().iter().all(|a| (0.0..=1.0).contains(a)));
+            let nll = b
+                .column_by_name("valid_loss")
+                .expect("nll")
+                .as_primitive::<Float64Type>();
+            assert!(nll.values().iter().all(|l| l.is_finite() && *l > 0.0));
+        }
+    }
+}
+
+#[test]
+fn soft_label_modes_train() {
+    for mode in [LabelMode::CrossEntropy, LabelMode::Probability] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let layout = ingested(dir.path(), "soft", 64);
+        let mut settings = tiny(2, 1);
+        settings.train.label_mode = mode;
+        let out = ferbayes_train::run(&layout, &settings, &only(Arch::AlexNet, Method::McDropout))
+            .expect("train");
+        let h = &out[0].history;
+        assert_eq!(h.len(), 2, "{mode}");
+        assert!(
+            h.iter()
+                .all(|r| r.train_loss.is_finite() && r.train_loss > 0.0),
+            "{mode}"
+        );
+    }
+}
