@@ -5,6 +5,9 @@
 
 set positional-arguments := false
 
+# candle's CPU matmul re-reads /proc/cpuinfo on every call unless the thread count is given.
+export RAYON_NUM_THREADS := env("RAYON_NUM_THREADS", num_cpus())
+
 cargo := "cargo run --release --quiet --bin"
 
 # List the recipes.
@@ -12,7 +15,7 @@ default:
     @just --list --unsorted
 
 # Run every stage the profile lists, in order.
-all: ingest train infer
+all: ingest train infer analyze
 
 # FER+ (FER_DATA) to artifacts/<profile>/ingest/{train,valid,test}.parquet.
 ingest *ARGS:
@@ -25,6 +28,10 @@ train *ARGS:
 # T stochastic passes / N members per valid and test face, cached as probability tables.
 infer *ARGS:
     {{cargo}} ferbayes-infer -- {{ARGS}}
+
+# Metrics vs n, the study's figures and ours, and analyze/report.{html,md}.
+analyze *ARGS:
+    {{cargo}} ferbayes-analyze -- {{ARGS}}
 
 # Predict the emotion of your own face photos, e.g. `just predict me.jpg --arch alexnet`.
 predict *ARGS:

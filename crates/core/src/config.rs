@@ -80,16 +80,16 @@ impl Settings {
         if self.analyze.ece_bins == 0 {
             return bad("analyze.ece_bins", "must be at least 1");
         }
-        if self.analyze.shown_n.iter().any(|&n| n == 0) {
+        if self.analyze.shown_n.contains(&0) {
             return bad("analyze.shown_n", "sample counts start at 1");
         }
         if t.ensemble_members == 0 {
             return bad("train.ensemble_members", "must be at least 1");
         }
         for arch in Arch::ALL {
-            let a = t.arch(*arch);
+            let a = t.arch(arch);
             let key = |k: &str| format!("train.{arch}.{k}");
-            if !(a.width > 0.0 && a.width <= 4.0) {
+            if a.width.is_nan() || a.width <= 0.0 || a.width > 4.0 {
                 return bad(&key("width"), "must be in (0, 4]");
             }
             if a.input_size < 32 || a.input_size > 256 {
@@ -98,7 +98,7 @@ impl Settings {
             if a.epochs == 0 {
                 return bad(&key("epochs"), "must be at least 1");
             }
-            if !(a.learning_rate > 0.0) {
+            if a.learning_rate <= 0.0 || a.learning_rate.is_nan() {
                 return bad(&key("learning_rate"), "must be positive");
             }
             if !(0.0..1.0).contains(&a.drop_rate) {

@@ -15,7 +15,7 @@ macro_rules! named_enum {
 
         impl $name {
             /// Every value, in canonical order.
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+            pub const ALL: [$name; [$(stringify!($variant)),+].len()] = [$($name::$variant),+];
 
             /// The name used in settings, artifact paths and tables.
             pub fn as_str(self) -> &'static str {
@@ -35,7 +35,7 @@ macro_rules! named_enum {
             type Err = String;
 
             fn from_str(s: &str) -> Result<Self, Self::Err> {
-                Self::ALL.iter().copied().find(|v| v.as_str() == s).ok_or_else(|| {
+                Self::ALL.into_iter().find(|v| v.as_str() == s).ok_or_else(|| {
                     let known: Vec<&str> = Self::ALL.iter().map(|v| v.as_str()).collect();
                     format!("unknown {} `{s}` (expected one of: {})", stringify!($name), known.join(", "))
                 })
@@ -97,10 +97,10 @@ mod tests {
     #[test]
     fn names_round_trip_and_unknown_names_are_listed() {
         for a in Arch::ALL {
-            assert_eq!(a.as_str().parse::<Arch>(), Ok(*a));
+            assert_eq!(a.as_str().parse::<Arch>(), Ok(a));
         }
         for m in Method::ALL {
-            assert_eq!(m.to_string().parse::<Method>(), Ok(*m));
+            assert_eq!(m.to_string().parse::<Method>(), Ok(m));
         }
         let err = "resnet".parse::<Arch>().expect_err("unknown");
         assert!(

@@ -9,9 +9,24 @@ pub fn mix(seed: u64, stream: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// FNV-1a (64-bit) of a name: a stable stream number for [`mix`], so a stream keeps its seed
+/// when other named streams are added.
+pub fn stream_of(name: &str) -> u64 {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
 #[cfg(test)]
 mod tests {
-    use super::mix;
+    use super::{mix, stream_of};
+
+    #[test]
+    fn fnv1a_reference_values() {
+        // Published FNV-1a 64 test vectors: "" → offset basis, "a" → 0xaf63dc4c8601ec8c.
+        assert_eq!(stream_of(""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(stream_of("a"), 0xaf63_dc4c_8601_ec8c);
+    }
 
     #[test]
     fn streams_differ_and_are_stable() {

@@ -97,12 +97,7 @@ impl Predictor {
         device: &Device,
     ) -> Result<Predictor> {
         let s = settings.train.arch(arch);
-        let mut cfg = ModelConfig::new(
-            to_model_arch(arch),
-            to_model_method(method),
-            s.width,
-            s.input_size,
-        );
+        let mut cfg = ModelConfig::new(arch, method, s.width, s.input_size);
         cfg.drop_rate = s.drop_rate;
         let members = match method {
             Method::Ensemble => settings.train.ensemble_members,
@@ -223,22 +218,6 @@ impl Predictor {
 
     fn pass_seed(&self, pass: usize, batch: u64) -> u64 {
         mix(mix(self.seed, pass as u64), batch)
-    }
-}
-
-pub(crate) fn to_model_arch(arch: Arch) -> ferbayes_models::Arch {
-    match arch {
-        Arch::AlexNet => ferbayes_models::Arch::AlexNet,
-        Arch::Vgg16 => ferbayes_models::Arch::Vgg16,
-        Arch::DenseNet121 => ferbayes_models::Arch::DenseNet121,
-    }
-}
-
-pub(crate) fn to_model_method(method: Method) -> ferbayes_models::Method {
-    match method {
-        Method::McDropout => ferbayes_models::Method::McDropout,
-        Method::McDropConnect => ferbayes_models::Method::McDropConnect,
-        Method::Ensemble => ferbayes_models::Method::Ensemble,
     }
 }
 

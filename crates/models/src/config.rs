@@ -1,113 +1,22 @@
 //! Architecture and method names, the model configuration and forward modes.
 
-use std::fmt;
-use std::str::FromStr;
-
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-/// Network architecture.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum Arch {
-    /// AlexNet with BatchNorm (5 convs, 3 FCs).
-    #[serde(rename = "alexnet")]
-    AlexNet,
-    /// VGG-16 (13 convs, 3 FCs), no BatchNorm.
-    #[serde(rename = "vgg16")]
-    Vgg16,
-    /// DenseNet-121 (blocks 6/12/24/16).
-    #[serde(rename = "densenet121")]
-    DenseNet121,
-}
+pub use ferbayes_core::{Arch, Method};
 
-impl Arch {
-    /// Every architecture, in the paper's order.
-    pub const ALL: [Arch; 3] = [Arch::AlexNet, Arch::Vgg16, Arch::DenseNet121];
-
-    /// The stable lowercase name (`alexnet`, `vgg16`, `densenet121`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Arch::AlexNet => "alexnet",
-            Arch::Vgg16 => "vgg16",
-            Arch::DenseNet121 => "densenet121",
-        }
-    }
-
-    /// Default dropout / DropConnect rate p: 0.5 for alexnet, 0.2 for vgg16 and densenet121.
-    pub fn default_drop_rate(self) -> f64 {
-        match self {
-            Arch::AlexNet => 0.5,
-            Arch::Vgg16 | Arch::DenseNet121 => 0.2,
-        }
-    }
-
-    /// Whether the architecture contains BatchNorm layers.
-    pub fn has_batchnorm(self) -> bool {
-        matches!(self, Arch::AlexNet | Arch::DenseNet121)
+/// The study's dropout / DropConnect rate p: 0.5 for alexnet, 0.2 for vgg16 and densenet121.
+pub fn default_drop_rate(arch: Arch) -> f64 {
+    match arch {
+        Arch::AlexNet => 0.5,
+        Arch::Vgg16 | Arch::DenseNet121 => 0.2,
     }
 }
 
-impl fmt::Display for Arch {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Arch {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<Self> {
-        Arch::ALL
-            .into_iter()
-            .find(|a| a.as_str().eq_ignore_ascii_case(s.trim()))
-            .ok_or_else(|| Error::UnknownArch(s.to_owned()))
-    }
-}
-
-/// Uncertainty method: how the network is made stochastic.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum Method {
-    /// MC-Dropout: inverted dropout on activations, kept on at inference.
-    #[serde(rename = "mc_dropout")]
-    McDropout,
-    /// MC-DropConnect: Bernoulli masks on weights, kept on at inference.
-    #[serde(rename = "mc_dropconnect")]
-    McDropConnect,
-    /// Deep Ensemble member: the classical network (dropout only while training).
-    #[serde(rename = "ensemble")]
-    Ensemble,
-}
-
-impl Method {
-    /// Every method, in the paper's order.
-    pub const ALL: [Method; 3] = [Method::McDropout, Method::McDropConnect, Method::Ensemble];
-
-    /// The stable name (`mc_dropout`, `mc_dropconnect`, `ensemble`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Method::McDropout => "mc_dropout",
-            Method::McDropConnect => "mc_dropconnect",
-            Method::Ensemble => "ensemble",
-        }
-    }
-}
-
-impl fmt::Display for Method {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Method {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<Self> {
-        Method::ALL
-            .into_iter()
-            .find(|m| m.as_str().eq_ignore_ascii_case(s.trim()))
-            .ok_or_else(|| Error::UnknownMethod(s.to_owned()))
-    }
+/// Whether the architecture contains BatchNorm layers.
+pub fn has_batchnorm(arch: Arch) -> bool {
+    matches!(arch, Arch::AlexNet | Arch::DenseNet121)
 }
 
 /// Everything needed to build a [`crate::Model`] (together with its weights).
@@ -126,14 +35,14 @@ pub struct ModelConfig {
 
 impl ModelConfig {
     /// A configuration with the architecture's default drop rate
-    /// ([`Arch::default_drop_rate`]).
+    /// ([`default_drop_rate`]).
     pub fn new(arch: Arch, method: Method, width: f64, input_size: usize) -> Self {
         ModelConfig {
             arch,
             method,
             width,
             input_size,
-            drop_rate: arch.default_drop_rate(),
+            drop_rate: default_drop_rate(arch),
         }
     }
 

@@ -12,12 +12,6 @@ pub enum Error {
     /// The model configuration is not usable (names the offending field).
     #[error("invalid model config: {0}")]
     Config(String),
-    /// An architecture name that is none of `alexnet`, `vgg16`, `densenet121`.
-    #[error("unknown architecture {0:?} (expected one of: alexnet, vgg16, densenet121)")]
-    UnknownArch(String),
-    /// A method name that is none of `mc_dropout`, `mc_dropconnect`, `ensemble`.
-    #[error("unknown method {0:?} (expected one of: mc_dropout, mc_dropconnect, ensemble)")]
-    UnknownMethod(String),
     /// The input tensor does not have the shape the model was built for.
     #[error(
         "input of shape {got:?} does not match the model, expected (B, 1, {size}, {size}){extra}"

@@ -69,23 +69,9 @@ pub fn trainable_vars(varmap: &VarMap) -> Vec<Var> {
         .collect()
 }
 
-/// 64-bit FNV-1a of `bytes` (stable across platforms and Rust versions).
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
-}
-
-/// SplitMix64 finaliser.
-fn mix(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
 /// Seed of the stream that initialises variable `name` under run seed `seed`.
 pub(crate) fn var_seed(seed: u64, name: &str) -> u64 {
-    mix(mix(seed) ^ fnv1a(name.as_bytes()))
+    ferbayes_core::seed::mix(seed, ferbayes_core::seed::stream_of(name))
 }
 
 /// `n` standard-normal samples (Box-Muller, both outputs used).

@@ -137,7 +137,7 @@ mod ops;
 mod preprocess;
 mod vgg;
 
-pub use config::{Arch, Method, Mode, ModelConfig};
+pub use config::{Arch, Method, Mode, ModelConfig, default_drop_rate, has_batchnorm};
 pub use device::device;
 pub use error::{Error, Result};
 pub use init::{VarRole, init_seeded, sorted_vars, trainable_vars};

@@ -69,7 +69,7 @@ impl Model {
                 extra: String::new(),
             });
         }
-        if mode.batchnorm_train && self.cfg.arch.has_batchnorm() && dims[0] < 2 {
+        if mode.batchnorm_train && crate::config::has_batchnorm(self.cfg.arch) && dims[0] < 2 {
             return Err(Error::InputShape {
                 got: dims.to_vec(),
                 size,

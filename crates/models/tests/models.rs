@@ -797,3 +797,31 @@ fn whole_model_gradients_match_finite_differences() {
         }
     }
 }
+
+#[test]
+fn features_then_head_equals_forward() {
+    for arch in Arch::ALL {
+        for method in Method::ALL {
+            let cfg = ModelConfig::new(arch, method, 0.125, 48);
+            let (_vm, model) = build(&cfg, 4);
+            let xs = random_input(3, 48, 9);
+            if arch == Arch::DenseNet121 {
+                assert!(!model.has_deterministic_prefix());
+                assert!(model.features(&xs, Mode::MC).is_err());
+                continue;
+            }
+            assert!(model.has_deterministic_prefix(), "{arch}");
+            let feats = model.features(&xs, Mode::MC).expect("features");
+            assert_eq!(feats.dim(0).expect("dim"), 3);
+            for mode in [Mode::MC, Mode::EVAL] {
+                let full = model
+                    .forward(&xs, mode, &mut Noise::new(12))
+                    .expect("forward");
+                let split = model.head(&feats, mode, &mut Noise::new(12)).expect("head");
+                assert_eq!(values(&full), values(&split), "{cfg:?} {mode:?}");
+            }
+        }
+    }
+    assert!(ferbayes_models::device("cpu").is_ok());
+    assert!(ferbayes_models::device("tpu").is_err());
+}

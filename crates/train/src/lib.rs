@@ -108,30 +108,32 @@ pub fn run(
         .unwrap_or_else(|| settings.train.methods.clone());
     let mut budget = options.stop_after_epochs;
     let mut out = Vec::new();
-    // Data are loaded once per distinct (input size, label mode).
+    // Data are loaded once per distinct input size (the label mode is the profile's).
     let mut cache: HashMap<usize, (Arc<Dataset>, Arc<Dataset>)> = HashMap::new();
     for &arch in &archs {
         let size = settings.train.arch(arch).input_size;
-        if !cache.contains_key(&size) {
-            let train = Dataset::load(
-                &layout.ingest_split(Split::Train),
-                settings.train.label_mode,
-                size,
-            )?;
-            let valid = Dataset::load(
-                &layout.ingest_split(Split::Valid),
-                LabelMode::Majority,
-                size,
-            )?;
-            tracing::info!(
-                train = train.len(),
-                valid = valid.len(),
-                input_size = size,
-                "loaded faces"
-            );
-            cache.insert(size, (Arc::new(train), Arc::new(valid)));
-        }
-        let (train, valid) = cache[&size].clone();
+        let (train, valid) = match cache.entry(size) {
+            std::collections::hash_map::Entry::Occupied(e) => e.get().clone(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let train = Dataset::load(
+                    &layout.ingest_split(Split::Train),
+                    settings.train.label_mode,
+                    size,
+                )?;
+                let valid = Dataset::load(
+                    &layout.ingest_split(Split::Valid),
+                    LabelMode::Majority,
+                    size,
+                )?;
+                tracing::info!(
+                    train = train.len(),
+                    valid = valid.len(),
+                    input_size = size,
+                    "loaded faces"
+                );
+                e.insert((Arc::new(train), Arc::new(valid))).clone()
+            }
+        };
         for &method in &methods {
             let summary = train_combo(
                 layout,
@@ -387,12 +389,7 @@ fn train_member(
     }
 
     let device = &options.device;
-    let mut cfg = ModelConfig::new(
-        to_model_arch(arch),
-        to_model_method(method),
-        s.width,
-        s.input_size,
-    );
+    let mut cfg = ModelConfig::new(arch, method, s.width, s.input_size);
     cfg.drop_rate = s.drop_rate;
     let varmap = VarMap::new();
     let model = Model::new(&cfg, VarBuilder::from_varmap(&varmap, DType::F32, device))?;
@@ -514,23 +511,6 @@ fn train_member(
         history,
         trained: true,
     })
-}
-
-/// Maps the shared names onto the models crate's.
-fn to_model_arch(arch: Arch) -> ferbayes_models::Arch {
-    match arch {
-        Arch::AlexNet => ferbayes_models::Arch::AlexNet,
-        Arch::Vgg16 => ferbayes_models::Arch::Vgg16,
-        Arch::DenseNet121 => ferbayes_models::Arch::DenseNet121,
-    }
-}
-
-fn to_model_method(method: Method) -> ferbayes_models::Method {
-    match method {
-        Method::McDropout => ferbayes_models::Method::McDropout,
-        Method::McDropConnect => ferbayes_models::Method::McDropConnect,
-        Method::Ensemble => ferbayes_models::Method::Ensemble,
-    }
 }
 
 /// A (B, 1, S, S) tensor of the faces at `indices`.

@@ -1,10 +1,11 @@
 //! Adam and SGD with momentum, with state that can be saved and restored bit for bit (needed to
 //! resume a killed run and end with the weights of an uninterrupted one).
 //!
-//! Adam (Kingma & Ba 2015): m ← β1·m + (1−β1)·g, v ← β2·v + (1−β2)·g², θ ← θ − lr·(m̂/(√v̂ + ε)
-//! + wd·θ) with bias-corrected m̂, v̂ (β1 0.9, β2 0.999, ε 1e-7 as Keras, which the study used).
-//! SGD (PyTorch convention): b ← μ·b + g (+ wd·θ in g), θ ← θ − lr·b.
-//! The learning rate decays per step as Keras' `decay`: lr_t = lr / (1 + decay·t).
+//! - Adam (Kingma & Ba 2015): m ← β1·m + (1−β1)·g, v ← β2·v + (1−β2)·g²,
+//!   θ ← θ − lr·(m̂/(√v̂ + ε) + wd·θ) with bias-corrected m̂, v̂ (β1 0.9, β2 0.999, ε 1e-7 as
+//!   Keras, which the study used).
+//! - SGD (PyTorch convention): b ← μ·b + g (+ wd·θ in g), θ ← θ − lr·b.
+//! - The learning rate decays per step as Keras' `decay`: lr_t = lr / (1 + decay·t).
 
 use std::collections::HashMap;
 

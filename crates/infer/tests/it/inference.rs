@@ -28,7 +28,7 @@ fn settings() -> Settings {
     s.infer.samples = SAMPLES;
     s.infer.batch_size = 16;
     for arch in Arch::ALL {
-        let a = s.train.arch_mut(*arch);
+        let a = s.train.arch_mut(arch);
         a.width = 0.125;
         a.input_size = 48;
         a.epochs = 1;

@@ -29,7 +29,7 @@ pub fn tiny(epochs: usize, members: usize) -> Settings {
     let mut s = pipeline().settings("smoke").expect("smoke profile");
     s.train.ensemble_members = members;
     for arch in Arch::ALL {
-        let a = s.train.arch_mut(*arch);
+        let a = s.train.arch_mut(arch);
         a.width = 0.125;
         a.input_size = 48;
         a.epochs = epochs;

@@ -1,0 +1,245 @@
+//! Reading the inputs: the faces of an ingest split and the samples of an infer file.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float32Type, UInt8Type, UInt16Type};
+use arrow_array::{Array, FixedSizeListArray, RecordBatch};
+use ferbayes_core::io::read_parquet;
+use ferbayes_core::{IMAGE_PIXELS, NUM_CLASSES, schema};
+
+use crate::error::{AnalyzeError, Result};
+use crate::metrics::Evaluator;
+
+/// Tolerance on the sum of a probability row.
+const SUM_TOLERANCE: f32 = 1e-3;
+
+/// The faces of one ingest split.
+#[derive(Debug)]
+pub struct Faces {
+    pub path: PathBuf,
+    pub images: Vec<String>,
+    /// Row-major 48x48 grayscale of every face (`IMAGE_PIXELS` each); empty unless requested.
+    pub pixels: Vec<u8>,
+    pub evaluator: Evaluator<NUM_CLASSES>,
+}
+
+impl Faces {
+    pub fn len(&self) -> usize {
+        self.images.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.images.is_empty()
+    }
+
+    /// The pixels of face `i`, if they were read.
+    pub fn face_pixels(&self, i: usize) -> Option<&[u8]> {
+        self.pixels.get(i * IMAGE_PIXELS..(i + 1) * IMAGE_PIXELS)
+    }
+}
+
+/// The samples of one infer file, sample-major: `probs[t * faces + i]` is face i under sample t.
+#[derive(Debug)]
+pub struct Samples {
+    pub path: PathBuf,
+    pub count: usize,
+    pub faces: usize,
+    pub probs: Vec<[f32; NUM_CLASSES]>,
+}
+
+impl Samples {
+    /// Every face's prediction under sample `t`.
+    pub fn sample(&self, t: usize) -> &[[f32; NUM_CLASSES]] {
+        &self.probs[t * self.faces..(t + 1) * self.faces]
+    }
+}
+
+fn ingest_err(path: &Path, message: impl Into<String>) -> AnalyzeError {
+    AnalyzeError::Ingest {
+        path: path.to_owned(),
+        message: message.into(),
+    }
+}
+
+fn infer_err(path: &Path, message: impl Into<String>) -> AnalyzeError {
+    AnalyzeError::Inference {
+        path: path.to_owned(),
+        message: message.into(),
+    }
+}
+
+fn column<'a>(
+    batch: &'a RecordBatch,
+    name: &str,
+    err: &dyn Fn(String) -> AnalyzeError,
+) -> Result<&'a dyn Array> {
+    batch
+        .column_by_name(name)
+        .map(|c| c.as_ref())
+        .ok_or_else(|| err(format!("missing column `{name}`")))
+}
+
+/// The values of row `i` of a fixed-size list of f32 with `len` items (None when null).
+fn f32_row(list: &FixedSizeListArray, i: usize, len: usize) -> Option<Option<&[f32]>> {
+    if list.is_null(i) {
+        return Some(None);
+    }
+    let values = list.values().as_primitive_opt::<Float32Type>()?;
+    let start = list.value_offset_at(i);
+    values.values().get(start..start + len).map(Some)
+}
+
+/// Reads the faces of an ingest split; `pixels` also reads the images (for the figures).
+pub fn read_faces(path: &Path, pixels: bool, bins: usize) -> Result<Faces> {
+    let mut cols = vec!["image", "majority", "crowd", "crowd_entropy"];
+    if pixels {
+        cols.push("pixels");
+    }
+    let batches = read_parquet(path, &schema::ingest(), Some(&cols), "just ingest")?;
+    let err = |m: String| ingest_err(path, m);
+    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+    let mut images = Vec::with_capacity(rows);
+    let mut majority = Vec::with_capacity(rows);
+    let mut crowd = Vec::with_capacity(rows);
+    let mut crowd_entropy = Vec::with_capacity(rows);
+    let mut pixel_data = Vec::with_capacity(if pixels { rows * IMAGE_PIXELS } else { 0 });
+    for batch in &batches {
+        let image = column(batch, "image", &err)?
+            .as_string_opt::<i32>()
+            .ok_or_else(|| err("column `image` is not utf8".into()))?;
+        let label = column(batch, "majority", &err)?
+            .as_primitive_opt::<UInt8Type>()
+            .ok_or_else(|| err("column `majority` is not u8".into()))?;
+        let crowd_col = column(batch, "crowd", &err)?
+            .as_fixed_size_list_opt()
+            .ok_or_else(|| err("column `crowd` is not a fixed-size list".into()))?;
+        let entropy = column(batch, "crowd_entropy", &err)?
+            .as_primitive_opt::<Float32Type>()
+            .ok_or_else(|| err("column `crowd_entropy` is not f32".into()))?;
+        let pixel_col = if pixels {
+            Some(
+                column(batch, "pixels", &err)?
+                    .as_fixed_size_list_opt()
+                    .ok_or_else(|| err("column `pixels` is not a fixed-size list".into()))?,
+            )
+        } else {
+            None
+        };
+        for i in 0..batch.num_rows() {
+            let name = image.value(i);
+            images.push(name.to_owned());
+            let y = (!label.is_null(i)).then(|| label.value(i));
+            if y.is_some_and(|y| usize::from(y) >= NUM_CLASSES) {
+                return Err(err(format!("{name}: majority class {y:?} is out of range")));
+            }
+            majority.push(y);
+            let c = f32_row(crowd_col, i, NUM_CLASSES)
+                .ok_or_else(|| err(format!("{name}: malformed `crowd` row")))?;
+            crowd.push(c.map(|c| {
+                let mut row = [0.0f32; NUM_CLASSES];
+                row.copy_from_slice(c);
+                row
+            }));
+            crowd_entropy.push((!entropy.is_null(i)).then(|| entropy.value(i)));
+            if let Some(list) = pixel_col {
+                let values = list
+                    .values()
+                    .as_primitive_opt::<UInt8Type>()
+                    .ok_or_else(|| err("column `pixels` does not hold u8".into()))?;
+                let start = list.value_offset_at(i);
+                let row = values
+                    .values()
+                    .get(start..start.saturating_add(IMAGE_PIXELS))
+                    .ok_or_else(|| err(format!("{name}: malformed `pixels` row")))?;
+                pixel_data.extend_from_slice(row);
+            }
+        }
+    }
+    Ok(Faces {
+        path: path.to_owned(),
+        images,
+        pixels: pixel_data,
+        evaluator: Evaluator::new(majority, crowd, crowd_entropy, bins),
+    })
+}
+
+/// Reads an infer file and places every row by (sample, face); every face of `faces` must have
+/// every sample 0..T−1 exactly once, with finite, non-negative probabilities summing to 1.
+pub fn read_samples(path: &Path, faces: &Faces) -> Result<Samples> {
+    let index: HashMap<&str, usize> = faces
+        .images
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.as_str(), i))
+        .collect();
+    let batches = read_parquet(path, &schema::infer(), None, "just infer")?;
+    let err = |m: String| infer_err(path, m);
+    let mut rows: Vec<(usize, usize, [f32; NUM_CLASSES])> = Vec::new();
+    let mut count = 0usize;
+    for batch in &batches {
+        let image = column(batch, "image", &err)?
+            .as_string_opt::<i32>()
+            .ok_or_else(|| err("column `image` is not utf8".into()))?;
+        let sample = column(batch, "sample", &err)?
+            .as_primitive_opt::<UInt16Type>()
+            .ok_or_else(|| err("column `sample` is not u16".into()))?;
+        let probs = column(batch, "probs", &err)?
+            .as_fixed_size_list_opt()
+            .ok_or_else(|| err("column `probs` is not a fixed-size list".into()))?;
+        for i in 0..batch.num_rows() {
+            let name = image.value(i);
+            let face = *index.get(name).ok_or_else(|| {
+                err(format!(
+                    "face {name} is not in {} (the ingest tables changed since inference)",
+                    faces.path.display()
+                ))
+            })?;
+            let t = usize::from(sample.value(i));
+            let p = f32_row(probs, i, NUM_CLASSES)
+                .flatten()
+                .ok_or_else(|| err(format!("{name}, sample {t}: malformed `probs` row")))?;
+            let sum: f32 = p.iter().sum();
+            if p.iter().any(|v| !v.is_finite() || *v < 0.0) || (sum - 1.0).abs() > SUM_TOLERANCE {
+                return Err(err(format!(
+                    "{name}, sample {t}: probabilities {p:?} are not a distribution (sum {sum})"
+                )));
+            }
+            let mut row = [0.0f32; NUM_CLASSES];
+            row.copy_from_slice(p);
+            count = count.max(t + 1);
+            rows.push((t, face, row));
+        }
+    }
+    let n = faces.len();
+    if rows.is_empty() || n == 0 {
+        return Err(err("holds no predictions".into()));
+    }
+    if rows.len() != count * n {
+        return Err(err(format!(
+            "{} rows, but {n} faces x {count} samples = {} were expected",
+            rows.len(),
+            count * n
+        )));
+    }
+    let mut probs = vec![[0.0f32; NUM_CLASSES]; count * n];
+    let mut seen = vec![false; count * n];
+    for (t, face, row) in rows {
+        let slot = t * n + face;
+        if std::mem::replace(&mut seen[slot], true) {
+            return Err(err(format!(
+                "face {} has sample {t} twice",
+                faces.images[face]
+            )));
+        }
+        probs[slot] = row;
+    }
+    // Equal counts and no duplicates imply every slot is filled.
+    Ok(Samples {
+        path: path.to_owned(),
+        count,
+        faces: n,
+        probs,
+    })
+}

@@ -1,0 +1,791 @@
+//! The figures, drawn with plotters into PNG (an RGB buffer encoded with `png`) and SVG, with
+//! text in the bundled DejaVu Sans so that no system font is needed.
+//!
+//! Face images are not drawn by plotters: a figure records where each goes ([`Placed`]) and they
+//! are pasted into the PNG buffer (nearest-neighbour) or embedded into the SVG as a small
+//! base64 PNG `<image>`, which keeps the SVG compact.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use ferbayes_core::io::write_atomic;
+use ferbayes_core::{EMOTIONS, IMAGE_SIDE, Layout, Method, NUM_CLASSES};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+use plotters::style::{FontStyle, register_font};
+
+use crate::error::{AnalyzeError, Result};
+use crate::glyphs::GlyphBitMap;
+use crate::metrics::Bin;
+
+/// DejaVu Sans (Bitstream Vera licence, see assets/DejaVu-LICENSE.txt).
+pub(crate) const FONT_BYTES: &[u8] = include_bytes!("../../../assets/DejaVuSans.ttf");
+/// The family name the figures use; the SVG files name it too, so viewers fall back to their
+/// own sans-serif font.
+const FONT: &str = "sans-serif";
+
+/// Registers the bundled font with plotters (once per process).
+pub fn ensure_font() -> Result<()> {
+    static REGISTERED: OnceLock<bool> = OnceLock::new();
+    let ok = *REGISTERED.get_or_init(|| register_font(FONT, FontStyle::Normal, FONT_BYTES).is_ok());
+    if ok { Ok(()) } else { Err(AnalyzeError::Font) }
+}
+
+type DrawResult<DB> =
+    std::result::Result<(), DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
+
+/// The colour of a method's lines and bars.
+pub fn method_color(method: Method) -> RGBColor {
+    match method {
+        Method::McDropout => RGBColor(31, 119, 180),
+        Method::McDropConnect => RGBColor(230, 110, 0),
+        Method::Ensemble => RGBColor(44, 160, 44),
+    }
+}
+
+pub const CROWD_COLOR: RGBColor = RGBColor(120, 120, 120);
+/// Accuracy bars of the reliability diagrams (the red gap stays distinguishable on top).
+const ACCURACY: RGBColor = RGBColor(40, 90, 200);
+const GRID: RGBColor = RGBColor(232, 232, 232);
+
+/// Three-letter class names for the bar charts' axes.
+fn short_name(k: usize) -> &'static str {
+    ["neu", "hap", "sur", "sad", "ang", "dis", "fea", "con"]
+        .get(k)
+        .copied()
+        .unwrap_or("?")
+}
+
+/// A 48x48 face to paste at (x, y) with side `side` pixels (absolute figure coordinates).
+#[derive(Debug, Clone)]
+pub struct Placed {
+    x: i32,
+    y: i32,
+    side: u32,
+    pixels: Vec<u8>,
+}
+
+/// Something drawable on any plotters backend.
+pub trait Figure {
+    fn size(&self) -> (u32, u32);
+    fn draw<DB: DrawingBackend>(
+        &self,
+        root: &DrawingArea<DB, Shift>,
+        faces: &mut Vec<Placed>,
+    ) -> DrawResult<DB>;
+}
+
+/// Draws `figure` to `figures/<stem>.png` and `.svg` (each written atomically).
+pub fn save<F: Figure>(layout: &Layout, stem: &str, figure: &F) -> Result<Vec<PathBuf>> {
+    ensure_font()?;
+    let (w, h) = figure.size();
+    let png_path = layout.figure(&format!("{stem}.png"));
+    let svg_path = layout.figure(&format!("{stem}.svg"));
+    let fail = |path: &PathBuf, e: String| AnalyzeError::Figure {
+        path: path.clone(),
+        message: e,
+    };
+
+    let mut buf = vec![255u8; w as usize * h as usize * 3];
+    let mut faces = Vec::new();
+    {
+        let root = GlyphBitMap::with_buffer(&mut buf, (w, h)).into_drawing_area();
+        root.fill(&WHITE)
+            .map_err(|e| fail(&png_path, e.to_string()))?;
+        figure
+            .draw(&root, &mut faces)
+            .map_err(|e| fail(&png_path, e.to_string()))?;
+        root.present().map_err(|e| fail(&png_path, e.to_string()))?;
+    }
+    for face in &faces {
+        paste(&mut buf, w, h, face);
+    }
+    let png = encode_rgb(&buf, w, h).map_err(|e| fail(&png_path, e))?;
+    write_atomic(&png_path, &png)?;
+
+    let mut svg = String::new();
+    faces.clear();
+    {
+        let root = SVGBackend::with_string(&mut svg, (w, h)).into_drawing_area();
+        root.fill(&WHITE)
+            .map_err(|e| fail(&svg_path, e.to_string()))?;
+        figure
+            .draw(&root, &mut faces)
+            .map_err(|e| fail(&svg_path, e.to_string()))?;
+        root.present().map_err(|e| fail(&svg_path, e.to_string()))?;
+    }
+    let mut images = String::new();
+    for face in &faces {
+        let png = encode_gray(&face.pixels).map_err(|e| fail(&svg_path, e))?;
+        images.push_str(&format!(
+            "<image x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" style=\"image-rendering:pixelated\" href=\"data:image/png;base64,{}\"/>\n",
+            face.x,
+            face.y,
+            face.side,
+            face.side,
+            base64(&png)
+        ));
+    }
+    let at = svg.rfind("</svg>").unwrap_or(svg.len());
+    svg.insert_str(at, &images);
+    write_atomic(&svg_path, svg.as_bytes())?;
+    Ok(vec![png_path, svg_path])
+}
+
+/// Pastes a 48x48 grayscale face into an RGB buffer, scaled nearest-neighbour.
+fn paste(buf: &mut [u8], w: u32, h: u32, face: &Placed) {
+    let side = face.side as usize;
+    for dy in 0..side {
+        for dx in 0..side {
+            let (x, y) = (face.x + dx as i32, face.y + dy as i32);
+            if x < 0 || y < 0 || x >= w as i32 || y >= h as i32 {
+                continue;
+            }
+            let sx = dx * IMAGE_SIDE / side;
+            let sy = dy * IMAGE_SIDE / side;
+            let v = face.pixels.get(sy * IMAGE_SIDE + sx).copied().unwrap_or(0);
+            let at = (y as usize * w as usize + x as usize) * 3;
+            if let Some(px) = buf.get_mut(at..at + 3) {
+                px.fill(v);
+            }
+        }
+    }
+}
+
+fn encode(
+    data: &[u8],
+    w: u32,
+    h: u32,
+    color: png::ColorType,
+) -> std::result::Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    {
+        let mut enc = png::Encoder::new(&mut out, w, h);
+        enc.set_color(color);
+        enc.set_depth(png::BitDepth::Eight);
+        enc.set_compression(png::Compression::High);
+        let mut writer = enc.write_header().map_err(|e| e.to_string())?;
+        writer.write_image_data(data).map_err(|e| e.to_string())?;
+        writer.finish().map_err(|e| e.to_string())?;
+    }
+    Ok(out)
+}
+
+fn encode_rgb(buf: &[u8], w: u32, h: u32) -> std::result::Result<Vec<u8>, String> {
+    encode(buf, w, h, png::ColorType::Rgb)
+}
+
+fn encode_gray(pixels: &[u8]) -> std::result::Result<Vec<u8>, String> {
+    let side = IMAGE_SIDE as u32;
+    encode(pixels, side, side, png::ColorType::Grayscale)
+}
+
+/// Standard base64 with padding.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[(n >> (18 - 6 * i) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// A value range padded by 6% (at least ±0.01 around a constant), ignoring NaN.
+fn padded_range(values: impl Iterator<Item = f64>) -> (f64, f64) {
+    let (lo, hi) = values
+        .filter(|v| v.is_finite())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+            (a.min(v), b.max(v))
+        });
+    if !lo.is_finite() {
+        return (0.0, 1.0);
+    }
+    let pad = ((hi - lo) * 0.06).max(0.01);
+    (lo - pad, hi + pad)
+}
+
+/// The corner of a panel with the fewest data points under it (points scaled to [0, 1]²;
+/// a legend covers about the outer 55% of the width and 30% of the height), preferring the
+/// upper right on ties.
+fn legend_corner(points: &[(f64, f64)]) -> SeriesLabelPosition {
+    let corners = [
+        (SeriesLabelPosition::UpperRight, true, true),
+        (SeriesLabelPosition::LowerRight, true, false),
+        (SeriesLabelPosition::UpperLeft, false, true),
+        (SeriesLabelPosition::LowerLeft, false, false),
+    ];
+    let covered = |right: bool, upper: bool| {
+        points
+            .iter()
+            .filter(|(x, y)| {
+                let in_x = if right { *x >= 0.45 } else { *x <= 0.55 };
+                let in_y = if upper { *y >= 0.7 } else { *y <= 0.3 };
+                in_x && in_y
+            })
+            .count()
+    };
+    corners
+        .into_iter()
+        .min_by_key(|&(_, right, upper)| covered(right, upper))
+        .map_or(SeriesLabelPosition::UpperRight, |c| c.0)
+}
+
+fn int_label(x: &f64) -> String {
+    if (x - x.round()).abs() < 1e-6 && *x >= 0.5 {
+        format!("{}", x.round() as i64)
+    } else {
+        String::new()
+    }
+}
+
+/// One line of a metric-vs-n panel.
+#[derive(Debug, Clone)]
+pub struct Line {
+    pub method: Method,
+    /// (n, value) of the index-order curve.
+    pub points: Vec<(f64, f64)>,
+    /// (n, mean, std) over random orderings; empty for the MC methods.
+    pub band: Vec<(f64, f64, f64)>,
+}
+
+/// Fig. 1–3: a metric of the test split vs n, one panel per architecture.
+#[derive(Debug, Clone)]
+pub struct VsN {
+    pub y_label: String,
+    pub panels: Vec<(String, Vec<Line>)>,
+}
+
+impl Figure for VsN {
+    fn size(&self) -> (u32, u32) {
+        (430 * self.panels.len().max(1) as u32, 400)
+    }
+
+    fn draw<DB: DrawingBackend>(
+        &self,
+        root: &DrawingArea<DB, Shift>,
+        _: &mut Vec<Placed>,
+    ) -> DrawResult<DB> {
+        let areas = root.split_evenly((1, self.panels.len().max(1)));
+        for (area, (title, lines)) in areas.iter().zip(&self.panels) {
+            let t_max = lines
+                .iter()
+                .flat_map(|l| l.points.iter().map(|p| p.0))
+                .fold(1.0f64, f64::max);
+            let (lo, hi) = padded_range(lines.iter().flat_map(|l| {
+                l.points
+                    .iter()
+                    .map(|p| p.1)
+                    .chain(l.band.iter().flat_map(|b| [b.1 - b.2, b.1 + b.2]))
+            }));
+            let mut chart = ChartBuilder::on(area)
+                .caption(title, (FONT, 20))
+                .margin(12)
+                .x_label_area_size(42)
+                .y_label_area_size(62)
+                .build_cartesian_2d(0.5..t_max + 0.5, lo..hi)?;
+            chart
+                .configure_mesh()
+                .x_desc("n (MC samples / ensemble members)")
+                .y_desc(self.y_label.as_str())
+                .x_labels(t_max.min(16.0) as usize)
+                .x_label_formatter(&int_label)
+                .y_label_formatter(&|v| format!("{v:.3}"))
+                .label_style((FONT, 13))
+                .axis_desc_style((FONT, 14))
+                .bold_line_style(GRID)
+                .light_line_style(WHITE)
+                .draw()?;
+            for line in lines {
+                let color = method_color(line.method);
+                if !line.band.is_empty() {
+                    let finite = |b: &&(f64, f64, f64)| b.1.is_finite() && b.2.is_finite();
+                    let mut outline: Vec<(f64, f64)> = line
+                        .band
+                        .iter()
+                        .filter(finite)
+                        .map(|b| (b.0, b.1 + b.2))
+                        .collect();
+                    outline.extend(
+                        line.band
+                            .iter()
+                            .rev()
+                            .filter(finite)
+                            .map(|b| (b.0, b.1 - b.2)),
+                    );
+                    chart.draw_series(std::iter::once(Polygon::new(
+                        outline,
+                        color.mix(0.2).filled(),
+                    )))?;
+                    chart.draw_series(DashedLineSeries::new(
+                        line.band
+                            .iter()
+                            .filter(finite)
+                            .map(|b| (b.0, b.1))
+                            .collect::<Vec<_>>(),
+                        5,
+                        4,
+                        color.mix(0.8).stroke_width(1),
+                    ))?;
+                }
+                let pts: Vec<(f64, f64)> = line
+                    .points
+                    .iter()
+                    .copied()
+                    .filter(|p| p.1.is_finite())
+                    .collect();
+                let name = if line.band.is_empty() {
+                    line.method.as_str().to_owned()
+                } else {
+                    format!("{} (band: orderings)", line.method)
+                };
+                chart
+                    .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))?
+                    .label(name)
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                    });
+                chart.draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
+            }
+            let occupied: Vec<(f64, f64)> = lines
+                .iter()
+                .flat_map(|l| {
+                    l.points.iter().copied().chain(
+                        l.band
+                            .iter()
+                            .flat_map(|b| [(b.0, b.1 - b.2), (b.0, b.1 + b.2)]),
+                    )
+                })
+                .map(|(x, y)| ((x - 0.5) / t_max, (y - lo) / (hi - lo)))
+                .collect();
+            chart
+                .configure_series_labels()
+                .position(legend_corner(&occupied))
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK.mix(0.3))
+                .label_font((FONT, 13))
+                .draw()?;
+        }
+        Ok(())
+    }
+}
+
+/// One panel of a reliability figure.
+#[derive(Debug, Clone)]
+pub struct ReliabilityPanel {
+    pub title: String,
+    pub bins: Vec<Bin>,
+    pub ece: f64,
+    pub error: f64,
+}
+
+/// Fig. 5: reliability diagram (accuracy per bin, gap to the diagonal) over the confidence
+/// histogram, one column per chosen n.
+#[derive(Debug, Clone)]
+pub struct Reliability {
+    pub title: String,
+    /// Colour of the confidence histogram (the method's).
+    pub color: RGBColor,
+    pub panels: Vec<ReliabilityPanel>,
+}
+
+impl Figure for Reliability {
+    fn size(&self) -> (u32, u32) {
+        (440 * self.panels.len().max(1) as u32, 600)
+    }
+
+    fn draw<DB: DrawingBackend>(
+        &self,
+        root: &DrawingArea<DB, Shift>,
+        _: &mut Vec<Placed>,
+    ) -> DrawResult<DB> {
+        let body = root.titled(&self.title, (FONT, 20))?;
+        let columns = body.split_evenly((1, self.panels.len().max(1)));
+        for (area, panel) in columns.iter().zip(&self.panels) {
+            let (top, bottom) = area.split_vertically(area.dim_in_pixel().1 * 68 / 100);
+            let mut chart = ChartBuilder::on(&top)
+                .caption(&panel.title, (FONT, 16))
+                .margin(10)
+                .x_label_area_size(36)
+                .y_label_area_size(52)
+                .build_cartesian_2d(0.0..1.0, 0.0..1.0)?;
+            chart
+                .configure_mesh()
+                .x_desc("confidence")
+                .y_desc("accuracy")
+                .label_style((FONT, 12))
+                .axis_desc_style((FONT, 13))
+                .bold_line_style(GRID)
+                .light_line_style(WHITE)
+                .draw()?;
+            let filled: Vec<&Bin> = panel.bins.iter().filter(|b| b.count > 0).collect();
+            let color = ACCURACY;
+            chart
+                .draw_series(filled.iter().map(|b| {
+                    Rectangle::new([(b.lo, 0.0), (b.hi, b.accuracy)], color.mix(0.85).filled())
+                }))?
+                .label("accuracy")
+                .legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 5), (x + 14, y + 5)], color.mix(0.85).filled())
+                });
+            let gap = RGBColor(214, 39, 40);
+            chart
+                .draw_series(filled.iter().map(|b| {
+                    Rectangle::new(
+                        [
+                            (b.lo, b.accuracy.min(b.confidence)),
+                            (b.hi, b.accuracy.max(b.confidence)),
+                        ],
+                        gap.mix(0.3).filled(),
+                    )
+                }))?
+                .label("gap to diagonal")
+                .legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 5), (x + 14, y + 5)], gap.mix(0.3).filled())
+                });
+            chart.draw_series(filled.iter().map(|b| {
+                Rectangle::new(
+                    [
+                        (b.lo, b.accuracy.min(b.confidence)),
+                        (b.hi, b.accuracy.max(b.confidence)),
+                    ],
+                    gap.stroke_width(1),
+                )
+            }))?;
+            chart
+                .draw_series(DashedLineSeries::new(
+                    vec![(0.0, 0.0), (1.0, 1.0)],
+                    6,
+                    4,
+                    BLACK.stroke_width(1),
+                ))?
+                .label("perfect calibration")
+                .legend(|(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], BLACK.stroke_width(1))
+                });
+            chart.draw_series(std::iter::once(Text::new(
+                format!("ECE {:.4}   error {:.4}", panel.ece, panel.error),
+                (0.03, 0.97),
+                (FONT, 14).into_font(),
+            )))?;
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::LowerRight)
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK.mix(0.3))
+                .label_font((FONT, 12))
+                .draw()?;
+
+            let total: usize = panel.bins.iter().map(|b| b.count).sum::<usize>().max(1);
+            let top_frac = panel
+                .bins
+                .iter()
+                .map(|b| b.count as f64 / total as f64)
+                .fold(0.0, f64::max)
+                .max(0.05)
+                * 1.1;
+            let mut hist = ChartBuilder::on(&bottom)
+                .margin(10)
+                .x_label_area_size(36)
+                .y_label_area_size(52)
+                .build_cartesian_2d(0.0..1.0, 0.0..top_frac)?;
+            hist.configure_mesh()
+                .x_desc("confidence")
+                .y_desc("fraction of faces")
+                .y_labels(4)
+                .y_label_formatter(&|v| format!("{v:.2}"))
+                .label_style((FONT, 12))
+                .axis_desc_style((FONT, 13))
+                .bold_line_style(GRID)
+                .light_line_style(WHITE)
+                .draw()?;
+            hist.draw_series(panel.bins.iter().filter(|b| b.count > 0).map(|b| {
+                Rectangle::new(
+                    [(b.lo, 0.0), (b.hi, b.count as f64 / total as f64)],
+                    self.color.mix(0.8).filled(),
+                )
+            }))?;
+        }
+        Ok(())
+    }
+}
+
+/// One cell of a face grid.
+#[derive(Debug, Clone)]
+pub enum Cell {
+    /// A face with text lines under it.
+    Face { pixels: Vec<u8>, lines: Vec<String> },
+    /// Class-probability bars (one colour per series, grouped per class) with a caption and
+    /// coloured footer lines.
+    Bars {
+        caption: String,
+        series: Vec<([f32; NUM_CLASSES], RGBColor)>,
+        footer: Vec<(String, RGBColor)>,
+    },
+}
+
+/// Fig. 4/6/7 and the crowd comparison: rows of faces with their distributions.
+#[derive(Debug, Clone)]
+pub struct FaceGrid {
+    pub title: String,
+    pub column_widths: Vec<u32>,
+    pub row_height: u32,
+    pub rows: Vec<Vec<Cell>>,
+}
+
+const GRID_TITLE: u32 = 40;
+
+impl Figure for FaceGrid {
+    fn size(&self) -> (u32, u32) {
+        (
+            self.column_widths.iter().sum::<u32>().max(200),
+            GRID_TITLE + self.row_height * self.rows.len().max(1) as u32,
+        )
+    }
+
+    fn draw<DB: DrawingBackend>(
+        &self,
+        root: &DrawingArea<DB, Shift>,
+        faces: &mut Vec<Placed>,
+    ) -> DrawResult<DB> {
+        let (title, body) = root.split_vertically(GRID_TITLE);
+        let title_style = (FONT, 18)
+            .into_font()
+            .color(&BLACK)
+            .pos(Pos::new(HPos::Center, VPos::Center));
+        title.draw_text(
+            &self.title,
+            &title_style,
+            (title.dim_in_pixel().0 as i32 / 2, GRID_TITLE as i32 / 2),
+        )?;
+        let mut breaks = Vec::new();
+        let mut acc = 0;
+        for w in &self.column_widths[..self.column_widths.len().saturating_sub(1)] {
+            acc += *w as i32;
+            breaks.push(acc);
+        }
+        let row_breaks: Vec<i32> = (1..self.rows.len())
+            .map(|r| (r as u32 * self.row_height) as i32)
+            .collect();
+        let cells = body.split_by_breakpoints(breaks, row_breaks);
+        let columns = self.column_widths.len();
+        for (r, row) in self.rows.iter().enumerate() {
+            for (c, cell) in row.iter().enumerate().take(columns) {
+                if let Some(area) = cells.get(r * columns + c) {
+                    draw_cell(area, cell, faces)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn draw_cell<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    cell: &Cell,
+    faces: &mut Vec<Placed>,
+) -> DrawResult<DB> {
+    let (w, h) = area.dim_in_pixel();
+    let (bx, by) = area.get_base_pixel();
+    match cell {
+        Cell::Face { pixels, lines } => {
+            let text_h = 16 * lines.len() as u32;
+            let side = (w.min(h.saturating_sub(text_h + 12)))
+                .saturating_sub(12)
+                .max(48);
+            let side = side / 48 * 48;
+            let x = (w.saturating_sub(side) / 2) as i32;
+            let y = 8;
+            faces.push(Placed {
+                x: bx + x,
+                y: by + y,
+                side,
+                pixels: pixels.clone(),
+            });
+            area.draw(&Rectangle::new(
+                [(x - 1, y - 1), (x + side as i32, y + side as i32)],
+                BLACK.mix(0.4).stroke_width(1),
+            ))?;
+            let style = (FONT, 12)
+                .into_font()
+                .color(&BLACK)
+                .pos(Pos::new(HPos::Center, VPos::Top));
+            for (i, line) in lines.iter().enumerate() {
+                area.draw_text(
+                    line,
+                    &style,
+                    (w as i32 / 2, y + side as i32 + 4 + 16 * i as i32),
+                )?;
+            }
+        }
+        Cell::Bars {
+            caption,
+            series,
+            footer,
+        } => {
+            let footer_h = 16 * footer.len() as u32 + 16;
+            let (top, _) = area.split_vertically(h.saturating_sub(footer_h));
+            let mut chart = ChartBuilder::on(&top)
+                .caption(caption, (FONT, 14))
+                .margin_top(4)
+                .margin_left(6)
+                .margin_right(8)
+                .y_label_area_size(32)
+                .x_label_area_size(2)
+                .build_cartesian_2d(-0.5..(NUM_CLASSES as f64 - 0.5), 0.0..1.0)?;
+            chart
+                .configure_mesh()
+                .disable_x_mesh()
+                .x_labels(0)
+                .y_labels(3)
+                .y_label_formatter(&|v| format!("{v:.1}"))
+                .label_style((FONT, 11))
+                .bold_line_style(GRID)
+                .light_line_style(WHITE)
+                .draw()?;
+            let groups = series.len().max(1) as f64;
+            let width = 0.8 / groups;
+            for (g, (probs, color)) in series.iter().enumerate() {
+                let color = *color;
+                chart.draw_series(probs.iter().enumerate().map(|(k, &p)| {
+                    let x0 = k as f64 - 0.4 + g as f64 * width;
+                    Rectangle::new(
+                        [(x0, 0.0), (x0 + width, f64::from(p).clamp(0.0, 1.0))],
+                        color.filled(),
+                    )
+                }))?;
+            }
+            let label = (FONT, 10)
+                .into_font()
+                .color(&BLACK)
+                .pos(Pos::new(HPos::Center, VPos::Top));
+            for k in 0..NUM_CLASSES {
+                let (px, py) = chart.backend_coord(&(k as f64, 0.0));
+                area.draw_text(short_name(k), &label, (px - bx, py - by + 3))?;
+            }
+            let (_, base_y) = chart.backend_coord(&(0.0, 0.0));
+            for (i, (line, color)) in footer.iter().enumerate() {
+                let style = (FONT, 13)
+                    .into_font()
+                    .color(color)
+                    .pos(Pos::new(HPos::Center, VPos::Top));
+                area.draw_text(
+                    line,
+                    &style,
+                    (w as i32 / 2, base_y - by + 17 + 16 * i as i32),
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The predicted class name of a distribution.
+pub fn class_name(p: &[f32]) -> &'static str {
+    EMOTIONS
+        .get(crate::metrics::predict(p).0)
+        .copied()
+        .unwrap_or("?")
+}
+
+/// The entropy-vs-crowd-entropy scatter, one panel per architecture.
+#[derive(Debug, Clone)]
+pub struct Scatter {
+    pub panels: Vec<ScatterPanel>,
+}
+
+/// One panel of [`Scatter`].
+#[derive(Debug, Clone)]
+pub struct ScatterPanel {
+    pub title: String,
+    /// (crowd entropy, predictive entropy) per face.
+    pub points: Vec<(f64, f64)>,
+    pub color: RGBColor,
+}
+
+impl Figure for Scatter {
+    fn size(&self) -> (u32, u32) {
+        (400 * self.panels.len().max(1) as u32, 420)
+    }
+
+    fn draw<DB: DrawingBackend>(
+        &self,
+        root: &DrawingArea<DB, Shift>,
+        _: &mut Vec<Placed>,
+    ) -> DrawResult<DB> {
+        let areas = root.split_evenly((1, self.panels.len().max(1)));
+        let top = (NUM_CLASSES as f64).ln() * 1.02;
+        for (
+            area,
+            ScatterPanel {
+                title,
+                points,
+                color,
+            },
+        ) in areas.iter().zip(&self.panels)
+        {
+            let mut chart = ChartBuilder::on(area)
+                .caption(title, (FONT, 15))
+                .margin(12)
+                .x_label_area_size(40)
+                .y_label_area_size(52)
+                .build_cartesian_2d(0.0..top, 0.0..top)?;
+            chart
+                .configure_mesh()
+                .x_desc("crowd entropy (nats)")
+                .y_desc("predictive entropy (nats)")
+                .x_label_formatter(&|v| format!("{v:.1}"))
+                .y_label_formatter(&|v| format!("{v:.1}"))
+                .label_style((FONT, 12))
+                .axis_desc_style((FONT, 13))
+                .bold_line_style(GRID)
+                .light_line_style(WHITE)
+                .draw()?;
+            chart.draw_series(DashedLineSeries::new(
+                vec![(0.0, 0.0), (top, top)],
+                5,
+                4,
+                BLACK.mix(0.5).stroke_width(1),
+            ))?;
+            let color = *color;
+            chart.draw_series(
+                points
+                    .iter()
+                    .filter(|p| p.0.is_finite() && p.1.is_finite())
+                    .map(|&p| Circle::new(p, 2, color.mix(0.35).filled())),
+            )?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_rfc4648_examples() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
+    }
+
+    #[test]
+    fn bundled_font_registers() {
+        ensure_font().expect("DejaVu Sans parses");
+    }
+}

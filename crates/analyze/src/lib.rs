@@ -1,0 +1,375 @@
+//! The analyze stage: accuracy, calibration and uncertainty of every architecture × method as a
+//! function of the number of samples n, against the FER+ majority labels and crowd distributions;
+//! `analyze/metrics.parquet`, the figures, `report.html`/`report.md` and the manifest.
+//!
+//! For each `infer/<arch>/<method>/<split>.parquet` (valid and test) and n = 1..T, the prediction
+//! with n samples is the mean of the probabilities of samples 0..n−1 (kept as running sums, so each
+//! n costs one pass over the faces). For ensembles the member order matters at small n: the main
+//! columns follow index order, and the `_std` columns are the population standard deviation over
+//! `analyze.orderings` random member permutations (ChaCha8, seeded from `seed` and the
+//! combination's name; the same permutations on both splits). Their mean goes into the report and
+//! the figures' bands. For the MC methods the `_std` columns are 0 (null where the metric itself
+//! is undefined, e.g. a correlation over constant values). The metric definitions are in
+//! [`metrics`].
+//!
+//! Architecture invariant: reads only ingest and infer Parquet (through `ferbayes_core::io`),
+//! writes only under `analyze/`, every file atomically.
+
+pub mod curves;
+pub mod data;
+pub mod error;
+pub mod figures;
+mod glyphs;
+pub mod metrics;
+pub mod output;
+mod plots;
+mod report;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use ferbayes_core::io::write_parquet;
+use ferbayes_core::manifest::{Manifest, Output};
+use ferbayes_core::{Arch, Layout, Method, Settings, Split, Stage, schema};
+use rayon::prelude::*;
+use tracing_indicatif::span_ext::IndicatifSpanExt;
+
+pub use curves::Curve;
+pub use error::{AnalyzeError, Result};
+pub use metrics::Metrics;
+
+/// The splits analyze reads (the train split is never evaluated).
+pub const SPLITS: [Split; 2] = [Split::Valid, Split::Test];
+
+/// One figure of the report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FigureEntry {
+    /// File stem under `analyze/figures/` (`error_vs_n`, `reliability_alexnet_ensemble`, ...).
+    pub stem: String,
+    /// One-line caption.
+    pub caption: String,
+    /// The files written: the PNG and the SVG.
+    pub files: Vec<PathBuf>,
+}
+
+/// What a run of analyze produced.
+#[derive(Debug, Clone)]
+pub struct AnalyzeSummary {
+    /// `analyze/metrics.parquet`.
+    pub metrics: PathBuf,
+    /// Rows of `metrics.parquet`.
+    pub rows: usize,
+    pub report_html: PathBuf,
+    pub report_md: PathBuf,
+    pub figures: Vec<FigureEntry>,
+    /// Every (arch, method, split) analysed, in settings order (valid before test).
+    pub curves: Vec<Curve>,
+    /// Infer files of the profile's combinations that do not exist (skipped).
+    pub missing: Vec<PathBuf>,
+    /// `analyze.shown_n`.
+    pub shown_n: Vec<usize>,
+    /// Wall time of the run.
+    pub seconds: f64,
+}
+
+impl AnalyzeSummary {
+    /// The console table: test split at n ∈ `shown_n` (arch, method, n, error, NLL, ECE, Brier,
+    /// JSD, soft accuracy).
+    pub fn console_table(&self) -> String {
+        output::console_table(&self.curves, &self.shown_n)
+    }
+}
+
+/// One infer file to analyse.
+#[derive(Debug, Clone)]
+struct Input {
+    arch: Arch,
+    method: Method,
+    split: Split,
+    path: PathBuf,
+}
+
+/// Runs the analyze stage of `settings` on the artifacts of `layout`.
+pub fn run(layout: &Layout, settings: &Settings) -> Result<AnalyzeSummary> {
+    let started = Instant::now();
+    let analyze = &settings.analyze;
+
+    // Which infer files exist.
+    let mut inputs = Vec::new();
+    let mut missing = Vec::new();
+    for &arch in &settings.train.archs {
+        for &method in &settings.train.methods {
+            for split in SPLITS {
+                let path = layout.infer_split(arch.as_str(), method.as_str(), split);
+                if path.is_file() {
+                    inputs.push(Input {
+                        arch,
+                        method,
+                        split,
+                        path,
+                    });
+                } else {
+                    missing.push((arch, method, split, path));
+                }
+            }
+        }
+    }
+    if inputs.is_empty() {
+        let combinations: Vec<String> = settings
+            .train
+            .archs
+            .iter()
+            .flat_map(|a| {
+                settings
+                    .train
+                    .methods
+                    .iter()
+                    .map(move |m| format!("{a}/{m}"))
+            })
+            .collect();
+        return Err(AnalyzeError::NoInference {
+            dir: layout.stage_dir(Stage::Infer),
+            combinations: if combinations.is_empty() {
+                "(none configured)".to_owned()
+            } else {
+                combinations.join(", ")
+            },
+        });
+    }
+
+    for (arch, method, split, path) in &missing {
+        tracing::warn!(
+            "{} does not exist; skipping {arch}/{method} on {split}",
+            path.display()
+        );
+    }
+    let missing: Vec<PathBuf> = missing.into_iter().map(|m| m.3).collect();
+
+    // The faces of each split used (test with pixels, for the figures), then the samples.
+    let splits: Vec<Split> = SPLITS
+        .into_iter()
+        .filter(|s| inputs.iter().any(|i| i.split == *s))
+        .collect();
+    let faces: BTreeMap<Split, data::Faces> = splits
+        .par_iter()
+        .map(|&split| {
+            let path = layout.ingest_split(split);
+            data::read_faces(&path, split == Split::Test, analyze.ece_bins).map(|f| (split, f))
+        })
+        .collect::<Result<_>>()?;
+    let samples: Vec<data::Samples> = inputs
+        .par_iter()
+        .map(|input| data::read_samples(&input.path, &faces[&input.split]))
+        .collect::<Result<_>>()?;
+    tracing::info!(
+        files = inputs.len(),
+        seconds = format!("{:.2}", started.elapsed().as_secs_f64()),
+        "read the inputs"
+    );
+
+    let curves = compute_curves(settings, &inputs, &samples, &faces);
+    tracing::info!(
+        curves = curves.len(),
+        seconds = format!("{:.2}", started.elapsed().as_secs_f64()),
+        "computed the metrics"
+    );
+
+    // metrics.parquet
+    let metrics_path = layout.metrics();
+    let batch = output::metrics_batch(&curves, &metrics_path)?;
+    let rows = batch.num_rows();
+    write_parquet(
+        &metrics_path,
+        &schema::metrics(),
+        [batch],
+        settings.ingest.zstd_level,
+    )?
+    .commit()?;
+
+    // Figures and report.
+    let figures = plots::draw_all(
+        layout,
+        settings,
+        &curves,
+        &inputs_view(&inputs, &samples),
+        faces.get(&Split::Test),
+    )?;
+    tracing::info!(
+        figures = figures.len(),
+        seconds = format!("{:.2}", started.elapsed().as_secs_f64()),
+        "drew the figures"
+    );
+    let context = report::Context {
+        layout,
+        settings,
+        curves: &curves,
+        figures: &figures,
+        missing: &missing,
+        faces: &faces,
+        inputs: &inputs_view(&inputs, &samples),
+    };
+    let (report_html, report_md) = report::write(&context)?;
+
+    // Manifest.
+    let mut manifest = Manifest::start(
+        Stage::Analyze.name(),
+        layout.profile(),
+        serde_json::json!({
+            "seed": settings.seed,
+            "archs": settings.train.archs,
+            "methods": settings.train.methods,
+            "analyze": settings.analyze,
+        }),
+    );
+    manifest.inputs = faces
+        .values()
+        .map(|f| f.path.display().to_string())
+        .chain(inputs.iter().map(|i| i.path.display().to_string()))
+        .collect();
+    manifest.outputs.push(Output {
+        file: "metrics.parquet".into(),
+        rows: rows as u64,
+    });
+    manifest.outputs.push(Output {
+        file: "report.html".into(),
+        rows: 1,
+    });
+    manifest.outputs.push(Output {
+        file: "report.md".into(),
+        rows: 1,
+    });
+    for fig in &figures {
+        for file in &fig.files {
+            if let Some(name) = file.file_name() {
+                manifest.outputs.push(Output {
+                    file: format!("figures/{}", name.to_string_lossy()),
+                    rows: 1,
+                });
+            }
+        }
+    }
+    manifest.finish(&Layout::manifest_in(&layout.stage_dir(Stage::Analyze)))?;
+    let seconds = started.elapsed().as_secs_f64();
+    tracing::info!(seconds = format!("{seconds:.2}"), "analyze done");
+
+    Ok(AnalyzeSummary {
+        metrics: metrics_path,
+        rows,
+        report_html,
+        report_md,
+        figures,
+        curves,
+        missing,
+        shown_n: analyze.shown_n.clone(),
+        seconds,
+    })
+}
+
+/// An analysed infer file with its samples, as the figures and the report see it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct InputView<'a> {
+    pub arch: Arch,
+    pub method: Method,
+    pub split: Split,
+    pub path: &'a std::path::Path,
+    pub samples: &'a data::Samples,
+}
+
+fn inputs_view<'a>(inputs: &'a [Input], samples: &'a [data::Samples]) -> Vec<InputView<'a>> {
+    inputs
+        .iter()
+        .zip(samples)
+        .map(|(i, s)| InputView {
+            arch: i.arch,
+            method: i.method,
+            split: i.split,
+            path: &i.path,
+            samples: s,
+        })
+        .collect()
+}
+
+/// The curves of every input: the index-order curve and, for ensembles, the random orderings,
+/// all (input, ordering) pairs in parallel.
+fn compute_curves(
+    settings: &Settings,
+    inputs: &[Input],
+    samples: &[data::Samples],
+    faces: &BTreeMap<Split, data::Faces>,
+) -> Vec<Curve> {
+    let entropies: Vec<Vec<f64>> = inputs
+        .par_iter()
+        .zip(samples)
+        .map(|(input, s)| {
+            let ev = &faces[&input.split].evaluator;
+            (0..s.count)
+                .map(|t| ev.labelled_entropy(s.sample(t)))
+                .collect()
+        })
+        .collect();
+    let orders: Vec<Vec<Vec<usize>>> = inputs
+        .iter()
+        .zip(samples)
+        .map(|(input, s)| {
+            let mut all = vec![(0..s.count).collect::<Vec<_>>()];
+            if input.method == Method::Ensemble {
+                all.extend(curves::orderings(
+                    settings.seed,
+                    input.arch,
+                    input.method,
+                    s.count,
+                    settings.analyze.orderings,
+                ));
+            }
+            all
+        })
+        .collect();
+    let tasks: Vec<(usize, usize)> = orders
+        .iter()
+        .enumerate()
+        .flat_map(|(i, o)| (0..o.len()).map(move |r| (i, r)))
+        .collect();
+    let span = ferbayes_core::cli::progress_span("metrics", tasks.len() as u64);
+    let results: Vec<Vec<Metrics>> = {
+        let _entered = span.enter();
+        tasks
+            .par_iter()
+            .map(|&(i, r)| {
+                let ev = &faces[&inputs[i].split].evaluator;
+                let out = curves::curve(&samples[i], ev, &entropies[i], &orders[i][r]);
+                span.pb_inc(1);
+                out
+            })
+            .collect()
+    };
+    let mut results = results.into_iter();
+    inputs
+        .iter()
+        .zip(samples)
+        .zip(&orders)
+        .map(|((input, s), o)| {
+            let mut runs: Vec<Vec<Metrics>> = results.by_ref().take(o.len()).collect();
+            let index = if runs.is_empty() {
+                Vec::new()
+            } else {
+                runs.remove(0)
+            };
+            let (ordering_mean, ordering_std) = if runs.is_empty() {
+                (index.clone(), curves::zero_std(&index))
+            } else {
+                curves::spread(&runs)
+            };
+            Curve {
+                arch: input.arch,
+                method: input.method,
+                split: input.split,
+                samples: s.count,
+                orderings: runs.len(),
+                index,
+                ordering_mean,
+                ordering_std,
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,422 @@
+//! `report.html` and `report.md`: one document model rendered twice.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use ferbayes_core::io::write_atomic;
+use ferbayes_core::{Layout, Settings, Split};
+
+use crate::curves::Curve;
+use crate::data::Faces;
+use crate::error::Result;
+use crate::output::{fmt4, shown_for};
+use crate::{FigureEntry, InputView};
+
+/// What the report is made of.
+pub struct Context<'a> {
+    pub layout: &'a Layout,
+    pub settings: &'a Settings,
+    pub curves: &'a [Curve],
+    pub figures: &'a [FigureEntry],
+    pub missing: &'a [PathBuf],
+    pub faces: &'a BTreeMap<Split, Faces>,
+    pub inputs: &'a [InputView<'a>],
+}
+
+enum Block {
+    Heading(String),
+    Paragraph(String),
+    List(Vec<String>),
+    Table {
+        header: Vec<String>,
+        rows: Vec<Vec<String>>,
+    },
+    Figure {
+        src: String,
+        caption: String,
+    },
+}
+
+fn strings<const N: usize>(items: [&str; N]) -> Vec<String> {
+    items.iter().map(|s| (*s).to_owned()).collect()
+}
+
+fn list_of<T: std::fmt::Display>(items: &[T]) -> String {
+    items
+        .iter()
+        .map(T::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn relative(layout: &Layout, path: &Path) -> String {
+    path.strip_prefix(layout.profile_dir())
+        .unwrap_or(path)
+        .display()
+        .to_string()
+}
+
+fn document(ctx: &Context<'_>) -> Vec<Block> {
+    let s = ctx.settings;
+    let a = &s.analyze;
+    let mut doc = Vec::new();
+
+    doc.push(Block::Paragraph(format!(
+        "Accuracy, calibration and uncertainty of each architecture × uncertainty method as a function of the number of samples n (MC passes or ensemble members), profile `{}`, following Matin & Valdenegro-Toro, \"Hey Human, If your Facial Emotions are Uncertain, You Should Use Bayesian Neural Networks!\", on FER+. Every number here is in `metrics.parquet` (one row per arch, method, split, n).",
+        ctx.layout.profile()
+    )));
+
+    doc.push(Block::Heading("Settings".into()));
+    let max_per_split = s
+        .ingest
+        .max_per_split
+        .map_or_else(|| "all faces".to_owned(), |n| n.to_string());
+    let mut rows = vec![
+        vec!["profile".into(), ctx.layout.profile().to_owned()],
+        vec!["seed".into(), s.seed.to_string()],
+        vec!["architectures".into(), list_of(&s.train.archs)],
+        vec!["methods".into(), list_of(&s.train.methods)],
+        vec![
+            "MC samples T (infer.samples)".into(),
+            s.infer.samples.to_string(),
+        ],
+        vec![
+            "ensemble members N".into(),
+            s.train.ensemble_members.to_string(),
+        ],
+        vec!["label mode".into(), s.train.label_mode.to_string()],
+        vec!["ingest max_per_split".into(), max_per_split],
+        vec!["ECE bins".into(), a.ece_bins.to_string()],
+        vec!["ensemble orderings".into(), a.orderings.to_string()],
+        vec![
+            "most uncertain faces shown".into(),
+            a.top_uncertain.to_string(),
+        ],
+        vec!["n shown".into(), list_of(&a.shown_n)],
+    ];
+    for (split, faces) in ctx.faces {
+        let ev = &faces.evaluator;
+        let labelled = ev.majority().iter().filter(|y| y.is_some()).count();
+        let crowd = ev.crowd().iter().filter(|c| c.is_some()).count();
+        rows.push(vec![
+            format!("{split} faces"),
+            format!(
+                "{} ({labelled} with a majority label, {crowd} with a crowd distribution)",
+                faces.len()
+            ),
+        ]);
+    }
+    doc.push(Block::Table {
+        header: strings(["setting", "value"]),
+        rows,
+    });
+
+    doc.push(Block::Heading("Inputs".into()));
+    let mut items: Vec<String> = ctx
+        .inputs
+        .iter()
+        .map(|i| {
+            format!(
+                "`{}`: {}/{} on {}, T = {}",
+                relative(ctx.layout, i.path),
+                i.arch,
+                i.method,
+                i.split,
+                i.samples.count
+            )
+        })
+        .collect();
+    items.extend(ctx.missing.iter().map(|p| {
+        format!(
+            "`{}`: missing, skipped (run `just infer`)",
+            relative(ctx.layout, p)
+        )
+    }));
+    doc.push(Block::List(items));
+
+    let test: Vec<&Curve> = ctx
+        .curves
+        .iter()
+        .filter(|c| c.split == Split::Test)
+        .collect();
+    doc.push(Block::Heading("Test split".into()));
+    doc.push(Block::Paragraph(
+        "Error, NLL, ECE, Brier and the uncertainties are over the faces with a majority label; JSD (bits), soft accuracy and the entropy correlation (Pearson r between predictive entropy and crowd-vote entropy) against the crowd distribution. Entropy = predictive entropy H[p̄], aleatoric = mean entropy of the samples, epistemic = their difference (mutual information), all in nats. Ensembles in member index order.".into(),
+    ));
+    let mut rows = Vec::new();
+    for c in &test {
+        for n in shown_for(&a.shown_n, c.samples) {
+            if let Some(m) = c.at(n) {
+                rows.push(vec![
+                    c.arch.to_string(),
+                    c.method.to_string(),
+                    n.to_string(),
+                    fmt4(m.error),
+                    fmt4(m.nll),
+                    fmt4(m.ece),
+                    fmt4(m.brier),
+                    fmt4(m.jsd),
+                    fmt4(m.soft_accuracy),
+                    fmt4(m.entropy),
+                    fmt4(m.aleatoric),
+                    fmt4(m.epistemic),
+                    fmt4(m.entropy_corr),
+                ]);
+            }
+        }
+    }
+    doc.push(Block::Table {
+        header: strings([
+            "arch",
+            "method",
+            "n",
+            "error",
+            "NLL",
+            "ECE",
+            "Brier",
+            "JSD",
+            "soft acc",
+            "entropy",
+            "aleatoric",
+            "epistemic",
+            "entropy corr",
+        ]),
+        rows,
+    });
+
+    let ensembles: Vec<&&Curve> = test.iter().filter(|c| c.orderings > 0).collect();
+    if !ensembles.is_empty() {
+        doc.push(Block::Heading("Ensemble member orderings (test)".into()));
+        doc.push(Block::Paragraph(format!(
+            "Mean ± standard deviation over {} random member orderings (the `_std` columns of metrics.parquet hold the std; at n = N every ordering averages the same members).",
+            a.orderings
+        )));
+        let pm = |m: f64, s: f64| format!("{} ± {}", fmt4(m), fmt4(s));
+        let mut rows = Vec::new();
+        for c in ensembles {
+            for n in shown_for(&a.shown_n, c.samples) {
+                let (Some(m), Some(sd)) = (c.ordering_mean.get(n - 1), c.ordering_std.get(n - 1))
+                else {
+                    continue;
+                };
+                rows.push(vec![
+                    c.arch.to_string(),
+                    n.to_string(),
+                    pm(m.error, sd.error),
+                    pm(m.nll, sd.nll),
+                    pm(m.ece, sd.ece),
+                    pm(m.brier, sd.brier),
+                    pm(m.jsd, sd.jsd),
+                    pm(m.soft_accuracy, sd.soft_accuracy),
+                ]);
+            }
+        }
+        doc.push(Block::Table {
+            header: strings([
+                "arch", "n", "error", "NLL", "ECE", "Brier", "JSD", "soft acc",
+            ]),
+            rows,
+        });
+    }
+
+    doc.push(Block::Heading("Best n per combination (test)".into()));
+    let rows = test
+        .iter()
+        .map(|c| {
+            let (na, ne) = (c.best_accuracy_n(), c.best_ece_n());
+            let at = |n: usize| c.at(n).copied().unwrap_or_default();
+            vec![
+                c.arch.to_string(),
+                c.method.to_string(),
+                c.samples.to_string(),
+                na.to_string(),
+                fmt4(at(na).error),
+                fmt4(at(na).ece),
+                ne.to_string(),
+                fmt4(at(ne).error),
+                fmt4(at(ne).ece),
+            ]
+        })
+        .collect();
+    doc.push(Block::Table {
+        header: strings([
+            "arch",
+            "method",
+            "T",
+            "best-accuracy n",
+            "error",
+            "ECE",
+            "best-ECE n",
+            "error",
+            "ECE",
+        ]),
+        rows,
+    });
+
+    if !ctx.figures.is_empty() {
+        doc.push(Block::Heading("Figures".into()));
+        for f in ctx.figures {
+            doc.push(Block::Figure {
+                src: format!("figures/{}.png", f.stem),
+                caption: f.caption.clone(),
+            });
+        }
+    }
+
+    doc.push(Block::Heading("Definitions".into()));
+    doc.push(Block::List(vec![
+        format!("ECE: {} equal-width confidence bins (lo, hi], weighted by bin size; classwise ECE: the same over each class's probability, averaged over the 8 classes.", a.ece_bins),
+        "NLL: −mean log p[y] with p clamped at 1e-12; Brier: mean of Σ_k (p_k − onehot_k)².".into(),
+        "AURC: area under the risk–coverage curve, faces ranked by maximum probability.".into(),
+        "JSD: Jensen–Shannon divergence in bits between crowd and prediction; KL(crowd ‖ prediction) in nats; soft accuracy: Σ_k min(crowd_k, p_k).".into(),
+        "Ensemble `_std`: population std over random member orderings; 0 for the MC methods (null where the metric is undefined).".into(),
+    ]));
+    doc
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// Inline `code` spans to HTML.
+fn inline_html(s: &str) -> String {
+    let mut out = String::new();
+    for (i, part) in escape(s).split('`').enumerate() {
+        if i % 2 == 1 {
+            let _ = write!(out, "<code>{part}</code>");
+        } else {
+            out.push_str(part);
+        }
+    }
+    out
+}
+
+const CSS: &str = "body{font-family:DejaVu Sans,Helvetica,Arial,sans-serif;max-width:1300px;margin:2em auto;padding:0 1em;color:#222;line-height:1.45}\
+table{border-collapse:collapse;margin:1em 0;font-size:.9em}th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right}\
+th{background:#f2f2f2}td:first-child,td:nth-child(2),th:first-child,th:nth-child(2){text-align:left}\
+figure{margin:1.5em 0}figure img{max-width:100%;border:1px solid #eee}figcaption{color:#555;font-size:.9em}\
+code{background:#f4f4f4;padding:0 .2em}";
+
+fn html(title: &str, doc: &[Block]) -> String {
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{}</title>\n<style>{CSS}</style>\n</head>\n<body>\n<h1>{}</h1>\n",
+        escape(title),
+        escape(title)
+    );
+    for block in doc {
+        match block {
+            Block::Heading(h) => {
+                let _ = writeln!(out, "<h2>{}</h2>", inline_html(h));
+            }
+            Block::Paragraph(p) => {
+                let _ = writeln!(out, "<p>{}</p>", inline_html(p));
+            }
+            Block::List(items) => {
+                out.push_str("<ul>\n");
+                for i in items {
+                    let _ = writeln!(out, "<li>{}</li>", inline_html(i));
+                }
+                out.push_str("</ul>\n");
+            }
+            Block::Table { header, rows } => {
+                out.push_str("<table>\n<tr>");
+                for h in header {
+                    let _ = write!(out, "<th>{}</th>", escape(h));
+                }
+                out.push_str("</tr>\n");
+                for row in rows {
+                    out.push_str("<tr>");
+                    for cell in row {
+                        let _ = write!(out, "<td>{}</td>", inline_html(cell));
+                    }
+                    out.push_str("</tr>\n");
+                }
+                out.push_str("</table>\n");
+            }
+            Block::Figure { src, caption } => {
+                let _ = writeln!(
+                    out,
+                    "<figure><img src=\"{}\" alt=\"{}\"><figcaption>{}</figcaption></figure>",
+                    escape(src),
+                    escape(caption),
+                    inline_html(caption)
+                );
+            }
+        }
+    }
+    out.push_str("</body>\n</html>\n");
+    out
+}
+
+fn md_cell(s: &str) -> String {
+    s.replace('|', "\\|")
+}
+
+fn markdown(title: &str, doc: &[Block]) -> String {
+    let mut out = format!("# {title}\n\n");
+    for block in doc {
+        match block {
+            Block::Heading(h) => {
+                let _ = writeln!(out, "## {h}\n");
+            }
+            Block::Paragraph(p) => {
+                let _ = writeln!(out, "{p}\n");
+            }
+            Block::List(items) => {
+                for i in items {
+                    let _ = writeln!(out, "- {i}");
+                }
+                out.push('\n');
+            }
+            Block::Table { header, rows } => {
+                let _ = writeln!(
+                    out,
+                    "| {} |",
+                    header
+                        .iter()
+                        .map(|h| md_cell(h))
+                        .collect::<Vec<_>>()
+                        .join(" | ")
+                );
+                let align: Vec<&str> = (0..header.len())
+                    .map(|i| if i < 2 { ":--" } else { "--:" })
+                    .collect();
+                let _ = writeln!(out, "| {} |", align.join(" | "));
+                for row in rows {
+                    let _ = writeln!(
+                        out,
+                        "| {} |",
+                        row.iter()
+                            .map(|c| md_cell(c))
+                            .collect::<Vec<_>>()
+                            .join(" | ")
+                    );
+                }
+                out.push('\n');
+            }
+            Block::Figure { src, caption } => {
+                let _ = writeln!(
+                    out,
+                    "![{}]({src})\n\n*{caption}*\n",
+                    md_cell(caption).replace(['[', ']'], "")
+                );
+            }
+        }
+    }
+    out
+}
+
+/// Writes both reports atomically; returns (html, md) paths.
+pub fn write(ctx: &Context<'_>) -> Result<(PathBuf, PathBuf)> {
+    let doc = document(ctx);
+    let title = format!("ferbayes analysis: profile {}", ctx.layout.profile());
+    let html_path = write_atomic(ctx.layout.report_html(), html(&title, &doc).as_bytes())?;
+    let md_path = write_atomic(ctx.layout.report_md(), markdown(&title, &doc).as_bytes())?;
+    Ok((html_path, md_path))
+}

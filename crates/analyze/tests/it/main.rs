@@ -1,0 +1,5 @@
+//! Integration tests of the analyze stage (one test binary, modules per concern).
+
+mod metrics;
+mod pipeline;
+mod support;

@@ -1,0 +1,413 @@
+//! The analyze stage end to end: real ingest tables, synthetic inference outputs.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, UInt16Type};
+use arrow_array::{Array, RecordBatch};
+use ferbayes_core::{Arch, Layout, Method, Split, Stage, schema};
+
+use crate::support::{ingest, ingest_faces, smoke_settings, synthetic_probs, walk, write_infer};
+
+const T: usize = 3;
+
+fn column<'a>(batch: &'a RecordBatch, name: &str) -> &'a dyn Array {
+    batch.column_by_name(name).expect("column").as_ref()
+}
+
+#[test]
+fn end_to_end_on_real_ingest_and_synthetic_inference() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // FERBAYES_ANALYZE_OUT=<dir> keeps the artifacts for a look at the figures.
+    let root = std::env::var_os("FERBAYES_ANALYZE_OUT")
+        .map(|d| std::path::PathBuf::from(d).join("e2e"))
+        .unwrap_or_else(|| dir.path().to_owned());
+    let layout = Layout::new(&root, "smoke");
+    ingest(&layout, 100);
+
+    let archs = [Arch::AlexNet, Arch::Vgg16];
+    let methods = [Method::McDropout, Method::Ensemble];
+    // (labels, probs[t][face]) of every synthetic infer file.
+    type Truth = (Vec<Option<u8>>, Vec<Vec<[f32; 8]>>);
+    let mut truth: HashMap<(Arch, Method, Split), Truth> = HashMap::new();
+    for (a, &arch) in archs.iter().enumerate() {
+        for (m, &method) in methods.iter().enumerate() {
+            for (s, split) in [Split::Valid, Split::Test].into_iter().enumerate() {
+                let (images, labels) = ingest_faces(&layout, split);
+                let probs = synthetic_probs(&labels, T, (a * 100 + m * 10 + s) as u64);
+                write_infer(&layout, arch, method, split, &images, &probs);
+                truth.insert((arch, method, split), (labels, probs));
+            }
+        }
+    }
+
+    let mut settings = smoke_settings();
+    assert_eq!(settings.analyze.shown_n, [1, 2, 3]);
+    assert_eq!(settings.analyze.orderings, 3);
+    settings.train.archs = archs.to_vec();
+    // mc_dropconnect has no infer files: skipped with a warning.
+    settings.train.methods = vec![Method::McDropout, Method::McDropConnect, Method::Ensemble];
+
+    let started = Instant::now();
+    let summary = ferbayes_analyze::run(&layout, &settings).expect("analyze runs");
+    let seconds = started.elapsed().as_secs_f64();
+    eprintln!(
+        "analyze took {seconds:.3} s (summary says {:.3} s)",
+        summary.seconds
+    );
+    assert_eq!(
+        summary.missing.len(),
+        4,
+        "2 archs x 2 splits of mc_dropconnect"
+    );
+    assert!(
+        summary
+            .missing
+            .iter()
+            .all(|p| p.to_string_lossy().contains("mc_dropconnect"))
+    );
+
+    // metrics.parquet: archs x methods x splits x n rows, in range.
+    let batches = ferbayes_core::io::read_parquet(
+        &layout.metrics(),
+        &schema::metrics(),
+        None,
+        "just analyze",
+    )
+    .expect("metrics.parquet matches the schema");
+    let batch = arrow_select_concat(&batches);
+    assert_eq!(batch.schema(), schema::metrics());
+    assert_eq!(batch.num_rows(), 2 * 2 * 2 * T);
+    assert_eq!(summary.rows, batch.num_rows());
+    let arch = column(&batch, "arch").as_string::<i32>();
+    let method = column(&batch, "method").as_string::<i32>();
+    let split = column(&batch, "split").as_string::<i32>();
+    let n = column(&batch, "n").as_primitive::<UInt16Type>();
+    let f = |name: &str| column(&batch, name).as_primitive::<Float64Type>().clone();
+    let (error, ece, jsd, epistemic, nll, brier, soft, aurc) = (
+        f("error"),
+        f("ece"),
+        f("jsd"),
+        f("epistemic"),
+        f("nll"),
+        f("brier"),
+        f("soft_accuracy"),
+        f("aurc"),
+    );
+    let (error_std, ece_std) = (f("error_std"), f("ece_std"));
+    let mut keys = Vec::new();
+    for i in 0..batch.num_rows() {
+        keys.push((
+            arch.value(i).to_owned(),
+            method.value(i).to_owned(),
+            split.value(i).to_owned(),
+            n.value(i),
+        ));
+        for name in [
+            "error",
+            "nll",
+            "ece",
+            "brier",
+            "classwise_ece",
+            "aurc",
+            "entropy",
+            "aleatoric",
+            "jsd",
+            "soft_accuracy",
+            "kl_crowd",
+            "entropy_corr",
+        ] {
+            assert!(
+                !column(&batch, name).is_null(i),
+                "{name} is null in row {i}"
+            );
+        }
+        assert!(
+            (0.0..=1.0).contains(&error.value(i)),
+            "error {}",
+            error.value(i)
+        );
+        assert!(
+            error.value(i) < 0.6,
+            "synthetic predictions agree with most labels: {}",
+            error.value(i)
+        );
+        assert!(ece.value(i) >= 0.0 && ece.value(i) <= 1.0);
+        assert!((0.0..=1.0).contains(&jsd.value(i)));
+        assert!(epistemic.value(i) >= -1e-6);
+        assert!(nll.value(i) > 0.0 && brier.value(i) >= 0.0 && brier.value(i) <= 2.0);
+        assert!((0.0..=1.0).contains(&soft.value(i)) && (0.0..=1.0).contains(&aurc.value(i)));
+        if method.value(i) == "mc_dropout" {
+            assert_eq!(error_std.value(i), 0.0, "MC methods have zero std");
+        }
+        if method.value(i) == "ensemble" && usize::from(n.value(i)) == T {
+            // Every ordering averages the same members at n = T.
+            assert!(error_std.value(i) < 1e-12 && ece_std.value(i) < 1e-9);
+        }
+    }
+    let mut expected_keys = Vec::new();
+    for a in archs {
+        for m in methods {
+            for s in ["valid", "test"] {
+                for k in 1..=T as u16 {
+                    expected_keys.push((a.to_string(), m.to_string(), s.to_owned(), k));
+                }
+            }
+        }
+    }
+    assert_eq!(
+        keys, expected_keys,
+        "one row per (arch, method, split, n) in settings order"
+    );
+
+    // The error at every n for one combination, recomputed from the synthetic data.
+    let (labels, probs) = &truth[&(Arch::Vgg16, Method::Ensemble, Split::Test)];
+    for k in 1..=T {
+        let (mut wrong, mut total) = (0usize, 0usize);
+        for (i, y) in labels.iter().enumerate() {
+            let Some(y) = y else { continue };
+            let mean: Vec<f64> = (0..8)
+                .map(|c| probs[..k].iter().map(|s| f64::from(s[i][c])).sum::<f64>() / k as f64)
+                .collect();
+            let pred = (0..8).fold(0, |b, c| if mean[c] > mean[b] { c } else { b });
+            wrong += usize::from(pred != usize::from(*y));
+            total += 1;
+        }
+        let row = keys
+            .iter()
+            .position(|key| {
+                *key == (
+                    "vgg16".to_owned(),
+                    "ensemble".to_owned(),
+                    "test".to_owned(),
+                    k as u16,
+                )
+            })
+            .expect("row exists");
+        let want = wrong as f64 / total as f64;
+        assert!(
+            (error.value(row) - want).abs() < 1e-12,
+            "n = {k}: error {} vs {want}",
+            error.value(row)
+        );
+    }
+    // Ensembles do have a spread over orderings at n = 1 (3 different single members).
+    let ens_n1: f64 = keys
+        .iter()
+        .enumerate()
+        .filter(|(_, k)| k.1 == "ensemble" && k.3 == 1)
+        .map(|(i, _)| error_std.value(i) + ece_std.value(i))
+        .sum();
+    assert!(ens_n1 > 0.0, "orderings differ at n = 1");
+
+    // Reports mention every arch and method; figures exist as PNG + SVG and decode.
+    let html = std::fs::read_to_string(&summary.report_html).expect("report.html");
+    let md = std::fs::read_to_string(&summary.report_md).expect("report.md");
+    assert_eq!(summary.report_html, layout.report_html());
+    for name in ["alexnet", "vgg16", "mc_dropout", "ensemble"] {
+        assert!(
+            html.contains(name) && md.contains(name),
+            "reports mention {name}"
+        );
+    }
+    let mut stems = vec![
+        "error_vs_n".to_owned(),
+        "nll_vs_n".to_owned(),
+        "ece_vs_n".to_owned(),
+    ];
+    for a in archs {
+        for m in methods {
+            stems.push(format!("reliability_{a}_{m}"));
+        }
+        stems.push(format!("uncertain_{a}"));
+        stems.push(format!("crowd_{a}"));
+    }
+    stems.push("entropy_scatter".to_owned());
+    let got: Vec<&str> = summary.figures.iter().map(|f| f.stem.as_str()).collect();
+    for stem in &stems {
+        assert!(
+            got.contains(&stem.as_str()),
+            "figure {stem} drawn (got {got:?})"
+        );
+        let png_path = layout.figure(&format!("{stem}.png"));
+        let svg_path = layout.figure(&format!("{stem}.svg"));
+        let bytes = std::fs::read(&png_path).expect("png exists");
+        assert!(
+            bytes.len() <= 150 * 1024,
+            "{stem}.png is {} bytes",
+            bytes.len()
+        );
+        let decoder = png::Decoder::new(std::io::Cursor::new(bytes));
+        let reader = decoder.read_info().expect("png decodes");
+        let info = reader.info();
+        assert!(
+            info.width >= 400 && info.height >= 300,
+            "{stem}: {}x{}",
+            info.width,
+            info.height
+        );
+        let svg = std::fs::read_to_string(&svg_path).expect("svg exists");
+        assert!(
+            svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"),
+            "{stem}.svg is an SVG"
+        );
+        assert!(
+            html.contains(&format!("figures/{stem}.png")),
+            "report.html shows {stem}"
+        );
+        assert!(
+            md.contains(&format!("figures/{stem}.png")),
+            "report.md shows {stem}"
+        );
+    }
+    // The face figures embed their faces in the SVG.
+    let svg = std::fs::read_to_string(layout.figure("uncertain_alexnet.svg")).expect("svg");
+    assert_eq!(
+        svg.matches("data:image/png;base64,").count(),
+        5,
+        "top_uncertain = 5 faces"
+    );
+
+    // Manifest and no temporary files left behind.
+    let analyze_dir = layout.stage_dir(Stage::Analyze);
+    let manifest: ferbayes_core::manifest::Manifest = serde_json::from_slice(
+        &std::fs::read(Layout::manifest_in(&analyze_dir)).expect("manifest"),
+    )
+    .expect("manifest parses");
+    assert_eq!(manifest.stage, "analyze");
+    assert!(
+        manifest
+            .outputs
+            .iter()
+            .any(|o| o.file == "metrics.parquet" && o.rows == 24)
+    );
+    let leftovers: Vec<_> = walk(&root)
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+
+    let table = summary.console_table();
+    assert_eq!(
+        table.lines().count(),
+        1 + 2 * 2 * 3,
+        "header + test rows at n = 1, 2, 3:\n{table}"
+    );
+}
+
+#[test]
+fn missing_inference_outputs_name_just_infer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let layout = Layout::new(dir.path(), "smoke");
+    let err = ferbayes_analyze::run(&layout, &smoke_settings()).expect_err("nothing to analyse");
+    let msg = err.to_string();
+    assert!(msg.contains("just infer"), "{msg}");
+    assert!(msg.contains("alexnet/mc_dropout"), "{msg}");
+    assert!(!layout.metrics().exists());
+}
+
+#[test]
+fn inference_not_matching_ingest_is_an_error_naming_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let layout = Layout::new(dir.path(), "smoke");
+    ingest(&layout, 20);
+    let (mut images, labels) = ingest_faces(&layout, Split::Test);
+    images[3] = "not-a-face.png".to_owned();
+    let path = write_infer(
+        &layout,
+        Arch::AlexNet,
+        Method::McDropout,
+        Split::Test,
+        &images,
+        &synthetic_probs(&labels, 2, 1),
+    );
+    let mut settings = smoke_settings();
+    settings.train.archs = vec![Arch::AlexNet];
+    settings.train.methods = vec![Method::McDropout];
+    let msg = ferbayes_analyze::run(&layout, &settings)
+        .expect_err("unknown face")
+        .to_string();
+    assert!(msg.contains(&path.display().to_string()), "{msg}");
+    assert!(
+        msg.contains("not-a-face.png") && msg.contains("just infer"),
+        "{msg}"
+    );
+
+    // A face without its samples is reported too.
+    let (images, labels) = ingest_faces(&layout, Split::Test);
+    let probs = synthetic_probs(&labels, 2, 1);
+    write_infer(
+        &layout,
+        Arch::AlexNet,
+        Method::McDropout,
+        Split::Test,
+        &images[1..],
+        &probs[..]
+            .iter()
+            .map(|s| s[1..].to_vec())
+            .collect::<Vec<_>>(),
+    );
+    let msg = ferbayes_analyze::run(&layout, &settings)
+        .expect_err("missing rows")
+        .to_string();
+    assert!(
+        msg.contains("expected") && msg.contains("just infer"),
+        "{msg}"
+    );
+}
+
+fn arrow_select_concat(batches: &[RecordBatch]) -> RecordBatch {
+    assert_eq!(batches.len(), 1, "one small batch");
+    batches[0].clone()
+}
+
+/// The study's size: every FER+ valid/test face, 3 archs x 3 methods, T = 15, 20 orderings.
+/// Prints the analyze wall time; set `FERBAYES_ANALYZE_OUT=<dir>` to keep the artifacts.
+/// Run: `cargo test --release -p ferbayes-analyze -- --ignored --nocapture full_size`.
+#[test]
+#[ignore = "ingests all of FER+ and writes 945k inference rows; run by hand to time analyze at full size"]
+fn full_size_runtime() {
+    let kept = std::env::var_os("FERBAYES_ANALYZE_OUT").map(std::path::PathBuf::from);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = kept.clone().unwrap_or_else(|| tmp.path().to_owned());
+    let layout = Layout::new(&root, "paper");
+    let started = Instant::now();
+    if !layout.ingest_split(Split::Test).exists() {
+        let settings = ferbayes_core::IngestSettings {
+            max_per_split: None,
+            zstd_level: 3,
+        };
+        ferbayes_ingest::run(&ferbayes_core::test_data_root(), &layout, &settings).expect("ingest");
+    }
+    eprintln!("ingest: {:.1} s", started.elapsed().as_secs_f64());
+    let mut settings = smoke_settings();
+    settings.analyze.orderings = 20;
+    settings.analyze.shown_n = vec![1, 5, 10, 15];
+    settings.train.archs = Arch::ALL.to_vec();
+    settings.train.methods = Method::ALL.to_vec();
+    let started = Instant::now();
+    for (a, &arch) in Arch::ALL.iter().enumerate() {
+        for (m, &method) in Method::ALL.iter().enumerate() {
+            for (s, split) in [Split::Valid, Split::Test].into_iter().enumerate() {
+                let (images, labels) = ingest_faces(&layout, split);
+                let probs = synthetic_probs(&labels, 15, (a * 100 + m * 10 + s) as u64);
+                write_infer(&layout, arch, method, split, &images, &probs);
+            }
+        }
+    }
+    eprintln!(
+        "synthetic infer files: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let started = Instant::now();
+    let summary = ferbayes_analyze::run(&layout, &settings).expect("analyze");
+    eprintln!(
+        "analyze: {:.2} s, {} rows, {} figures",
+        started.elapsed().as_secs_f64(),
+        summary.rows,
+        summary.figures.len()
+    );
+    eprint!("{}", summary.console_table());
+    assert_eq!(summary.rows, 9 * 2 * 15);
+}
