@@ -44,6 +44,7 @@ test:
 # Benchmarks on the real data; prints one table per benchmark.
 bench:
     cargo bench --quiet -p ferbayes-ingest --bench ingest
+    cargo bench --quiet -p ferbayes-infer --bench infer
 
 # Formatting and lints.
 lint:

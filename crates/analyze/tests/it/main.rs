@@ -1,5 +1,6 @@
 //! Integration tests of the analyze stage (one test binary, modules per concern).
 
+mod chain;
 mod metrics;
 mod pipeline;
 mod support;

@@ -1,0 +1,121 @@
+//! `cargo bench -p ferbayes-infer --bench infer` (part of `just bench`): sampling speed of every
+//! architecture × method at the sizes of a profile (`FER_PROFILE`, default `cpu`), on real test
+//! faces, with seeded random weights (speed does not depend on the weights' values).
+//!
+//! Prints faces/s with T = 1 (one deterministic-cost pass) and T = `infer.samples`, and their
+//! cost ratio; the study's requirement is ratio ≤ 2 for AlexNet and VGG16 (prefix cached).
+
+#![allow(clippy::print_stdout)]
+
+use std::path::Path;
+use std::time::Instant;
+
+use candle_core::{DType, Device};
+use candle_nn::{VarBuilder, VarMap};
+use ferbayes_core::{Arch, Layout, Method, PipelineFile, Split};
+use ferbayes_infer::{Faces, Predictor};
+use ferbayes_models::{Model, ModelConfig};
+
+const FACES: usize = 256;
+
+fn main() {
+    let profile = std::env::var("FER_PROFILE").unwrap_or_else(|_| "cpu".into());
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let file = PipelineFile::load(&repo.join("pipeline.toml")).expect("pipeline.toml");
+    let settings = file.settings(&profile).expect("profile");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let layout = Layout::new(dir.path(), &profile);
+    let ingest = ferbayes_core::IngestSettings {
+        max_per_split: Some(FACES),
+        zstd_level: 1,
+    };
+    ferbayes_ingest::run(&ferbayes_core::test_data_root(), &layout, &ingest).expect("ingest");
+    let faces = Faces::load(&layout.ingest_split(Split::Test)).expect("faces");
+    let t_full = settings.infer.samples;
+
+    println!(
+        "| arch | width | input | method | faces/s T=1 | faces/s T={t_full} | cost ratio T={t_full}/T=1 | prefix cached |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for arch in Arch::ALL {
+        let a = settings.train.arch(arch).clone();
+        for method in Method::ALL {
+            let members = if method == Method::Ensemble {
+                settings.train.ensemble_members
+            } else {
+                1
+            };
+            for m in 0..members {
+                let varmap = VarMap::new();
+                let mut cfg = ModelConfig::new(arch, method, a.width, a.input_size);
+                cfg.drop_rate = a.drop_rate;
+                Model::new(
+                    &cfg,
+                    VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
+                )
+                .expect("model");
+                ferbayes_models::init_seeded(&varmap, m as u64).expect("init");
+                let path = layout.member_weights(arch.as_str(), method.as_str(), m);
+                std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+                varmap.save(&path).expect("save");
+            }
+            let full_members = settings.train.ensemble_members;
+            let (one, _) = time(&layout, &settings, arch, method, &faces, 1, 1);
+            let (full, cached) = time(
+                &layout,
+                &settings,
+                arch,
+                method,
+                &faces,
+                t_full,
+                full_members,
+            );
+            let label = if method == Method::Ensemble {
+                format!("N={full_members}")
+            } else {
+                format!("T={t_full}")
+            };
+            println!(
+                "| {arch} | {} | {} | {method} | {one:.0} | {full:.0} ({label}) | {:.2} | {} |",
+                a.width,
+                a.input_size,
+                one / full,
+                if method == Method::Ensemble {
+                    "n/a"
+                } else if cached {
+                    "yes"
+                } else {
+                    "no"
+                }
+            );
+        }
+    }
+}
+
+/// Faces/s of one predictor with `samples` passes (MC) or `members` members (ensemble), and
+/// whether its prefix is cached.
+fn time(
+    layout: &Layout,
+    settings: &ferbayes_core::Settings,
+    arch: Arch,
+    method: Method,
+    faces: &Faces,
+    samples: usize,
+    members: usize,
+) -> (f64, bool) {
+    let mut s = settings.clone();
+    s.infer.samples = samples;
+    s.train.ensemble_members = members;
+    let p = Predictor::load(layout, &s, arch, method, &Device::Cpu).expect("load");
+    let warm = Faces {
+        images: faces.images[..32].to_vec(),
+        pixels: faces.pixels[..32 * ferbayes_core::IMAGE_PIXELS].to_vec(),
+    };
+    ferbayes_infer::infer_split(&p, &warm, 32, "warm-up").expect("warm-up");
+    let start = Instant::now();
+    ferbayes_infer::infer_split(&p, faces, s.infer.batch_size, "bench").expect("infer");
+    (
+        faces.len() as f64 / start.elapsed().as_secs_f64(),
+        p.cache_prefix,
+    )
+}
