@@ -46,6 +46,10 @@ bench:
     cargo bench --quiet -p ferbayes-ingest --bench ingest
     cargo bench --quiet -p ferbayes-infer --bench infer
 
+# CUDA build of the binaries for the lent GPU machine (see gpu/README.md).
+gpu-build:
+    bash gpu/build.sh
+
 # Formatting and lints.
 lint:
     cargo fmt --all --check

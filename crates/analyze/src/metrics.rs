@@ -390,21 +390,7 @@ pub struct Metrics {
 
 impl Metrics {
     /// The field names in the order of [`Metrics::to_array`] (= `ferbayes_core::schema::METRICS`).
-    pub const NAMES: [&'static str; 13] = [
-        "error",
-        "nll",
-        "ece",
-        "brier",
-        "classwise_ece",
-        "aurc",
-        "entropy",
-        "aleatoric",
-        "epistemic",
-        "jsd",
-        "soft_accuracy",
-        "kl_crowd",
-        "entropy_corr",
-    ];
+    pub const NAMES: [&'static str; 13] = ferbayes_core::schema::METRICS;
 
     /// The values in [`Metrics::NAMES`] order.
     pub fn to_array(&self) -> [f64; 13] {

@@ -10,9 +10,10 @@ use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
-use crate::config::{DEFAULT_PROFILE, PipelineFile, Settings};
+use crate::config::{DEFAULT_PROFILE, PipelineFile, Settings, TrainSettings};
 use crate::error::{Error, Result};
 use crate::layout::{DEFAULT_ARTIFACTS, Layout};
+use crate::names::{Arch, Method};
 
 /// Where CI and the developers keep the read-only FER+ copy, relative to the project root; tried
 /// when the configured data folder does not exist.
@@ -33,6 +34,48 @@ pub struct CommonArgs {
     /// The settings file.
     #[arg(long, env = "FER_CONFIG", default_value = "pipeline.toml")]
     pub config: PathBuf,
+}
+
+/// Which architecture × method combinations a stage works on (flatten into a binary's parser);
+/// empty lists mean the profile's `train.archs` / `train.methods`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Selection {
+    /// Only these architectures (alexnet, vgg16, densenet121; comma-separated)
+    /// [default: the profile's train.archs].
+    #[arg(long = "arch", value_delimiter = ',')]
+    pub archs: Vec<Arch>,
+    /// Only these methods (mc_dropout, mc_dropconnect, ensemble; comma-separated)
+    /// [default: the profile's train.methods].
+    #[arg(long = "method", value_delimiter = ',')]
+    pub methods: Vec<Method>,
+}
+
+impl Selection {
+    /// Only `arch` × `method`.
+    pub fn only(arch: Arch, method: Method) -> Self {
+        Selection {
+            archs: vec![arch],
+            methods: vec![method],
+        }
+    }
+
+    /// The selected combinations, architecture-major.
+    pub fn combos(&self, train: &TrainSettings) -> Vec<(Arch, Method)> {
+        let archs = if self.archs.is_empty() {
+            &train.archs
+        } else {
+            &self.archs
+        };
+        let methods = if self.methods.is_empty() {
+            &train.methods
+        } else {
+            &self.methods
+        };
+        archs
+            .iter()
+            .flat_map(|&a| methods.iter().map(move |&m| (a, m)))
+            .collect()
+    }
 }
 
 /// Settings and paths of one run of a stage.

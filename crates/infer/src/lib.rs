@@ -21,6 +21,7 @@ use arrow_array::{ArrayRef, FixedSizeListArray, Float32Array, RecordBatch};
 use arrow_schema::{DataType, Field};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
+use ferbayes_core::cli::Selection;
 use ferbayes_core::manifest::{Manifest, Output};
 use ferbayes_core::seed::mix;
 use ferbayes_core::{
@@ -234,16 +235,15 @@ pub struct InferSummary {
 /// Options of a run.
 #[derive(Debug, Clone)]
 pub struct InferOptions {
-    pub archs: Option<Vec<Arch>>,
-    pub methods: Option<Vec<Method>>,
+    /// Combinations to run (default: the profile's).
+    pub selection: Selection,
     pub device: Device,
 }
 
 impl Default for InferOptions {
     fn default() -> Self {
         InferOptions {
-            archs: None,
-            methods: None,
+            selection: Selection::default(),
             device: Device::Cpu,
         }
     }
@@ -255,88 +255,78 @@ pub fn run(
     settings: &Settings,
     options: &InferOptions,
 ) -> Result<Vec<InferSummary>> {
-    let archs = options
-        .archs
-        .clone()
-        .unwrap_or_else(|| settings.train.archs.clone());
-    let methods = options
-        .methods
-        .clone()
-        .unwrap_or_else(|| settings.train.methods.clone());
     let splits = [Split::Valid, Split::Test];
     let faces: Vec<Faces> = splits
         .iter()
         .map(|&s| Faces::load(&layout.ingest_split(s)))
         .collect::<Result<_>>()?;
     let mut out = Vec::new();
-    for &arch in &archs {
-        for &method in &methods {
-            let predictor = Predictor::load(layout, settings, arch, method, &options.device)?;
-            let mut summary = InferSummary {
-                arch,
-                method,
-                samples: predictor.samples(),
-                splits: Vec::new(),
-            };
-            let mut manifest = Manifest::start(
-                Stage::Infer.name(),
-                layout.profile(),
-                serde_json::json!({
-                    "arch": arch,
-                    "method": method,
-                    "samples": predictor.samples(),
-                    "batch_size": settings.infer.batch_size,
-                    "seed": settings.seed,
-                    "prefix_cached": predictor.cache_prefix,
-                }),
+    for (arch, method) in options.selection.combos(&settings.train) {
+        let predictor = Predictor::load(layout, settings, arch, method, &options.device)?;
+        let mut summary = InferSummary {
+            arch,
+            method,
+            samples: predictor.samples(),
+            splits: Vec::new(),
+        };
+        let mut manifest = Manifest::start(
+            Stage::Infer.name(),
+            layout.profile(),
+            serde_json::json!({
+                "arch": arch,
+                "method": method,
+                "samples": predictor.samples(),
+                "batch_size": settings.infer.batch_size,
+                "seed": settings.seed,
+                "prefix_cached": predictor.cache_prefix,
+            }),
+        );
+        manifest.inputs = (0..settings.train.ensemble_members.min(predictor.models.len()))
+            .map(|m| {
+                layout
+                    .member_weights(arch.as_str(), method.as_str(), m)
+                    .display()
+                    .to_string()
+            })
+            .collect();
+        let mut pending = Vec::new();
+        for (&split, faces) in splits.iter().zip(&faces) {
+            let t0 = Instant::now();
+            let batch = infer_split(
+                &predictor,
+                faces,
+                settings.infer.batch_size,
+                &format!("{arch}/{method}/{split}"),
+            )?;
+            let seconds = t0.elapsed().as_secs_f64();
+            tracing::info!(
+                "{arch}/{method} {split}: {} faces × {} samples in {seconds:.1}s ({:.0} faces/s)",
+                faces.len(),
+                predictor.samples(),
+                faces.len() as f64 / seconds
             );
-            manifest.inputs = (0..settings.train.ensemble_members.min(predictor.models.len()))
-                .map(|m| {
-                    layout
-                        .member_weights(arch.as_str(), method.as_str(), m)
-                        .display()
-                        .to_string()
-                })
-                .collect();
-            let mut pending = Vec::new();
-            for (&split, faces) in splits.iter().zip(&faces) {
-                let t0 = Instant::now();
-                let batch = infer_split(
-                    &predictor,
-                    faces,
-                    settings.infer.batch_size,
-                    &format!("{arch}/{method}/{split}"),
-                )?;
-                let seconds = t0.elapsed().as_secs_f64();
-                tracing::info!(
-                    "{arch}/{method} {split}: {} faces × {} samples in {seconds:.1}s ({:.0} faces/s)",
-                    faces.len(),
-                    predictor.samples(),
-                    faces.len() as f64 / seconds
-                );
-                manifest.outputs.push(Output {
-                    file: format!("{}.parquet", split.name()),
-                    rows: batch.num_rows() as u64,
-                });
-                pending.push(ferbayes_core::io::write_parquet(
-                    layout.infer_split(arch.as_str(), method.as_str(), split),
-                    &schema::infer(),
-                    [batch],
-                    3,
-                )?);
-                summary.splits.push((split, faces.len(), seconds));
-            }
-            for p in pending {
-                p.commit()?;
-            }
-            let dir = layout
-                .infer_split(arch.as_str(), method.as_str(), Split::Test)
-                .parent()
-                .map(std::path::Path::to_path_buf)
-                .unwrap_or_default();
-            manifest.finish(&Layout::manifest_in(&dir))?;
-            out.push(summary);
+            manifest.outputs.push(Output {
+                file: format!("{}.parquet", split.name()),
+                rows: batch.num_rows() as u64,
+            });
+            pending.push(ferbayes_core::io::write_parquet(
+                layout.infer_split(arch.as_str(), method.as_str(), split),
+                &schema::infer(),
+                [batch],
+                3,
+            )?);
+            summary.splits.push((split, faces.len(), seconds));
         }
+        for p in pending {
+            p.commit()?;
+        }
+        let dir = layout
+            .infer_split(arch.as_str(), method.as_str(), Split::Test)
+            .parent()
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_default();
+        manifest.finish(&Layout::manifest_in(&dir))?;
+        out.push(summary);
     }
     Ok(out)
 }

@@ -26,6 +26,7 @@ use std::time::Instant;
 use arrow_array::{ArrayRef, Float32Array, Float64Array, RecordBatch, UInt16Array, UInt32Array};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
+use ferbayes_core::cli::Selection;
 use ferbayes_core::manifest::{Manifest, Output};
 use ferbayes_core::seed::mix;
 use ferbayes_core::{Arch, LabelMode, Layout, Method, Settings, Split, Stage};
@@ -46,10 +47,8 @@ const EVAL_BATCH: usize = 256;
 /// Which combinations to train and how.
 #[derive(Debug, Clone)]
 pub struct TrainOptions {
-    /// Architectures to train (default: the profile's).
-    pub archs: Option<Vec<Arch>>,
-    /// Methods to train (default: the profile's).
-    pub methods: Option<Vec<Method>>,
+    /// Combinations to train (default: the profile's).
+    pub selection: Selection,
     pub device: Device,
     /// Test hook: stop (as if killed) after this many epochs have been checkpointed in this run.
     pub stop_after_epochs: Option<usize>,
@@ -58,8 +57,7 @@ pub struct TrainOptions {
 impl Default for TrainOptions {
     fn default() -> Self {
         TrainOptions {
-            archs: None,
-            methods: None,
+            selection: Selection::default(),
             device: Device::Cpu,
             stop_after_epochs: None,
         }
@@ -98,19 +96,11 @@ pub fn run(
     settings: &Settings,
     options: &TrainOptions,
 ) -> Result<Vec<ComboSummary>> {
-    let archs = options
-        .archs
-        .clone()
-        .unwrap_or_else(|| settings.train.archs.clone());
-    let methods = options
-        .methods
-        .clone()
-        .unwrap_or_else(|| settings.train.methods.clone());
     let mut budget = options.stop_after_epochs;
     let mut out = Vec::new();
     // Data are loaded once per distinct input size (the label mode is the profile's).
     let mut cache: HashMap<usize, (Arc<Dataset>, Arc<Dataset>)> = HashMap::new();
-    for &arch in &archs {
+    for (arch, method) in options.selection.combos(&settings.train) {
         let size = settings.train.arch(arch).input_size;
         let (train, valid) = match cache.entry(size) {
             std::collections::hash_map::Entry::Occupied(e) => e.get().clone(),
@@ -134,22 +124,20 @@ pub fn run(
                 e.insert((Arc::new(train), Arc::new(valid))).clone()
             }
         };
-        for &method in &methods {
-            let summary = train_combo(
-                layout,
-                settings,
-                arch,
-                method,
-                &train,
-                &valid,
-                options,
-                &mut budget,
-            )?;
-            let stop = summary.interrupted;
-            out.push(summary);
-            if stop {
-                return Ok(out);
-            }
+        let summary = train_combo(
+            layout,
+            settings,
+            arch,
+            method,
+            &train,
+            &valid,
+            options,
+            &mut budget,
+        )?;
+        let stop = summary.interrupted;
+        out.push(summary);
+        if stop {
+            return Ok(out);
         }
     }
     Ok(out)

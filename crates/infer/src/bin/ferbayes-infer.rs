@@ -2,8 +2,7 @@
 
 use anyhow::Context;
 use clap::Parser;
-use ferbayes_core::cli::{CommonArgs, init_tracing};
-use ferbayes_core::{Arch, Method};
+use ferbayes_core::cli::{CommonArgs, Selection, init_tracing};
 
 /// Run every trained architecture × method of the profile (or the ones named) on the valid and
 /// test faces: T = infer.samples stochastic passes for mc_dropout / mc_dropconnect, every member
@@ -13,12 +12,8 @@ use ferbayes_core::{Arch, Method};
 struct Args {
     #[command(flatten)]
     common: CommonArgs,
-    /// Only these architectures (comma-separated).
-    #[arg(long, value_delimiter = ',')]
-    arch: Vec<Arch>,
-    /// Only these methods (comma-separated).
-    #[arg(long, value_delimiter = ',')]
-    method: Vec<Method>,
+    #[command(flatten)]
+    selection: Selection,
     /// Compute device: cpu, or cuda (needs a build with `--features cuda`).
     #[arg(long, default_value = "cpu")]
     device: String,
@@ -29,8 +24,7 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let ctx = args.common.context()?;
     let options = ferbayes_infer::InferOptions {
-        archs: (!args.arch.is_empty()).then(|| args.arch.clone()),
-        methods: (!args.method.is_empty()).then(|| args.method.clone()),
+        selection: args.selection.clone(),
         device: ferbayes_models::device(&args.device)?,
     };
     let summaries =

@@ -110,8 +110,7 @@ fn tables_cover_every_face_and_sample_and_are_reproducible() {
         layout,
         s,
         &InferOptions {
-            archs: Some(vec![Arch::AlexNet]),
-            methods: Some(vec![Method::McDropout]),
+            selection: ferbayes_core::cli::Selection::only(Arch::AlexNet, Method::McDropout),
             ..InferOptions::default()
         },
     )

@@ -2,8 +2,7 @@
 
 use anyhow::Context;
 use clap::Parser;
-use ferbayes_core::cli::{CommonArgs, init_tracing};
-use ferbayes_core::{Arch, Method};
+use ferbayes_core::cli::{CommonArgs, Selection, init_tracing};
 
 /// Train every architecture × uncertainty method the profile lists (or the ones named) on the
 /// ingest Parquet, writing train/<arch>/<method>/member-NN.safetensors and history.parquet.
@@ -13,12 +12,8 @@ use ferbayes_core::{Arch, Method};
 struct Args {
     #[command(flatten)]
     common: CommonArgs,
-    /// Train only these architectures (alexnet, vgg16, densenet121; comma-separated).
-    #[arg(long, value_delimiter = ',')]
-    arch: Vec<Arch>,
-    /// Train only these methods (mc_dropout, mc_dropconnect, ensemble; comma-separated).
-    #[arg(long, value_delimiter = ',')]
-    method: Vec<Method>,
+    #[command(flatten)]
+    selection: Selection,
     /// Compute device: cpu, or cuda (needs a build with `--features cuda`).
     #[arg(long, default_value = "cpu")]
     device: String,
@@ -29,8 +24,7 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let ctx = args.common.context()?;
     let options = ferbayes_train::TrainOptions {
-        archs: (!args.arch.is_empty()).then(|| args.arch.clone()),
-        methods: (!args.method.is_empty()).then(|| args.method.clone()),
+        selection: args.selection.clone(),
         device: ferbayes_models::device(&args.device)?,
         stop_after_epochs: None,
     };

@@ -13,8 +13,7 @@ use crate::support::{ingested, tiny};
 
 fn only(arch: Arch, method: Method) -> TrainOptions {
     TrainOptions {
-        archs: Some(vec![arch]),
-        methods: Some(vec![method]),
+        selection: ferbayes_core::cli::Selection::only(arch, method),
         ..TrainOptions::default()
     }
 }
