@@ -220,6 +220,8 @@ fn document(ctx: &Context<'_>) -> Vec<Block> {
         });
     }
 
+    claims(&test, &mut doc);
+
     doc.push(Block::Heading("Best n per combination (test)".into()));
     let rows = test
         .iter()
@@ -275,6 +277,149 @@ fn document(ctx: &Context<'_>) -> Vec<Block> {
     doc
 }
 
+/// The study's claims, each with what this run measured on the test split (n = 1 against
+/// n = T, index order) and a verdict.
+fn claims(test: &[&Curve], doc: &mut Vec<Block>) {
+    struct Change {
+        name: String,
+        arch: ferbayes_core::Arch,
+        method: ferbayes_core::Method,
+        d_error: f64,
+        best_gain: f64,
+        d_ece: f64,
+        d_jsd: f64,
+        d_soft: f64,
+    }
+    let changes: Vec<Change> = test
+        .iter()
+        .filter(|c| c.samples > 1)
+        .filter_map(|c| {
+            let (first, last) = (c.at(1)?, c.at(c.samples)?);
+            let best = c.at(c.best_accuracy_n())?;
+            Some(Change {
+                name: format!("{}/{}", c.arch, c.method),
+                arch: c.arch,
+                method: c.method,
+                d_error: last.error - first.error,
+                best_gain: first.error - best.error,
+                d_ece: last.ece - first.ece,
+                d_jsd: last.jsd - first.jsd,
+                d_soft: last.soft_accuracy - first.soft_accuracy,
+            })
+        })
+        .collect();
+    if changes.is_empty() {
+        return;
+    }
+    let pp = |x: f64| format!("{:+.2} pp", 100.0 * x);
+    let count = |f: &dyn Fn(&Change) -> bool| changes.iter().filter(|c| f(c)).count();
+    let total = changes.len();
+    let verdict = |k: usize| {
+        if 2 * k > total {
+            format!("supported ({k} of {total} combinations)")
+        } else if k > 0 {
+            format!("not supported ({k} of {total} combinations agree)")
+        } else {
+            format!("not supported (0 of {total})")
+        }
+    };
+    let largest = changes
+        .iter()
+        .min_by(|a, b| a.d_error.total_cmp(&b.d_error))
+        .map(|c| (c.name.clone(), c.arch, c.method, c.d_error));
+    let mut rows = Vec::new();
+    let falls = count(&|c| c.d_error < 0.0);
+    rows.push(vec![
+        "Error falls as n grows".to_owned(),
+        format!(
+            "error(n = T) − error(n = 1) < 0 for {falls} of {total}; mean {}",
+            pp(changes.iter().map(|c| c.d_error).sum::<f64>() / total as f64)
+        ),
+        verdict(falls),
+    ]);
+    if let Some((name, arch, method, d)) = largest {
+        let is_dense_ensemble =
+            arch == ferbayes_core::Arch::DenseNet121 && method == ferbayes_core::Method::Ensemble;
+        rows.push(vec![
+            "… most for DenseNet ensembles".to_owned(),
+            format!("largest fall: {name} ({})", pp(d)),
+            if is_dense_ensemble {
+                "supported".into()
+            } else {
+                "not supported".into()
+            },
+        ]);
+    }
+    let rises = count(&|c| c.d_ece > 0.0);
+    rows.push(vec![
+        "ECE rises with n".to_owned(),
+        format!(
+            "ECE(n = T) − ECE(n = 1) > 0 for {rises} of {total}; mean {:+.4}",
+            changes.iter().map(|c| c.d_ece).sum::<f64>() / total as f64
+        ),
+        verdict(rises),
+    ]);
+    let gains = count(&|c| c.best_gain >= 0.02);
+    rows.push(vec![
+        "+2–4 % accuracy over a single member / pass".to_owned(),
+        format!(
+            "gain at the best n ≥ 2 pp for {gains} of {total}; range {} to {}",
+            pp(changes
+                .iter()
+                .map(|c| c.best_gain)
+                .fold(f64::INFINITY, f64::min)),
+            pp(changes
+                .iter()
+                .map(|c| c.best_gain)
+                .fold(f64::NEG_INFINITY, f64::max))
+        ),
+        verdict(gains),
+    ]);
+    let closer = count(&|c| c.d_jsd < 0.0);
+    rows.push(vec![
+        "Probabilities closer to what humans vote (never measured by the study)".to_owned(),
+        format!(
+            "JSD to the crowd falls from n = 1 to n = T for {closer} of {total}; mean ΔJSD {:+.4} bits, mean Δ soft accuracy {}",
+            changes.iter().map(|c| c.d_jsd).sum::<f64>() / total as f64,
+            pp(changes.iter().map(|c| c.d_soft).sum::<f64>() / total as f64)
+        ),
+        verdict(closer),
+    ]);
+    doc.push(Block::Heading(
+        "The study's claims, as measured here (test)".into(),
+    ));
+    doc.push(Block::Paragraph(
+        "Each claim compared between one sample (n = 1) and all T samples, per architecture × method, in member index order; a claim counts as supported when more than half of the combinations agree. A claim that does not reproduce is a result too.".into(),
+    ));
+    doc.push(Block::Table {
+        header: strings(["claim", "measured", "verdict"]),
+        rows,
+    });
+    doc.push(Block::Table {
+        header: strings([
+            "arch/method",
+            "Δ error (n=T − n=1)",
+            "gain at best n",
+            "Δ ECE",
+            "Δ JSD (bits)",
+            "Δ soft acc",
+        ]),
+        rows: changes
+            .iter()
+            .map(|c| {
+                vec![
+                    c.name.clone(),
+                    pp(c.d_error),
+                    pp(c.best_gain),
+                    format!("{:+.4}", c.d_ece),
+                    format!("{:+.4}", c.d_jsd),
+                    pp(c.d_soft),
+                ]
+            })
+            .collect(),
+    });
+}
+
 fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -301,7 +446,9 @@ th{background:#f2f2f2}td:first-child,td:nth-child(2),th:first-child,th:nth-child
 figure{margin:1.5em 0}figure img{max-width:100%;border:1px solid #eee}figcaption{color:#555;font-size:.9em}\
 code{background:#f4f4f4;padding:0 .2em}";
 
-fn html(title: &str, doc: &[Block]) -> String {
+/// The HTML page; figures are embedded as base64 PNG (read from `base`) so the page is
+/// self-contained, with the relative path as a fallback if a figure cannot be read.
+fn html(title: &str, doc: &[Block], base: &Path) -> String {
     let mut out = String::new();
     let _ = write!(
         out,
@@ -340,10 +487,14 @@ fn html(title: &str, doc: &[Block]) -> String {
                 out.push_str("</table>\n");
             }
             Block::Figure { src, caption } => {
+                let data = std::fs::read(base.join(src)).map_or_else(
+                    |_| escape(src),
+                    |png| format!("data:image/png;base64,{}", crate::figures::base64(&png)),
+                );
                 let _ = writeln!(
                     out,
                     "<figure><img src=\"{}\" alt=\"{}\"><figcaption>{}</figcaption></figure>",
-                    escape(src),
+                    data,
                     escape(caption),
                     inline_html(caption)
                 );
@@ -416,7 +567,11 @@ fn markdown(title: &str, doc: &[Block]) -> String {
 pub fn write(ctx: &Context<'_>) -> Result<(PathBuf, PathBuf)> {
     let doc = document(ctx);
     let title = format!("ferbayes analysis: profile {}", ctx.layout.profile());
-    let html_path = write_atomic(ctx.layout.report_html(), html(&title, &doc).as_bytes())?;
+    let base = ctx.layout.stage_dir(ferbayes_core::Stage::Analyze);
+    let html_path = write_atomic(
+        ctx.layout.report_html(),
+        html(&title, &doc, &base).as_bytes(),
+    )?;
     let md_path = write_atomic(ctx.layout.report_md(), markdown(&title, &doc).as_bytes())?;
     Ok((html_path, md_path))
 }

@@ -52,6 +52,16 @@ fn smoke_profile_runs_the_whole_chain() {
             assert!(html.contains(arch.as_str()) && html.contains(method.as_str()));
         }
     }
+    // Self-contained page: every figure inline, none referenced by path.
+    assert_eq!(
+        html.matches("data:image/png;base64,").count(),
+        summary.figures.len()
+    );
+    assert!(!html.contains("src=\"figures/"));
+    for report in [&html, &md] {
+        assert!(report.contains("The study's claims, as measured here"));
+        assert!(report.contains("Error falls as n grows") && report.contains("ECE rises with n"));
+    }
     for figure in &summary.figures {
         for file in &figure.files {
             assert!(file.is_file(), "{} missing", file.display());
