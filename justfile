@@ -33,6 +33,10 @@ infer *ARGS:
 analyze *ARGS:
     {{cargo}} ferbayes-analyze -- {{ARGS}}
 
+# Which stages (and arch x method) of the profile are up to date, stale (and why) or missing.
+status *ARGS:
+    {{cargo}} ferbayes-status -- {{ARGS}}
+
 # Predict the emotion of your own face photos, e.g. `just predict me.jpg --arch alexnet`.
 predict *ARGS:
     {{cargo}} ferbayes -- predict {{ARGS}}

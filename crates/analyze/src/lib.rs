@@ -30,7 +30,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use ferbayes_core::io::write_parquet;
-use ferbayes_core::manifest::{Manifest, Output};
+use ferbayes_core::manifest::Output;
 use ferbayes_core::{Arch, Layout, Method, Settings, Split, Stage, schema};
 use rayon::prelude::*;
 use tracing_indicatif::span_ext::IndicatifSpanExt;
@@ -90,8 +90,40 @@ struct Input {
     path: PathBuf,
 }
 
-/// Runs the analyze stage of `settings` on the artifacts of `layout`.
+/// Like [`run`], but returns None without doing anything when the manifest's key (settings and
+/// the hashes of the ingest and infer tables) is current and every output exists, unless `force`.
+pub fn run_checked(
+    layout: &Layout,
+    settings: &Settings,
+    force: bool,
+) -> Result<Option<AnalyzeSummary>> {
+    let plan = ferbayes_core::plan::analyze(layout, settings);
+    let check = plan.check()?;
+    if check.up_to_date() && !force {
+        tracing::info!(
+            "analyze: up to date ({}, key {})",
+            plan.dir.display(),
+            check.short_key()
+        );
+        return Ok(None);
+    }
+    run_plan(layout, settings, &plan, &check).map(Some)
+}
+
+/// Runs the analyze stage of `settings` on the artifacts of `layout` (always; see
+/// [`run_checked`]).
 pub fn run(layout: &Layout, settings: &Settings) -> Result<AnalyzeSummary> {
+    let plan = ferbayes_core::plan::analyze(layout, settings);
+    let check = plan.check()?;
+    run_plan(layout, settings, &plan, &check)
+}
+
+fn run_plan(
+    layout: &Layout,
+    settings: &Settings,
+    plan: &ferbayes_core::plan::Plan,
+    check: &ferbayes_core::plan::Check,
+) -> Result<AnalyzeSummary> {
     let started = Instant::now();
     let analyze = &settings.analyze;
 
@@ -212,16 +244,7 @@ pub fn run(layout: &Layout, settings: &Settings) -> Result<AnalyzeSummary> {
     let (report_html, report_md) = report::write(&context)?;
 
     // Manifest.
-    let mut manifest = Manifest::start(
-        Stage::Analyze.name(),
-        layout.profile(),
-        serde_json::json!({
-            "seed": settings.seed,
-            "archs": settings.train.archs,
-            "methods": settings.train.methods,
-            "analyze": settings.analyze,
-        }),
-    );
+    let mut manifest = plan.manifest(check);
     manifest.inputs = faces
         .values()
         .map(|f| f.path.display().to_string())

@@ -104,11 +104,14 @@ impl Layout {
         self.train_dir(arch, method).join("history.parquet")
     }
 
+    /// `infer/<arch>/<method>/`.
+    pub fn infer_dir(&self, arch: &str, method: &str) -> PathBuf {
+        self.stage_dir(Stage::Infer).join(arch).join(method)
+    }
+
     /// `infer/<arch>/<method>/<split>.parquet`.
     pub fn infer_split(&self, arch: &str, method: &str, split: Split) -> PathBuf {
-        self.stage_dir(Stage::Infer)
-            .join(arch)
-            .join(method)
+        self.infer_dir(arch, method)
             .join(format!("{}.parquet", split.name()))
     }
 

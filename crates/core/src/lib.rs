@@ -10,6 +10,7 @@ pub mod io;
 pub mod layout;
 pub mod manifest;
 pub mod names;
+pub mod plan;
 pub mod schema;
 pub mod seed;
 pub mod split;

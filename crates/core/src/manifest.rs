@@ -17,6 +17,21 @@ pub struct Output {
     pub rows: u64,
 }
 
+/// The content hash of one input a stage read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputHash {
+    /// The file, relative to the profile folder (artifacts) or the data root (FER+ files); a PNG
+    /// folder is summarised as `FER2013Train/*.png (N files)`.
+    pub file: String,
+    /// Hex sha256 of the file (of "N files, B bytes" for a PNG folder).
+    pub sha256: String,
+    /// Size in bytes (total for a PNG folder).
+    pub bytes: u64,
+}
+
+/// The git commit the running build was made from (`abc123`, `abc123-dirty` or `unknown`).
+pub const GIT_COMMIT: &str = env!("FERBAYES_GIT_COMMIT");
+
 /// `manifest.json` of one stage's output folder.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -29,6 +44,16 @@ pub struct Manifest {
     /// Where the inputs came from (a data root, upstream artifacts).
     pub inputs: Vec<String>,
     pub outputs: Vec<Output>,
+    /// sha256 of every input artifact file read (see `core::plan`).
+    #[serde(default)]
+    pub input_hashes: Vec<InputHash>,
+    /// The git commit of the build that wrote it.
+    #[serde(default)]
+    pub git_commit: String,
+    /// sha256 over stage, profile, schema version, ferbayes version, settings and input hashes:
+    /// equal keys mean equal outputs (see `core::plan`).
+    #[serde(default)]
+    pub key: String,
     /// Seconds since the Unix epoch.
     pub started: u64,
     pub finished: u64,
@@ -46,6 +71,9 @@ impl Manifest {
             settings,
             inputs: Vec::new(),
             outputs: Vec::new(),
+            input_hashes: Vec::new(),
+            git_commit: GIT_COMMIT.to_owned(),
+            key: String::new(),
             started: now,
             finished: now,
         }

@@ -22,11 +22,9 @@ use arrow_schema::{DataType, Field};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use ferbayes_core::cli::Selection;
-use ferbayes_core::manifest::{Manifest, Output};
+use ferbayes_core::manifest::Output;
 use ferbayes_core::seed::mix;
-use ferbayes_core::{
-    Arch, IMAGE_PIXELS, Layout, Method, NUM_CLASSES, Settings, Split, Stage, schema,
-};
+use ferbayes_core::{Arch, IMAGE_PIXELS, Layout, Method, NUM_CLASSES, Settings, Split, schema};
 use ferbayes_models::{Mode, Model, ModelConfig, Noise};
 use tracing_indicatif::span_ext::IndicatifSpanExt;
 
@@ -228,8 +226,10 @@ pub struct InferSummary {
     pub arch: Arch,
     pub method: Method,
     pub samples: usize,
-    /// (split, faces, seconds)
+    /// (split, faces, seconds); empty when skipped.
     pub splits: Vec<(Split, usize, f64)>,
+    /// The outputs were up to date (manifest key and files) and were not rewritten.
+    pub skipped: bool,
 }
 
 /// Options of a run.
@@ -238,6 +238,8 @@ pub struct InferOptions {
     /// Combinations to run (default: the profile's).
     pub selection: Selection,
     pub device: Device,
+    /// Rerun combinations that are up to date.
+    pub force: bool,
 }
 
 impl Default for InferOptions {
@@ -245,6 +247,7 @@ impl Default for InferOptions {
         InferOptions {
             selection: Selection::default(),
             device: Device::Cpu,
+            force: false,
         }
     }
 }
@@ -256,41 +259,54 @@ pub fn run(
     options: &InferOptions,
 ) -> Result<Vec<InferSummary>> {
     let splits = [Split::Valid, Split::Test];
-    let faces: Vec<Faces> = splits
-        .iter()
-        .map(|&s| Faces::load(&layout.ingest_split(s)))
-        .collect::<Result<_>>()?;
+    let mut loaded: Option<Vec<Faces>> = None;
     let mut out = Vec::new();
     for (arch, method) in options.selection.combos(&settings.train) {
+        let plan = ferbayes_core::plan::infer(layout, settings, arch, method);
+        let check = plan.check()?;
+        if check.up_to_date() && !options.force {
+            tracing::info!(
+                "{}: up to date ({}, key {})",
+                plan.label,
+                plan.dir.display(),
+                check.short_key()
+            );
+            out.push(InferSummary {
+                arch,
+                method,
+                samples: match method {
+                    Method::Ensemble => ferbayes_core::plan::members(settings, method),
+                    Method::McDropout | Method::McDropConnect => settings.infer.samples,
+                },
+                splits: Vec::new(),
+                skipped: true,
+            });
+            continue;
+        }
         let predictor = Predictor::load(layout, settings, arch, method, &options.device)?;
+        let faces = match &loaded {
+            Some(f) => f,
+            None => {
+                let f = splits
+                    .iter()
+                    .map(|&s| Faces::load(&layout.ingest_split(s)))
+                    .collect::<Result<Vec<_>>>()?;
+                loaded.insert(f)
+            }
+        };
         let mut summary = InferSummary {
             arch,
             method,
             samples: predictor.samples(),
             splits: Vec::new(),
+            skipped: false,
         };
-        let mut manifest = Manifest::start(
-            Stage::Infer.name(),
-            layout.profile(),
-            serde_json::json!({
-                "arch": arch,
-                "method": method,
-                "samples": predictor.samples(),
-                "batch_size": settings.infer.batch_size,
-                "seed": settings.seed,
-                "prefix_cached": predictor.cache_prefix,
-            }),
-        );
-        manifest.inputs = (0..settings.train.ensemble_members.min(predictor.models.len()))
-            .map(|m| {
-                layout
-                    .member_weights(arch.as_str(), method.as_str(), m)
-                    .display()
-                    .to_string()
-            })
-            .collect();
+        let mut manifest = plan.manifest(&check);
+        if let serde_json::Value::Object(map) = &mut manifest.settings {
+            map.insert("prefix_cached".into(), predictor.cache_prefix.into());
+        }
         let mut pending = Vec::new();
-        for (&split, faces) in splits.iter().zip(&faces) {
+        for (&split, faces) in splits.iter().zip(faces) {
             let t0 = Instant::now();
             let batch = infer_split(
                 &predictor,
@@ -320,12 +336,7 @@ pub fn run(
         for p in pending {
             p.commit()?;
         }
-        let dir = layout
-            .infer_split(arch.as_str(), method.as_str(), Split::Test)
-            .parent()
-            .map(std::path::Path::to_path_buf)
-            .unwrap_or_default();
-        manifest.finish(&Layout::manifest_in(&dir))?;
+        manifest.finish(&Layout::manifest_in(&plan.dir))?;
         out.push(summary);
     }
     Ok(out)

@@ -18,7 +18,7 @@ use arrow_array::{ArrayRef, FixedSizeListArray, Float32Array, RecordBatch, UInt8
 use arrow_buffer::NullBuffer;
 use arrow_schema::Field;
 use ferbayes_core::io::{PendingFile, write_parquet};
-use ferbayes_core::manifest::{Manifest, Output};
+use ferbayes_core::manifest::Output;
 use ferbayes_core::{IngestSettings, Layout, NUM_CLASSES, Split, Stage, schema};
 
 pub use error::{IngestError, Result};
@@ -37,7 +37,50 @@ pub struct SplitSummary {
     pub soft: usize,
 }
 
-/// Reads FER+ under `data_root` and writes `ingest/{train,valid,test}.parquet` and the manifest.
+/// What a checked run of ingest did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IngestRun {
+    /// The artifacts were up to date and nothing was written.
+    pub skipped: bool,
+    /// The stage's key (see `ferbayes_core::plan`).
+    pub key: String,
+    /// What was written (empty when skipped).
+    pub splits: Vec<SplitSummary>,
+}
+
+/// Like [`run`], but first compares the manifest's key with the fresh one (settings and the
+/// hashes of the label files and image folders) and does nothing when they match and every
+/// output exists, unless `force`.
+pub fn run_checked(
+    data_root: &Path,
+    layout: &Layout,
+    settings: &IngestSettings,
+    force: bool,
+) -> Result<IngestRun> {
+    let plan = ferbayes_core::plan::ingest(layout, data_root, settings);
+    let check = plan.check()?;
+    if check.up_to_date() && !force {
+        tracing::info!(
+            "ingest: up to date ({}, key {})",
+            plan.dir.display(),
+            check.short_key()
+        );
+        return Ok(IngestRun {
+            skipped: true,
+            key: check.key.unwrap_or_default(),
+            splits: Vec::new(),
+        });
+    }
+    let splits = write(data_root, layout, settings, &plan, &check)?;
+    Ok(IngestRun {
+        skipped: false,
+        key: check.key.unwrap_or_default(),
+        splits,
+    })
+}
+
+/// Reads FER+ under `data_root` and writes `ingest/{train,valid,test}.parquet` and the manifest
+/// (always; [`run_checked`] skips up-to-date artifacts).
 ///
 /// Everything is read and checked before anything is written, and the three files are renamed
 /// into place only once all three are complete, so a failed run leaves an earlier run's
@@ -46,6 +89,18 @@ pub fn run(
     data_root: &Path,
     layout: &Layout,
     settings: &IngestSettings,
+) -> Result<Vec<SplitSummary>> {
+    let plan = ferbayes_core::plan::ingest(layout, data_root, settings);
+    let check = plan.check()?;
+    write(data_root, layout, settings, &plan, &check)
+}
+
+fn write(
+    data_root: &Path,
+    layout: &Layout,
+    settings: &IngestSettings,
+    plan: &ferbayes_core::plan::Plan,
+    check: &ferbayes_core::plan::Check,
 ) -> Result<Vec<SplitSummary>> {
     let started = Instant::now();
     let source_layout = source::detect(data_root)?;
@@ -80,15 +135,11 @@ pub fn run(
         file.commit()?;
     }
 
-    let mut manifest = Manifest::start(
-        Stage::Ingest.name(),
-        layout.profile(),
-        serde_json::to_value(settings).unwrap_or_default(),
+    let mut manifest = plan.manifest(check);
+    manifest.inputs.insert(
+        0,
+        format!("{} ({source_layout:?} layout)", data_root.display()),
     );
-    manifest.inputs.push(format!(
-        "{} ({source_layout:?} layout)",
-        data_root.display()
-    ));
     manifest.outputs = summaries
         .iter()
         .map(|s| Output {

@@ -27,9 +27,9 @@ use arrow_array::{ArrayRef, Float32Array, Float64Array, RecordBatch, UInt16Array
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use ferbayes_core::cli::Selection;
-use ferbayes_core::manifest::{Manifest, Output};
+use ferbayes_core::manifest::Output;
 use ferbayes_core::seed::mix;
-use ferbayes_core::{Arch, LabelMode, Layout, Method, Settings, Split, Stage};
+use ferbayes_core::{Arch, LabelMode, Layout, Method, Settings, Split};
 use ferbayes_models::{Mode, Model, ModelConfig, Noise, VarRole};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -52,6 +52,9 @@ pub struct TrainOptions {
     pub device: Device,
     /// Test hook: stop (as if killed) after this many epochs have been checkpointed in this run.
     pub stop_after_epochs: Option<usize>,
+    /// Retrain combinations whose manifest key is up to date (members with a matching
+    /// fingerprint are still reused).
+    pub force: bool,
 }
 
 impl Default for TrainOptions {
@@ -60,6 +63,7 @@ impl Default for TrainOptions {
             selection: Selection::default(),
             device: Device::Cpu,
             stop_after_epochs: None,
+            force: false,
         }
     }
 }
@@ -87,6 +91,8 @@ pub struct ComboSummary {
     pub trained: usize,
     /// Whether the run stopped early (test hook).
     pub interrupted: bool,
+    /// The combination was up to date (manifest key and every output) and was not touched.
+    pub skipped: bool,
     pub history: Vec<EpochRecord>,
 }
 
@@ -101,6 +107,29 @@ pub fn run(
     // Data are loaded once per distinct input size (the label mode is the profile's).
     let mut cache: HashMap<usize, (Arc<Dataset>, Arc<Dataset>)> = HashMap::new();
     for (arch, method) in options.selection.combos(&settings.train) {
+        let plan = ferbayes_core::plan::train(layout, settings, arch, method);
+        let check = plan.check()?;
+        if check.up_to_date() && !options.force {
+            let members = ferbayes_core::plan::members(settings, method);
+            if let Some(history) = finished_history(layout, arch, method, members) {
+                tracing::info!(
+                    "{}: up to date ({}, key {})",
+                    plan.label,
+                    plan.dir.display(),
+                    check.short_key()
+                );
+                out.push(ComboSummary {
+                    arch,
+                    method,
+                    members,
+                    trained: 0,
+                    interrupted: false,
+                    skipped: true,
+                    history,
+                });
+                continue;
+            }
+        }
         let size = settings.train.arch(arch).input_size;
         let (train, valid) = match cache.entry(size) {
             std::collections::hash_map::Entry::Occupied(e) => e.get().clone(),
@@ -129,10 +158,10 @@ pub fn run(
             settings,
             arch,
             method,
-            &train,
-            &valid,
+            (&train, &valid),
             options,
             &mut budget,
+            (&plan, &check),
         )?;
         let stop = summary.interrupted;
         out.push(summary);
@@ -170,33 +199,14 @@ fn train_combo(
     settings: &Settings,
     arch: Arch,
     method: Method,
-    train: &Dataset,
-    valid: &Dataset,
+    (train, valid): (&Dataset, &Dataset),
     options: &TrainOptions,
     budget: &mut Option<usize>,
+    (plan, check): (&ferbayes_core::plan::Plan, &ferbayes_core::plan::Check),
 ) -> Result<ComboSummary> {
-    let members = match method {
-        Method::Ensemble => settings.train.ensemble_members,
-        Method::McDropout | Method::McDropConnect => 1,
-    };
+    let members = ferbayes_core::plan::members(settings, method);
     let started = Instant::now();
-    let mut manifest = Manifest::start(
-        Stage::Train.name(),
-        layout.profile(),
-        serde_json::json!({
-            "arch": arch,
-            "method": method,
-            "members": members,
-            "seed": settings.seed,
-            "batch_size": settings.train.batch_size,
-            "label_mode": settings.train.label_mode,
-            "arch_settings": settings.train.arch(arch),
-        }),
-    );
-    manifest.inputs = vec![
-        layout.ingest_split(Split::Train).display().to_string(),
-        layout.ingest_split(Split::Valid).display().to_string(),
-    ];
+    let mut manifest = plan.manifest(check);
     let mut history = Vec::new();
     let mut trained = 0;
     let span = ferbayes_core::cli::progress_span(&format!("{arch}/{method}"), members as u64);
@@ -221,6 +231,7 @@ fn train_combo(
                     members,
                     trained: trained + 1,
                     interrupted: true,
+                    skipped: false,
                     history,
                 });
             }
@@ -273,6 +284,7 @@ fn train_combo(
         members,
         trained,
         interrupted: false,
+        skipped: false,
         history,
     })
 }
@@ -325,6 +337,29 @@ fn write_safetensors(
         })?;
     ferbayes_core::io::write_atomic(path, &bytes)?;
     Ok(())
+}
+
+/// The histories recorded in every member of an up-to-date combination (None if one is
+/// unreadable, and the combination is then trained as usual).
+fn finished_history(
+    layout: &Layout,
+    arch: Arch,
+    method: Method,
+    members: usize,
+) -> Option<Vec<EpochRecord>> {
+    let mut history = Vec::new();
+    for m in 0..members {
+        let path = layout.member_weights(arch.as_str(), method.as_str(), m);
+        let bytes = std::fs::read(&path).ok()?;
+        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).ok()?;
+        let meta = meta.metadata().clone()?;
+        if meta.get(META_COMPLETE).map(String::as_str) != Some("true") {
+            return None;
+        }
+        let h: Vec<EpochRecord> = serde_json::from_str(meta.get(META_HISTORY)?).ok()?;
+        history.extend(h);
+    }
+    Some(history)
 }
 
 /// Loads a finished member's weights file if its fingerprint matches, returning its history.

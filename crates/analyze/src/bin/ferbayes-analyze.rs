@@ -18,6 +18,9 @@ use ferbayes_core::cli::{CommonArgs, init_tracing};
 struct Args {
     #[command(flatten)]
     common: CommonArgs,
+    /// Rerun even when the outputs are up to date (same settings and input tables).
+    #[arg(long)]
+    force: bool,
 }
 
 #[allow(clippy::print_stdout)]
@@ -29,8 +32,11 @@ fn main() -> anyhow::Result<()> {
     init_tracing();
     let args = Args::parse();
     let ctx = args.common.context()?;
-    let summary = ferbayes_analyze::run(&ctx.layout, &ctx.settings)
-        .with_context(|| format!("analyze of profile `{}` failed", ctx.profile))?;
+    let Some(summary) = ferbayes_analyze::run_checked(&ctx.layout, &ctx.settings, args.force)
+        .with_context(|| format!("analyze of profile `{}` failed", ctx.profile))?
+    else {
+        return Ok(());
+    };
     print_table(&summary.console_table());
     tracing::info!(
         rows = summary.rows,

@@ -3,4 +3,5 @@
 mod chain;
 mod metrics;
 mod pipeline;
+mod provenance;
 mod support;

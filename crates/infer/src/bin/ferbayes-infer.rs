@@ -17,6 +17,9 @@ struct Args {
     /// Compute device: cpu, or cuda (needs a build with `--features cuda`).
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// Rerun combinations that are up to date (same settings, weights and ingest tables).
+    #[arg(long)]
+    force: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -26,6 +29,7 @@ fn main() -> anyhow::Result<()> {
     let options = ferbayes_infer::InferOptions {
         selection: args.selection.clone(),
         device: ferbayes_models::device(&args.device)?,
+        force: args.force,
     };
     let summaries =
         ferbayes_infer::run(&ctx.layout, &ctx.settings, &options).context("inference failed")?;

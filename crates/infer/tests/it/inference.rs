@@ -111,6 +111,7 @@ fn tables_cover_every_face_and_sample_and_are_reproducible() {
         s,
         &InferOptions {
             selection: ferbayes_core::cli::Selection::only(Arch::AlexNet, Method::McDropout),
+            force: true,
             ..InferOptions::default()
         },
     )

@@ -15,6 +15,9 @@ struct Args {
     /// Keep only the first N faces of each split (overrides `ingest.max_per_split`).
     #[arg(long, value_name = "N")]
     max_per_split: Option<usize>,
+    /// Rerun even when the artifacts are up to date (same settings and inputs).
+    #[arg(long)]
+    force: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -26,9 +29,9 @@ fn main() -> anyhow::Result<()> {
         settings.max_per_split = args.max_per_split;
     }
     let root = ctx.data_root()?;
-    let summaries = ferbayes_ingest::run(&root, &ctx.layout, &settings)
+    let outcome = ferbayes_ingest::run_checked(&root, &ctx.layout, &settings, args.force)
         .with_context(|| format!("ingest of {} failed", root.display()))?;
-    for s in summaries {
+    for s in outcome.splits {
         tracing::info!(
             split = s.split.name(),
             faces = s.faces,

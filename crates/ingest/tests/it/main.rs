@@ -2,7 +2,9 @@
 
 mod bad_input;
 mod csv_layout;
+mod killed;
 mod labels;
 mod photo;
 mod real_data;
+mod rerun;
 mod support;

@@ -17,6 +17,9 @@ struct Args {
     /// Compute device: cpu, or cuda (needs a build with `--features cuda`).
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// Retrain combinations that are up to date (same settings and ingest tables).
+    #[arg(long)]
+    force: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -27,10 +30,14 @@ fn main() -> anyhow::Result<()> {
         selection: args.selection.clone(),
         device: ferbayes_models::device(&args.device)?,
         stop_after_epochs: None,
+        force: args.force,
     };
     let summaries =
         ferbayes_train::run(&ctx.layout, &ctx.settings, &options).context("training failed")?;
     for s in summaries {
+        if s.skipped {
+            continue;
+        }
         let last = s
             .history
             .iter()

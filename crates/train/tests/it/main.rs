@@ -1,4 +1,5 @@
 //! Integration tests of the train stage on real FER+ faces.
 
+mod provenance;
 mod support;
 mod training;

@@ -1,0 +1,39 @@
+//! `ferbayes-status`: prints, for the profile, whether each stage (and each arch × method of train
+//! and infer) is `up to date`, `stale (<reason>)` or `missing`, from the same plans the stages
+//! use to decide whether to rerun.
+
+use clap::Parser;
+use ferbayes_core::cli::{CommonArgs, init_tracing};
+
+/// Show which artifacts of the profile are up to date, stale (with the reason) or missing. A
+/// stage is up to date when its manifest's key (settings, versions and the sha256 of every input
+/// it read) equals the one computed now and every output exists.
+#[derive(Debug, Parser)]
+#[command(name = "ferbayes-status", version)]
+struct Args {
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+#[allow(clippy::print_stdout)]
+fn main() -> anyhow::Result<()> {
+    init_tracing();
+    let args = Args::parse();
+    let ctx = args.common.context()?;
+    let data_root = ctx
+        .data_root()
+        .unwrap_or_else(|_| ctx.data.clone().unwrap_or(ctx.settings.data_dir.clone()));
+    println!(
+        "profile {} ({})",
+        ctx.profile,
+        ctx.layout.profile_dir().display()
+    );
+    for plan in ferbayes_core::plan::all(&ctx.layout, &data_root, &ctx.settings) {
+        let state = match plan.check() {
+            Ok(check) => check.freshness.to_string(),
+            Err(e) => format!("stale ({e})"),
+        };
+        println!("{:<34} {state}", plan.label);
+    }
+    Ok(())
+}

@@ -1,0 +1,536 @@
+//! What each stage reads, which settings determine its outputs, and what it writes, for one
+//! profile: the one place that decides whether a stage's artifacts are up to date.
+//!
+//! A [`Plan`] lists a stage's (or one arch × method's) input files, its settings section as JSON
+//! and its output files. [`Plan::check`] hashes the inputs (sha256; for the FER+ folders the
+//! `label.csv` files plus the count and total size of the PNGs), refuses an upstream artifact whose
+//! manifest was made for another profile or schema version, computes the stage's key (sha256 over
+//! stage, profile, schema version, ferbayes version, settings and input hashes) and compares it
+//! with the manifest already on disk.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::config::{IngestSettings, Settings};
+use crate::error::{Error, Result};
+use crate::layout::{Layout, Stage};
+use crate::manifest::{InputHash, Manifest};
+use crate::names::{Arch, Method};
+use crate::schema::SCHEMA_VERSION;
+use crate::split::Split;
+
+/// The FER+ files ingest reads.
+const LABEL_CSV: &str = "label.csv";
+const FER2013_CSV: &str = "fer2013.csv";
+const FER2013NEW_CSV: &str = "fer2013new.csv";
+
+/// One input of a stage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PlanInput {
+    /// A file hashed whole; `from` is the stage that wrote it (None for raw FER+ files).
+    File {
+        path: PathBuf,
+        /// Name recorded in the manifest (relative to the profile folder or the data root).
+        name: String,
+        from: Option<Stage>,
+    },
+    /// A folder of PNGs, summarised by their count and total size.
+    Images { dir: PathBuf, name: String },
+}
+
+/// Whether a stage's artifacts are current.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Freshness {
+    /// The manifest's key equals the fresh one and every output exists.
+    UpToDate,
+    /// Outputs exist but are out of date (the reason in words).
+    Stale(String),
+    /// No manifest: the stage has not run (or not finished).
+    Missing,
+}
+
+impl std::fmt::Display for Freshness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Freshness::UpToDate => f.write_str("up to date"),
+            Freshness::Stale(why) => write!(f, "stale ({why})"),
+            Freshness::Missing => f.write_str("missing"),
+        }
+    }
+}
+
+/// The result of [`Plan::check`].
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub freshness: Freshness,
+    /// The fresh key (None when an input is missing).
+    pub key: Option<String>,
+    /// The fresh input hashes (empty when an input is missing).
+    pub hashes: Vec<InputHash>,
+}
+
+impl Check {
+    /// Whether the stage can be skipped.
+    pub fn up_to_date(&self) -> bool {
+        self.freshness == Freshness::UpToDate
+    }
+
+    /// The first 8 hex digits of the key, for log lines.
+    pub fn short_key(&self) -> &str {
+        self.key
+            .as_deref()
+            .map(|k| &k[..k.len().min(8)])
+            .unwrap_or("-")
+    }
+}
+
+/// Inputs, settings and outputs of one stage (or one arch × method of train / infer).
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub stage: Stage,
+    /// `ingest`, `train alexnet/mc_dropout`, ...
+    pub label: String,
+    pub profile: String,
+    /// The folder holding the outputs and `manifest.json`.
+    pub dir: PathBuf,
+    /// Every setting that determines the outputs.
+    pub settings: serde_json::Value,
+    pub inputs: Vec<PlanInput>,
+    /// Output files relative to `dir`.
+    pub outputs: Vec<String>,
+}
+
+/// Members of a combination: N for ensembles, one network for the MC methods.
+pub fn members(settings: &Settings, method: Method) -> usize {
+    match method {
+        Method::Ensemble => settings.train.ensemble_members,
+        Method::McDropout | Method::McDropConnect => 1,
+    }
+}
+
+fn artifact(layout: &Layout, path: PathBuf, from: Stage) -> PlanInput {
+    let name = path
+        .strip_prefix(layout.profile_dir())
+        .unwrap_or(&path)
+        .display()
+        .to_string();
+    PlanInput::File {
+        path,
+        name,
+        from: Some(from),
+    }
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// The ingest stage reading FER+ under `data_root`.
+pub fn ingest(layout: &Layout, data_root: &Path, settings: &IngestSettings) -> Plan {
+    let folders = Split::ALL
+        .iter()
+        .any(|s| data_root.join(s.ferplus_folder()).is_dir());
+    let mut inputs = Vec::new();
+    if folders {
+        for split in Split::ALL {
+            let dir = data_root.join(split.ferplus_folder());
+            inputs.push(PlanInput::File {
+                path: dir.join(LABEL_CSV),
+                name: format!("{}/{LABEL_CSV}", split.ferplus_folder()),
+                from: None,
+            });
+            inputs.push(PlanInput::Images {
+                name: format!("{}/*.png", split.ferplus_folder()),
+                dir,
+            });
+        }
+    } else {
+        for name in [FER2013_CSV, FER2013NEW_CSV] {
+            inputs.push(PlanInput::File {
+                path: data_root.join(name),
+                name: name.to_owned(),
+                from: None,
+            });
+        }
+    }
+    Plan {
+        stage: Stage::Ingest,
+        label: "ingest".into(),
+        profile: layout.profile().to_owned(),
+        dir: layout.stage_dir(Stage::Ingest),
+        settings: serde_json::to_value(settings).unwrap_or_default(),
+        inputs,
+        outputs: Split::ALL
+            .iter()
+            .map(|s| file_name(&layout.ingest_split(*s)))
+            .collect(),
+    }
+}
+
+/// The train stage for one combination.
+pub fn train(layout: &Layout, settings: &Settings, arch: Arch, method: Method) -> Plan {
+    let members = members(settings, method);
+    let (a, m) = (arch.as_str(), method.as_str());
+    let mut outputs: Vec<String> = (0..members)
+        .map(|k| file_name(&layout.member_weights(a, m, k)))
+        .collect();
+    outputs.push(file_name(&layout.history(a, m)));
+    Plan {
+        stage: Stage::Train,
+        label: format!("train {arch}/{method}"),
+        profile: layout.profile().to_owned(),
+        dir: layout.train_dir(a, m),
+        settings: train_settings(settings, arch, method),
+        inputs: [Split::Train, Split::Valid]
+            .into_iter()
+            .map(|s| artifact(layout, layout.ingest_split(s), Stage::Ingest))
+            .collect(),
+        outputs,
+    }
+}
+
+/// The settings that determine a combination's trained weights (the train manifest's settings).
+pub fn train_settings(settings: &Settings, arch: Arch, method: Method) -> serde_json::Value {
+    serde_json::json!({
+        "arch": arch,
+        "method": method,
+        "members": members(settings, method),
+        "seed": settings.seed,
+        "batch_size": settings.train.batch_size,
+        "label_mode": settings.train.label_mode,
+        "arch_settings": settings.train.arch(arch),
+    })
+}
+
+/// The infer stage for one combination.
+pub fn infer(layout: &Layout, settings: &Settings, arch: Arch, method: Method) -> Plan {
+    let (a, m) = (arch.as_str(), method.as_str());
+    let members = members(settings, method);
+    let samples = match method {
+        Method::Ensemble => members,
+        Method::McDropout | Method::McDropConnect => settings.infer.samples,
+    };
+    let mut inputs: Vec<PlanInput> = (0..members)
+        .map(|k| artifact(layout, layout.member_weights(a, m, k), Stage::Train))
+        .collect();
+    for split in [Split::Valid, Split::Test] {
+        inputs.push(artifact(layout, layout.ingest_split(split), Stage::Ingest));
+    }
+    Plan {
+        stage: Stage::Infer,
+        label: format!("infer {arch}/{method}"),
+        profile: layout.profile().to_owned(),
+        dir: layout.infer_dir(a, m),
+        settings: serde_json::json!({
+            "arch": arch,
+            "method": method,
+            "samples": samples,
+            "batch_size": settings.infer.batch_size,
+            "seed": settings.seed,
+            "arch_settings": settings.train.arch(arch),
+        }),
+        inputs,
+        outputs: [Split::Valid, Split::Test]
+            .iter()
+            .map(|s| file_name(&layout.infer_split(a, m, *s)))
+            .collect(),
+    }
+}
+
+/// The analyze stage: the ingest valid/test tables and every infer table of the profile's
+/// combinations that exists.
+pub fn analyze(layout: &Layout, settings: &Settings) -> Plan {
+    let mut inputs: Vec<PlanInput> = [Split::Valid, Split::Test]
+        .into_iter()
+        .map(|s| artifact(layout, layout.ingest_split(s), Stage::Ingest))
+        .collect();
+    for &arch in &settings.train.archs {
+        for &method in &settings.train.methods {
+            for split in [Split::Valid, Split::Test] {
+                let path = layout.infer_split(arch.as_str(), method.as_str(), split);
+                if path.is_file() {
+                    inputs.push(artifact(layout, path, Stage::Infer));
+                }
+            }
+        }
+    }
+    Plan {
+        stage: Stage::Analyze,
+        label: "analyze".into(),
+        profile: layout.profile().to_owned(),
+        dir: layout.stage_dir(Stage::Analyze),
+        settings: serde_json::json!({
+            "seed": settings.seed,
+            "archs": settings.train.archs,
+            "methods": settings.train.methods,
+            "analyze": settings.analyze,
+            "zstd_level": settings.ingest.zstd_level,
+        }),
+        inputs,
+        outputs: [layout.metrics(), layout.report_html(), layout.report_md()]
+            .iter()
+            .map(|p| file_name(p))
+            .collect(),
+    }
+}
+
+/// Every plan of the profile in pipeline order (ingest needs the data root).
+pub fn all(layout: &Layout, data_root: &Path, settings: &Settings) -> Vec<Plan> {
+    let combos: Vec<(Arch, Method)> = settings
+        .train
+        .archs
+        .iter()
+        .flat_map(|&a| settings.train.methods.iter().map(move |&m| (a, m)))
+        .collect();
+    let mut plans = vec![ingest(layout, data_root, &settings.ingest)];
+    plans.extend(combos.iter().map(|&(a, m)| train(layout, settings, a, m)));
+    plans.extend(combos.iter().map(|&(a, m)| infer(layout, settings, a, m)));
+    plans.push(analyze(layout, settings));
+    plans
+}
+
+#[derive(Serialize)]
+struct KeyInput<'a> {
+    stage: &'a str,
+    profile: &'a str,
+    schema_version: u32,
+    ferbayes_version: &'a str,
+    settings: &'a serde_json::Value,
+    inputs: &'a [InputHash],
+}
+
+/// sha256 of a file, streamed.
+pub fn sha256_file(path: &Path) -> Result<(String, u64)> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        let n = file.read(&mut buf).map_err(|e| Error::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+        hasher.update(&buf[..n]);
+    }
+    Ok((format!("{:x}", hasher.finalize()), total))
+}
+
+/// Count and total size of the PNGs of a folder, as an [`InputHash`].
+fn hash_images(dir: &Path, name: &str) -> Result<InputHash> {
+    let (mut count, mut bytes) = (0u64, 0u64);
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        let path = entry.path();
+        if path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("png"))
+        {
+            count += 1;
+            bytes += entry.metadata().map_err(|e| Error::io(&path, e))?.len();
+        }
+    }
+    let digest = Sha256::digest(format!("{count} files, {bytes} bytes"));
+    Ok(InputHash {
+        file: format!("{name} ({count} files)"),
+        sha256: format!("{digest:x}"),
+        bytes,
+    })
+}
+
+/// Reads and parses a manifest, None when absent.
+pub fn read_manifest(dir: &Path) -> Result<Option<Manifest>> {
+    let path = Layout::manifest_in(dir);
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| Error::Artifact {
+                path,
+                message: format!("unreadable manifest: {e}"),
+                hint: None,
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(path, e)),
+    }
+}
+
+/// `just <stage>`: the recipe that rebuilds a stage's artifacts.
+pub fn recipe(stage: Stage) -> String {
+    format!("just {}", stage.name())
+}
+
+impl Plan {
+    /// Refuses an upstream artifact whose manifest was made for another profile or schema
+    /// version; the error names the file and the recipe that rebuilds it.
+    pub fn check_upstream(&self) -> Result<()> {
+        for input in &self.inputs {
+            let PlanInput::File {
+                path,
+                from: Some(from),
+                ..
+            } = input
+            else {
+                continue;
+            };
+            let Some(dir) = path.parent() else { continue };
+            let hint = || Some(format!("run `{}` to rebuild it", recipe(*from)));
+            let manifest = match read_manifest(dir) {
+                Ok(Some(m)) => m,
+                Ok(None) => continue,
+                Err(e) => {
+                    return Err(Error::Artifact {
+                        path: path.clone(),
+                        message: e.to_string(),
+                        hint: hint(),
+                    });
+                }
+            };
+            if manifest.profile != self.profile {
+                return Err(Error::Artifact {
+                    path: path.clone(),
+                    message: format!(
+                        "was made for profile `{}`, not `{}` (per {})",
+                        manifest.profile,
+                        self.profile,
+                        Layout::manifest_in(dir).display()
+                    ),
+                    hint: hint(),
+                });
+            }
+            if manifest.schema_version != SCHEMA_VERSION {
+                return Err(Error::Artifact {
+                    path: path.clone(),
+                    message: format!(
+                        "was made with schema version {}, this build reads version {SCHEMA_VERSION} (per {})",
+                        manifest.schema_version,
+                        Layout::manifest_in(dir).display()
+                    ),
+                    hint: hint(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The input hashes, or the first missing input.
+    fn hash_inputs(&self) -> Result<std::result::Result<Vec<InputHash>, String>> {
+        let mut out = Vec::with_capacity(self.inputs.len());
+        for input in &self.inputs {
+            match input {
+                PlanInput::File { path, name, .. } => {
+                    if !path.is_file() {
+                        return Ok(Err(name.clone()));
+                    }
+                    let (sha256, bytes) = sha256_file(path)?;
+                    out.push(InputHash {
+                        file: name.clone(),
+                        sha256,
+                        bytes,
+                    });
+                }
+                PlanInput::Images { dir, name } => {
+                    if !dir.is_dir() {
+                        return Ok(Err(name.clone()));
+                    }
+                    out.push(hash_images(dir, name)?);
+                }
+            }
+        }
+        Ok(Ok(out))
+    }
+
+    /// The key of these settings and input hashes.
+    pub fn key(&self, hashes: &[InputHash]) -> String {
+        let input = KeyInput {
+            stage: self.stage.name(),
+            profile: &self.profile,
+            schema_version: SCHEMA_VERSION,
+            ferbayes_version: env!("CARGO_PKG_VERSION"),
+            settings: &self.settings,
+            inputs: hashes,
+        };
+        let json = serde_json::to_vec(&input).unwrap_or_default();
+        format!("{:x}", Sha256::digest(json))
+    }
+
+    /// Checks the upstream manifests, hashes the inputs and compares the key with the manifest
+    /// on disk.
+    pub fn check(&self) -> Result<Check> {
+        self.check_upstream()?;
+        let hashes = match self.hash_inputs()? {
+            Ok(h) => h,
+            Err(missing) => {
+                let freshness = if Layout::manifest_in(&self.dir).is_file() {
+                    Freshness::Stale(format!("input {missing} missing"))
+                } else {
+                    Freshness::Missing
+                };
+                return Ok(Check {
+                    freshness,
+                    key: None,
+                    hashes: Vec::new(),
+                });
+            }
+        };
+        let key = self.key(&hashes);
+        let freshness = self.compare(&key, &hashes);
+        Ok(Check {
+            freshness,
+            key: Some(key),
+            hashes,
+        })
+    }
+
+    fn compare(&self, key: &str, hashes: &[InputHash]) -> Freshness {
+        let old = match read_manifest(&self.dir) {
+            Ok(Some(m)) => m,
+            Ok(None) => return Freshness::Missing,
+            Err(_) => return Freshness::Stale("manifest unreadable".into()),
+        };
+        if old.key != key {
+            if old.key.is_empty() {
+                return Freshness::Stale("manifest has no key".into());
+            }
+            for new in hashes {
+                match old.input_hashes.iter().find(|o| o.file == new.file) {
+                    Some(o) if o.sha256 == new.sha256 => {}
+                    Some(_) => return Freshness::Stale(format!("input {} changed", new.file)),
+                    None => return Freshness::Stale(format!("new input {}", new.file)),
+                }
+            }
+            if old.input_hashes.len() != hashes.len() {
+                return Freshness::Stale("inputs changed".into());
+            }
+            return Freshness::Stale("settings or version changed".into());
+        }
+        let listed = old.outputs.iter().map(|o| o.file.as_str());
+        for file in self.outputs.iter().map(String::as_str).chain(listed) {
+            if !self.dir.join(file).is_file() {
+                return Freshness::Stale(format!("output {file} missing"));
+            }
+        }
+        Freshness::UpToDate
+    }
+
+    /// A manifest for this plan, started now, recording the input hashes, the key and the git
+    /// commit of the build.
+    pub fn manifest(&self, check: &Check) -> Manifest {
+        let mut m = Manifest::start(self.stage.name(), &self.profile, self.settings.clone());
+        m.inputs = self
+            .inputs
+            .iter()
+            .map(|i| match i {
+                PlanInput::File { path, .. } => path.display().to_string(),
+                PlanInput::Images { dir, .. } => format!("{}/*.png", dir.display()),
+            })
+            .collect();
+        m.input_hashes = check.hashes.clone();
+        m.key = check.key.clone().unwrap_or_default();
+        m
+    }
+}

@@ -1,0 +1,215 @@
+//! `ferbayes-status` and the plan checks on a synthetic FER+ folder and hand-made artifacts.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use ferbayes_core::plan::{self, Freshness};
+use ferbayes_core::{Layout, PipelineFile, Split, Stage};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A FER+ folder layout with a label file and one (fake) PNG per split.
+fn fake_data(root: &Path) -> PathBuf {
+    let data = root.join("data");
+    for split in Split::ALL {
+        let dir = data.join(split.ferplus_folder());
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::write(
+            dir.join("label.csv"),
+            "fer0000000.png,(0,0,48,48),10,0,0,0,0,0,0,0,0,0\n",
+        )
+        .expect("label.csv");
+        std::fs::write(dir.join("fer0000000.png"), b"not really a png").expect("png");
+    }
+    data
+}
+
+fn status(artifacts: &Path, data: &Path, config: &Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_ferbayes-status"))
+        .args(["--profile", "smoke", "--config"])
+        .arg(config)
+        .arg("--artifacts")
+        .arg(artifacts)
+        .arg("--data")
+        .arg(data)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run ferbayes-status");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+fn line<'a>(out: &'a str, label: &str) -> &'a str {
+    out.lines()
+        .find(|l| {
+            l.split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+                .starts_with(&format!("{label} "))
+        })
+        .unwrap_or_else(|| panic!("no line for {label} in\n{out}"))
+}
+
+/// Writes the ingest outputs and a manifest with the current key, as a finished ingest would.
+fn fake_ingest(layout: &Layout, data: &Path, settings: &ferbayes_core::Settings) {
+    let plan = plan::ingest(layout, data, &settings.ingest);
+    let check = plan.check().expect("check");
+    assert_eq!(check.freshness, Freshness::Missing);
+    for split in Split::ALL {
+        ferbayes_core::io::write_atomic(layout.ingest_split(split), b"parquet").expect("write");
+    }
+    plan.manifest(&check)
+        .finish(&Layout::manifest_in(&plan.dir))
+        .expect("manifest");
+}
+
+#[test]
+fn status_reports_missing_up_to_date_and_stale() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = fake_data(dir.path());
+    let artifacts = dir.path().join("artifacts");
+    let config = repo().join("pipeline.toml");
+    let settings = PipelineFile::load(&config)
+        .expect("pipeline.toml")
+        .settings("smoke")
+        .expect("smoke");
+
+    // Fresh root: everything missing.
+    let out = status(&artifacts, &data, &config);
+    let stages: Vec<&str> = out.lines().skip(1).collect();
+    assert_eq!(
+        stages.len(),
+        2 + 2 * settings.train.archs.len() * settings.train.methods.len(),
+        "{out}"
+    );
+    assert!(stages.iter().all(|l| l.ends_with(" missing")), "{out}");
+
+    // After ingest: ingest up to date, the rest missing.
+    let layout = Layout::new(&artifacts, "smoke");
+    fake_ingest(&layout, &data, &settings);
+    let out = status(&artifacts, &data, &config);
+    assert!(line(&out, "ingest").ends_with(" up to date"), "{out}");
+    assert!(
+        line(&out, "train alexnet/mc_dropout").ends_with(" missing"),
+        "{out}"
+    );
+    assert!(line(&out, "analyze").ends_with(" missing"), "{out}");
+
+    // A changed setting: stale, with the reason.
+    let text = std::fs::read_to_string(&config).expect("read config");
+    let changed = dir.path().join("changed.toml");
+    std::fs::write(
+        &changed,
+        text.replacen("zstd_level = 3", "zstd_level = 9", 1),
+    )
+    .expect("write config");
+    let out = status(&artifacts, &data, &changed);
+    assert!(
+        line(&out, "ingest").ends_with(" stale (settings or version changed)"),
+        "{out}"
+    );
+
+    // Changed data: stale, naming the input.
+    let label = data.join("FER2013Valid/label.csv");
+    std::fs::write(&label, "fer0000001.png,(0,0,48,48),0,10,0,0,0,0,0,0,0,0\n").expect("edit");
+    let out = status(&artifacts, &data, &config);
+    assert!(
+        line(&out, "ingest").ends_with(" stale (input FER2013Valid/label.csv changed)"),
+        "{out}"
+    );
+
+    // A deleted output: stale.
+    std::fs::write(&label, "fer0000000.png,(0,0,48,48),10,0,0,0,0,0,0,0,0,0\n").expect("restore");
+    std::fs::remove_file(layout.ingest_split(Split::Test)).expect("rm");
+    let out = status(&artifacts, &data, &config);
+    assert!(
+        line(&out, "ingest").ends_with(" stale (output test.parquet missing)"),
+        "{out}"
+    );
+}
+
+#[test]
+fn manifests_record_hashes_key_and_commit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = fake_data(dir.path());
+    let layout = Layout::new(dir.path().join("art"), "smoke");
+    let settings = PipelineFile::load(&repo().join("pipeline.toml"))
+        .expect("pipeline.toml")
+        .settings("smoke")
+        .expect("smoke");
+    fake_ingest(&layout, &data, &settings);
+    let m = plan::read_manifest(&layout.stage_dir(Stage::Ingest))
+        .expect("read")
+        .expect("exists");
+    assert_eq!(m.key.len(), 64);
+    assert!(!m.git_commit.is_empty());
+    let files: Vec<&str> = m.input_hashes.iter().map(|h| h.file.as_str()).collect();
+    assert!(files.contains(&"FER2013Train/label.csv"), "{files:?}");
+    assert!(files.contains(&"FER2013Test/*.png (1 files)"), "{files:?}");
+    let (sha, bytes) = plan::sha256_file(&data.join("FER2013Train/label.csv")).expect("hash");
+    let h = &m.input_hashes[0];
+    assert_eq!((h.sha256.as_str(), h.bytes), (sha.as_str(), bytes));
+    // The key depends on the settings.
+    let mut other = settings.ingest.clone();
+    other.max_per_split = Some(7);
+    let changed = plan::ingest(&layout, &data, &other).check().expect("check");
+    assert_ne!(changed.key.as_deref(), Some(m.key.as_str()));
+    assert!(matches!(changed.freshness, Freshness::Stale(_)));
+}
+
+#[test]
+fn inputs_of_another_profile_or_schema_are_refused_with_the_recipe() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = fake_data(dir.path());
+    let settings = PipelineFile::load(&repo().join("pipeline.toml"))
+        .expect("pipeline.toml")
+        .settings("smoke")
+        .expect("smoke");
+    // Ingest made for profile `cpu`, copied into the smoke profile's folder.
+    let cpu = Layout::new(dir.path().join("art"), "cpu");
+    fake_ingest(&cpu, &data, &settings);
+    let smoke = Layout::new(dir.path().join("art"), "smoke");
+    std::fs::create_dir_all(smoke.stage_dir(Stage::Ingest)).expect("mkdir");
+    for entry in std::fs::read_dir(cpu.stage_dir(Stage::Ingest)).expect("ls") {
+        let entry = entry.expect("entry");
+        std::fs::copy(
+            entry.path(),
+            smoke.stage_dir(Stage::Ingest).join(entry.file_name()),
+        )
+        .expect("copy");
+    }
+    let arch = settings.train.archs[0];
+    let method = settings.train.methods[0];
+    let err = plan::train(&smoke, &settings, arch, method)
+        .check()
+        .expect_err("profile mismatch")
+        .to_string();
+    assert!(err.contains("train.parquet"), "{err}");
+    assert!(
+        err.contains("profile `cpu`") && err.contains("just ingest"),
+        "{err}"
+    );
+
+    // Another schema version.
+    let manifest = Layout::manifest_in(&smoke.stage_dir(Stage::Ingest));
+    let mut m = plan::read_manifest(&smoke.stage_dir(Stage::Ingest))
+        .expect("read")
+        .expect("exists");
+    m.profile = "smoke".into();
+    m.schema_version += 1;
+    std::fs::write(&manifest, serde_json::to_vec(&m).expect("json")).expect("write");
+    let err = plan::analyze(&smoke, &settings)
+        .check()
+        .expect_err("schema mismatch")
+        .to_string();
+    assert!(
+        err.contains("schema version") && err.contains("just ingest"),
+        "{err}"
+    );
+}

@@ -1,0 +1,125 @@
+//! The ingest binary SIGKILLed at seeded random moments: the split files are always the previous
+//! complete version (byte-identical) or absent, temporary files never pass for artifacts, and a
+//! normal rerun succeeds.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ferbayes_core::{Layout, Split, Stage};
+
+use crate::support::small_copy;
+
+fn ingest(data: &Path, artifacts: &Path, extra: &[&str]) -> Command {
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../pipeline.toml");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferbayes-ingest"));
+    cmd.args(["--profile", "smoke", "--max-per-split", "1000", "--data"])
+        .arg(data)
+        .arg("--artifacts")
+        .arg(artifacts)
+        .arg("--config")
+        .arg(config)
+        .args(extra)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// A small seeded generator (xorshift) for the kill delays.
+fn delays(seed: u64, n: usize, max: Duration) -> Vec<Duration> {
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            max.mul_f64((x % 10_000) as f64 / 10_000.0)
+        })
+        .collect()
+}
+
+#[test]
+fn killed_ingest_never_leaves_a_torn_artifact() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = small_copy(&dir.path().join("data"), 400);
+    let artifacts = dir.path().join("art");
+    let layout = Layout::new(&artifacts, "smoke");
+    let ingest_dir = layout.stage_dir(Stage::Ingest);
+
+    let t0 = Instant::now();
+    let out = ingest(&data, &artifacts, &[]).output().expect("first run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let full = t0.elapsed();
+    let reference: Vec<Vec<u8>> = Split::ALL
+        .iter()
+        .map(|s| std::fs::read(layout.ingest_split(*s)).expect("reference"))
+        .collect();
+
+    let mut killed = 0;
+    for (i, delay) in delays(0x5eed, 6, full.mul_f64(1.2)).into_iter().enumerate() {
+        let mut child = ingest(&data, &artifacts, &["--force"])
+            .spawn()
+            .expect("spawn");
+        std::thread::sleep(delay);
+        let _ = child.kill(); // SIGKILL (it may have finished already)
+        let status = child.wait().expect("wait");
+        if std::os::unix::process::ExitStatusExt::signal(&status) == Some(9) {
+            killed += 1;
+        }
+        for (split, want) in Split::ALL.iter().zip(&reference) {
+            let path = layout.ingest_split(*split);
+            if let Ok(got) = std::fs::read(&path) {
+                assert!(
+                    &got == want,
+                    "kill {i} after {delay:?}: {} is torn",
+                    path.display()
+                );
+            }
+        }
+        for entry in std::fs::read_dir(&ingest_dir).expect("ls") {
+            let name = entry
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned();
+            let artifact = [
+                "train.parquet",
+                "valid.parquet",
+                "test.parquet",
+                "manifest.json",
+            ]
+            .contains(&name.as_str());
+            let temporary = name.starts_with('.') && name.ends_with(".tmp");
+            assert!(artifact || temporary, "kill {i}: unexpected file {name}");
+            assert!(!(artifact && temporary));
+        }
+    }
+
+    assert!(
+        killed >= 3,
+        "only {killed} of 6 runs were killed before they finished"
+    );
+
+    // Leftover temporary files are not artifacts: a normal run finds the stage up to date (or
+    // rewrites it), and the artifacts read back as the reference.
+    let out = ingest(&data, &artifacts, &[]).output().expect("rerun");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (split, want) in Split::ALL.iter().zip(&reference) {
+        assert!(&std::fs::read(layout.ingest_split(*split)).expect("read") == want);
+    }
+    let out = ingest(&data, &artifacts, &[]).output().expect("third run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stderr.contains("ingest: up to date"),
+        "{stderr}"
+    );
+}
