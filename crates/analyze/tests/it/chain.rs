@@ -1,17 +1,71 @@
 //! The whole pipeline under the `smoke` profile of pipeline.toml on real FER+ faces: ingest,
-//! train (all nine combinations), infer, analyze; the report must exist and cover everything.
+//! train (all nine combinations), infer, analyze; the report must exist and cover everything,
+//! and a second run from scratch must give bit-identical artifacts.
 
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use ferbayes_core::{Layout, Split};
+use arrow_array::RecordBatch;
+use ferbayes_core::{Layout, Split, schema};
 
 use crate::support::smoke_settings;
 
+/// Every file under `dir` with the given extension, relative to `dir`, sorted.
+fn files(dir: &Path, ext: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).expect("read dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == ext) {
+                out.push(path.strip_prefix(dir).expect("prefix").to_owned());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Tensor names, dtypes, shapes and data of a safetensors file (its metadata, which holds the
+/// wall-clock history, is left out).
+fn tensor_bytes(path: &Path) -> Vec<(String, String, Vec<usize>, Vec<u8>)> {
+    let bytes = std::fs::read(path).expect("read weights");
+    let st = safetensors::SafeTensors::deserialize(&bytes).expect("safetensors");
+    let mut out: Vec<_> = st
+        .tensors()
+        .into_iter()
+        .map(|(name, view)| {
+            (
+                name,
+                format!("{:?}", view.dtype()),
+                view.shape().to_vec(),
+                view.data().to_vec(),
+            )
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// A history table without its wall-clock `seconds` column.
+fn history_without_seconds(path: &Path) -> Vec<RecordBatch> {
+    let history = schema::history();
+    let columns: Vec<&str> = history
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .filter(|&n| n != "seconds")
+        .collect();
+    ferbayes_core::io::read_parquet(path, &history, Some(&columns), "just train").expect("history")
+}
+
 #[test]
-fn smoke_profile_runs_the_whole_chain() {
+fn smoke_profile_runs_the_whole_chain_reproducibly() {
     let settings = smoke_settings();
     let dir = tempfile::tempdir().expect("tempdir");
-    let layout = Layout::new(dir.path(), "smoke");
+    let layout = Layout::new(dir.path().join("a"), "smoke");
     let start = Instant::now();
 
     ferbayes_ingest::run(&ferbayes_core::test_data_root(), &layout, &settings.ingest)
@@ -73,4 +127,42 @@ fn smoke_profile_runs_the_whole_chain() {
             .is_file()
     );
     eprintln!("smoke chain: {:.1} s", start.elapsed().as_secs_f64());
+
+    // Same profile and seed from scratch in another root: bit-identical Parquet (history up to
+    // its wall-clock seconds) and bit-identical weights.
+    let again = Layout::new(dir.path().join("b"), "smoke");
+    ferbayes_ingest::run(&ferbayes_core::test_data_root(), &again, &settings.ingest)
+        .expect("ingest again");
+    ferbayes_train::run(&again, &settings, &ferbayes_train::TrainOptions::default())
+        .expect("train again");
+    ferbayes_infer::run(&again, &settings, &ferbayes_infer::InferOptions::default())
+        .expect("infer again");
+    ferbayes_analyze::run(&again, &settings).expect("analyze again");
+    let (a, b) = (layout.profile_dir(), again.profile_dir());
+    let parquet = files(&a, "parquet");
+    assert_eq!(parquet, files(&b, "parquet"));
+    assert!(parquet.len() >= 3 + 9 + 18 + 1, "{parquet:?}");
+    for rel in &parquet {
+        if rel.ends_with("history.parquet") {
+            assert_eq!(
+                history_without_seconds(&a.join(rel)),
+                history_without_seconds(&b.join(rel)),
+                "{} differs",
+                rel.display()
+            );
+        } else {
+            let same =
+                std::fs::read(a.join(rel)).expect("a") == std::fs::read(b.join(rel)).expect("b");
+            assert!(same, "{} differs between two runs", rel.display());
+        }
+    }
+    let weights = files(&a, "safetensors");
+    assert_eq!(weights, files(&b, "safetensors"));
+    for rel in &weights {
+        assert!(
+            tensor_bytes(&a.join(rel)) == tensor_bytes(&b.join(rel)),
+            "{} weights differ",
+            rel.display()
+        );
+    }
 }
