@@ -8,22 +8,15 @@ use std::time::Instant;
 use arrow_array::RecordBatch;
 use ferbayes_core::{Layout, Split, schema};
 
-use crate::support::smoke_settings;
+use crate::support::{smoke_settings, walk};
 
 /// Every file under `dir` with the given extension, relative to `dir`, sorted.
 fn files(dir: &Path, ext: &str) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).expect("read dir") {
-            let path = entry.expect("entry").path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.extension().is_some_and(|e| e == ext) {
-                out.push(path.strip_prefix(dir).expect("prefix").to_owned());
-            }
-        }
-    }
+    let mut out: Vec<PathBuf> = walk(dir)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == ext))
+        .map(|p| p.strip_prefix(dir).expect("prefix").to_owned())
+        .collect();
     out.sort();
     out
 }
