@@ -21,10 +21,12 @@ use crate::names::{Arch, Method};
 use crate::schema::SCHEMA_VERSION;
 use crate::split::Split;
 
-/// The FER+ files ingest reads.
-const LABEL_CSV: &str = "label.csv";
-const FER2013_CSV: &str = "fer2013.csv";
-const FER2013NEW_CSV: &str = "fer2013new.csv";
+/// Label file of each split folder of the FER+ folder layout.
+pub const LABEL_CSV: &str = "label.csv";
+/// The original Kaggle pixel file of the CSV layout.
+pub const FER2013_CSV: &str = "fer2013.csv";
+/// The FER+ vote file of the CSV layout.
+pub const FER2013NEW_CSV: &str = "fer2013new.csv";
 
 /// One input of a stage.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -38,12 +38,8 @@ pub enum SourceLayout {
     Csv,
 }
 
-/// Label file name of the folder layout.
-pub const LABEL_CSV: &str = "label.csv";
-/// The original pixel file of the CSV layout.
-pub const FER2013_CSV: &str = "fer2013.csv";
-/// The FER+ vote file of the CSV layout.
-pub const FER2013NEW_CSV: &str = "fer2013new.csv";
+/// The FER+ file names, defined once in core (whose plans hash these files).
+pub use ferbayes_core::plan::{FER2013_CSV, FER2013NEW_CSV, LABEL_CSV};
 
 /// Detects the layout of `root`: any `FER2013*` split folder means the folder layout (and then
 /// all three must be there); otherwise both CSV files must be.
