@@ -11,6 +11,7 @@ use std::sync::OnceLock;
 use ferbayes_core::io::write_atomic;
 use ferbayes_core::{EMOTIONS, IMAGE_SIDE, Layout, Method, NUM_CLASSES};
 use plotters::coord::Shift;
+use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::{FontStyle, register_font};
@@ -770,6 +771,292 @@ impl Figure for Scatter {
         Ok(())
     }
 }
+
+/// One line of a [`LinePanels`] panel.
+#[derive(Debug, Clone)]
+pub struct PanelLine {
+    /// Legend entry.
+    pub label: String,
+    pub color: RGBColor,
+    /// Dashed instead of solid.
+    pub dashed: bool,
+    /// Draw a dot at every point (for short lines such as severities 0..5).
+    pub markers: bool,
+    /// (x, y) in order; non-finite y values are left out.
+    pub points: Vec<(f64, f64)>,
+}
+
+/// Panels of lines in a grid (row-major), sharing the axes' ranges: the risk–coverage curves
+/// (one panel) and the dataset-shift metrics (one panel per corruption). The legend goes into
+/// the first panel.
+#[derive(Debug, Clone)]
+pub struct LinePanels {
+    pub title: String,
+    pub x_label: String,
+    pub y_label: String,
+    /// The x axis' range.
+    pub x_range: (f64, f64),
+    /// Integer tick labels on x (severities).
+    pub integer_x: bool,
+    /// Panels per row.
+    pub columns: usize,
+    /// (title, lines) of each panel.
+    pub panels: Vec<(String, Vec<PanelLine>)>,
+}
+
+const PANELS_TITLE: u32 = 36;
+
+impl LinePanels {
+    fn grid(&self) -> (usize, usize) {
+        let columns = self.columns.clamp(1, self.panels.len().max(1));
+        (self.panels.len().max(1).div_ceil(columns), columns)
+    }
+}
+
+impl Figure for LinePanels {
+    fn size(&self) -> (u32, u32) {
+        let (rows, columns) = self.grid();
+        (
+            (400 * columns as u32).max(520),
+            PANELS_TITLE + 340 * rows as u32,
+        )
+    }
+
+    fn draw<DB: DrawingBackend>(
+        &self,
+        root: &DrawingArea<DB, Shift>,
+        _: &mut Vec<Placed>,
+    ) -> DrawResult<DB> {
+        let body = root.titled(&self.title, (FONT, 18))?;
+        let (rows, columns) = self.grid();
+        let areas = body.split_evenly((rows, columns));
+        let (x0, x1) = self.x_range;
+        let ys = || {
+            self.panels
+                .iter()
+                .flat_map(|(_, lines)| lines.iter().flat_map(|l| l.points.iter().map(|p| p.1)))
+        };
+        let (lo, hi) = padded_range(ys());
+        // Non-negative metrics (risk, error, ECE) keep their axis at 0.
+        let lo = if ys().filter(|v| v.is_finite()).all(|v| v >= 0.0) {
+            lo.max(0.0)
+        } else {
+            lo
+        };
+        for (n, (area, (title, lines))) in areas.iter().zip(&self.panels).enumerate() {
+            let mut chart = ChartBuilder::on(area)
+                .caption(title, (FONT, 16))
+                .margin(10)
+                .x_label_area_size(40)
+                .y_label_area_size(58)
+                .build_cartesian_2d(x0..x1, lo..hi)?;
+            let mut mesh = chart.configure_mesh();
+            mesh.x_desc(self.x_label.as_str())
+                .y_desc(self.y_label.as_str())
+                .y_label_formatter(&|v| format!("{v:.3}"))
+                .label_style((FONT, 12))
+                .axis_desc_style((FONT, 13))
+                .bold_line_style(GRID)
+                .light_line_style(WHITE);
+            if self.integer_x {
+                mesh.x_labels(((x1 - x0).round() as usize + 1).min(16))
+                    .x_label_formatter(&|x| {
+                        if (x - x.round()).abs() < 1e-6 {
+                            format!("{}", x.round() as i64)
+                        } else {
+                            String::new()
+                        }
+                    });
+            } else {
+                mesh.x_label_formatter(&|v| format!("{v:.1}"));
+            }
+            mesh.draw()?;
+            for line in lines {
+                let color = line.color;
+                let pts: Vec<(f64, f64)> = line
+                    .points
+                    .iter()
+                    .copied()
+                    .filter(|p| p.0.is_finite() && p.1.is_finite())
+                    .collect();
+                let style = color.stroke_width(2);
+                let series = if line.dashed {
+                    chart.draw_series(DashedLineSeries::new(pts.clone(), 7, 4, style))?
+                } else {
+                    chart.draw_series(LineSeries::new(pts.clone(), style))?
+                };
+                if n == 0 {
+                    let dashed = line.dashed;
+                    series.label(line.label.as_str()).legend(move |(x, y)| {
+                        let dash = if dashed { 6 } else { 20 };
+                        DashedPathElement::new(vec![(x, y), (x + 20, y)], dash, 3, style)
+                    });
+                }
+                if line.markers {
+                    chart.draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
+                }
+            }
+            if n == 0 && lines.iter().any(|l| !l.points.is_empty()) {
+                let occupied: Vec<(f64, f64)> = lines
+                    .iter()
+                    .flat_map(|l| l.points.iter().copied())
+                    .map(|(x, y)| ((x - x0) / (x1 - x0), (y - lo) / (hi - lo)))
+                    .collect();
+                chart
+                    .configure_series_labels()
+                    .position(legend_corner(&occupied))
+                    .background_style(WHITE.mix(0.85))
+                    .border_style(BLACK.mix(0.3))
+                    .label_font((FONT, 12))
+                    .draw()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One overlaid histogram of a [`Histograms`] panel.
+#[derive(Debug, Clone)]
+pub struct HistogramSeries {
+    /// Legend entry.
+    pub label: String,
+    pub color: RGBColor,
+    /// The values; each series is normalised to fractions summing to 1.
+    pub values: Vec<f64>,
+}
+
+/// Overlaid normalised histograms, one panel per entry in a row (the OOD entropy histograms:
+/// one panel per method, test faces against each OOD set).
+#[derive(Debug, Clone)]
+pub struct Histograms {
+    pub title: String,
+    pub x_label: String,
+    /// The binned range; values outside go to the first or last bin.
+    pub range: (f64, f64),
+    pub bins: usize,
+    /// (title, series) of each panel.
+    pub panels: Vec<(String, Vec<HistogramSeries>)>,
+}
+
+/// The fraction of `values` in each of `bins` equal-width bins of `range` (values outside the
+/// range in the end bins, NaN left out); all zero when no value is finite.
+pub fn histogram(values: &[f64], range: (f64, f64), bins: usize) -> Vec<f64> {
+    let bins = bins.max(1);
+    let mut counts = vec![0usize; bins];
+    let width = (range.1 - range.0) / bins as f64;
+    let mut total = 0usize;
+    for &v in values.iter().filter(|v| !v.is_nan()) {
+        let b = if width > 0.0 {
+            ((v - range.0) / width)
+                .floor()
+                .clamp(0.0, (bins - 1) as f64) as usize
+        } else {
+            0
+        };
+        counts[b] += 1;
+        total += 1;
+    }
+    counts
+        .into_iter()
+        .map(|c| {
+            if total == 0 {
+                0.0
+            } else {
+                c as f64 / total as f64
+            }
+        })
+        .collect()
+}
+
+impl Figure for Histograms {
+    fn size(&self) -> (u32, u32) {
+        ((420 * self.panels.len().max(1) as u32).max(520), 400)
+    }
+
+    fn draw<DB: DrawingBackend>(
+        &self,
+        root: &DrawingArea<DB, Shift>,
+        _: &mut Vec<Placed>,
+    ) -> DrawResult<DB> {
+        let body = root.titled(&self.title, (FONT, 18))?;
+        let areas = body.split_evenly((1, self.panels.len().max(1)));
+        let (x0, x1) = self.range;
+        let width = (x1 - x0) / self.bins.max(1) as f64;
+        for (area, (title, series)) in areas.iter().zip(&self.panels) {
+            let fractions: Vec<Vec<f64>> = series
+                .iter()
+                .map(|s| histogram(&s.values, self.range, self.bins))
+                .collect();
+            let top = fractions.iter().flatten().copied().fold(0.05, f64::max) * 1.1;
+            let mut chart = ChartBuilder::on(area)
+                .caption(title, (FONT, 16))
+                .margin(10)
+                .x_label_area_size(40)
+                .y_label_area_size(52)
+                .build_cartesian_2d(x0..x1, 0.0..top)?;
+            chart
+                .configure_mesh()
+                .x_desc(self.x_label.as_str())
+                .y_desc("fraction of images")
+                .x_label_formatter(&|v| format!("{v:.1}"))
+                .y_label_formatter(&|v| format!("{v:.2}"))
+                .label_style((FONT, 12))
+                .axis_desc_style((FONT, 13))
+                .bold_line_style(GRID)
+                .light_line_style(WHITE)
+                .draw()?;
+            for (s, fr) in series.iter().zip(&fractions) {
+                let color = s.color;
+                chart.draw_series(fr.iter().enumerate().filter(|(_, f)| **f > 0.0).map(
+                    |(b, &f)| {
+                        let lo = x0 + b as f64 * width;
+                        Rectangle::new([(lo, 0.0), (lo + width, f)], color.mix(0.2).filled())
+                    },
+                ))?;
+                let mut outline = vec![(x0, 0.0)];
+                for (b, &f) in fr.iter().enumerate() {
+                    let lo = x0 + b as f64 * width;
+                    outline.push((lo, f));
+                    outline.push((lo + width, f));
+                }
+                outline.push((x1, 0.0));
+                chart
+                    .draw_series(LineSeries::new(outline, color.stroke_width(2)))?
+                    .label(format!("{} ({})", s.label, s.values.len()))
+                    .legend(move |(x, y)| {
+                        Rectangle::new([(x, y - 5), (x + 14, y + 5)], color.mix(0.6).filled())
+                    });
+            }
+            let occupied: Vec<(f64, f64)> = fractions
+                .iter()
+                .flat_map(|fr| {
+                    fr.iter()
+                        .enumerate()
+                        .filter(|(_, f)| **f > 0.0)
+                        .map(|(b, &f)| ((b as f64 + 0.5) / self.bins.max(1) as f64, f / top))
+                })
+                .collect();
+            chart
+                .configure_series_labels()
+                .position(legend_corner(&occupied))
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK.mix(0.3))
+                .label_font((FONT, 12))
+                .draw()?;
+        }
+        Ok(())
+    }
+}
+
+/// Colours of the OOD sets in the histograms, in set order (cycled).
+pub const SET_COLORS: [RGBColor; 6] = [
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+];
 
 #[cfg(test)]
 mod tests {

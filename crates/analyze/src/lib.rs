@@ -12,18 +12,49 @@
 //! is undefined, e.g. a correlation over constant values). The metric definitions are in
 //! [`metrics`].
 //!
+//! Beyond the study (all at n = T, on the test split; the files are exactly
+//! [`ferbayes_core::plan::analyze_outputs`], each written even when it has no rows):
+//!
+//! - **Selective prediction** (always): `analyze/selective.parquet`, per arch × method and score
+//!   (`confidence` = maximum mean probability, `mutual_information` = faces ranked by −MI), the
+//!   accuracy on the 80 % / 90 % most confident faces, the coverage at 90 % accuracy and the
+//!   AURC; figures `risk_coverage_<arch>` ([`selective`]).
+//! - **Dataset shift** (when ingest writes `ingest/shift.parquet`): from
+//!   `infer/<arch>/<method>/shift.parquet`, per arch × method × corruption × severity (severity 0
+//!   = the clean faces, repeated for every corruption) the faces, error, NLL, ECE, mean entropy and
+//!   mean mutual information: `analyze/shift.parquet`; figures `shift_error_<arch>`,
+//!   `shift_ece_<arch>` (one panel per corruption) ([`shift`]).
+//! - **OOD detection** (when ingest writes `ingest/ood.parquet`): each OOD set of
+//!   `infer/<arch>/<method>/ood.parquet` against all test faces, under 1 − max probability,
+//!   entropy and mutual information: AUROC, AUPR and FPR at 95 % TPR in `analyze/ood.parquet`;
+//!   figures `ood_hist_<arch>` (entropy histograms) ([`ood`]).
+//! - **Soft-label comparison** (when `train.compare_label_modes` is set): the main run and each
+//!   `infer/label-<mode>/` run for `train.compare_archs`: error, NLL, ECE, Brier, JSD, soft
+//!   accuracy, entropy correlation in `analyze/labels.parquet`, and which mode is best per
+//!   architecture in the report ([`labels`]).
+//!
+//! Each has a section in the report. A missing input of these analyses is skipped with a warning
+//! (and listed in [`AnalyzeSummary::missing`]); an input inconsistent with the ingest tables is an
+//! error naming the file.
+//!
 //! Architecture invariant: reads only ingest and infer Parquet (through `ferbayes_core::io`),
 //! writes only under `analyze/`, every file atomically.
 
 pub mod curves;
 pub mod data;
+pub mod detection;
 pub mod error;
+mod extras;
 pub mod figures;
 mod glyphs;
+pub mod labels;
 pub mod metrics;
+pub mod ood;
 pub mod output;
 mod plots;
 mod report;
+pub mod selective;
+pub mod shift;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -60,12 +91,16 @@ pub struct AnalyzeSummary {
     pub metrics: PathBuf,
     /// Rows of `metrics.parquet`.
     pub rows: usize,
+    /// The other tables written (`selective.parquet` and, as the profile asks, `shift`, `ood`,
+    /// `labels`), with their rows.
+    pub tables: Vec<(PathBuf, usize)>,
     pub report_html: PathBuf,
     pub report_md: PathBuf,
     pub figures: Vec<FigureEntry>,
     /// Every (arch, method, split) analysed, in settings order (valid before test).
     pub curves: Vec<Curve>,
-    /// Infer files of the profile's combinations that do not exist (skipped).
+    /// Infer files of the profile's combinations that do not exist (skipped), then the missing
+    /// inputs of the extra analyses (shift, OOD, soft-label runs).
     pub missing: Vec<PathBuf>,
     /// `analyze.shown_n`.
     pub shown_n: Vec<usize>,
@@ -176,7 +211,7 @@ fn run_plan(
             path.display()
         );
     }
-    let missing: Vec<PathBuf> = missing.into_iter().map(|m| m.3).collect();
+    let mut missing: Vec<PathBuf> = missing.into_iter().map(|m| m.3).collect();
 
     // The faces of each split used (test with pixels, for the figures), then the samples.
     let splits: Vec<Split> = SPLITS
@@ -219,6 +254,21 @@ fn run_plan(
     )?
     .commit()?;
 
+    // The analyses beyond the study and their tables.
+    let mut extra = extras::compute(
+        layout,
+        settings,
+        &inputs_view(&inputs, &samples),
+        faces.get(&Split::Test),
+    )?;
+    missing.extend(extra.missing.iter().cloned());
+    let tables = extras::write_tables(layout, settings, &extra)?;
+    tracing::info!(
+        tables = tables.len(),
+        seconds = format!("{:.2}", started.elapsed().as_secs_f64()),
+        "computed the extra analyses"
+    );
+
     // Figures and report.
     let figures = plots::draw_all(
         layout,
@@ -227,6 +277,7 @@ fn run_plan(
         &inputs_view(&inputs, &samples),
         faces.get(&Split::Test),
     )?;
+    extras::draw(layout, settings, &mut extra)?;
     tracing::info!(
         figures = figures.len(),
         seconds = format!("{:.2}", started.elapsed().as_secs_f64()),
@@ -240,8 +291,13 @@ fn run_plan(
         missing: &missing,
         faces: &faces,
         inputs: &inputs_view(&inputs, &samples),
+        extras: &extra,
     };
     let (report_html, report_md) = report::write(&context)?;
+    let figures: Vec<FigureEntry> = figures
+        .into_iter()
+        .chain(extra.figures().cloned())
+        .collect();
 
     // Manifest.
     let mut manifest = plan.manifest(check);
@@ -249,11 +305,17 @@ fn run_plan(
         .values()
         .map(|f| f.path.display().to_string())
         .chain(inputs.iter().map(|i| i.path.display().to_string()))
+        .chain(extra.read.iter().map(|p| p.display().to_string()))
         .collect();
     manifest.outputs.push(Output {
         file: "metrics.parquet".into(),
         rows: rows as u64,
     });
+    let table_paths: Vec<(PathBuf, usize)> = tables
+        .iter()
+        .map(|(path, o)| (path.clone(), o.rows as usize))
+        .collect();
+    manifest.outputs.extend(tables.into_iter().map(|t| t.1));
     manifest.outputs.push(Output {
         file: "report.html".into(),
         rows: 1,
@@ -279,6 +341,7 @@ fn run_plan(
     Ok(AnalyzeSummary {
         metrics: metrics_path,
         rows,
+        tables: table_paths,
         report_html,
         report_md,
         figures,

@@ -236,6 +236,36 @@ pub fn mean_entropy<const K: usize>(probs: &[[f32; K]]) -> f64 {
     mean(probs.iter().map(|p| entropy(p)).sum(), probs.len())
 }
 
+/// The prediction and uncertainty of every face under a set of samples (each slice one sample
+/// over all faces), face by face.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FaceUncertainty<const K: usize> {
+    /// The mean prediction p̄ of each face ([`mean_prediction`]).
+    pub pbar: Vec<[f32; K]>,
+    /// Predictive entropy H[p̄] of each face, nats.
+    pub entropy: Vec<f64>,
+    /// Mutual information of each face: H[p̄] − mean_t H[p_t], nats (the per-face epistemic part
+    /// of [`uncertainty`]).
+    pub mutual_information: Vec<f64>,
+}
+
+/// [`FaceUncertainty`] of the prediction made of `samples`.
+pub fn face_uncertainty<const K: usize>(samples: &[&[[f32; K]]]) -> FaceUncertainty<K> {
+    let pbar = mean_prediction(samples);
+    let entropy: Vec<f64> = pbar.iter().map(|p| entropy(p)).collect();
+    let t = samples.len() as f64;
+    let mutual_information = entropy
+        .iter()
+        .enumerate()
+        .map(|(i, h)| h - samples.iter().map(|s| self::entropy(&s[i])).sum::<f64>() / t)
+        .collect();
+    FaceUncertainty {
+        pbar,
+        entropy,
+        mutual_information,
+    }
+}
+
 /// The decomposition of predictive uncertainty, each a mean over faces, in nats.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Uncertainty {

@@ -16,13 +16,15 @@ use crate::metrics::{self, entropy, mean_prediction};
 use crate::output::shown_for;
 use crate::{FigureEntry, InputView};
 
-type Job<'a> = (
+/// A figure to draw: stem, caption and the drawing (see [`job`]).
+pub(crate) type Job<'a> = (
     String,
     String,
     Box<dyn Fn() -> Result<Vec<std::path::PathBuf>> + Send + Sync + 'a>,
 );
 
-fn job<'a, F: Figure + Send + Sync + 'a>(
+/// A job drawing `fig` to `figures/<stem>.{png,svg}`.
+pub(crate) fn job<'a, F: Figure + Send + Sync + 'a>(
     layout: &'a Layout,
     stem: String,
     caption: String,
@@ -335,6 +337,11 @@ pub fn draw_all(
         ));
     }
 
+    draw_jobs(jobs)
+}
+
+/// Draws the jobs in parallel; the figures in job order.
+pub(crate) fn draw_jobs(jobs: Vec<Job<'_>>) -> Result<Vec<FigureEntry>> {
     let files: Vec<Vec<std::path::PathBuf>> = jobs
         .par_iter()
         .map(|(_, _, draw)| draw())

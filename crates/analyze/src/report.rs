@@ -10,6 +10,7 @@ use ferbayes_core::{Layout, Settings, Split};
 use crate::curves::Curve;
 use crate::data::Faces;
 use crate::error::Result;
+use crate::extras::Extras;
 use crate::output::{fmt4, shown_for};
 use crate::{FigureEntry, InputView};
 
@@ -22,6 +23,8 @@ pub struct Context<'a> {
     pub missing: &'a [PathBuf],
     pub faces: &'a BTreeMap<Split, Faces>,
     pub inputs: &'a [InputView<'a>],
+    /// The analyses beyond the study (selective prediction, shift, OOD, soft labels).
+    pub extras: &'a Extras,
 }
 
 enum Block {
@@ -127,10 +130,22 @@ fn document(ctx: &Context<'_>) -> Vec<Block> {
             )
         })
         .collect();
+    items.extend(
+        ctx.extras
+            .read
+            .iter()
+            .map(|p| format!("`{}`: beyond the study", relative(ctx.layout, p))),
+    );
+    let ingest = ctx.layout.stage_dir(ferbayes_core::Stage::Ingest);
     items.extend(ctx.missing.iter().map(|p| {
         format!(
-            "`{}`: missing, skipped (run `just infer`)",
-            relative(ctx.layout, p)
+            "`{}`: missing, skipped (run `just {}`)",
+            relative(ctx.layout, p),
+            if p.starts_with(&ingest) {
+                "ingest"
+            } else {
+                "infer"
+            }
         )
     }));
     doc.push(Block::List(items));
@@ -266,6 +281,11 @@ fn document(ctx: &Context<'_>) -> Vec<Block> {
         }
     }
 
+    selective_section(ctx, &mut doc);
+    shift_section(ctx, &mut doc);
+    ood_section(ctx, &mut doc);
+    labels_section(ctx, &mut doc);
+
     doc.push(Block::Heading("Definitions".into()));
     doc.push(Block::List(vec![
         format!("ECE: {} equal-width confidence bins (lo, hi], weighted by bin size; classwise ECE: the same over each class's probability, averaged over the 8 classes.", a.ece_bins),
@@ -273,8 +293,252 @@ fn document(ctx: &Context<'_>) -> Vec<Block> {
         "AURC: area under the risk–coverage curve, faces ranked by maximum probability.".into(),
         "JSD: Jensen–Shannon divergence in bits between crowd and prediction; KL(crowd ‖ prediction) in nats; soft accuracy: Σ_k min(crowd_k, p_k).".into(),
         "Ensemble `_std`: population std over random member orderings; 0 for the MC methods (null where the metric is undefined).".into(),
+        "Selective prediction: faces ranked by a confidence score, accuracy at coverage c on the ⌈c·n⌉ most confident faces; coverage at 90 % accuracy: the largest fraction of most confident faces whose accuracy is still ≥ 0.9; AURC: mean risk over all coverages k/n. Mutual information = predictive entropy − mean entropy of the samples (nats).".into(),
+        "OOD detection: scores where higher means more likely out-of-distribution (1 − maximum probability, predictive entropy, mutual information); AUROC = P(OOD score > test-face score), ties counting ½; AUPR = average precision with OOD as the positive class; FPR95 = fraction of test faces flagged at the highest threshold that flags ≥ 95 % of the OOD images.".into(),
     ]));
     doc
+}
+
+fn figures_of(entries: &[FigureEntry], doc: &mut Vec<Block>) {
+    for f in entries {
+        doc.push(Block::Figure {
+            src: format!("figures/{}.png", f.stem),
+            caption: f.caption.clone(),
+        });
+    }
+}
+
+/// Selective prediction: the table of `selective.parquet` and the risk–coverage figures.
+fn selective_section(ctx: &Context<'_>, doc: &mut Vec<Block>) {
+    let x = ctx.extras;
+    doc.push(Block::Heading("Selective prediction (test)".into()));
+    if x.selective.is_empty() {
+        doc.push(Block::Paragraph(
+            "No test-split predictions were analysed, so there is nothing to rank.".into(),
+        ));
+        return;
+    }
+    doc.push(Block::Paragraph(
+        "The classifier abstains on its least confident test faces (with all T samples, over the faces with a majority label). `confidence` ranks them by the maximum mean probability, `mutual_information` by the epistemic uncertainty (lowest first). Accuracy on the 80 % and 90 % most confident faces, the largest coverage with ≥ 90 % accuracy and the AURC (lower is better); every number is in `selective.parquet`.".into(),
+    ));
+    doc.push(Block::Table {
+        header: strings([
+            "arch",
+            "method",
+            "score",
+            "accuracy at 80 %",
+            "accuracy at 90 %",
+            "coverage at 90 % accuracy",
+            "AURC",
+        ]),
+        rows: x
+            .selective
+            .iter()
+            .map(|r| {
+                vec![
+                    r.arch.to_string(),
+                    r.method.to_string(),
+                    r.score.to_owned(),
+                    fmt4(r.accuracy_at_80),
+                    fmt4(r.accuracy_at_90),
+                    fmt4(r.coverage_at_90_accuracy),
+                    fmt4(r.aurc),
+                ]
+            })
+            .collect(),
+    });
+    figures_of(&x.selective_figures, doc);
+}
+
+/// Dataset shift: the mean over corruptions per severity and the per-corruption figures.
+fn shift_section(ctx: &Context<'_>, doc: &mut Vec<Block>) {
+    let Some(rows) = &ctx.extras.shift else {
+        return;
+    };
+    doc.push(Block::Heading(
+        "Dataset shift (corrupted test faces)".into(),
+    ));
+    if rows.is_empty() {
+        doc.push(Block::Paragraph(
+            "No dataset-shift predictions were found (run `just ingest` and `just infer`); `shift.parquet` is empty.".into(),
+        ));
+        return;
+    }
+    let corruptions: Vec<&str> = rows.iter().fold(Vec::new(), |mut acc, r| {
+        if !acc.contains(&r.corruption.as_str()) {
+            acc.push(r.corruption.as_str());
+        }
+        acc
+    });
+    doc.push(Block::Paragraph(format!(
+        "Copies of test faces corrupted by each of {} corruptions ({}) at severities 1–5, severity 0 being the clean faces, predicted with all T samples. The table gives the mean over the corruptions at each severity; `shift.parquet` has every (corruption, severity), with the number of faces. Entropy and MI (mutual information) in nats.",
+        corruptions.len(),
+        corruptions.join(", ")
+    )));
+    doc.push(Block::Table {
+        header: strings([
+            "arch", "method", "severity", "error", "NLL", "ECE", "entropy", "MI",
+        ]),
+        rows: crate::shift::mean_over_corruptions(rows)
+            .into_iter()
+            .map(|(arch, method, severity, m)| {
+                let mut row = vec![arch.to_string(), method.to_string(), severity.to_string()];
+                row.extend(m.iter().map(|v| fmt4(*v)));
+                row
+            })
+            .collect(),
+    });
+    figures_of(&ctx.extras.shift_figures, doc);
+}
+
+/// OOD detection: AUROC of each score per (arch, method, set) and the entropy histograms.
+fn ood_section(ctx: &Context<'_>, doc: &mut Vec<Block>) {
+    let Some(results) = &ctx.extras.ood else {
+        return;
+    };
+    doc.push(Block::Heading("Out-of-distribution detection".into()));
+    if results.iter().all(|r| r.rows.is_empty()) {
+        doc.push(Block::Paragraph(
+            "No OOD predictions were found (run `just ingest` and `just infer`); `ood.parquet` is empty.".into(),
+        ));
+        return;
+    }
+    doc.push(Block::Paragraph(
+        "Each OOD set (the positives) against all test faces (the negatives), predicted with all T samples. The table gives the AUROC of each score (0.5 is chance, 1 perfect); `ood.parquet` also has the AUPR (OOD positive) and the FPR at 95 % TPR. Near-OOD sets are marked.".into(),
+    ));
+    let mut rows = Vec::new();
+    for r in results {
+        let mut sets: Vec<(&str, bool)> = Vec::new();
+        for row in &r.rows {
+            if !sets.iter().any(|s| s.0 == row.set) {
+                sets.push((row.set.as_str(), row.near));
+            }
+        }
+        for (set, near) in sets {
+            let mut line = vec![
+                r.arch.to_string(),
+                r.method.to_string(),
+                set.to_owned(),
+                if near { "near" } else { "far" }.to_owned(),
+            ];
+            for score in crate::ood::SCORES {
+                let v = r
+                    .rows
+                    .iter()
+                    .find(|row| row.set == set && row.score == score)
+                    .map_or(f64::NAN, |row| row.auroc);
+                line.push(fmt4(v));
+            }
+            rows.push(line);
+        }
+    }
+    doc.push(Block::Table {
+        header: strings([
+            "arch",
+            "method",
+            "set",
+            "near / far",
+            "AUROC 1 − max prob",
+            "AUROC entropy",
+            "AUROC MI",
+        ]),
+        rows,
+    });
+    figures_of(&ctx.extras.ood_figures, doc);
+}
+
+/// The soft-label comparison: the table of `labels.parquet` and which mode wins per arch.
+fn labels_section(ctx: &Context<'_>, doc: &mut Vec<Block>) {
+    let Some(rows) = &ctx.extras.labels else {
+        return;
+    };
+    let s = ctx.settings;
+    doc.push(Block::Heading("Soft-label comparison (test)".into()));
+    let mut modes = vec![s.train.label_mode];
+    modes.extend(s.train.compare_label_modes.iter().copied());
+    doc.push(Block::Paragraph(format!(
+        "The same architectures ({}) and methods trained on each label mode ({}; the main run uses `{}`), evaluated on the test split with all T samples: error, NLL, ECE and Brier against the majority label, JSD (bits), soft accuracy and the entropy correlation against the crowd. Every number is in `labels.parquet`.",
+        list_of(&s.train.compare_archs),
+        list_of(&modes),
+        s.train.label_mode
+    )));
+    if rows.is_empty() {
+        doc.push(Block::Paragraph(
+            "No predictions of the compared runs were found (run `just train` and `just infer`)."
+                .into(),
+        ));
+        return;
+    }
+    doc.push(Block::Table {
+        header: strings([
+            "label mode",
+            "arch",
+            "method",
+            "error",
+            "NLL",
+            "ECE",
+            "Brier",
+            "JSD",
+            "soft acc",
+            "entropy corr",
+        ]),
+        rows: rows
+            .iter()
+            .map(|r| {
+                let mut row = vec![
+                    r.label_mode.to_string(),
+                    r.arch.to_string(),
+                    r.method.to_string(),
+                ];
+                row.extend(r.values.iter().map(|v| fmt4(*v)));
+                row
+            })
+            .collect(),
+    });
+    let names = [("nll", "NLL"), ("ece", "ECE"), ("jsd", "JSD")];
+    let best = crate::labels::best_modes(rows, &["nll", "ece", "jsd"]);
+    let mut archs: Vec<ferbayes_core::Arch> = Vec::new();
+    for b in &best {
+        if !archs.contains(&b.arch) {
+            archs.push(b.arch);
+        }
+    }
+    let mut items = Vec::new();
+    for arch in archs {
+        let parts: Vec<String> = best
+            .iter()
+            .filter(|b| b.arch == arch)
+            .map(|b| {
+                let name = names
+                    .iter()
+                    .find(|n| n.0 == b.metric)
+                    .map_or(b.metric, |n| n.1);
+                let others: Vec<String> = b
+                    .means
+                    .iter()
+                    .filter(|(m, _)| *m != b.mode)
+                    .map(|(m, v)| format!("{m} {}", fmt4(*v)))
+                    .collect();
+                if others.is_empty() {
+                    format!("lowest {name} with `{}` ({})", b.mode, fmt4(b.value))
+                } else {
+                    format!(
+                        "lowest {name} with `{}` ({}; {})",
+                        b.mode,
+                        fmt4(b.value),
+                        others.join(", ")
+                    )
+                }
+            })
+            .collect();
+        items.push(format!("{arch}: {}.", parts.join("; ")));
+    }
+    if !items.is_empty() {
+        doc.push(Block::Paragraph(
+            "Which label mode gives the lowest NLL, ECE and JSD, per architecture (mean over the methods every mode has):".into(),
+        ));
+        doc.push(Block::List(items));
+    }
 }
 
 /// The study's claims, each with what this run measured on the test split (n = 1 against

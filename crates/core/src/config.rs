@@ -39,6 +39,53 @@ pub struct Settings {
     pub analyze: AnalyzeSettings,
 }
 
+/// Settings of the dataset-shift evaluation (Ovadia et al. 2019): `faces` test faces (the first
+/// ones with a majority label) are corrupted by each of `corruptions` at severities 1..=5.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShiftSettings {
+    /// Test faces corrupted; 0 turns the evaluation off.
+    pub faces: usize,
+    /// Corruption names (see `ferbayes_ingest::shift::Corruption`).
+    pub corruptions: Vec<String>,
+    /// Seed of the random corruptions (noise, patch positions, rotation signs), mixed with
+    /// each face's row number.
+    #[serde(default)]
+    pub seed: u64,
+}
+
+impl ShiftSettings {
+    /// Whether the evaluation runs.
+    pub fn enabled(&self) -> bool {
+        self.faces > 0 && !self.corruptions.is_empty()
+    }
+}
+
+/// Settings of the out-of-distribution evaluation: generated non-face sets and image folders,
+/// told apart from the (in-distribution) test faces.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OodSettings {
+    /// Images per set (generated sets have exactly this many; folders are cut to it, in file
+    /// name order); the in-distribution side uses as many test faces. 0 turns the evaluation off.
+    pub faces: usize,
+    /// Generated sets (see `ferbayes_ingest::shift::GeneratedOod`).
+    pub generated: Vec<String>,
+    /// Folders of PNG/JPEG images, each one OOD set named after the folder; relative paths
+    /// are relative to the working directory.
+    pub folders: Vec<PathBuf>,
+    /// Seed of the generated sets, mixed with each image's index.
+    #[serde(default)]
+    pub seed: u64,
+}
+
+impl OodSettings {
+    /// Whether the evaluation runs.
+    pub fn enabled(&self) -> bool {
+        self.faces > 0 && !(self.generated.is_empty() && self.folders.is_empty())
+    }
+}
+
 /// Settings of the infer stage.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -82,6 +129,18 @@ impl Settings {
         }
         if self.analyze.shown_n.contains(&0) {
             return bad("analyze.shown_n", "sample counts start at 1");
+        }
+        if t.compare_label_modes.contains(&t.label_mode) {
+            return bad(
+                "train.compare_label_modes",
+                "must not repeat train.label_mode (that run is the main one)",
+            );
+        }
+        if !t.compare_label_modes.is_empty() && t.compare_archs.is_empty() {
+            return bad(
+                "train.compare_archs",
+                "names no architecture although compare_label_modes is set",
+            );
         }
         if t.ensemble_members == 0 {
             return bad("train.ensemble_members", "must be at least 1");
@@ -129,6 +188,13 @@ pub struct TrainSettings {
     pub batch_size: usize,
     /// Training target.
     pub label_mode: LabelMode,
+    /// Soft-label comparison: each of these label modes is also trained (every method) for the
+    /// architectures in `compare_archs`, under `train/label-<mode>/`. Empty: no comparison.
+    #[serde(default)]
+    pub compare_label_modes: Vec<LabelMode>,
+    /// The architectures of the soft-label comparison.
+    #[serde(default)]
+    pub compare_archs: Vec<Arch>,
     pub alexnet: ArchTrainSettings,
     pub vgg16: ArchTrainSettings,
     pub densenet121: ArchTrainSettings,
@@ -176,7 +242,7 @@ pub struct ArchTrainSettings {
 }
 
 /// Settings of the ingest stage.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IngestSettings {
     /// Keep only the first N faces of each split (in label-file order); absent means all.
@@ -184,6 +250,12 @@ pub struct IngestSettings {
     pub max_per_split: Option<usize>,
     /// zstd level of the Parquet files (1..=22).
     pub zstd_level: i32,
+    /// Dataset shift: corrupted copies of test faces (off when absent).
+    #[serde(default)]
+    pub shift: ShiftSettings,
+    /// Out-of-distribution sets (off when absent).
+    #[serde(default)]
+    pub ood: OodSettings,
 }
 
 /// A parsed `pipeline.toml`: the defaults table and the raw profile tables.

@@ -2,11 +2,15 @@
 //!
 //! ```text
 //! $FER_ARTIFACTS/<profile>/
-//!   ingest/{train,valid,test}.parquet, manifest.json
+//!   ingest/{train,valid,test}.parquet, shift.parquet, ood.parquet, manifest.json
 //!   train/<arch>/<method>/member-NN.safetensors, history.parquet, manifest.json
-//!   infer/<arch>/<method>/{valid,test}.parquet, manifest.json
-//!   analyze/metrics.parquet, report.html, report.md, figures, manifest.json
+//!   infer/<arch>/<method>/{valid,test,shift,ood}.parquet, manifest.json
+//!   analyze/metrics.parquet, {shift,ood,selective}.parquet, report.html, report.md,
+//!     figures/, manifest.json
 //! ```
+//!
+//! A *variant* layout ([`Layout::variant`]) nests train and infer one folder deeper, e.g.
+//! `train/label-crossentropy/<arch>/<method>/`, for the soft-label comparison runs.
 
 use std::path::{Path, PathBuf};
 
@@ -43,6 +47,7 @@ impl Stage {
 pub struct Layout {
     root: PathBuf,
     profile: String,
+    variant: Option<String>,
 }
 
 impl Layout {
@@ -51,6 +56,29 @@ impl Layout {
         Layout {
             root: root.into(),
             profile: profile.into(),
+            variant: None,
+        }
+    }
+
+    /// The same layout with train and infer outputs under `train/<name>/`, `infer/<name>/`.
+    pub fn variant(&self, name: impl Into<String>) -> Layout {
+        Layout {
+            variant: Some(name.into()),
+            ..self.clone()
+        }
+    }
+
+    /// The variant name, if this is a variant layout.
+    pub fn variant_name(&self) -> Option<&str> {
+        self.variant.as_deref()
+    }
+
+    /// `<stage>/[<variant>/]`.
+    fn variant_dir(&self, stage: Stage) -> PathBuf {
+        let dir = self.stage_dir(stage);
+        match &self.variant {
+            Some(v) => dir.join(v),
+            None => dir,
         }
     }
 
@@ -80,9 +108,19 @@ impl Layout {
             .join(format!("{}.parquet", split.name()))
     }
 
-    /// `train/<arch>/<method>/`.
+    /// `ingest/shift.parquet`: corrupted copies of test faces.
+    pub fn ingest_shift(&self) -> PathBuf {
+        self.stage_dir(Stage::Ingest).join("shift.parquet")
+    }
+
+    /// `ingest/ood.parquet`: the out-of-distribution sets.
+    pub fn ingest_ood(&self) -> PathBuf {
+        self.stage_dir(Stage::Ingest).join("ood.parquet")
+    }
+
+    /// `train/[<variant>/]<arch>/<method>/`.
     pub fn train_dir(&self, arch: &str, method: &str) -> PathBuf {
-        self.stage_dir(Stage::Train).join(arch).join(method)
+        self.variant_dir(Stage::Train).join(arch).join(method)
     }
 
     /// `train/<arch>/<method>/member-NN.safetensors`.
@@ -104,9 +142,25 @@ impl Layout {
         self.train_dir(arch, method).join("history.parquet")
     }
 
-    /// `infer/<arch>/<method>/`.
+    /// `infer/[<variant>/]<arch>/<method>/`.
     pub fn infer_dir(&self, arch: &str, method: &str) -> PathBuf {
-        self.stage_dir(Stage::Infer).join(arch).join(method)
+        self.variant_dir(Stage::Infer).join(arch).join(method)
+    }
+
+    /// `infer/<arch>/<method>/shift.parquet`.
+    pub fn infer_shift(&self, arch: &str, method: &str) -> PathBuf {
+        self.infer_dir(arch, method).join("shift.parquet")
+    }
+
+    /// `infer/<arch>/<method>/ood.parquet`.
+    pub fn infer_ood(&self, arch: &str, method: &str) -> PathBuf {
+        self.infer_dir(arch, method).join("ood.parquet")
+    }
+
+    /// `analyze/<name>.parquet`, a table of the analyze stage (`shift`, `ood`, `selective`,
+    /// `labels`).
+    pub fn analyze_table(&self, name: &str) -> PathBuf {
+        self.stage_dir(Stage::Analyze).join(format!("{name}.parquet"))
     }
 
     /// `infer/<arch>/<method>/<split>.parquet`.
@@ -160,6 +214,20 @@ mod tests {
             Path::new("art/smoke/infer/densenet121/mc_dropconnect/test.parquet")
         );
         assert_eq!(l.metrics(), Path::new("art/smoke/analyze/metrics.parquet"));
+        let v = l.variant("label-crossentropy");
+        assert_eq!(
+            v.member_weights("alexnet", "ensemble", 0),
+            Path::new("art/smoke/train/label-crossentropy/alexnet/ensemble/member-00.safetensors")
+        );
+        assert_eq!(
+            v.infer_split("alexnet", "mc_dropout", Split::Test),
+            Path::new("art/smoke/infer/label-crossentropy/alexnet/mc_dropout/test.parquet")
+        );
+        assert_eq!(v.ingest_shift(), Path::new("art/smoke/ingest/shift.parquet"));
+        assert_eq!(
+            l.infer_ood("vgg16", "ensemble"),
+            Path::new("art/smoke/infer/vgg16/ensemble/ood.parquet")
+        );
         assert_eq!(
             Layout::manifest_in(&l.stage_dir(Stage::Ingest)),
             Path::new("art/smoke/ingest/manifest.json")

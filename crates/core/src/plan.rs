@@ -159,6 +159,22 @@ pub fn ingest(layout: &Layout, data_root: &Path, settings: &IngestSettings) -> P
             });
         }
     }
+    let mut outputs: Vec<String> = Split::ALL
+        .iter()
+        .map(|s| file_name(&layout.ingest_split(*s)))
+        .collect();
+    if settings.shift.enabled() {
+        outputs.push(file_name(&layout.ingest_shift()));
+    }
+    if settings.ood.enabled() {
+        outputs.push(file_name(&layout.ingest_ood()));
+        for dir in &settings.ood.folders {
+            inputs.push(PlanInput::Images {
+                name: format!("{}/*", dir.display()),
+                dir: dir.clone(),
+            });
+        }
+    }
     Plan {
         stage: Stage::Ingest,
         label: "ingest".into(),
@@ -166,10 +182,7 @@ pub fn ingest(layout: &Layout, data_root: &Path, settings: &IngestSettings) -> P
         dir: layout.stage_dir(Stage::Ingest),
         settings: serde_json::to_value(settings).unwrap_or_default(),
         inputs,
-        outputs: Split::ALL
-            .iter()
-            .map(|s| file_name(&layout.ingest_split(*s)))
-            .collect(),
+        outputs,
     }
 }
 
@@ -183,7 +196,7 @@ pub fn train(layout: &Layout, settings: &Settings, arch: Arch, method: Method) -
     outputs.push(file_name(&layout.history(a, m)));
     Plan {
         stage: Stage::Train,
-        label: format!("train {arch}/{method}"),
+        label: format!("train {}{arch}/{method}", variant_prefix(layout)),
         profile: layout.profile().to_owned(),
         dir: layout.train_dir(a, m),
         settings: train_settings(settings, arch, method),
@@ -222,9 +235,22 @@ pub fn infer(layout: &Layout, settings: &Settings, arch: Arch, method: Method) -
     for split in [Split::Valid, Split::Test] {
         inputs.push(artifact(layout, layout.ingest_split(split), Stage::Ingest));
     }
+    let mut outputs: Vec<String> = [Split::Valid, Split::Test]
+        .iter()
+        .map(|s| file_name(&layout.infer_split(a, m, *s)))
+        .collect();
+    let (shift, ood) = extras(layout, settings);
+    if shift {
+        inputs.push(artifact(layout, layout.ingest_shift(), Stage::Ingest));
+        outputs.push(file_name(&layout.infer_shift(a, m)));
+    }
+    if ood {
+        inputs.push(artifact(layout, layout.ingest_ood(), Stage::Ingest));
+        outputs.push(file_name(&layout.infer_ood(a, m)));
+    }
     Plan {
         stage: Stage::Infer,
-        label: format!("infer {arch}/{method}"),
+        label: format!("infer {}{arch}/{method}", variant_prefix(layout)),
         profile: layout.profile().to_owned(),
         dir: layout.infer_dir(a, m),
         settings: serde_json::json!({
@@ -234,13 +260,45 @@ pub fn infer(layout: &Layout, settings: &Settings, arch: Arch, method: Method) -
             "batch_size": settings.infer.batch_size,
             "seed": settings.seed,
             "arch_settings": settings.train.arch(arch),
+            "label_mode": settings.train.label_mode,
+            "shift": shift,
+            "ood": ood,
         }),
         inputs,
-        outputs: [Split::Valid, Split::Test]
-            .iter()
-            .map(|s| file_name(&layout.infer_split(a, m, *s)))
-            .collect(),
+        outputs,
     }
+}
+
+/// Whether the infer stage of `layout` predicts the dataset-shift and the OOD sets (only the
+/// main layout does; the soft-label comparison variants are compared on valid and test).
+pub fn extras(layout: &Layout, settings: &Settings) -> (bool, bool) {
+    let main = layout.variant_name().is_none();
+    (
+        main && settings.ingest.shift.enabled(),
+        main && settings.ingest.ood.enabled(),
+    )
+}
+
+/// `label-<mode>/` for a variant layout, empty for the main one (for stage labels).
+fn variant_prefix(layout: &Layout) -> String {
+    layout
+        .variant_name()
+        .map(|v| format!("{v}/"))
+        .unwrap_or_default()
+}
+
+/// The main run and each soft-label comparison run of a profile: the layout each writes to and
+/// the settings it trains with (`label_mode` replaced, `archs` cut to `compare_archs`).
+pub fn variants(layout: &Layout, settings: &Settings) -> Vec<(Layout, Settings)> {
+    let mut out = vec![(layout.clone(), settings.clone())];
+    for &mode in &settings.train.compare_label_modes {
+        let mut s = settings.clone();
+        s.train.label_mode = mode;
+        s.train.archs = settings.train.compare_archs.clone();
+        s.train.compare_label_modes.clear();
+        out.push((layout.variant(format!("label-{mode}")), s));
+    }
+    out
 }
 
 /// The analyze stage: the ingest valid/test tables and every infer table of the profile's
@@ -250,12 +308,25 @@ pub fn analyze(layout: &Layout, settings: &Settings) -> Plan {
         .into_iter()
         .map(|s| artifact(layout, layout.ingest_split(s), Stage::Ingest))
         .collect();
-    for &arch in &settings.train.archs {
-        for &method in &settings.train.methods {
-            for split in [Split::Valid, Split::Test] {
-                let path = layout.infer_split(arch.as_str(), method.as_str(), split);
-                if path.is_file() {
-                    inputs.push(artifact(layout, path, Stage::Infer));
+    for (variant, vs) in variants(layout, settings) {
+        let (shift, ood) = extras(&variant, &vs);
+        for &arch in &vs.train.archs {
+            for &method in &vs.train.methods {
+                let (a, m) = (arch.as_str(), method.as_str());
+                let mut paths: Vec<PathBuf> = [Split::Valid, Split::Test]
+                    .into_iter()
+                    .map(|split| variant.infer_split(a, m, split))
+                    .collect();
+                if shift {
+                    paths.push(variant.infer_shift(a, m));
+                }
+                if ood {
+                    paths.push(variant.infer_ood(a, m));
+                }
+                for path in paths {
+                    if path.is_file() {
+                        inputs.push(artifact(layout, path, Stage::Infer));
+                    }
                 }
             }
         }
@@ -271,26 +342,53 @@ pub fn analyze(layout: &Layout, settings: &Settings) -> Plan {
             "methods": settings.train.methods,
             "analyze": settings.analyze,
             "zstd_level": settings.ingest.zstd_level,
+            "label_mode": settings.train.label_mode,
+            "compare_label_modes": settings.train.compare_label_modes,
+            "compare_archs": settings.train.compare_archs,
         }),
         inputs,
-        outputs: [layout.metrics(), layout.report_html(), layout.report_md()]
+        outputs: analyze_outputs(layout, settings)
             .iter()
             .map(|p| file_name(p))
             .collect(),
     }
 }
 
+/// The files the analyze stage writes (besides figures).
+pub fn analyze_outputs(layout: &Layout, settings: &Settings) -> Vec<PathBuf> {
+    let mut out = vec![layout.metrics(), layout.analyze_table("selective")];
+    let (shift, ood) = extras(layout, settings);
+    if shift {
+        out.push(layout.analyze_table("shift"));
+    }
+    if ood {
+        out.push(layout.analyze_table("ood"));
+    }
+    if !settings.train.compare_label_modes.is_empty() {
+        out.push(layout.analyze_table("labels"));
+    }
+    out.push(layout.report_html());
+    out.push(layout.report_md());
+    out
+}
+
 /// Every plan of the profile in pipeline order (ingest needs the data root).
 pub fn all(layout: &Layout, data_root: &Path, settings: &Settings) -> Vec<Plan> {
-    let combos: Vec<(Arch, Method)> = settings
-        .train
-        .archs
-        .iter()
-        .flat_map(|&a| settings.train.methods.iter().map(move |&m| (a, m)))
-        .collect();
+    let variants = variants(layout, settings);
+    let combos = |s: &Settings| -> Vec<(Arch, Method)> {
+        s.train
+            .archs
+            .iter()
+            .flat_map(|&a| s.train.methods.iter().map(move |&m| (a, m)))
+            .collect()
+    };
     let mut plans = vec![ingest(layout, data_root, &settings.ingest)];
-    plans.extend(combos.iter().map(|&(a, m)| train(layout, settings, a, m)));
-    plans.extend(combos.iter().map(|&(a, m)| infer(layout, settings, a, m)));
+    for (l, s) in &variants {
+        plans.extend(combos(s).into_iter().map(|(a, m)| train(l, s, a, m)));
+    }
+    for (l, s) in &variants {
+        plans.extend(combos(s).into_iter().map(|(a, m)| infer(l, s, a, m)));
+    }
     plans.push(analyze(layout, settings));
     plans
 }
@@ -323,16 +421,17 @@ pub fn sha256_file(path: &Path) -> Result<(String, u64)> {
     Ok((format!("{:x}", hasher.finalize()), total))
 }
 
-/// Count and total size of the PNGs of a folder, as an [`InputHash`].
+/// Count and total size of the images (PNG, JPEG) of a folder, as an [`InputHash`].
 fn hash_images(dir: &Path, name: &str) -> Result<InputHash> {
     let (mut count, mut bytes) = (0u64, 0u64);
     for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
         let entry = entry.map_err(|e| Error::io(dir, e))?;
         let path = entry.path();
-        if path
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("png"))
-        {
+        if path.extension().is_some_and(|e| {
+            ["png", "jpg", "jpeg"]
+                .iter()
+                .any(|x| e.eq_ignore_ascii_case(x))
+        }) {
             count += 1;
             bytes += entry.metadata().map_err(|e| Error::io(&path, e))?.len();
         }

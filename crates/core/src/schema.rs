@@ -84,6 +84,66 @@ pub fn infer() -> SchemaRef {
     Arc::clone(&SCHEMA)
 }
 
+/// The schema of `ingest/shift.parquet`, one row per (face, corruption, severity): a copy of a
+/// test face corrupted by `corruption` at `severity` 1..=5, plus the clean face once per face as
+/// corruption `none`, severity 0. `image`, `majority` and `crowd` are the test face's.
+pub fn ingest_shift() -> SchemaRef {
+    static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+        Arc::new(Schema::new(vec![
+            Field::new("image", DataType::Utf8, false),
+            Field::new("corruption", DataType::Utf8, false),
+            Field::new("severity", DataType::UInt8, false),
+            Field::new("pixels", fixed_list(DataType::UInt8, IMAGE_PIXELS), false),
+            Field::new("majority", DataType::UInt8, true),
+            Field::new("crowd", fixed_list(DataType::Float32, NUM_CLASSES), true),
+        ]))
+    });
+    Arc::clone(&SCHEMA)
+}
+
+/// The schema of `ingest/ood.parquet`, one row per out-of-distribution image: `set` (a generated
+/// set's name or an image folder's name), `image` (file name, or `<set>-NNNNN` when generated),
+/// `near` (a near-OOD set such as upside-down faces) and the 48x48 `pixels`.
+pub fn ingest_ood() -> SchemaRef {
+    static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+        Arc::new(Schema::new(vec![
+            Field::new("set", DataType::Utf8, false),
+            Field::new("image", DataType::Utf8, false),
+            Field::new("near", DataType::Boolean, false),
+            Field::new("pixels", fixed_list(DataType::UInt8, IMAGE_PIXELS), false),
+        ]))
+    });
+    Arc::clone(&SCHEMA)
+}
+
+/// The schema of `infer/<arch>/<method>/shift.parquet`: as [`infer`], per corrupted face, with
+/// the face's `corruption` and `severity`.
+pub fn infer_shift() -> SchemaRef {
+    static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+        Arc::new(Schema::new(vec![
+            Field::new("image", DataType::Utf8, false),
+            Field::new("corruption", DataType::Utf8, false),
+            Field::new("severity", DataType::UInt8, false),
+            Field::new("sample", DataType::UInt16, false),
+            Field::new("probs", fixed_list(DataType::Float32, NUM_CLASSES), false),
+        ]))
+    });
+    Arc::clone(&SCHEMA)
+}
+
+/// The schema of `infer/<arch>/<method>/ood.parquet`: as [`infer`], per OOD image, with its `set`.
+pub fn infer_ood() -> SchemaRef {
+    static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+        Arc::new(Schema::new(vec![
+            Field::new("set", DataType::Utf8, false),
+            Field::new("image", DataType::Utf8, false),
+            Field::new("sample", DataType::UInt16, false),
+            Field::new("probs", fixed_list(DataType::Float32, NUM_CLASSES), false),
+        ]))
+    });
+    Arc::clone(&SCHEMA)
+}
+
 /// Columns of `analyze/metrics.parquet` that hold a metric (each also has a `<name>_std`
 /// column: the standard deviation over random ensemble member orderings, 0 for MC methods).
 pub const METRICS: [&str; 13] = [
@@ -119,6 +179,90 @@ pub fn metrics() -> SchemaRef {
             fields.push(Field::new(format!("{name}_std"), DataType::Float64, true));
         }
         Arc::new(Schema::new(fields))
+    });
+    Arc::clone(&SCHEMA)
+}
+
+/// The schema of `analyze/selective.parquet`: selective prediction on the test split at n = T,
+/// one row per (arch, method, score). `score` is `confidence` (maximum mean probability) or
+/// `mutual_information` (faces ranked by −MI); `accuracy_at_80`/`accuracy_at_90` are the
+/// accuracies on the 80 % / 90 % most confident faces, `coverage_at_90_accuracy` the largest
+/// coverage whose accuracy is ≥ 0.9, `aurc` the area under the risk–coverage curve (all f64,
+/// null where undefined).
+pub fn analyze_selective() -> SchemaRef {
+    static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+        Arc::new(Schema::new(vec![
+            Field::new("arch", DataType::Utf8, false),
+            Field::new("method", DataType::Utf8, false),
+            Field::new("score", DataType::Utf8, false),
+            Field::new("accuracy_at_80", DataType::Float64, true),
+            Field::new("accuracy_at_90", DataType::Float64, true),
+            Field::new("coverage_at_90_accuracy", DataType::Float64, true),
+            Field::new("aurc", DataType::Float64, true),
+        ]))
+    });
+    Arc::clone(&SCHEMA)
+}
+
+/// The schema of `analyze/shift.parquet`: one row per (arch, method, corruption, severity) at
+/// n = T, severity 0 being the clean faces (repeated for every corruption). `faces` counts the
+/// faces with a majority label the metrics are over; `error`, `nll`, `ece`, mean predictive
+/// `entropy` and mean `mutual_information` (nats) are f64, null where undefined.
+pub fn analyze_shift() -> SchemaRef {
+    static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+        Arc::new(Schema::new(vec![
+            Field::new("arch", DataType::Utf8, false),
+            Field::new("method", DataType::Utf8, false),
+            Field::new("corruption", DataType::Utf8, false),
+            Field::new("severity", DataType::UInt8, false),
+            Field::new("faces", DataType::UInt32, false),
+            Field::new("error", DataType::Float64, true),
+            Field::new("nll", DataType::Float64, true),
+            Field::new("ece", DataType::Float64, true),
+            Field::new("entropy", DataType::Float64, true),
+            Field::new("mutual_information", DataType::Float64, true),
+        ]))
+    });
+    Arc::clone(&SCHEMA)
+}
+
+/// The schema of `analyze/ood.parquet`: OOD detection of one set against the test faces at
+/// n = T, one row per (arch, method, set, score); `near` is the set's flag from
+/// `ingest/ood.parquet`, `score` is `max_prob` (1 − maximum probability), `entropy` or
+/// `mutual_information`; `auroc`, `aupr` (OOD positive) and `fpr95` (FPR at 95 % TPR) are f64.
+pub fn analyze_ood() -> SchemaRef {
+    static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+        Arc::new(Schema::new(vec![
+            Field::new("arch", DataType::Utf8, false),
+            Field::new("method", DataType::Utf8, false),
+            Field::new("set", DataType::Utf8, false),
+            Field::new("near", DataType::Boolean, false),
+            Field::new("score", DataType::Utf8, false),
+            Field::new("auroc", DataType::Float64, true),
+            Field::new("aupr", DataType::Float64, true),
+            Field::new("fpr95", DataType::Float64, true),
+        ]))
+    });
+    Arc::clone(&SCHEMA)
+}
+
+/// The schema of `analyze/labels.parquet`: the soft-label comparison on the test split at
+/// n = T, one row per (label_mode, arch, method); error, NLL, ECE and Brier against the majority
+/// label, JSD (bits), soft accuracy and the entropy correlation against the crowd (f64).
+pub fn analyze_labels() -> SchemaRef {
+    static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+        Arc::new(Schema::new(vec![
+            Field::new("label_mode", DataType::Utf8, false),
+            Field::new("arch", DataType::Utf8, false),
+            Field::new("method", DataType::Utf8, false),
+            Field::new("error", DataType::Float64, true),
+            Field::new("nll", DataType::Float64, true),
+            Field::new("ece", DataType::Float64, true),
+            Field::new("brier", DataType::Float64, true),
+            Field::new("jsd", DataType::Float64, true),
+            Field::new("soft_accuracy", DataType::Float64, true),
+            Field::new("entropy_corr", DataType::Float64, true),
+        ]))
     });
     Arc::clone(&SCHEMA)
 }

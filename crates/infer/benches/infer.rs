@@ -28,6 +28,7 @@ fn main() {
     let ingest = ferbayes_core::IngestSettings {
         max_per_split: Some(FACES),
         zstd_level: 1,
+        ..Default::default()
     };
     ferbayes_ingest::run(&ferbayes_core::test_data_root(), &layout, &ingest).expect("ingest");
     let faces = Faces::load(&layout.ingest_split(Split::Test)).expect("faces");

@@ -17,7 +17,9 @@ use std::time::Instant;
 use arrow_array::builder::{StringBuilder, UInt16Builder};
 use arrow_array::cast::AsArray;
 use arrow_array::types::UInt8Type;
-use arrow_array::{ArrayRef, FixedSizeListArray, Float32Array, RecordBatch};
+use arrow_array::{
+    ArrayRef, FixedSizeListArray, Float32Array, RecordBatch, StringArray, UInt8Array,
+};
 use arrow_schema::{DataType, Field};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
@@ -49,16 +51,7 @@ impl Faces {
         )?;
         let mut faces = Faces::default();
         for batch in &batches {
-            let images = batch.column(0).as_string::<i32>();
-            let pixels = batch.column(1).as_fixed_size_list();
-            let values = pixels.values().as_primitive::<UInt8Type>().values();
-            for i in 0..batch.num_rows() {
-                faces.images.push(images.value(i).to_owned());
-                let at = pixels.value_offset_at(i);
-                faces
-                    .pixels
-                    .extend_from_slice(&values[at..at + IMAGE_PIXELS]);
-            }
+            push_faces(&mut faces, batch);
         }
         Ok(faces)
     }
@@ -333,6 +326,89 @@ pub fn run(
             )?);
             summary.splits.push((split, faces.len(), seconds));
         }
+        let (shift, ood) = ferbayes_core::plan::extras(layout, settings);
+        let (a, m) = (arch.as_str(), method.as_str());
+        if shift {
+            let t0 = Instant::now();
+            let (faces, corruption, severity) = load_shift(&layout.ingest_shift())?;
+            let batch = infer_split(
+                &predictor,
+                &faces,
+                settings.infer.batch_size,
+                &format!("{arch}/{method}/shift"),
+            )?;
+            let s = predictor.samples();
+            let corruption: StringArray = corruption
+                .iter()
+                .flat_map(|c| std::iter::repeat_n(Some(c.as_str()), s))
+                .collect();
+            let severity: UInt8Array = severity
+                .iter()
+                .flat_map(|&v| std::iter::repeat_n(v, s))
+                .collect();
+            let columns: Vec<ArrayRef> = vec![
+                batch.column(0).clone(),
+                Arc::new(corruption),
+                Arc::new(severity),
+                batch.column(1).clone(),
+                batch.column(2).clone(),
+            ];
+            let batch = RecordBatch::try_new(schema::infer_shift(), columns)
+                .expect("columns match the infer shift schema");
+            tracing::info!(
+                "{arch}/{method} shift: {} corrupted faces × {s} samples in {:.1}s",
+                faces.len(),
+                t0.elapsed().as_secs_f64()
+            );
+            manifest.outputs.push(Output {
+                file: "shift.parquet".into(),
+                rows: batch.num_rows() as u64,
+            });
+            pending.push(ferbayes_core::io::write_parquet(
+                layout.infer_shift(a, m),
+                &schema::infer_shift(),
+                [batch],
+                3,
+            )?);
+        }
+        if ood {
+            let t0 = Instant::now();
+            let (faces, set) = load_ood(&layout.ingest_ood())?;
+            let batch = infer_split(
+                &predictor,
+                &faces,
+                settings.infer.batch_size,
+                &format!("{arch}/{method}/ood"),
+            )?;
+            let s = predictor.samples();
+            let set: StringArray = set
+                .iter()
+                .flat_map(|c| std::iter::repeat_n(Some(c.as_str()), s))
+                .collect();
+            let columns: Vec<ArrayRef> = vec![
+                Arc::new(set),
+                batch.column(0).clone(),
+                batch.column(1).clone(),
+                batch.column(2).clone(),
+            ];
+            let batch = RecordBatch::try_new(schema::infer_ood(), columns)
+                .expect("columns match the infer ood schema");
+            tracing::info!(
+                "{arch}/{method} ood: {} images × {s} samples in {:.1}s",
+                faces.len(),
+                t0.elapsed().as_secs_f64()
+            );
+            manifest.outputs.push(Output {
+                file: "ood.parquet".into(),
+                rows: batch.num_rows() as u64,
+            });
+            pending.push(ferbayes_core::io::write_parquet(
+                layout.infer_ood(a, m),
+                &schema::infer_ood(),
+                [batch],
+                3,
+            )?);
+        }
         for p in pending {
             p.commit()?;
         }
@@ -340,6 +416,67 @@ pub fn run(
         out.push(summary);
     }
     Ok(out)
+}
+
+/// The corrupted faces of `ingest/shift.parquet` with each face's corruption and severity.
+pub fn load_shift(path: &std::path::Path) -> Result<(Faces, Vec<String>, Vec<u8>)> {
+    let batches = ferbayes_core::io::read_parquet(
+        path,
+        &schema::ingest_shift(),
+        Some(&["image", "pixels", "corruption", "severity"]),
+        "just ingest",
+    )?;
+    let (mut faces, mut corruption, mut severity) = (Faces::default(), Vec::new(), Vec::new());
+    for batch in &batches {
+        push_faces(&mut faces, batch);
+        let c = named(batch, "corruption").as_string::<i32>();
+        let v = named(batch, "severity").as_primitive::<UInt8Type>();
+        for i in 0..batch.num_rows() {
+            corruption.push(c.value(i).to_owned());
+            severity.push(v.value(i));
+        }
+    }
+    Ok((faces, corruption, severity))
+}
+
+/// The images of `ingest/ood.parquet` with each image's set.
+pub fn load_ood(path: &std::path::Path) -> Result<(Faces, Vec<String>)> {
+    let batches = ferbayes_core::io::read_parquet(
+        path,
+        &schema::ingest_ood(),
+        Some(&["image", "pixels", "set"]),
+        "just ingest",
+    )?;
+    let (mut faces, mut set) = (Faces::default(), Vec::new());
+    for batch in &batches {
+        push_faces(&mut faces, batch);
+        let c = named(batch, "set").as_string::<i32>();
+        for i in 0..batch.num_rows() {
+            set.push(c.value(i).to_owned());
+        }
+    }
+    Ok((faces, set))
+}
+
+/// A column that [`ferbayes_core::io::read_parquet`] has checked to exist.
+fn named<'a>(batch: &'a RecordBatch, name: &str) -> &'a ArrayRef {
+    batch
+        .column_by_name(name)
+        .expect("read_parquet checked the column against the schema")
+}
+
+/// Appends the `image` and `pixels` of a batch's rows.
+fn push_faces(faces: &mut Faces, batch: &RecordBatch) {
+    let images = named(batch, "image").as_string::<i32>();
+    let pixels = named(batch, "pixels").as_fixed_size_list();
+    let values = pixels.values().as_primitive::<UInt8Type>().values();
+    for i in 0..batch.num_rows() {
+        faces.images.push(images.value(i).to_owned());
+        let at = pixels.value_offset_at(i);
+        faces
+            .pixels
+            .extend_from_slice(&values[at..at + IMAGE_PIXELS]);
+    }
 }
 
 /// Samples every face of a split into one record batch (schema [`schema::infer`]).

@@ -16,6 +16,7 @@ fn main() {
     let settings = IngestSettings {
         max_per_split: None,
         zstd_level: 3,
+        ..Default::default()
     };
     let threads = rayon::current_num_threads();
     println!("| ingest run | faces | seconds | faces/s | threads |");

@@ -5,8 +5,10 @@
 //! every later stage reads the Parquet written here.
 
 pub mod error;
+pub mod extra;
 pub mod labels;
 pub mod photo;
+pub mod shift;
 pub mod source;
 
 use std::path::{Path, PathBuf};
@@ -131,6 +133,44 @@ fn write(
         )?);
         summaries.push(summary);
     }
+    let test: &[Face] = splits
+        .iter()
+        .find(|(s, _)| *s == Split::Test)
+        .map(|(_, f)| f.as_slice())
+        .unwrap_or_default();
+    let mut extra_outputs = Vec::new();
+    if settings.shift.enabled() {
+        let batch = extra::shift_batch(test, &settings.shift)?;
+        tracing::info!(
+            rows = batch.num_rows(),
+            "dataset shift: {} corrupted copies",
+            batch.num_rows()
+        );
+        extra_outputs.push(Output {
+            file: "shift.parquet".into(),
+            rows: batch.num_rows() as u64,
+        });
+        pending.push(write_parquet(
+            layout.ingest_shift(),
+            &schema::ingest_shift(),
+            [batch],
+            settings.zstd_level,
+        )?);
+    }
+    if settings.ood.enabled() {
+        let batch = extra::ood_batch(test, &settings.ood)?;
+        tracing::info!(rows = batch.num_rows(), "out-of-distribution images");
+        extra_outputs.push(Output {
+            file: "ood.parquet".into(),
+            rows: batch.num_rows() as u64,
+        });
+        pending.push(write_parquet(
+            layout.ingest_ood(),
+            &schema::ingest_ood(),
+            [batch],
+            settings.zstd_level,
+        )?);
+    }
     for file in pending {
         file.commit()?;
     }
@@ -146,6 +186,7 @@ fn write(
             file: format!("{}.parquet", s.split.name()),
             rows: s.faces as u64,
         })
+        .chain(extra_outputs)
         .collect();
     manifest.finish(&Layout::manifest_in(&layout.stage_dir(Stage::Ingest)))?;
     tracing::info!(
@@ -200,7 +241,7 @@ fn item_field(data_type: arrow_schema::DataType) -> Arc<Field> {
     Arc::new(Field::new("item", data_type, false))
 }
 
-fn fixed_list_u8(values: Vec<u8>, len: usize) -> FixedSizeListArray {
+pub(crate) fn fixed_list_u8(values: Vec<u8>, len: usize) -> FixedSizeListArray {
     FixedSizeListArray::new(
         item_field(arrow_schema::DataType::UInt8),
         len as i32,
@@ -210,26 +251,26 @@ fn fixed_list_u8(values: Vec<u8>, len: usize) -> FixedSizeListArray {
 }
 
 /// Builds a nullable fixed-size list of 8 f32 (null rows hold zeros underneath).
-struct OptionalVectors {
+pub(crate) struct OptionalVectors {
     values: Vec<f32>,
     valid: Vec<bool>,
 }
 
 impl OptionalVectors {
-    fn new(n: usize) -> Self {
+    pub(crate) fn new(n: usize) -> Self {
         OptionalVectors {
             values: Vec::with_capacity(n * NUM_CLASSES),
             valid: Vec::with_capacity(n),
         }
     }
 
-    fn push(&mut self, v: Option<[f32; NUM_CLASSES]>) {
+    pub(crate) fn push(&mut self, v: Option<[f32; NUM_CLASSES]>) {
         self.valid.push(v.is_some());
         self.values
             .extend_from_slice(&v.unwrap_or([0.0; NUM_CLASSES]));
     }
 
-    fn finish(self) -> FixedSizeListArray {
+    pub(crate) fn finish(self) -> FixedSizeListArray {
         FixedSizeListArray::new(
             item_field(arrow_schema::DataType::Float32),
             NUM_CLASSES as i32,

@@ -1,10 +1,11 @@
 //! Building blocks shared by the three architectures.
 
-use candle_core::{ModuleT, Tensor};
+use candle_core::{ModuleT, Tensor, Var};
 use candle_nn::{BatchNorm, BatchNormConfig, Init, VarBuilder};
 
 use crate::config::{Method, Mode};
 use crate::error::Result;
+use crate::fast;
 use crate::noise::Noise;
 
 /// BatchNorm epsilon and momentum (PyTorch defaults).
@@ -25,7 +26,34 @@ pub(crate) fn batch_norm(n: usize, vb: VarBuilder) -> Result<BatchNorm> {
 
 /// Applies a BatchNorm: batch statistics (and running-stat update) iff
 /// `mode.batchnorm_train`.
+/// Runs on the fused kernels of [`crate::fast`] unless they are switched off or
+/// the layer has no affine weights or non-variable running stats.
 pub(crate) fn bn(layer: &BatchNorm, xs: &Tensor, mode: Mode) -> Result<Tensor> {
+    let (rm, rv) = (layer.running_mean(), layer.running_var());
+    if let Some((g, b)) = layer.weight_and_bias()
+        && fast::enabled()
+        && fast::applies(&[xs, g, b, rm, rv])
+        && rm.is_variable()
+        && rv.is_variable()
+    {
+        if !mode.batchnorm_train {
+            return Ok(fast::batch_norm_eval(xs, g, b, rm, rv, layer.eps())?);
+        }
+        let (ys, stats) = fast::batch_norm_train(xs, g, b, layer.eps())?;
+        // Running-stat update exactly as candle's `BatchNorm::forward_train`
+        // (unbiased batch variance). `Var::from_tensor` on a variable shares its
+        // storage, so `set` updates the layer's own buffers.
+        let c = stats.mean.len();
+        let m = layer.momentum();
+        let n = stats.count as f64;
+        let mean = Tensor::from_vec(stats.mean, c, xs.device())?;
+        let var = Tensor::from_vec(stats.var, c, xs.device())?;
+        let new_rm = ((rm * (1.0 - m))? + (mean * m)?)?;
+        let new_rv = ((rv * (1.0 - m))? + (var * (m * n / (n - 1.0)))?)?;
+        Var::from_tensor(rm)?.set(&new_rm)?;
+        Var::from_tensor(rv)?.set(&new_rv)?;
+        return Ok(ys);
+    }
     Ok(layer.forward_t(xs, mode.batchnorm_train)?)
 }
 
@@ -76,6 +104,14 @@ impl Conv2d {
     }
 
     pub(crate) fn forward_with_weight(&self, xs: &Tensor, weight: &Tensor) -> Result<Tensor> {
+        if fast::enabled() && fast::applies(&[xs, weight]) {
+            let bias = self.bias.as_ref().filter(|b| fast::applies(&[b]));
+            let ys = fast::conv2d(xs, weight, bias, self.padding, self.stride)?;
+            return Ok(match (&self.bias, bias) {
+                (Some(b), None) => ys.broadcast_add(&b.reshape((1, (), 1, 1))?)?,
+                _ => ys,
+            });
+        }
         let ys = crate::ops::conv2d(xs, weight, self.padding, self.stride)?;
         Ok(match &self.bias {
             Some(b) => ys.broadcast_add(&b.reshape((1, (), 1, 1))?)?,

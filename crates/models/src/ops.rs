@@ -145,6 +145,10 @@ fn trim(xs: &Tensor, k: usize) -> Result<Tensor> {
 /// 2x2 max pool, stride 2, output size floored. Built from `maximum` over the
 /// four window positions (ties share the gradient equally).
 pub(crate) fn max_pool2(xs: &Tensor) -> Result<Tensor> {
+    if crate::fast::enabled() && crate::fast::applies(&[xs]) {
+        // Fused kernel (gradient to the first maximum of a window, as PyTorch).
+        return Ok(crate::fast::max_pool2(xs)?);
+    }
     let xs = trim(xs, 2)?.contiguous()?;
     let (b, c, h, w) = xs.dims4()?;
     let (h2, w2) = (h / 2, w / 2);
@@ -322,6 +326,340 @@ mod tests {
             let up = rand(mp.dims(), 6);
             check_grad("max2", &x, &|t| max_pool2(t).expect("pool"), &up);
             check_grad("avg2", &x, &|t| avg_pool2(t).expect("pool"), &up);
+        }
+    }
+
+    // ----- Against candle's reference implementation -----------------------------------------
+
+    /// A xorshift stream for the random test shapes.
+    struct Shapes(u64);
+
+    impl Shapes {
+        /// Uniform in `lo..=hi`.
+        fn range(&mut self, lo: usize, hi: usize) -> usize {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            lo + (self.0 % (hi - lo + 1) as u64) as usize
+        }
+    }
+
+    /// Elementwise `|a - b| <= 1e-4 * (|b| + mean |b|)`: 1e-4 relative, with the tensor's
+    /// mean magnitude as the floor where a value cancels to nearly zero.
+    fn rel_close(what: &str, a: &Tensor, b: &Tensor) {
+        assert_eq!(a.dims(), b.dims(), "{what}: shapes");
+        let (a, b) = (to_vec(a), to_vec(b));
+        let scale = b.iter().map(|v| v.abs()).sum::<f32>() / b.len().max(1) as f32;
+        for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+            let tol = 1e-4 * (y.abs() + scale);
+            assert!((x - y).abs() <= tol, "{what}[{i}]: {x} vs reference {y}");
+        }
+    }
+
+    /// Gradients of `sum(y * up)` with respect to each of `vars`.
+    fn grads(y: &Tensor, up: &Tensor, vars: &[&Tensor]) -> Vec<Tensor> {
+        let g = (y * up)
+            .and_then(|t| t.sum_all())
+            .and_then(|t| t.backward())
+            .expect("backward");
+        vars.iter()
+            .map(|v| g.get(v).expect("gradient").clone())
+            .collect()
+    }
+
+    /// The project's conv layer (`layers::Conv2d`: [`conv2d`] plus the bias as it adds it)
+    /// against `candle_nn::Conv2d` (`Tensor::conv2d` and candle's own backward): outputs and
+    /// the gradients of input, weight and bias, for every kernel 1/3/5/7 x padding 0/1/2 x
+    /// stride 1/2, with random channel counts, batch 1-3 and odd and even sides.
+    #[test]
+    fn conv_layer_matches_candle_reference() {
+        use candle_nn::{Conv2dConfig, Module, VarBuilder, VarMap};
+        let mut shapes = Shapes(0x5eed_c0de);
+        let mut case = 0u64;
+        for k in [1usize, 3, 5, 7] {
+            for p in [0, 1, 2] {
+                for s in [1, 2] {
+                    case += 1;
+                    let b = [1, 2, 3][case as usize % 3];
+                    let (cin, cout) = (shapes.range(1, 6), shapes.range(1, 6));
+                    let min = k.saturating_sub(2 * p).max(1);
+                    // Odd sides on every other case; stride 1 also gets H != W. Stride 2 stays
+                    // square: candle's conv2d backward, and `Conv2dOp`'s stride-2 path that
+                    // copies it, derive the output padding of both dims from H alone (a shape
+                    // error when H and W differ mod 2); the networks only feed square maps.
+                    let mut h = shapes.range(min, 13);
+                    if case % 2 == 0 && h % 2 == 0 {
+                        h += 1;
+                    }
+                    let w = if s == 1 { shapes.range(min, 13) } else { h };
+                    let bias = case % 4 != 0;
+                    let what = format!("b{b} cin{cin} cout{cout} {h}x{w} k{k} p{p} s{s}");
+
+                    let varmap = VarMap::new();
+                    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+                    let layer =
+                        crate::layers::Conv2d::new(cin, cout, k, s, p, bias, vb).expect("layer");
+                    let weight = (rand(&[cout, cin, k, k], 10 + case) - 0.5).expect("w");
+                    let bias_t = (rand(&[cout], 20 + case) - 0.5).expect("bias");
+                    let vars = varmap.data().lock().expect("lock").clone();
+                    vars["weight"].set(&weight).expect("set");
+                    if bias {
+                        vars["bias"].set(&bias_t).expect("set");
+                    }
+
+                    let xv =
+                        Var::from_tensor(&(rand(&[b, cin, h, w], 30 + case) - 0.5).expect("x"))
+                            .expect("var");
+                    let ours = layer.forward(xv.as_tensor()).expect("ours");
+                    let mut ours_vars = vec![xv.as_tensor(), vars["weight"].as_tensor()];
+                    if bias {
+                        ours_vars.push(vars["bias"].as_tensor());
+                    }
+
+                    let xr = Var::from_tensor(xv.as_tensor()).expect("var");
+                    let wr = Var::from_tensor(&weight).expect("var");
+                    let br = Var::from_tensor(&bias_t).expect("var");
+                    let cfg = Conv2dConfig {
+                        padding: p,
+                        stride: s,
+                        ..Default::default()
+                    };
+                    let reference = candle_nn::Conv2d::new(
+                        wr.as_tensor().clone(),
+                        bias.then(|| br.as_tensor().clone()),
+                        cfg,
+                    );
+                    let theirs = reference.forward(xr.as_tensor()).expect("reference");
+                    let mut ref_vars = vec![xr.as_tensor(), wr.as_tensor()];
+                    if bias {
+                        ref_vars.push(br.as_tensor());
+                    }
+
+                    rel_close(&format!("{what}: output"), &ours, &theirs);
+                    // Without gradient tracking the wrapper is candle's conv itself.
+                    let plain = conv2d(&xv.as_tensor().detach(), &weight, p, s).expect("plain");
+                    let plain_ref = xr.as_tensor().detach().conv2d(&weight, p, s, 1, 1);
+                    rel_close(
+                        &format!("{what}: untracked output"),
+                        &plain,
+                        &plain_ref.expect("ref"),
+                    );
+
+                    let up = (rand(ours.dims(), 40 + case) - 0.5).expect("up");
+                    let g_ours = grads(&ours, &up, &ours_vars);
+                    let g_ref = grads(&theirs, &up, &ref_vars);
+                    for ((name, a), r) in
+                        ["input", "weight", "bias"].iter().zip(&g_ours).zip(&g_ref)
+                    {
+                        rel_close(&format!("{what}: {name} gradient"), a, r);
+                    }
+
+                    // The `conv2d` wrapper alone (`Conv2dOp` when gradients are tracked),
+                    // without bias, against `Tensor::conv2d`.
+                    let (xo, wo) = (Var::from_tensor(xv.as_tensor()), Var::from_tensor(&weight));
+                    let (xo, wo) = (xo.expect("var"), wo.expect("var"));
+                    let op = conv2d(xo.as_tensor(), wo.as_tensor(), p, s).expect("op");
+                    let (xc, wc) = (Var::from_tensor(xv.as_tensor()), Var::from_tensor(&weight));
+                    let (xc, wc) = (xc.expect("var"), wc.expect("var"));
+                    let op_ref = xc.as_tensor().conv2d(wc.as_tensor(), p, s, 1, 1);
+                    let op_ref = op_ref.expect("reference");
+                    rel_close(&format!("{what}: wrapper output"), &op, &op_ref);
+                    let g_op = grads(&op, &up, &[xo.as_tensor(), wo.as_tensor()]);
+                    let g_op_ref = grads(&op_ref, &up, &[xc.as_tensor(), wc.as_tensor()]);
+                    for ((name, a), r) in ["input", "weight"].iter().zip(&g_op).zip(&g_op_ref) {
+                        rel_close(&format!("{what}: wrapper {name} gradient"), a, r);
+                    }
+                }
+            }
+        }
+    }
+
+    /// `layers::bn` (the project's BatchNorm path) against candle's own
+    /// `BatchNorm::forward_t`: outputs, the gradients of input, scale and shift, and the
+    /// running statistics after a training-mode pass, in training and evaluation mode, on
+    /// (B, C, H, W) maps (batch 1 and odd sides included) and on (B, C) features.
+    #[test]
+    fn batch_norm_matches_candle_reference() {
+        use candle_core::ModuleT;
+        use candle_nn::{VarBuilder, VarMap};
+        let shapes: [&[usize]; 5] = [
+            &[2, 3, 5, 7],
+            &[1, 4, 3, 5],
+            &[3, 2, 1, 1],
+            &[5, 6],
+            // Not (2, C): two samples normalise to -1 and +1 whatever their values, so the
+            // input gradient is only eps's residue (~1e-5) and no relative check fits it.
+            &[4, 3],
+        ];
+        for (case, dims) in shapes.iter().enumerate() {
+            let case = case as u64;
+            let c = dims[1];
+            let params = [
+                ("weight", (rand(&[c], 80 + case) + 0.5).expect("t")),
+                ("bias", (rand(&[c], 81 + case) - 0.5).expect("t")),
+                ("running_mean", (rand(&[c], 82 + case) - 0.5).expect("t")),
+                ("running_var", (rand(&[c], 83 + case) + 0.5).expect("t")),
+            ];
+            let layer = || {
+                let varmap = VarMap::new();
+                let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+                let bn = crate::layers::batch_norm(c, vb).expect("bn");
+                let vars = varmap.data().lock().expect("lock").clone();
+                for (name, t) in &params {
+                    vars[*name].set(t).expect("set");
+                }
+                (bn, vars)
+            };
+            for mode in [crate::Mode::TRAIN, crate::Mode::EVAL] {
+                let what = format!("{dims:?} train={}", mode.batchnorm_train);
+                let ((ours_bn, ours_vars), (ref_bn, ref_vars)) = (layer(), layer());
+                let x = rand(dims, 90 + case).affine(3.0, -1.0).expect("x");
+                let (xo, xr) = (
+                    Var::from_tensor(&x).expect("v"),
+                    Var::from_tensor(&x).expect("v"),
+                );
+                let ours = crate::layers::bn(&ours_bn, xo.as_tensor(), mode).expect("ours");
+                let theirs = ref_bn
+                    .forward_t(xr.as_tensor(), mode.batchnorm_train)
+                    .expect("reference");
+                rel_close(&format!("{what}: output"), &ours, &theirs);
+                for name in ["running_mean", "running_var"] {
+                    rel_close(
+                        &format!("{what}: {name}"),
+                        ours_vars[name].as_tensor(),
+                        ref_vars[name].as_tensor(),
+                    );
+                }
+                let up = (rand(ours.dims(), 95 + case) - 0.5).expect("up");
+                let names = ["input", "weight", "bias"];
+                let g_ours = grads(
+                    &ours,
+                    &up,
+                    &[
+                        xo.as_tensor(),
+                        ours_vars["weight"].as_tensor(),
+                        ours_vars["bias"].as_tensor(),
+                    ],
+                );
+                let g_ref = grads(
+                    &theirs,
+                    &up,
+                    &[
+                        xr.as_tensor(),
+                        ref_vars["weight"].as_tensor(),
+                        ref_vars["bias"].as_tensor(),
+                    ],
+                );
+                for ((name, a), r) in names.iter().zip(&g_ours).zip(&g_ref) {
+                    rel_close(&format!("{what}: {name} gradient"), a, r);
+                }
+            }
+        }
+    }
+
+    /// Reference pool gradient by direct scatter: each output's upstream gradient goes to the
+    /// window's (unique) maximum, or in equal parts to the whole window for `avg`. Windows
+    /// `k` x `k`, stride 2, `pad` zero rows / columns in front, output `ho` x `wo`.
+    #[allow(clippy::too_many_arguments)]
+    fn scatter_grad(
+        x: &[f32],
+        up: &[f32],
+        (bc, h, w): (usize, usize, usize),
+        (ho, wo): (usize, usize),
+        k: usize,
+        pad: usize,
+        avg: bool,
+    ) -> Vec<f32> {
+        let mut g = vec![0.0f32; x.len()];
+        for n in 0..bc {
+            for i in 0..ho {
+                for j in 0..wo {
+                    let u = up[(n * ho + i) * wo + j];
+                    let cells: Vec<usize> = (0..k * k)
+                        .filter_map(|d| {
+                            let r = (2 * i + d / k).checked_sub(pad)?;
+                            let c = (2 * j + d % k).checked_sub(pad)?;
+                            (r < h && c < w).then_some((n * h + r) * w + c)
+                        })
+                        .collect();
+                    if avg {
+                        for &c in &cells {
+                            g[c] += u / (k * k) as f32;
+                        }
+                    } else {
+                        let best = cells
+                            .iter()
+                            .copied()
+                            .max_by(|&a, &b| x[a].total_cmp(&x[b]))
+                            .expect("window");
+                        g[best] += u;
+                    }
+                }
+            }
+        }
+        g
+    }
+
+    /// The pools against candle's forward (`max_pool2d` / `avg_pool2d` on the trimmed or
+    /// padded input) and their gradients against the direct scatter above (candle's own
+    /// `max_pool2d` backward is wrong, see the module docs) and, for `avg_pool2` on even
+    /// sides, against candle's `avg_pool2d` backward. Random shapes, batch 1-3, odd sides.
+    #[test]
+    fn pools_match_reference() {
+        let mut shapes = Shapes(0x0b0e_5eed);
+        for case in 0..12u64 {
+            let b = [1, 2, 3][case as usize % 3];
+            let c = shapes.range(1, 4);
+            let mut h = shapes.range(2, 13);
+            if case % 2 == 0 && h % 2 == 0 {
+                h += 1;
+            }
+            let w = shapes.range(2, 13);
+            let what = format!("b{b} c{c} {h}x{w}");
+            let x = Var::from_tensor(&rand(&[b, c, h, w], 50 + case)).expect("var");
+            let xv = to_vec(x.as_tensor());
+            let shape = (b * c, h, w);
+
+            let mp = max_pool2(x.as_tensor()).expect("pool");
+            let trimmed = trim(x.as_tensor(), 2).expect("trim");
+            rel_close(&what, &mp, &trimmed.max_pool2d(2).expect("pool"));
+            let up = rand(mp.dims(), 60 + case);
+            let g = grads(&mp, &up, &[x.as_tensor()]);
+            let want = scatter_grad(&xv, &to_vec(&up), shape, (h / 2, w / 2), 2, 0, false);
+            let want = Tensor::from_vec(want, x.shape(), &Device::Cpu).expect("t");
+            rel_close(&format!("{what}: max2 gradient"), &g[0], &want);
+
+            let ap = avg_pool2(x.as_tensor()).expect("pool");
+            rel_close(&what, &ap, &trimmed.avg_pool2d(2).expect("pool"));
+            let g = grads(&ap, &up, &[x.as_tensor()]);
+            let want = scatter_grad(&xv, &to_vec(&up), shape, (h / 2, w / 2), 2, 0, true);
+            let want = Tensor::from_vec(want, x.shape(), &Device::Cpu).expect("t");
+            rel_close(&format!("{what}: avg2 gradient"), &g[0], &want);
+            if h % 2 == 0 && w % 2 == 0 {
+                let xr = Var::from_tensor(x.as_tensor()).expect("var");
+                let theirs = xr.as_tensor().avg_pool2d(2).expect("pool");
+                let gr = grads(&theirs, &up, &[xr.as_tensor()]);
+                rel_close(&format!("{what}: avg2 vs candle gradient"), &g[0], &gr[0]);
+            }
+
+            let m3 = max_pool3_s2_p1(x.as_tensor()).expect("pool");
+            let padded = x
+                .as_tensor()
+                .pad_with_zeros(2, 1, 1)
+                .and_then(|t| t.pad_with_zeros(3, 1, 1))
+                .expect("pad");
+            rel_close(
+                &what,
+                &m3,
+                &padded.max_pool2d_with_stride(3, 2).expect("pool"),
+            );
+            let (ho, wo) = ((h - 1) / 2 + 1, (w - 1) / 2 + 1);
+            assert_eq!(m3.dims(), [b, c, ho, wo]);
+            let up = rand(m3.dims(), 70 + case);
+            let g = grads(&m3, &up, &[x.as_tensor()]);
+            let want = scatter_grad(&xv, &to_vec(&up), shape, (ho, wo), 3, 1, false);
+            let want = Tensor::from_vec(want, x.shape(), &Device::Cpu).expect("t");
+            rel_close(&format!("{what}: max3 gradient"), &g[0], &want);
         }
     }
 }

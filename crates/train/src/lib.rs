@@ -55,6 +55,10 @@ pub struct TrainOptions {
     /// Retrain combinations whose manifest key is up to date (members with a matching
     /// fingerprint are still reused).
     pub force: bool,
+    /// `(k, n)`: train only every n-th member (counting members over all combinations in
+    /// order), starting at member k, and leave each combination's history and manifest to a
+    /// final run without a shard. Lets n processes train one profile in parallel.
+    pub shard: Option<(usize, usize)>,
 }
 
 impl Default for TrainOptions {
@@ -64,6 +68,7 @@ impl Default for TrainOptions {
             device: Device::Cpu,
             stop_after_epochs: None,
             force: false,
+            shard: None,
         }
     }
 }
@@ -103,6 +108,7 @@ pub fn run(
     options: &TrainOptions,
 ) -> Result<Vec<ComboSummary>> {
     let mut budget = options.stop_after_epochs;
+    let mut slot = 0usize;
     let mut out = Vec::new();
     // Data are loaded once per distinct input size (the label mode is the profile's).
     let mut cache: HashMap<usize, (Arc<Dataset>, Arc<Dataset>)> = HashMap::new();
@@ -160,7 +166,7 @@ pub fn run(
             method,
             (&train, &valid),
             options,
-            &mut budget,
+            (&mut budget, &mut slot),
             (&plan, &check),
         )?;
         let stop = summary.interrupted;
@@ -201,7 +207,7 @@ fn train_combo(
     method: Method,
     (train, valid): (&Dataset, &Dataset),
     options: &TrainOptions,
-    budget: &mut Option<usize>,
+    (budget, slot): (&mut Option<usize>, &mut usize),
     (plan, check): (&ferbayes_core::plan::Plan, &ferbayes_core::plan::Check),
 ) -> Result<ComboSummary> {
     let members = ferbayes_core::plan::members(settings, method);
@@ -211,7 +217,15 @@ fn train_combo(
     let mut trained = 0;
     let span = ferbayes_core::cli::progress_span(&format!("{arch}/{method}"), members as u64);
     let _enter = span.enter();
+    let mut left_to_others = false;
     for member in 0..members {
+        let mine = options.shard.is_none_or(|(k, n)| *slot % n == k);
+        *slot += 1;
+        if !mine {
+            left_to_others = true;
+            span.pb_inc(1);
+            continue;
+        }
         let outcome = train_member(
             layout, settings, arch, method, member, train, valid, options, budget,
         )?;
@@ -236,6 +250,19 @@ fn train_combo(
                 });
             }
         }
+    }
+    if left_to_others {
+        // Another shard trains the rest; the final run without a shard writes the history and
+        // the manifest once every member is there.
+        return Ok(ComboSummary {
+            arch,
+            method,
+            members,
+            trained,
+            interrupted: false,
+            skipped: false,
+            history,
+        });
     }
     let history_path = layout.history(arch.as_str(), method.as_str());
     ferbayes_core::io::write_parquet(

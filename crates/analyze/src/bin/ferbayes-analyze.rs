@@ -9,7 +9,9 @@ use ferbayes_core::cli::{CommonArgs, init_tracing};
 /// distributions, for n = 1..T samples: error, NLL, ECE, Brier, classwise ECE, AURC, predictive /
 /// aleatoric / epistemic entropy, JSD, soft accuracy, KL and the entropy correlation.
 ///
-/// Writes analyze/metrics.parquet (one row per arch, method, split, n), the figures
+/// Writes analyze/metrics.parquet (one row per arch, method, split, n), selective.parquet
+/// (selective prediction), and, as the profile asks, shift.parquet (dataset shift), ood.parquet
+/// (OOD detection) and labels.parquet (soft-label comparison), the figures
 /// (analyze/figures/*.png and .svg), analyze/report.html, analyze/report.md and manifest.json,
 /// and prints the test split at the `analyze.shown_n` sample counts. Settings come from the
 /// `[analyze]` section of pipeline.toml (ece_bins, orderings, top_uncertain, shown_n).

@@ -1,12 +1,14 @@
 //! The whole pipeline under the `smoke` profile of pipeline.toml on real FER+ faces: ingest,
-//! train (all nine combinations), infer, analyze; the report must exist and cover everything,
-//! and a second run from scratch must give bit-identical artifacts.
+//! train (all nine combinations, plus the soft-label comparison runs), infer (with the
+//! dataset-shift and OOD sets), analyze; the report must exist and cover everything, every table
+//! of `plan::analyze_outputs` must be written, and a second run from scratch must give
+//! bit-identical artifacts.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use arrow_array::RecordBatch;
-use ferbayes_core::{Layout, Split, schema};
+use ferbayes_core::{Layout, Settings, Split, schema};
 
 use crate::support::{smoke_settings, walk};
 
@@ -54,6 +56,28 @@ fn history_without_seconds(path: &Path) -> Vec<RecordBatch> {
     ferbayes_core::io::read_parquet(path, &history, Some(&columns), "just train").expect("history")
 }
 
+/// Train and infer of the main run and of every soft-label comparison run, as the binaries do.
+fn train_and_infer(
+    layout: &Layout,
+    settings: &Settings,
+) -> (
+    Vec<ferbayes_train::ComboSummary>,
+    Vec<ferbayes_infer::InferSummary>,
+) {
+    let (mut trained, mut inferred) = (Vec::new(), Vec::new());
+    for (l, s) in ferbayes_core::plan::variants(layout, settings) {
+        trained.extend(
+            ferbayes_train::run(&l, &s, &ferbayes_train::TrainOptions::default()).expect("train"),
+        );
+    }
+    for (l, s) in ferbayes_core::plan::variants(layout, settings) {
+        inferred.extend(
+            ferbayes_infer::run(&l, &s, &ferbayes_infer::InferOptions::default()).expect("infer"),
+        );
+    }
+    (trained, inferred)
+}
+
 #[test]
 fn smoke_profile_runs_the_whole_chain_reproducibly() {
     let settings = smoke_settings();
@@ -63,20 +87,19 @@ fn smoke_profile_runs_the_whole_chain_reproducibly() {
 
     ferbayes_ingest::run(&ferbayes_core::test_data_root(), &layout, &settings.ingest)
         .expect("ingest");
-    let trained = ferbayes_train::run(&layout, &settings, &ferbayes_train::TrainOptions::default())
-        .expect("train");
+    let (trained, inferred) = train_and_infer(&layout, &settings);
+    let main = settings.train.archs.len() * settings.train.methods.len();
     assert_eq!(
         trained.len(),
-        settings.train.archs.len() * settings.train.methods.len()
+        main + settings.train.compare_label_modes.len()
+            * settings.train.compare_archs.len()
+            * settings.train.methods.len()
     );
-    let inferred =
-        ferbayes_infer::run(&layout, &settings, &ferbayes_infer::InferOptions::default())
-            .expect("infer");
     assert_eq!(inferred.len(), trained.len());
     let summary = ferbayes_analyze::run(&layout, &settings).expect("analyze");
 
     assert!(summary.missing.is_empty(), "{:?}", summary.missing);
-    let rows: usize = trained
+    let rows: usize = trained[..main]
         .iter()
         .map(|c| {
             2 * if c.method == ferbayes_core::Method::Ensemble {
@@ -105,7 +128,36 @@ fn smoke_profile_runs_the_whole_chain_reproducibly() {
         summary.figures.len()
     );
     assert!(!html.contains("src=\"figures/"));
+    for path in ferbayes_core::plan::analyze_outputs(&layout, &settings) {
+        assert!(path.is_file(), "{} missing", path.display());
+    }
+    let (shift, ood) = ferbayes_core::plan::extras(&layout, &settings);
+    let tables: Vec<String> = summary
+        .tables
+        .iter()
+        .map(|(p, rows)| {
+            assert!(*rows > 0, "{} is empty", p.display());
+            p.file_name().expect("name").to_string_lossy().into_owned()
+        })
+        .collect();
+    assert_eq!(
+        tables.len(),
+        1 + usize::from(shift)
+            + usize::from(ood)
+            + usize::from(!settings.train.compare_label_modes.is_empty()),
+        "{tables:?}"
+    );
     for report in [&html, &md] {
+        assert!(report.contains("Selective prediction (test)"));
+        assert_eq!(
+            shift,
+            report.contains("Dataset shift (corrupted test faces)")
+        );
+        assert_eq!(ood, report.contains("Out-of-distribution detection"));
+        assert_eq!(
+            !settings.train.compare_label_modes.is_empty(),
+            report.contains("Soft-label comparison (test)")
+        );
         assert!(report.contains("The study's claims, as measured here"));
         assert!(report.contains("Error falls as n grows") && report.contains("ECE rises with n"));
     }
@@ -126,10 +178,7 @@ fn smoke_profile_runs_the_whole_chain_reproducibly() {
     let again = Layout::new(dir.path().join("b"), "smoke");
     ferbayes_ingest::run(&ferbayes_core::test_data_root(), &again, &settings.ingest)
         .expect("ingest again");
-    ferbayes_train::run(&again, &settings, &ferbayes_train::TrainOptions::default())
-        .expect("train again");
-    ferbayes_infer::run(&again, &settings, &ferbayes_infer::InferOptions::default())
-        .expect("infer again");
+    train_and_infer(&again, &settings);
     ferbayes_analyze::run(&again, &settings).expect("analyze again");
     let (a, b) = (layout.profile_dir(), again.profile_dir());
     let parquet = files(&a, "parquet");

@@ -1,6 +1,8 @@
 //! Integration tests of the analyze stage (one test binary, modules per concern).
 
 mod chain;
+mod detection;
+mod extras;
 mod metrics;
 mod pipeline;
 mod provenance;

@@ -48,6 +48,10 @@ fn end_to_end_on_real_ingest_and_synthetic_inference() {
     settings.train.archs = archs.to_vec();
     // mc_dropconnect has no infer files: skipped with a warning.
     settings.train.methods = vec![Method::McDropout, Method::McDropConnect, Method::Ensemble];
+    // The main analyses only (the extra ones have their own tests in `extras`).
+    settings.ingest.shift.faces = 0;
+    settings.ingest.ood.faces = 0;
+    settings.train.compare_label_modes.clear();
 
     let started = Instant::now();
     let summary = ferbayes_analyze::run(&layout, &settings).expect("analyze runs");
@@ -233,6 +237,9 @@ fn end_to_end_on_real_ingest_and_synthetic_inference() {
         stems.push(format!("crowd_{a}"));
     }
     stems.push("entropy_scatter".to_owned());
+    for a in archs {
+        stems.push(format!("risk_coverage_{a}"));
+    }
     let got: Vec<&str> = summary.figures.iter().map(|f| f.stem.as_str()).collect();
     for stem in &stems {
         assert!(
@@ -288,6 +295,32 @@ fn end_to_end_on_real_ingest_and_synthetic_inference() {
             .iter()
             .any(|o| o.file == "metrics.parquet" && o.rows == 24)
     );
+    // The tables of this profile: metrics and selective, no shift, OOD or labels.
+    assert_eq!(
+        ferbayes_core::plan::analyze_outputs(&layout, &settings),
+        vec![
+            layout.metrics(),
+            layout.analyze_table("selective"),
+            layout.report_html(),
+            layout.report_md(),
+        ]
+    );
+    assert!(layout.analyze_table("selective").is_file());
+    for name in ["shift", "ood", "labels"] {
+        assert!(
+            !layout.analyze_table(name).exists(),
+            "{name}.parquet written"
+        );
+    }
+    assert!(
+        manifest
+            .outputs
+            .iter()
+            .any(|o| o.file == "selective.parquet" && o.rows == 2 * 2 * 2),
+        "2 archs x 2 methods x 2 scores"
+    );
+    assert!(md.contains("## Selective prediction (test)"));
+    assert!(!md.contains("Dataset shift") && !md.contains("Soft-label comparison"));
     let leftovers: Vec<_> = walk(&root)
         .into_iter()
         .filter(|p| p.to_string_lossy().ends_with(".tmp"))
@@ -383,6 +416,7 @@ fn full_size_runtime() {
         let settings = ferbayes_core::IngestSettings {
             max_per_split: None,
             zstd_level: 3,
+            ..Default::default()
         };
         ferbayes_ingest::run(&ferbayes_core::test_data_root(), &layout, &settings).expect("ingest");
     }

@@ -13,6 +13,10 @@ fn settings() -> Settings {
     s.train.archs = vec![Arch::AlexNet];
     s.train.methods = vec![Method::McDropout];
     s.infer.samples = 3;
+    // Reruns of the main chain only: no dataset shift, OOD sets or soft-label runs.
+    s.ingest.shift.faces = 0;
+    s.ingest.ood.faces = 0;
+    s.train.compare_label_modes.clear();
     let a = s.train.arch_mut(Arch::AlexNet);
     a.width = 0.125;
     a.input_size = 48;
@@ -30,6 +34,7 @@ fn ingest(layout: &Layout, faces: usize) {
     let s = ferbayes_core::IngestSettings {
         max_per_split: Some(faces),
         zstd_level: 1,
+        ..Default::default()
     };
     ferbayes_ingest::run(&ferbayes_core::test_data_root(), layout, &s).expect("ingest");
 }

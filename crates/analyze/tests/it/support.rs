@@ -27,6 +27,7 @@ pub fn ingest(layout: &Layout, n: usize) {
     let settings = IngestSettings {
         max_per_split: Some(n),
         zstd_level: 3,
+        ..Default::default()
     };
     ferbayes_ingest::run(&ferbayes_core::test_data_root(), layout, &settings).expect("ingest runs");
 }

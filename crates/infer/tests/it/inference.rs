@@ -45,6 +45,7 @@ fn trained() -> &'static (tempfile::TempDir, Layout, Settings) {
         let ingest = ferbayes_core::IngestSettings {
             max_per_split: Some(FACES),
             zstd_level: 1,
+            ..Default::default()
         };
         ferbayes_ingest::run(&ferbayes_core::test_data_root(), &layout, &ingest).expect("ingest");
         let s = settings();

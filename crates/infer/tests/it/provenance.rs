@@ -28,6 +28,7 @@ fn trained(root: &Path, profile: &str, s: &Settings) -> Layout {
     let ingest = ferbayes_core::IngestSettings {
         max_per_split: Some(16),
         zstd_level: 1,
+        ..Default::default()
     };
     ferbayes_ingest::run(&ferbayes_core::test_data_root(), &layout, &ingest).expect("ingest");
     ferbayes_train::run(&layout, s, &ferbayes_train::TrainOptions::default()).expect("train");

@@ -2,9 +2,11 @@
 
 mod bad_input;
 mod csv_layout;
+mod extra;
 mod killed;
 mod labels;
 mod photo;
 mod real_data;
 mod rerun;
+mod shift;
 mod support;

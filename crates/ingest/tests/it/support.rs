@@ -32,6 +32,7 @@ pub fn settings(max_per_split: Option<usize>) -> IngestSettings {
     IngestSettings {
         max_per_split,
         zstd_level: 3,
+        ..Default::default()
     }
 }
 

@@ -20,6 +20,23 @@ struct Args {
     /// Retrain combinations that are up to date (same settings and ingest tables).
     #[arg(long)]
     force: bool,
+    /// `K/N`: train only members K, K+N, K+2N, ... (counted over all combinations), for N
+    /// processes in parallel (`just train` does this); a last run without --shard then writes
+    /// each combination's history and manifest.
+    #[arg(long, value_parser = parse_shard)]
+    shard: Option<(usize, usize)>,
+}
+
+fn parse_shard(s: &str) -> Result<(usize, usize), String> {
+    let (k, n) = s
+        .split_once('/')
+        .ok_or_else(|| format!("`{s}`: expected K/N, e.g. 0/2"))?;
+    let k: usize = k.trim().parse().map_err(|_| format!("`{s}`: K is not a number"))?;
+    let n: usize = n.trim().parse().map_err(|_| format!("`{s}`: N is not a number"))?;
+    if n == 0 || k >= n {
+        return Err(format!("`{s}`: need 0 <= K < N"));
+    }
+    Ok((k, n))
 }
 
 fn main() -> anyhow::Result<()> {
@@ -31,9 +48,21 @@ fn main() -> anyhow::Result<()> {
         device: ferbayes_models::device(&args.device)?,
         stop_after_epochs: None,
         force: args.force,
+        shard: args.shard,
     };
-    let summaries =
-        ferbayes_train::run(&ctx.layout, &ctx.settings, &options).context("training failed")?;
+    // The main run, then each soft-label comparison run (`train.compare_label_modes`).
+    let mut summaries = Vec::new();
+    for (layout, settings) in ferbayes_core::plan::variants(&ctx.layout, &ctx.settings) {
+        if let Some(v) = layout.variant_name() {
+            tracing::info!("soft-label comparison run {v}");
+        }
+        let done = ferbayes_train::run(&layout, &settings, &options).context("training failed")?;
+        let interrupted = done.iter().any(|s| s.interrupted);
+        summaries.extend(done);
+        if interrupted {
+            break;
+        }
+    }
     for s in summaries {
         if s.skipped {
             continue;

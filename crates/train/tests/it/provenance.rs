@@ -74,6 +74,7 @@ fn up_to_date_combinations_are_skipped_and_changes_rerun() {
     let ingest = ferbayes_core::IngestSettings {
         max_per_split: Some(24),
         zstd_level: 1,
+        ..Default::default()
     };
     ferbayes_ingest::run(&ferbayes_core::test_data_root(), &layout, &ingest).expect("re-ingest");
     assert_eq!(

@@ -11,6 +11,7 @@ pub fn ingested(root: &Path, profile: &str, faces: usize) -> Layout {
     let settings = ferbayes_core::IngestSettings {
         max_per_split: Some(faces),
         zstd_level: 1,
+        ..Default::default()
     };
     ferbayes_ingest::run(&ferbayes_core::test_data_root(), &layout, &settings).expect("ingest");
     layout

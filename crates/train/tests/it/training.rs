@@ -6,7 +6,7 @@ use std::path::Path;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, UInt16Type};
 use candle_core::{Device, Tensor};
-use ferbayes_core::{Arch, LabelMode, Method, schema};
+use ferbayes_core::{Arch, LabelMode, Layout, Method, schema};
 use ferbayes_train::TrainOptions;
 
 use crate::support::{ingested, tiny};
@@ -207,6 +207,49 @@ fn soft_label_modes_train() {
             h.iter()
                 .all(|r| r.train_loss.is_finite() && r.train_loss > 0.0),
             "{mode}"
+        );
+    }
+}
+
+#[test]
+fn sharded_processes_train_the_same_members_as_one_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let one = ingested(dir.path(), "one", 64);
+    let sharded = ingested(dir.path(), "sharded", 64);
+    let settings = tiny(1, 3);
+    let opts = only(Arch::AlexNet, Method::Ensemble);
+    ferbayes_train::run(&one, &settings, &opts).expect("one run");
+
+    // Shard 0 of 2 trains members 0 and 2, shard 1 member 1; neither writes the combination's
+    // history or manifest.
+    for (k, expected) in [(0, vec![0, 2]), (1, vec![1])] {
+        let out = ferbayes_train::run(
+            &sharded,
+            &settings,
+            &TrainOptions {
+                shard: Some((k, 2)),
+                ..opts.clone()
+            },
+        )
+        .expect("shard");
+        assert_eq!(out[0].trained, expected.len());
+        let members: Vec<u16> = out[0].history.iter().map(|r| r.member).collect();
+        assert_eq!(members, expected.iter().map(|&m| m as u16).collect::<Vec<_>>());
+    }
+    let dir_of = |l: &Layout| l.train_dir("alexnet", "ensemble");
+    assert!(!sharded.history("alexnet", "ensemble").exists());
+    assert!(!Layout::manifest_in(&dir_of(&sharded)).exists());
+
+    // The final run without a shard trains nothing and writes history and manifest.
+    let out = ferbayes_train::run(&sharded, &settings, &opts).expect("final");
+    assert_eq!(out[0].trained, 0);
+    assert_eq!(out[0].history.len(), 3);
+    assert!(sharded.history("alexnet", "ensemble").is_file());
+    assert!(Layout::manifest_in(&dir_of(&sharded)).is_file());
+    for m in 0..3 {
+        assert_same_weights(
+            &one.member_weights("alexnet", "ensemble", m),
+            &sharded.member_weights("alexnet", "ensemble", m),
         );
     }
 }

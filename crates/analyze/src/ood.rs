@@ -1,0 +1,183 @@
+//! Out-of-distribution detection at n = T: the test faces (in-distribution, the negatives)
+//! against each OOD set (the positives), under three scores where higher means "more likely
+//! OOD": `max_prob` (1 − the maximum mean probability), `entropy` (predictive entropy) and
+//! `mutual_information`. `analyze/ood.parquet` (schema [`ferbayes_core::schema::analyze_ood`]);
+//! the metrics are [`crate::detection::ood_scores`].
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, BooleanArray, Float64Array, RecordBatch, StringArray};
+use ferbayes_core::{Arch, Method, schema};
+
+use crate::data::{KeyedSamples, OodKey, Samples};
+use crate::detection::ood_scores;
+use crate::error::{AnalyzeError, Result};
+use crate::metrics::{face_uncertainty, predict};
+
+/// The detection scores, in table order.
+pub const SCORES: [&str; 3] = ["max_prob", "entropy", "mutual_information"];
+
+/// The three OOD scores of every image of one prediction.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Scores {
+    /// 1 − maximum mean probability.
+    pub max_prob: Vec<f64>,
+    /// Predictive entropy, nats.
+    pub entropy: Vec<f64>,
+    /// Mutual information, nats.
+    pub mutual_information: Vec<f64>,
+}
+
+impl Scores {
+    /// The scores of `samples` (all T samples), every face.
+    pub fn of(samples: &Samples) -> Self {
+        let u = face_uncertainty(&samples.all());
+        Scores {
+            max_prob: u.pbar.iter().map(|p| 1.0 - predict(p).1).collect(),
+            entropy: u.entropy,
+            mutual_information: u.mutual_information,
+        }
+    }
+
+    /// The score called `name` (one of [`SCORES`]).
+    pub fn get(&self, name: &str) -> &[f64] {
+        match name {
+            "max_prob" => &self.max_prob,
+            "entropy" => &self.entropy,
+            _ => &self.mutual_information,
+        }
+    }
+
+    /// The scores of the images at `indices`.
+    fn select(&self, indices: &[usize]) -> Self {
+        let pick = |v: &[f64]| indices.iter().map(|&i| v[i]).collect();
+        Scores {
+            max_prob: pick(&self.max_prob),
+            entropy: pick(&self.entropy),
+            mutual_information: pick(&self.mutual_information),
+        }
+    }
+}
+
+/// One row of `ood.parquet`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OodRow {
+    pub arch: Arch,
+    pub method: Method,
+    pub set: String,
+    /// A near-OOD set (from `ingest/ood.parquet`).
+    pub near: bool,
+    /// One of [`SCORES`].
+    pub score: &'static str,
+    pub auroc: f64,
+    pub aupr: f64,
+    pub fpr95: f64,
+}
+
+/// OOD detection of one (arch, method): its rows (sets in the order of `sets`, then scores)
+/// and the scores themselves (test faces, then each set's), for the figures.
+#[derive(Debug, Clone)]
+pub struct OodResult {
+    pub arch: Arch,
+    pub method: Method,
+    pub rows: Vec<OodRow>,
+    /// The scores of the test faces.
+    pub test: Scores,
+    /// Each set's scores, in the order of `sets`.
+    pub sets: Vec<(String, Scores)>,
+}
+
+/// Detection of every set of `sets` (name, near; from `ingest/ood.parquet`) in `ood` against
+/// the test faces' predictions `test`. A set of `ood` missing from `sets` is an error (the
+/// ingest tables changed since inference); a set of `sets` without predictions is left out.
+pub fn ood_rows(
+    arch: Arch,
+    method: Method,
+    test: &Samples,
+    ood: &KeyedSamples<OodKey>,
+    sets: &[(String, bool)],
+) -> Result<OodResult> {
+    if let Some(key) = ood.keys.iter().find(|k| !sets.iter().any(|s| s.0 == k.set)) {
+        return Err(AnalyzeError::Inference {
+            path: ood.samples.path.clone(),
+            message: format!(
+                "set `{}` is not in ingest/ood.parquet (the ingest tables changed since inference)",
+                key.set
+            ),
+        });
+    }
+    let test_scores = Scores::of(test);
+    let all = Scores::of(&ood.samples);
+    let mut rows = Vec::new();
+    let mut per_set = Vec::new();
+    for (set, near) in sets {
+        let indices: Vec<usize> = ood
+            .keys
+            .iter()
+            .enumerate()
+            .filter(|(_, k)| &k.set == set)
+            .map(|(i, _)| i)
+            .collect();
+        if indices.is_empty() {
+            continue;
+        }
+        let scores = all.select(&indices);
+        for score in SCORES {
+            let s = ood_scores(test_scores.get(score), scores.get(score));
+            rows.push(OodRow {
+                arch,
+                method,
+                set: set.clone(),
+                near: *near,
+                score,
+                auroc: s.auroc,
+                aupr: s.aupr,
+                fpr95: s.fpr95,
+            });
+        }
+        per_set.push((set.clone(), scores));
+    }
+    Ok(OodResult {
+        arch,
+        method,
+        rows,
+        test: test_scores,
+        sets: per_set,
+    })
+}
+
+fn nullable(v: f64) -> Option<f64> {
+    (!v.is_nan()).then_some(v)
+}
+
+/// The rows of `ood.parquet` (NaN as null).
+pub fn ood_batch(rows: &[OodRow], path: &Path) -> Result<RecordBatch> {
+    let f = |get: fn(&OodRow) -> f64| -> ArrayRef {
+        Arc::new(Float64Array::from(
+            rows.iter().map(|r| nullable(get(r))).collect::<Vec<_>>(),
+        ))
+    };
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|r| r.arch.as_str()),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|r| r.method.as_str()),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|r| r.set.as_str()),
+        )),
+        Arc::new(BooleanArray::from(
+            rows.iter().map(|r| r.near).collect::<Vec<_>>(),
+        )),
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.score))),
+        f(|r| r.auroc),
+        f(|r| r.aupr),
+        f(|r| r.fpr95),
+    ];
+    RecordBatch::try_new(schema::analyze_ood(), columns).map_err(|e| AnalyzeError::Output {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })
+}

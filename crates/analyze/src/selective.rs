@@ -1,0 +1,113 @@
+//! Selective prediction on the test split at n = T: the classifier abstains on its least
+//! confident faces, ranked by the maximum mean probability (`confidence`) or by the mutual
+//! information (`mutual_information`, lowest first). Over the faces with a majority label.
+//! `analyze/selective.parquet` (schema [`ferbayes_core::schema::analyze_selective`]).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, Float64Array, RecordBatch, StringArray};
+use ferbayes_core::{Arch, Method, schema};
+
+use crate::data::Samples;
+use crate::detection::{accuracy_at_coverage, coverage_at_accuracy, downsample, risk_coverage};
+use crate::error::{AnalyzeError, Result};
+use crate::metrics::{face_uncertainty, predict};
+
+/// The ranking scores, in table order.
+pub const SCORES: [&str; 2] = ["confidence", "mutual_information"];
+
+/// Points of a risk–coverage curve kept for the figures.
+pub const CURVE_POINTS: usize = 200;
+
+/// Selective prediction of one (arch, method) under one score.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SelectiveRow {
+    pub arch: Arch,
+    pub method: Method,
+    /// One of [`SCORES`].
+    pub score: &'static str,
+    /// Accuracy on the 80 % most confident faces.
+    pub accuracy_at_80: f64,
+    /// Accuracy on the 90 % most confident faces.
+    pub accuracy_at_90: f64,
+    /// The largest coverage whose accuracy is ≥ 0.9 (0 when none).
+    pub coverage_at_90_accuracy: f64,
+    /// Area under the risk–coverage curve (the mean risk over all coverages k/n).
+    pub aurc: f64,
+    /// The risk–coverage curve (coverage, risk), downsampled to ≤ [`CURVE_POINTS`] points.
+    pub curve: Vec<(f64, f64)>,
+}
+
+/// Both scores' rows of one (arch, method): `samples` are all T samples over the test faces,
+/// `majority[i]` face i's label (faces without one are left out).
+pub fn selective(
+    arch: Arch,
+    method: Method,
+    samples: &Samples,
+    majority: &[Option<u8>],
+) -> Vec<SelectiveRow> {
+    let u = face_uncertainty(&samples.all());
+    let (mut confidence, mut neg_mi, mut correct) = (Vec::new(), Vec::new(), Vec::new());
+    for (i, y) in majority.iter().enumerate() {
+        let (Some(y), Some(p)) = (y, u.pbar.get(i)) else {
+            continue;
+        };
+        let (pred, conf) = predict(p);
+        confidence.push(conf);
+        neg_mi.push(-u.mutual_information[i]);
+        correct.push(pred == usize::from(*y));
+    }
+    SCORES
+        .iter()
+        .zip([&confidence, &neg_mi])
+        .map(|(&score, ranking)| {
+            let curve = risk_coverage(ranking, &correct);
+            let aurc = if curve.is_empty() {
+                f64::NAN
+            } else {
+                curve.iter().map(|p| p.1).sum::<f64>() / curve.len() as f64
+            };
+            SelectiveRow {
+                arch,
+                method,
+                score,
+                accuracy_at_80: accuracy_at_coverage(ranking, &correct, 0.8),
+                accuracy_at_90: accuracy_at_coverage(ranking, &correct, 0.9),
+                coverage_at_90_accuracy: coverage_at_accuracy(ranking, &correct, 0.9),
+                aurc,
+                curve: downsample(&curve, CURVE_POINTS),
+            }
+        })
+        .collect()
+}
+
+fn nullable(v: f64) -> Option<f64> {
+    (!v.is_nan()).then_some(v)
+}
+
+/// The rows of `selective.parquet` (NaN as null).
+pub fn selective_batch(rows: &[SelectiveRow], path: &Path) -> Result<RecordBatch> {
+    let f = |get: fn(&SelectiveRow) -> f64| -> ArrayRef {
+        Arc::new(Float64Array::from(
+            rows.iter().map(|r| nullable(get(r))).collect::<Vec<_>>(),
+        ))
+    };
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|r| r.arch.as_str()),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|r| r.method.as_str()),
+        )),
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.score))),
+        f(|r| r.accuracy_at_80),
+        f(|r| r.accuracy_at_90),
+        f(|r| r.coverage_at_90_accuracy),
+        f(|r| r.aurc),
+    ];
+    RecordBatch::try_new(schema::analyze_selective(), columns).map_err(|e| AnalyzeError::Output {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })
+}

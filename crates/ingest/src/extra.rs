@@ -1,0 +1,264 @@
+//! The evaluation sets beyond FER+ itself: corrupted copies of test faces (dataset shift) and
+//! out-of-distribution images (generated sets and image folders), as `ingest/shift.parquet` and
+//! `ingest/ood.parquet`.
+//!
+//! Shift: the first `ingest.shift.faces` test faces with a majority label, each once clean
+//! (corruption `none`, severity 0) and once per corruption × severity 1..=5; the randomness of a
+//! corrupted copy is seeded from (`ingest.shift.seed`, corruption name, face row), so a face's
+//! copies do not change when other faces or settings change.
+//!
+//! OOD: `ingest.ood.faces` images per generated set (the face-based sets cycle through the test
+//! faces; seeds from (`ingest.ood.seed`, set name, index)), and `ingest.ood.faces` images of
+//! every folder in `ingest.ood.folders` (all of them if it has fewer; otherwise evenly spread
+//! over the folder sorted by file name, see [`spread`]), converted like `predict` converts a
+//! photo.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::builder::{BooleanBuilder, StringBuilder, UInt8Builder};
+use arrow_array::{ArrayRef, RecordBatch};
+use ferbayes_core::seed::{mix, stream_of};
+use ferbayes_core::{NUM_CLASSES, OodSettings, ShiftSettings, schema};
+use rayon::prelude::*;
+
+use crate::error::{IngestError, Result};
+use crate::labels::Labels;
+use crate::shift::{Corruption, GeneratedOod, SEVERITIES};
+use crate::source::Face;
+use crate::{OptionalVectors, fixed_list_u8};
+
+/// The setting's file for error messages about the extra sets.
+const SETTINGS: &str = "pipeline.toml";
+
+fn setting_error(key: &str, message: String) -> IngestError {
+    IngestError::Layout {
+        root: PathBuf::from(SETTINGS),
+        message: format!("`{key}`: {message}"),
+    }
+}
+
+/// Parses the corruption names of `ingest.shift.corruptions`.
+pub fn corruptions(settings: &ShiftSettings) -> Result<Vec<Corruption>> {
+    settings
+        .corruptions
+        .iter()
+        .map(|name| {
+            name.parse()
+                .map_err(|e| setting_error("ingest.shift.corruptions", format!("{e}")))
+        })
+        .collect()
+}
+
+/// Parses the set names of `ingest.ood.generated`.
+pub fn generated_sets(settings: &OodSettings) -> Result<Vec<GeneratedOod>> {
+    settings
+        .generated
+        .iter()
+        .map(|name| {
+            name.parse()
+                .map_err(|e| setting_error("ingest.ood.generated", format!("{e}")))
+        })
+        .collect()
+}
+
+/// One row of `ingest/shift.parquet`.
+struct ShiftRow<'a> {
+    face: &'a Face,
+    labels: Labels,
+    corruption: &'static str,
+    severity: u8,
+    pixels: Vec<u8>,
+}
+
+/// `ingest/shift.parquet` from the test faces (schema [`schema::ingest_shift`]).
+pub fn shift_batch(test: &[Face], settings: &ShiftSettings) -> Result<RecordBatch> {
+    let kinds = corruptions(settings)?;
+    let chosen: Vec<(&Face, Labels)> = test
+        .iter()
+        .map(|f| (f, Labels::from_votes(&f.votes)))
+        .filter(|(_, l)| l.majority.is_some())
+        .take(settings.faces)
+        .collect();
+    let rows: Vec<Vec<ShiftRow<'_>>> = chosen
+        .par_iter()
+        .map(|(face, labels)| {
+            let mut rows = vec![ShiftRow {
+                face,
+                labels: labels.clone(),
+                corruption: "none",
+                severity: 0,
+                pixels: face.pixels.clone(),
+            }];
+            for &kind in &kinds {
+                let seed = mix(
+                    mix(settings.seed, stream_of(kind.as_str())),
+                    u64::from(face.row),
+                );
+                for severity in 1..=SEVERITIES {
+                    let pixels = crate::shift::corrupt(&face.pixels, kind, severity, seed)
+                        .map_err(|e| IngestError::Image {
+                            path: PathBuf::from(&face.image),
+                            message: format!("cannot corrupt ({kind}, {severity}): {e}"),
+                        })?;
+                    rows.push(ShiftRow {
+                        face,
+                        labels: labels.clone(),
+                        corruption: kind.as_str(),
+                        severity,
+                        pixels,
+                    });
+                }
+            }
+            Ok(rows)
+        })
+        .collect::<Result<_>>()?;
+    let n: usize = rows.iter().map(Vec::len).sum();
+    let mut image = StringBuilder::with_capacity(n, n * 14);
+    let mut corruption = StringBuilder::with_capacity(n, n * 12);
+    let mut severity = UInt8Builder::with_capacity(n);
+    let mut pixels = Vec::with_capacity(n * ferbayes_core::IMAGE_PIXELS);
+    let mut majority = UInt8Builder::with_capacity(n);
+    let mut crowd = OptionalVectors::new(n);
+    for row in rows.iter().flatten() {
+        image.append_value(&row.face.image);
+        corruption.append_value(row.corruption);
+        severity.append_value(row.severity);
+        pixels.extend_from_slice(&row.pixels);
+        majority.append_option(row.labels.majority);
+        crowd.push(row.labels.crowd);
+    }
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(image.finish()),
+        Arc::new(corruption.finish()),
+        Arc::new(severity.finish()),
+        Arc::new(fixed_list_u8(pixels, ferbayes_core::IMAGE_PIXELS)),
+        Arc::new(majority.finish()),
+        Arc::new(crowd.finish()),
+    ];
+    debug_assert_eq!(NUM_CLASSES, 8);
+    Ok(RecordBatch::try_new(schema::ingest_shift(), columns)
+        .expect("columns match the ingest shift schema"))
+}
+
+/// The images of an OOD folder (PNG and JPEG, sorted by file name), at most `limit` spread
+/// evenly over the sorted list.
+fn folder_images(dir: &Path, limit: usize) -> Result<Vec<PathBuf>> {
+    if !dir.is_dir() {
+        return Err(setting_error(
+            "ingest.ood.folders",
+            format!(
+                "{} is not a folder (give image folders, or remove the entry)",
+                dir.display()
+            ),
+        ));
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| IngestError::io(dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension().is_some_and(|e| {
+                ["png", "jpg", "jpeg"]
+                    .iter()
+                    .any(|x| e.eq_ignore_ascii_case(x))
+            })
+        })
+        .collect();
+    if files.is_empty() {
+        return Err(setting_error(
+            "ingest.ood.folders",
+            format!("{} holds no PNG or JPEG images", dir.display()),
+        ));
+    }
+    files.sort();
+    Ok(spread(files, limit))
+}
+
+/// At most `limit` items evenly spread over `items` (all of them when there are no more):
+/// item ⌊i · len / limit⌋ for i < limit, so a folder sorted by source keeps every source.
+pub fn spread<T: Clone>(items: Vec<T>, limit: usize) -> Vec<T> {
+    if items.len() <= limit {
+        return items;
+    }
+    (0..limit)
+        .map(|i| items[i * items.len() / limit].clone())
+        .collect()
+}
+
+/// The name of an OOD set from its folder (the folder's own name).
+pub fn folder_set_name(dir: &Path) -> String {
+    dir.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| dir.display().to_string())
+}
+
+/// `ingest/ood.parquet` (schema [`schema::ingest_ood`]): the generated sets, built from the test
+/// faces where a set needs faces, then the image folders.
+pub fn ood_batch(test: &[Face], settings: &OodSettings) -> Result<RecordBatch> {
+    let kinds = generated_sets(settings)?;
+    if test.is_empty() && kinds.iter().any(|k| k.uses_face()) {
+        return Err(setting_error(
+            "ingest.ood.generated",
+            "the face-based sets need test faces, and the test split is empty".into(),
+        ));
+    }
+    // (set, image, near, pixels)
+    let mut rows: Vec<(String, String, bool, Vec<u8>)> = Vec::new();
+    for kind in kinds {
+        let made: Vec<(String, String, bool, Vec<u8>)> = (0..settings.faces)
+            .into_par_iter()
+            .map(|i| {
+                let face = &test[i % test.len().max(1)];
+                let seed = mix(mix(settings.seed, stream_of(kind.as_str())), i as u64);
+                let pixels = crate::shift::generate(kind, &face.pixels, seed).map_err(|e| {
+                    IngestError::Image {
+                        path: PathBuf::from(&face.image),
+                        message: format!("cannot make the {kind} image: {e}"),
+                    }
+                })?;
+                Ok((
+                    kind.as_str().to_owned(),
+                    format!("{kind}-{i:05}"),
+                    kind.is_near_ood(),
+                    pixels,
+                ))
+            })
+            .collect::<Result<_>>()?;
+        rows.extend(made);
+    }
+    for dir in &settings.folders {
+        let set = folder_set_name(dir);
+        let files = folder_images(dir, settings.faces)?;
+        let loaded: Vec<(String, String, bool, Vec<u8>)> = files
+            .par_iter()
+            .map(|path| {
+                let photo = crate::photo::load_photo(path)?;
+                let name = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                Ok((set.clone(), name, false, photo.pixels))
+            })
+            .collect::<Result<_>>()?;
+        rows.extend(loaded);
+    }
+    let n = rows.len();
+    let mut set = StringBuilder::with_capacity(n, n * 12);
+    let mut image = StringBuilder::with_capacity(n, n * 16);
+    let mut near = BooleanBuilder::with_capacity(n);
+    let mut pixels = Vec::with_capacity(n * ferbayes_core::IMAGE_PIXELS);
+    for (s, i, nr, p) in &rows {
+        set.append_value(s);
+        image.append_value(i);
+        near.append_value(*nr);
+        pixels.extend_from_slice(p);
+    }
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(set.finish()),
+        Arc::new(image.finish()),
+        Arc::new(near.finish()),
+        Arc::new(fixed_list_u8(pixels, ferbayes_core::IMAGE_PIXELS)),
+    ];
+    Ok(RecordBatch::try_new(schema::ingest_ood(), columns)
+        .expect("columns match the ingest ood schema"))
+}

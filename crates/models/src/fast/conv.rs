@@ -1,0 +1,510 @@
+//! 2-D convolution as im2col + gemm, parallel over fixed groups of samples.
+//!
+//! Layouts (all contiguous, row-major): x (B, Cin, H, W), w (Cout, K) with
+//! K = Cin·kh·kw, y (B, Cout, P) with P = Ho·Wo. A group of n samples is
+//! unfolded into `col` (K, n·P) (column s·P + p = output pixel p of sample s),
+//! so one gemm per group computes W·col; a group has about 256 columns so the
+//! gemm stays efficient on the small maps of the deep layers.
+
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
+
+use super::gemm::{View, sgemm};
+use super::{contiguous_f32, par_chunks_mut, par_map, with_scratch};
+
+/// Most partial weight gradients (one per task) summed at the end: a fixed
+/// partition of the batch, so the sum order never depends on the thread count.
+const WGRAD_TASKS: usize = 4;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) struct Geom {
+    pub b: usize,
+    pub cin: usize,
+    pub h: usize,
+    pub w: usize,
+    pub cout: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub pad: usize,
+    pub stride: usize,
+    pub ho: usize,
+    pub wo: usize,
+}
+
+impl Geom {
+    pub(super) fn new(
+        x: &[usize],
+        w: &[usize],
+        pad: usize,
+        stride: usize,
+    ) -> candle_core::Result<Self> {
+        let (&[b, cin, h, wd], &[cout, cin2, kh, kw]) = (x, w) else {
+            candle_core::bail!("ferbayes conv: want 4-d input and kernel, got {x:?} {w:?}");
+        };
+        if cin != cin2 || stride == 0 || h + 2 * pad < kh || wd + 2 * pad < kw {
+            candle_core::bail!("ferbayes conv: bad shapes {x:?} {w:?} pad {pad} stride {stride}");
+        }
+        Ok(Geom {
+            b,
+            cin,
+            h,
+            w: wd,
+            cout,
+            kh,
+            kw,
+            pad,
+            stride,
+            ho: (h + 2 * pad - kh) / stride + 1,
+            wo: (wd + 2 * pad - kw) / stride + 1,
+        })
+    }
+
+    fn k(&self) -> usize {
+        self.cin * self.kh * self.kw
+    }
+
+    fn p(&self) -> usize {
+        self.ho * self.wo
+    }
+
+    fn in_len(&self) -> usize {
+        self.cin * self.h * self.w
+    }
+
+    fn out_len(&self) -> usize {
+        self.cout * self.p()
+    }
+
+    /// A 1x1, stride-1, unpadded conv: `col` would equal the input.
+    fn pointwise(&self) -> bool {
+        self.kh == 1 && self.kw == 1 && self.pad == 0 && self.stride == 1
+    }
+
+    /// Samples per group: ~256 gemm columns, at least 4 groups when B >= 4.
+    fn group(&self) -> usize {
+        256usize
+            .div_ceil(self.p().max(1))
+            .min(self.b.div_ceil(4))
+            .max(1)
+    }
+
+    pub(super) fn out_shape(&self) -> Shape {
+        Shape::from((self.b, self.cout, self.ho, self.wo))
+    }
+}
+
+/// Range of output columns `ox` whose input column `ox·stride + kj - pad` lies
+/// in `0..w`.
+fn valid(g: &Geom, kj: usize, w: usize, wo: usize) -> (usize, usize) {
+    let lo = if g.pad > kj {
+        (g.pad - kj).div_ceil(g.stride)
+    } else {
+        0
+    };
+    let hi = if w + g.pad > kj {
+        ((w - 1 + g.pad - kj) / g.stride + 1).min(wo)
+    } else {
+        0
+    };
+    (lo.min(hi), hi)
+}
+
+/// Unfolds one sample `x` (Cin, H, W) into rows of `col` with row stride `ld`,
+/// starting at column `off`.
+fn im2col(g: &Geom, x: &[f32], col: &mut [f32], ld: usize, off: usize) {
+    let (p, hw) = (g.p(), g.h * g.w);
+    for ci in 0..g.cin {
+        let plane = &x[ci * hw..(ci + 1) * hw];
+        for ki in 0..g.kh {
+            for kj in 0..g.kw {
+                let row = (ci * g.kh + ki) * g.kw + kj;
+                let dst = &mut col[row * ld + off..row * ld + off + p];
+                let (lo, hi) = valid(g, kj, g.w, g.wo);
+                for oy in 0..g.ho {
+                    let d = &mut dst[oy * g.wo..(oy + 1) * g.wo];
+                    let iy = (oy * g.stride + ki).wrapping_sub(g.pad);
+                    if iy >= g.h || lo >= hi {
+                        d.fill(0.0);
+                        continue;
+                    }
+                    let src = &plane[iy * g.w..(iy + 1) * g.w];
+                    d[..lo].fill(0.0);
+                    d[hi..].fill(0.0);
+                    let ix0 = lo * g.stride + kj - g.pad;
+                    if g.stride == 1 {
+                        d[lo..hi].copy_from_slice(&src[ix0..ix0 + hi - lo]);
+                    } else {
+                        for (v, ix) in d[lo..hi].iter_mut().zip((ix0..).step_by(g.stride)) {
+                            *v = src[ix];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Adds the columns `off..off + P` of `col` (row stride `ld`) back onto one
+/// sample `dx` (Cin, H, W): the adjoint of [`im2col`].
+fn col2im(g: &Geom, col: &[f32], ld: usize, off: usize, dx: &mut [f32]) {
+    let (p, hw) = (g.p(), g.h * g.w);
+    for ci in 0..g.cin {
+        let plane = &mut dx[ci * hw..(ci + 1) * hw];
+        for ki in 0..g.kh {
+            for kj in 0..g.kw {
+                let row = (ci * g.kh + ki) * g.kw + kj;
+                let src = &col[row * ld + off..row * ld + off + p];
+                let (lo, hi) = valid(g, kj, g.w, g.wo);
+                if lo >= hi {
+                    continue;
+                }
+                for oy in 0..g.ho {
+                    let iy = (oy * g.stride + ki).wrapping_sub(g.pad);
+                    if iy >= g.h {
+                        continue;
+                    }
+                    let s = &src[oy * g.wo + lo..oy * g.wo + hi];
+                    let d = &mut plane[iy * g.w..(iy + 1) * g.w];
+                    let ix0 = lo * g.stride + kj - g.pad;
+                    if g.stride == 1 {
+                        for (a, &v) in d[ix0..ix0 + hi - lo].iter_mut().zip(s) {
+                            *a += v;
+                        }
+                    } else {
+                        for (&v, ix) in s.iter().zip((ix0..).step_by(g.stride)) {
+                            d[ix] += v;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Copies `n` samples' (Cout, P) blocks of `y` (B-major) into `t` (Cout, n·P).
+fn gather(g: &Geom, y: &[f32], n: usize, t: &mut [f32]) {
+    let p = g.p();
+    for s in 0..n {
+        for co in 0..g.cout {
+            let src = &y[s * g.out_len() + co * p..][..p];
+            t[co * n * p + s * p..][..p].copy_from_slice(src);
+        }
+    }
+}
+
+/// Forward: y = conv(x, w) (+ bias).
+pub(super) fn forward(g: &Geom, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+    let (k, p, gs) = (g.k(), g.p(), g.group());
+    let mut out = vec![0f32; g.b * g.out_len()];
+    if out.is_empty() {
+        return out;
+    }
+    let single = g.b <= gs;
+    let wv = View { data: w, rs: k, cs: 1 };
+    let run = |gi: usize, o: &mut [f32]| {
+        let s0 = gi * gs;
+        let n = o.len() / g.out_len();
+        let xs = &x[s0 * g.in_len()..(s0 + n) * g.in_len()];
+        if n == 1 && g.pointwise() {
+            let xv = View { data: xs, rs: p, cs: 1 };
+            sgemm(g.cout, p, k, wv, xv, o, p, false, single);
+        } else {
+            let tmp_len = if n == 1 { 0 } else { g.cout * n * p };
+            with_scratch(k * n * p, tmp_len, |col, tmp| {
+                for s in 0..n {
+                    im2col(g, &xs[s * g.in_len()..(s + 1) * g.in_len()], col, n * p, s * p);
+                }
+                let cv = View { data: col, rs: n * p, cs: 1 };
+                if n == 1 {
+                    sgemm(g.cout, p, k, wv, cv, o, p, false, single);
+                } else {
+                    sgemm(g.cout, n * p, k, wv, cv, tmp, n * p, false, single);
+                    for s in 0..n {
+                        for co in 0..g.cout {
+                            o[s * g.out_len() + co * p..][..p]
+                                .copy_from_slice(&tmp[co * n * p + s * p..][..p]);
+                        }
+                    }
+                }
+            });
+        }
+        if let Some(bias) = bias {
+            for (i, row) in o.chunks_exact_mut(p).enumerate() {
+                let b = bias[i % g.cout];
+                row.iter_mut().for_each(|v| *v += b);
+            }
+        }
+    };
+    if single {
+        run(0, &mut out);
+    } else {
+        par_chunks_mut(&mut out, gs * g.out_len(), run);
+    }
+    out
+}
+
+/// Input gradient: dx = col2im(Wᵀ · dy).
+pub(super) fn backward_input(g: &Geom, dy: &[f32], w: &[f32]) -> Vec<f32> {
+    let (k, p, gs) = (g.k(), g.p(), g.group());
+    let mut dx = vec![0f32; g.b * g.in_len()];
+    if dx.is_empty() || g.out_len() == 0 {
+        return dx;
+    }
+    let single = g.b <= gs;
+    // Wᵀ: element (r, co) = w[co·K + r].
+    let wt = View { data: w, rs: 1, cs: k };
+    let run = |gi: usize, d: &mut [f32]| {
+        let s0 = gi * gs;
+        let n = d.len() / g.in_len();
+        let dys = &dy[s0 * g.out_len()..(s0 + n) * g.out_len()];
+        if n == 1 && g.pointwise() {
+            let dv = View { data: dys, rs: p, cs: 1 };
+            sgemm(k, p, g.cout, wt, dv, d, p, false, single);
+            return;
+        }
+        let t_len = if n == 1 { 0 } else { g.cout * n * p };
+        with_scratch(k * n * p, t_len, |dcol, t| {
+            let dv = if n == 1 {
+                View { data: dys, rs: p, cs: 1 }
+            } else {
+                gather(g, dys, n, t);
+                View { data: t, rs: n * p, cs: 1 }
+            };
+            sgemm(k, n * p, g.cout, wt, dv, dcol, n * p, false, single);
+            for s in 0..n {
+                col2im(g, dcol, n * p, s * p, &mut d[s * g.in_len()..(s + 1) * g.in_len()]);
+            }
+        });
+    };
+    if single {
+        run(0, &mut dx);
+    } else {
+        par_chunks_mut(&mut dx, gs * g.in_len(), run);
+    }
+    dx
+}
+
+/// Weight gradient: dW = Σ_groups dy_g · col_gᵀ, summed per task over a fixed
+/// partition of the groups, then over tasks in order (deterministic).
+pub(super) fn backward_weight(g: &Geom, x: &[f32], dy: &[f32]) -> Vec<f32> {
+    let (k, p, gs) = (g.k(), g.p(), g.group());
+    let wlen = g.cout * k;
+    let groups = g.b.div_ceil(gs);
+    let tasks = groups.min(WGRAD_TASKS);
+    if wlen == 0 || tasks == 0 || p == 0 {
+        return vec![0f32; wlen];
+    }
+    let single = tasks == 1;
+    let partial = |t: usize| -> Vec<f32> {
+        let mut acc = vec![0f32; wlen];
+        for gi in t * groups / tasks..(t + 1) * groups / tasks {
+            let s0 = gi * gs;
+            let n = gs.min(g.b - s0);
+            let xs = &x[s0 * g.in_len()..(s0 + n) * g.in_len()];
+            let dys = &dy[s0 * g.out_len()..(s0 + n) * g.out_len()];
+            if n == 1 && g.pointwise() {
+                let dv = View { data: dys, rs: p, cs: 1 };
+                let xt = View { data: xs, rs: 1, cs: p };
+                sgemm(g.cout, k, p, dv, xt, &mut acc, k, true, single);
+                continue;
+            }
+            let t_len = if n == 1 { 0 } else { g.cout * n * p };
+            with_scratch(k * n * p, t_len, |col, t| {
+                for s in 0..n {
+                    im2col(g, &xs[s * g.in_len()..(s + 1) * g.in_len()], col, n * p, s * p);
+                }
+                let dv = if n == 1 {
+                    View { data: dys, rs: p, cs: 1 }
+                } else {
+                    gather(g, dys, n, t);
+                    View { data: t, rs: n * p, cs: 1 }
+                };
+                // colᵀ: element (j, r) = col[r·nP + j].
+                let ct = View { data: col, rs: 1, cs: n * p };
+                sgemm(g.cout, k, n * p, dv, ct, &mut acc, k, true, single);
+            });
+        }
+        acc
+    };
+    let parts: Vec<Vec<f32>> = if single {
+        vec![partial(0)]
+    } else {
+        par_map(tasks, partial)
+    };
+    let mut it = parts.into_iter();
+    let mut out = it.next().unwrap_or_default();
+    for part in it {
+        out.iter_mut().zip(&part).for_each(|(a, b)| *a += b);
+    }
+    out
+}
+
+/// Bias gradient: dy summed over batch and pixels, per output channel (fixed order).
+pub(super) fn backward_bias(g: &Geom, dy: &[f32]) -> Vec<f32> {
+    let p = g.p();
+    let mut out = vec![0f32; g.cout];
+    for s in 0..g.b {
+        for (co, o) in out.iter_mut().enumerate() {
+            *o += dy[s * g.out_len() + co * p..][..p].iter().sum::<f32>();
+        }
+    }
+    out
+}
+
+/// The conv custom op: (x, w) or (x, w, bias).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Conv {
+    pub pad: usize,
+    pub stride: usize,
+}
+
+impl Conv {
+    fn geom(&self, l1: &Layout, l2: &Layout) -> candle_core::Result<Geom> {
+        Geom::new(l1.dims(), l2.dims(), self.pad, self.stride)
+    }
+
+    fn grads(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        grad: &Tensor,
+        bias: bool,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let g = Geom::new(x.dims(), w.dims(), self.pad, self.stride)?;
+        let grad = grad.contiguous()?;
+        let dx = if x.track_op() {
+            Some(grad.apply_op2_no_bwd(&w.contiguous()?, &Bwd { g, what: What::Input })?)
+        } else {
+            None
+        };
+        let dw = if w.track_op() {
+            Some(x.contiguous()?.apply_op2_no_bwd(&grad, &Bwd { g, what: What::Weight })?)
+        } else {
+            None
+        };
+        let db = if bias {
+            Some(grad.apply_op2_no_bwd(&grad, &Bwd { g, what: What::Bias })?)
+        } else {
+            None
+        };
+        Ok((dx, dw, db))
+    }
+}
+
+impl CustomOp2 for Conv {
+    fn name(&self) -> &'static str {
+        "ferbayes-fast-conv2d"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let g = self.geom(l1, l2)?;
+        let y = forward(&g, contiguous_f32(s1, l1)?, contiguous_f32(s2, l2)?, None);
+        Ok((CpuStorage::F32(y), g.out_shape()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let (dx, dw, _) = self.grads(x, w, grad, false)?;
+        Ok((dx, dw))
+    }
+}
+
+impl CustomOp3 for Conv {
+    fn name(&self) -> &'static str {
+        "ferbayes-fast-conv2d-bias"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let g = self.geom(l1, l2)?;
+        let bias = contiguous_f32(s3, l3)?;
+        if bias.len() != g.cout {
+            candle_core::bail!("ferbayes conv: bias {:?} for {} channels", l3.dims(), g.cout);
+        }
+        let y = forward(&g, contiguous_f32(s1, l1)?, contiguous_f32(s2, l2)?, Some(bias));
+        Ok((CpuStorage::F32(y), g.out_shape()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        self.grads(x, w, grad, b.track_op())
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum What {
+    /// (dy, w) -> dx
+    Input,
+    /// (x, dy) -> dw
+    Weight,
+    /// (dy, dy) -> dbias
+    Bias,
+}
+
+/// The three gradients as no-backward ops.
+#[derive(Clone, Copy, Debug)]
+struct Bwd {
+    g: Geom,
+    what: What,
+}
+
+impl CustomOp2 for Bwd {
+    fn name(&self) -> &'static str {
+        "ferbayes-fast-conv2d-bwd"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let g = &self.g;
+        let (a, b) = (contiguous_f32(s1, l1)?, contiguous_f32(s2, l2)?);
+        let (xl, yl, wl) = (g.b * g.in_len(), g.b * g.out_len(), g.cout * g.k());
+        let want = match self.what {
+            What::Input => (yl, wl),
+            What::Weight => (xl, yl),
+            What::Bias => (yl, yl),
+        };
+        if (a.len(), b.len()) != want {
+            candle_core::bail!("ferbayes conv bwd: lengths {:?}, want {want:?}", (a.len(), b.len()));
+        }
+        let (v, shape) = match self.what {
+            What::Input => (
+                backward_input(g, a, b),
+                Shape::from((g.b, g.cin, g.h, g.w)),
+            ),
+            What::Weight => (
+                backward_weight(g, a, b),
+                Shape::from((g.cout, g.cin, g.kh, g.kw)),
+            ),
+            What::Bias => (backward_bias(g, a), Shape::from(g.cout)),
+        };
+        Ok((CpuStorage::F32(v), shape))
+    }
+}

@@ -1,0 +1,116 @@
+//! Fused CPU kernels for training: convolution (im2col + single-threaded gemm,
+//! parallel over groups of samples), BatchNorm (one pass for the statistics, one
+//! for the normalisation, one fused backward) and 2x2 max pooling.
+//!
+//! They replace candle's general ops, which allocate a fresh buffer per
+//! elementwise step and run gemm's own threading on small matrices. Every op
+//! has its own backward; every reduction sums in a fixed order over a fixed
+//! partition of the batch, so results do not depend on thread timing.
+//!
+//! [`enabled`] is false when the environment variable `FER_REFERENCE_OPS` is
+//! set to `1` (read once), which routes the models back to candle's own ops.
+
+mod bn;
+mod conv;
+mod gemm;
+mod pool;
+#[cfg(test)]
+mod tests;
+
+use std::cell::RefCell;
+use std::sync::OnceLock;
+
+use candle_core::{CpuStorage, DType, Layout, Tensor};
+use rayon::prelude::*;
+
+pub(crate) use bn::{batch_norm_eval, batch_norm_train};
+use conv::Conv;
+pub(crate) use pool::max_pool2;
+
+/// Whether the fast ops are on: true unless `FER_REFERENCE_OPS=1`.
+pub(crate) fn enabled() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| std::env::var("FER_REFERENCE_OPS").map_or(true, |v| v.trim() != "1"))
+}
+
+/// Whether every tensor is an f32 tensor on the CPU (what the kernels handle).
+pub(crate) fn applies(ts: &[&Tensor]) -> bool {
+    ts.iter()
+        .all(|t| t.device().is_cpu() && t.dtype() == DType::F32)
+}
+
+/// The f32 slice a contiguous layout covers.
+fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
+    match (s, l.contiguous_offsets()) {
+        (CpuStorage::F32(v), Some((a, b))) => Ok(&v[a..b]),
+        _ => candle_core::bail!("ferbayes fast op needs a contiguous f32 cpu tensor"),
+    }
+}
+
+/// Runs `f(i, piece)` for every `chunk`-long piece of `out`, in parallel on
+/// rayon's pool. (candle's own barrier pool measured 3x slower for DenseNet:
+/// its pinned, spinning workers suffer on a shared 2-core machine.) Which
+/// thread runs a piece does not change any result.
+fn par_chunks_mut(out: &mut [f32], chunk: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+    let chunk = chunk.max(1);
+    if out.len() <= chunk {
+        if !out.is_empty() {
+            f(0, out);
+        }
+        return;
+    }
+    out.par_chunks_mut(chunk)
+        .enumerate()
+        .for_each(|(i, piece)| f(i, piece));
+}
+
+/// `[f(0), .., f(n - 1)]` computed in parallel (results in index order).
+fn par_map<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    if n <= 1 {
+        return (0..n).map(f).collect();
+    }
+    (0..n).into_par_iter().map(&f).collect()
+}
+
+thread_local! {
+    /// Per-thread scratch buffers (im2col columns and a gather buffer), kept
+    /// between calls so big blocks are not mapped and faulted in per op.
+    static SCRATCH: RefCell<[Vec<f32>; 2]> = const { RefCell::new([Vec::new(), Vec::new()]) };
+}
+
+/// Runs `f` on two scratch slices of lengths `n0` and `n1` (stale contents).
+fn with_scratch<R>(n0: usize, n1: usize, f: impl FnOnce(&mut [f32], &mut [f32]) -> R) -> R {
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut bufs) => {
+            let [a, b] = &mut *bufs;
+            for (v, n) in [(&mut *a, n0), (&mut *b, n1)] {
+                if v.len() < n {
+                    v.resize(n, 0.0);
+                }
+            }
+            f(&mut a[..n0], &mut b[..n1])
+        }
+        // Re-entered on this thread (a job run while gemm's rayon waits): fresh buffers.
+        Err(_) => f(&mut vec![0.0; n0], &mut vec![0.0; n1]),
+    })
+}
+
+/// `xs` (B, Cin, H, W) convolved with `w` (Cout, Cin, kh, kw), plus `bias`
+/// (Cout) when given; padding and stride as `Tensor::conv2d`. CPU f32 only.
+pub(crate) fn conv2d(
+    xs: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    padding: usize,
+    stride: usize,
+) -> candle_core::Result<Tensor> {
+    let op = Conv {
+        pad: padding,
+        stride,
+    };
+    let (xs, w) = (xs.contiguous()?, w.contiguous()?);
+    match bias {
+        Some(b) => xs.apply_op3(&w, &b.contiguous()?, op),
+        None => xs.apply_op2(&w, op),
+    }
+}
