@@ -160,7 +160,8 @@ impl Layout {
     /// `analyze/<name>.parquet`, a table of the analyze stage (`shift`, `ood`, `selective`,
     /// `labels`).
     pub fn analyze_table(&self, name: &str) -> PathBuf {
-        self.stage_dir(Stage::Analyze).join(format!("{name}.parquet"))
+        self.stage_dir(Stage::Analyze)
+            .join(format!("{name}.parquet"))
     }
 
     /// `infer/<arch>/<method>/<split>.parquet`.
@@ -223,7 +224,10 @@ mod tests {
             v.infer_split("alexnet", "mc_dropout", Split::Test),
             Path::new("art/smoke/infer/label-crossentropy/alexnet/mc_dropout/test.parquet")
         );
-        assert_eq!(v.ingest_shift(), Path::new("art/smoke/ingest/shift.parquet"));
+        assert_eq!(
+            v.ingest_shift(),
+            Path::new("art/smoke/ingest/shift.parquet")
+        );
         assert_eq!(
             l.infer_ood("vgg16", "ensemble"),
             Path::new("art/smoke/infer/vgg16/ensemble/ood.parquet")

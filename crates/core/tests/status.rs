@@ -61,8 +61,9 @@ fn fake_ingest(layout: &Layout, data: &Path, settings: &ferbayes_core::Settings)
     let plan = plan::ingest(layout, data, &settings.ingest);
     let check = plan.check().expect("check");
     assert_eq!(check.freshness, Freshness::Missing);
-    for split in Split::ALL {
-        ferbayes_core::io::write_atomic(layout.ingest_split(split), b"parquet").expect("write");
+    // Every output the plan lists: the splits, and the shift / OOD tables when enabled.
+    for file in &plan.outputs {
+        ferbayes_core::io::write_atomic(plan.dir.join(file), b"parquet").expect("write");
     }
     plan.manifest(&check)
         .finish(&Layout::manifest_in(&plan.dir))
@@ -83,11 +84,14 @@ fn status_reports_missing_up_to_date_and_stale() {
     // Fresh root: everything missing.
     let out = status(&artifacts, &data, &config);
     let stages: Vec<&str> = out.lines().skip(1).collect();
-    assert_eq!(
-        stages.len(),
-        2 + 2 * settings.train.archs.len() * settings.train.methods.len(),
-        "{out}"
-    );
+    // ingest, analyze, and train + infer for every combination of the main run and of each
+    // soft-label comparison run.
+    let combos: usize = plan::variants(&Layout::new(&artifacts, "smoke"), &settings)
+        .iter()
+        .map(|(_, s)| s.train.archs.len() * s.train.methods.len())
+        .sum();
+    assert!(combos > settings.train.archs.len() * settings.train.methods.len());
+    assert_eq!(stages.len(), 2 + 2 * combos, "{out}");
     assert!(stages.iter().all(|l| l.ends_with(" missing")), "{out}");
 
     // After ingest: ingest up to date, the rest missing.

@@ -115,9 +115,11 @@ pub fn run(
     for (arch, method) in options.selection.combos(&settings.train) {
         let plan = ferbayes_core::plan::train(layout, settings, arch, method);
         let check = plan.check()?;
+        let members = ferbayes_core::plan::members(settings, method);
         if check.up_to_date() && !options.force {
-            let members = ferbayes_core::plan::members(settings, method);
             if let Some(history) = finished_history(layout, arch, method, members) {
+                // Shards count every member, done or not, so that all agree on who trains what.
+                slot += members;
                 tracing::info!(
                     "{}: up to date ({}, key {})",
                     plan.label,

@@ -34,9 +34,8 @@ fn main() -> anyhow::Result<()> {
     // The main run, then each soft-label comparison run (`train.compare_label_modes`).
     let mut summaries = Vec::new();
     for (layout, settings) in ferbayes_core::plan::variants(&ctx.layout, &ctx.settings) {
-        summaries.extend(
-            ferbayes_infer::run(&layout, &settings, &options).context("inference failed")?,
-        );
+        summaries
+            .extend(ferbayes_infer::run(&layout, &settings, &options).context("inference failed")?);
     }
     for s in summaries {
         for (split, faces, seconds) in &s.splits {

@@ -42,13 +42,14 @@ fn trained() -> &'static (tempfile::TempDir, Layout, Settings) {
     ROOT.get_or_init(|| {
         let dir = tempfile::tempdir().expect("tempdir");
         let layout = Layout::new(dir.path(), "smoke");
+        let s = settings();
+        // The smoke profile's shift and OOD sets, so infer samples them too.
         let ingest = ferbayes_core::IngestSettings {
             max_per_split: Some(FACES),
             zstd_level: 1,
-            ..Default::default()
+            ..s.ingest.clone()
         };
         ferbayes_ingest::run(&ferbayes_core::test_data_root(), &layout, &ingest).expect("ingest");
-        let s = settings();
         ferbayes_train::run(&layout, &s, &ferbayes_train::TrainOptions::default()).expect("train");
         (dir, layout, s)
     })
@@ -99,6 +100,41 @@ fn tables_cover_every_face_and_sample_and_are_reproducible() {
             }
         }
     }
+    // The shift and OOD tables: every corrupted face / OOD image × every sample, tagged as in
+    // the ingest tables, and exactly the probabilities `Predictor` gives their pixels.
+    let (shift_faces, corruption, severity) =
+        ferbayes_infer::load_shift(&layout.ingest_shift()).expect("ingest shift");
+    assert_eq!(shift_faces.len(), s.ingest.shift.faces * 36);
+    let (ood_faces, set) = ferbayes_infer::load_ood(&layout.ingest_ood()).expect("ingest ood");
+    assert_eq!(
+        ood_faces.len(),
+        s.ingest.ood.faces * s.ingest.ood.generated.len()
+    );
+    for method in ["mc_dropout", "ensemble"] {
+        let samples = if method == "ensemble" {
+            MEMBERS
+        } else {
+            SAMPLES
+        };
+        let read = |path: std::path::PathBuf, schema: arrow_schema::SchemaRef| {
+            let b =
+                ferbayes_core::io::read_parquet(&path, &schema, None, "just infer").expect("table");
+            arrow_select::concat::concat_batches(&schema, &b).expect("concat")
+        };
+        let t = read(layout.infer_shift("alexnet", method), schema::infer_shift());
+        assert_eq!(t.num_rows(), shift_faces.len() * samples);
+        let kinds = t.column(1).as_string::<i32>();
+        let sev = t.column(2).as_primitive::<arrow_array::types::UInt8Type>();
+        for row in (0..t.num_rows()).step_by(samples) {
+            assert_eq!(kinds.value(row), corruption[row / samples]);
+            assert_eq!(sev.value(row), severity[row / samples]);
+        }
+        let o = read(layout.infer_ood("alexnet", method), schema::infer_ood());
+        assert_eq!(o.num_rows(), ood_faces.len() * samples);
+        let sets = o.column(0).as_string::<i32>();
+        assert!((0..o.num_rows()).all(|r| sets.value(r) == set[r / samples]));
+    }
+
     // All faces of the split are there, labelled or not, in ingest order.
     let faces = Faces::load(&layout.ingest_split(Split::Test)).expect("faces");
     let t = infer_table(layout, "densenet121", "ensemble", Split::Test);

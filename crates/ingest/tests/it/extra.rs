@@ -1,9 +1,9 @@
 //! `ingest/shift.parquet` and `ingest/ood.parquet`: the dataset-shift and out-of-distribution
 //! sets built from real test faces, generated sets and image folders.
 
-use arrow_array::{Array, RecordBatch};
 use arrow_array::cast::AsArray;
 use arrow_array::types::UInt8Type;
+use arrow_array::{Array, RecordBatch};
 use ferbayes_core::{IMAGE_PIXELS, IngestSettings, Layout, OodSettings, ShiftSettings, schema};
 use ferbayes_ingest::shift::{Corruption, corrupt};
 

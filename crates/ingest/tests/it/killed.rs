@@ -91,6 +91,8 @@ fn killed_ingest_never_leaves_a_torn_artifact() {
                 "train.parquet",
                 "valid.parquet",
                 "test.parquet",
+                "shift.parquet",
+                "ood.parquet",
                 "manifest.json",
             ]
             .contains(&name.as_str());

@@ -117,7 +117,11 @@ impl CustomOp3 for Train {
             let mean = sum / n;
             let ss: f64 = planes
                 .iter()
-                .map(|p| p.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum::<f64>())
+                .map(|p| {
+                    p.iter()
+                        .map(|&v| (f64::from(v) - mean).powi(2))
+                        .sum::<f64>()
+                })
                 .sum();
             (mean, ss / n)
         });

@@ -199,21 +199,39 @@ pub(super) fn forward(g: &Geom, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> V
         return out;
     }
     let single = g.b <= gs;
-    let wv = View { data: w, rs: k, cs: 1 };
+    let wv = View {
+        data: w,
+        rs: k,
+        cs: 1,
+    };
     let run = |gi: usize, o: &mut [f32]| {
         let s0 = gi * gs;
         let n = o.len() / g.out_len();
         let xs = &x[s0 * g.in_len()..(s0 + n) * g.in_len()];
         if n == 1 && g.pointwise() {
-            let xv = View { data: xs, rs: p, cs: 1 };
+            let xv = View {
+                data: xs,
+                rs: p,
+                cs: 1,
+            };
             sgemm(g.cout, p, k, wv, xv, o, p, false, single);
         } else {
             let tmp_len = if n == 1 { 0 } else { g.cout * n * p };
             with_scratch(k * n * p, tmp_len, |col, tmp| {
                 for s in 0..n {
-                    im2col(g, &xs[s * g.in_len()..(s + 1) * g.in_len()], col, n * p, s * p);
+                    im2col(
+                        g,
+                        &xs[s * g.in_len()..(s + 1) * g.in_len()],
+                        col,
+                        n * p,
+                        s * p,
+                    );
                 }
-                let cv = View { data: col, rs: n * p, cs: 1 };
+                let cv = View {
+                    data: col,
+                    rs: n * p,
+                    cs: 1,
+                };
                 if n == 1 {
                     sgemm(g.cout, p, k, wv, cv, o, p, false, single);
                 } else {
@@ -251,27 +269,49 @@ pub(super) fn backward_input(g: &Geom, dy: &[f32], w: &[f32]) -> Vec<f32> {
     }
     let single = g.b <= gs;
     // Wᵀ: element (r, co) = w[co·K + r].
-    let wt = View { data: w, rs: 1, cs: k };
+    let wt = View {
+        data: w,
+        rs: 1,
+        cs: k,
+    };
     let run = |gi: usize, d: &mut [f32]| {
         let s0 = gi * gs;
         let n = d.len() / g.in_len();
         let dys = &dy[s0 * g.out_len()..(s0 + n) * g.out_len()];
         if n == 1 && g.pointwise() {
-            let dv = View { data: dys, rs: p, cs: 1 };
+            let dv = View {
+                data: dys,
+                rs: p,
+                cs: 1,
+            };
             sgemm(k, p, g.cout, wt, dv, d, p, false, single);
             return;
         }
         let t_len = if n == 1 { 0 } else { g.cout * n * p };
         with_scratch(k * n * p, t_len, |dcol, t| {
             let dv = if n == 1 {
-                View { data: dys, rs: p, cs: 1 }
+                View {
+                    data: dys,
+                    rs: p,
+                    cs: 1,
+                }
             } else {
                 gather(g, dys, n, t);
-                View { data: t, rs: n * p, cs: 1 }
+                View {
+                    data: t,
+                    rs: n * p,
+                    cs: 1,
+                }
             };
             sgemm(k, n * p, g.cout, wt, dv, dcol, n * p, false, single);
             for s in 0..n {
-                col2im(g, dcol, n * p, s * p, &mut d[s * g.in_len()..(s + 1) * g.in_len()]);
+                col2im(
+                    g,
+                    dcol,
+                    n * p,
+                    s * p,
+                    &mut d[s * g.in_len()..(s + 1) * g.in_len()],
+                );
             }
         });
     };
@@ -302,24 +342,50 @@ pub(super) fn backward_weight(g: &Geom, x: &[f32], dy: &[f32]) -> Vec<f32> {
             let xs = &x[s0 * g.in_len()..(s0 + n) * g.in_len()];
             let dys = &dy[s0 * g.out_len()..(s0 + n) * g.out_len()];
             if n == 1 && g.pointwise() {
-                let dv = View { data: dys, rs: p, cs: 1 };
-                let xt = View { data: xs, rs: 1, cs: p };
+                let dv = View {
+                    data: dys,
+                    rs: p,
+                    cs: 1,
+                };
+                let xt = View {
+                    data: xs,
+                    rs: 1,
+                    cs: p,
+                };
                 sgemm(g.cout, k, p, dv, xt, &mut acc, k, true, single);
                 continue;
             }
             let t_len = if n == 1 { 0 } else { g.cout * n * p };
             with_scratch(k * n * p, t_len, |col, t| {
                 for s in 0..n {
-                    im2col(g, &xs[s * g.in_len()..(s + 1) * g.in_len()], col, n * p, s * p);
+                    im2col(
+                        g,
+                        &xs[s * g.in_len()..(s + 1) * g.in_len()],
+                        col,
+                        n * p,
+                        s * p,
+                    );
                 }
                 let dv = if n == 1 {
-                    View { data: dys, rs: p, cs: 1 }
+                    View {
+                        data: dys,
+                        rs: p,
+                        cs: 1,
+                    }
                 } else {
                     gather(g, dys, n, t);
-                    View { data: t, rs: n * p, cs: 1 }
+                    View {
+                        data: t,
+                        rs: n * p,
+                        cs: 1,
+                    }
                 };
                 // colᵀ: element (j, r) = col[r·nP + j].
-                let ct = View { data: col, rs: 1, cs: n * p };
+                let ct = View {
+                    data: col,
+                    rs: 1,
+                    cs: n * p,
+                };
                 sgemm(g.cout, k, n * p, dv, ct, &mut acc, k, true, single);
             });
         }
@@ -372,17 +438,35 @@ impl Conv {
         let g = Geom::new(x.dims(), w.dims(), self.pad, self.stride)?;
         let grad = grad.contiguous()?;
         let dx = if x.track_op() {
-            Some(grad.apply_op2_no_bwd(&w.contiguous()?, &Bwd { g, what: What::Input })?)
+            Some(grad.apply_op2_no_bwd(
+                &w.contiguous()?,
+                &Bwd {
+                    g,
+                    what: What::Input,
+                },
+            )?)
         } else {
             None
         };
         let dw = if w.track_op() {
-            Some(x.contiguous()?.apply_op2_no_bwd(&grad, &Bwd { g, what: What::Weight })?)
+            Some(x.contiguous()?.apply_op2_no_bwd(
+                &grad,
+                &Bwd {
+                    g,
+                    what: What::Weight,
+                },
+            )?)
         } else {
             None
         };
         let db = if bias {
-            Some(grad.apply_op2_no_bwd(&grad, &Bwd { g, what: What::Bias })?)
+            Some(grad.apply_op2_no_bwd(
+                &grad,
+                &Bwd {
+                    g,
+                    what: What::Bias,
+                },
+            )?)
         } else {
             None
         };
@@ -436,9 +520,18 @@ impl CustomOp3 for Conv {
         let g = self.geom(l1, l2)?;
         let bias = contiguous_f32(s3, l3)?;
         if bias.len() != g.cout {
-            candle_core::bail!("ferbayes conv: bias {:?} for {} channels", l3.dims(), g.cout);
+            candle_core::bail!(
+                "ferbayes conv: bias {:?} for {} channels",
+                l3.dims(),
+                g.cout
+            );
         }
-        let y = forward(&g, contiguous_f32(s1, l1)?, contiguous_f32(s2, l2)?, Some(bias));
+        let y = forward(
+            &g,
+            contiguous_f32(s1, l1)?,
+            contiguous_f32(s2, l2)?,
+            Some(bias),
+        );
         Ok((CpuStorage::F32(y), g.out_shape()))
     }
 
@@ -492,13 +585,13 @@ impl CustomOp2 for Bwd {
             What::Bias => (yl, yl),
         };
         if (a.len(), b.len()) != want {
-            candle_core::bail!("ferbayes conv bwd: lengths {:?}, want {want:?}", (a.len(), b.len()));
+            candle_core::bail!(
+                "ferbayes conv bwd: lengths {:?}, want {want:?}",
+                (a.len(), b.len())
+            );
         }
         let (v, shape) = match self.what {
-            What::Input => (
-                backward_input(g, a, b),
-                Shape::from((g.b, g.cin, g.h, g.w)),
-            ),
+            What::Input => (backward_input(g, a, b), Shape::from((g.b, g.cin, g.h, g.w))),
             What::Weight => (
                 backward_weight(g, a, b),
                 Shape::from((g.cout, g.cin, g.kh, g.kw)),

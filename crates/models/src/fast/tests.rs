@@ -133,7 +133,11 @@ fn conv_gradients_match_finite_differences() {
         Var::from_tensor(&w).expect("v"),
         Var::from_tensor(&bias).expect("v"),
     ];
-    let y = f(vars[0].as_tensor(), vars[1].as_tensor(), vars[2].as_tensor());
+    let y = f(
+        vars[0].as_tensor(),
+        vars[1].as_tensor(),
+        vars[2].as_tensor(),
+    );
     let g = grads(&y, &up, &[&vars[0], &vars[1], &vars[2]]);
     let eps = 1e-2f32;
     for which in 0..3 {
@@ -166,8 +170,15 @@ fn bn_layer(c: usize, seed: u64) -> (BatchNorm, Var, Var) {
     let b = var(&[c], seed + 1);
     let rm = rand(&[c], seed + 2);
     let rv = (rand(&[c], seed + 3) + 1.5).expect("rv");
-    let layer = BatchNorm::new(c, rm, rv, g.as_tensor().clone(), b.as_tensor().clone(), 1e-5)
-        .expect("bn");
+    let layer = BatchNorm::new(
+        c,
+        rm,
+        rv,
+        g.as_tensor().clone(),
+        b.as_tensor().clone(),
+        1e-5,
+    )
+    .expect("bn");
     (layer, g, b)
 }
 
@@ -230,7 +241,11 @@ fn max_pool_matches_candle_and_routes_gradient_to_the_maximum() {
             .narrow(2, 0, h / 2 * 2)
             .and_then(|t| t.narrow(3, 0, w / 2 * 2))
             .expect("trim");
-        close("max pool forward", &ours, &trimmed.max_pool2d(2).expect("pool"));
+        close(
+            "max pool forward",
+            &ours,
+            &trimmed.max_pool2d(2).expect("pool"),
+        );
         // Gradient: each output's upstream value lands on its window's maximum.
         let up = rand(ours.dims(), 300 + i as u64);
         let g = to_vec(&grads(&ours, &up, &[&x])[0]);

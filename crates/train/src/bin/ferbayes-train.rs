@@ -31,8 +31,14 @@ fn parse_shard(s: &str) -> Result<(usize, usize), String> {
     let (k, n) = s
         .split_once('/')
         .ok_or_else(|| format!("`{s}`: expected K/N, e.g. 0/2"))?;
-    let k: usize = k.trim().parse().map_err(|_| format!("`{s}`: K is not a number"))?;
-    let n: usize = n.trim().parse().map_err(|_| format!("`{s}`: N is not a number"))?;
+    let k: usize = k
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}`: K is not a number"))?;
+    let n: usize = n
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}`: N is not a number"))?;
     if n == 0 || k >= n {
         return Err(format!("`{s}`: need 0 <= K < N"));
     }

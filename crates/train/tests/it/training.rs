@@ -234,7 +234,10 @@ fn sharded_processes_train_the_same_members_as_one_run() {
         .expect("shard");
         assert_eq!(out[0].trained, expected.len());
         let members: Vec<u16> = out[0].history.iter().map(|r| r.member).collect();
-        assert_eq!(members, expected.iter().map(|&m| m as u16).collect::<Vec<_>>());
+        assert_eq!(
+            members,
+            expected.iter().map(|&m| m as u16).collect::<Vec<_>>()
+        );
     }
     let dir_of = |l: &Layout| l.train_dir("alexnet", "ensemble");
     assert!(!sharded.history("alexnet", "ensemble").exists());
@@ -252,4 +255,37 @@ fn sharded_processes_train_the_same_members_as_one_run() {
             &sharded.member_weights("alexnet", "ensemble", m),
         );
     }
+}
+
+#[test]
+fn shards_agree_on_members_when_one_finds_a_combination_already_done() {
+    // Shard 1 finds mc_dropout finished (by shard 0, say) before it starts: it must still count
+    // that member, or both shards would train the same ensemble members and leave the others.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let layout = ingested(dir.path(), "s", 48);
+    let settings = tiny(1, 2);
+    let both = TrainOptions {
+        selection: ferbayes_core::cli::Selection {
+            archs: vec![Arch::AlexNet],
+            methods: vec![Method::McDropout, Method::Ensemble],
+        },
+        ..TrainOptions::default()
+    };
+    let shard = |k| TrainOptions {
+        shard: Some((k, 2)),
+        ..both.clone()
+    };
+    // Shard 0 (slots 0 and 2): mc_dropout and ensemble member 1.
+    let out0 = ferbayes_train::run(&layout, &settings, &shard(0)).expect("shard 0");
+    assert_eq!((out0[0].trained, out0[1].trained), (1, 1));
+    // Shard 1 (slot 1): ensemble member 0 only, although mc_dropout is now up to date.
+    let out1 = ferbayes_train::run(&layout, &settings, &shard(1)).expect("shard 1");
+    assert!(out1[0].skipped);
+    assert_eq!(out1[1].trained, 1);
+    let members: Vec<u16> = out1[1].history.iter().map(|r| r.member).collect();
+    assert_eq!(members, vec![0]);
+    // Nothing is left for the final pass.
+    let last = ferbayes_train::run(&layout, &settings, &both).expect("final");
+    assert_eq!(last[1].trained, 0);
+    assert!(layout.history("alexnet", "ensemble").is_file());
 }

@@ -1,0 +1,314 @@
+//! `cargo bench -p ferbayes-train --bench train` (part of `just bench`): training and inference
+//! speed of every architecture at the sizes of the `cpu` and `paper` profiles, next to PyTorch
+//! on the same machine.
+//!
+//! Per row, with seeded random weights, a random batch of 32 faces and random labels:
+//! - train img/s: one step as `train_epoch` takes it (forward in `Mode::TRAIN`, log-softmax,
+//!   NLL, backward, the project's optimiser step — Adam or SGD as the profile says);
+//! - forward img/s: `Mode::EVAL` at batch 32 with the weights loaded as plain tensors, as the
+//!   infer stage loads them (no gradient tracking, like `torch.inference_mode()`).
+//!
+//! `FER_BENCH_ONLY=cpu/densenet121,paper/vgg16` limits the table to those rows.
+//!
+//! Each rate is the fastest of 3 timed windows after a warm-up (windows of at least 1 s and 2
+//! steps; 0.5 s and 1 step at the paper sizes), the rule bench/torch_reference.py follows too.
+//!
+//! The PyTorch columns and the FLOP counts come from the JSON `bench/torch_reference.py`
+//! writes, read from `$FER_TORCH_BENCH` when set and the file exists; otherwise they print `—`.
+//! The peak is candle's own CPU gemm: best of a few 2048³ f32 matmuls. Threads: candle's (the
+//! `RAYON_NUM_THREADS` variable; `just` sets it), which the PyTorch script uses as well.
+
+#![allow(clippy::print_stdout)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use ferbayes_core::{Arch, Method, PipelineFile};
+use ferbayes_models::{Mode, Model, ModelConfig, Noise, VarRole};
+use ferbayes_train::optim::Optimizer;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Deserialize;
+
+const PROFILES: [&str; 2] = ["cpu", "paper"];
+const BATCH: usize = 32;
+const CLASSES: usize = 8;
+/// Side of the square matmul that measures the peak.
+const PEAK_N: usize = 2048;
+
+/// The same rule as bench/torch_reference.py: warm-up steps, then [`WINDOWS`] timed windows of
+/// at least `min_seconds` and `min_steps` each; the fastest window counts (on a shared machine,
+/// the least disturbed one).
+struct Timing {
+    warm_up: usize,
+    min_seconds: f64,
+    min_steps: usize,
+}
+
+const WINDOWS: usize = 3;
+
+fn timing(profile: &str) -> Timing {
+    if profile == "paper" {
+        Timing {
+            warm_up: 1,
+            min_seconds: 0.5,
+            min_steps: 1,
+        }
+    } else {
+        Timing {
+            warm_up: 2,
+            min_seconds: 1.0,
+            min_steps: 2,
+        }
+    }
+}
+
+/// One row of the PyTorch JSON.
+#[derive(Debug, Deserialize)]
+struct TorchRow {
+    profile: String,
+    arch: String,
+    width: f64,
+    input_size: usize,
+    train_img_s: f64,
+    forward_img_s: f64,
+    forward_flops_per_image: f64,
+    torch_version: String,
+    threads: usize,
+}
+
+fn main() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let file = PipelineFile::load(&repo.join("pipeline.toml")).expect("pipeline.toml");
+    let threads = candle_core::utils::get_num_threads();
+    let torch = load_torch(&repo);
+    let peak = peak_gflops();
+    let mut rng = ChaCha8Rng::seed_from_u64(0x00be_4c4d);
+    // FER_BENCH_ONLY=cpu/alexnet,paper/vgg16 measures only those rows (e.g. for a profiler).
+    let only = std::env::var("FER_BENCH_ONLY").ok();
+
+    // Rows are printed together at the end, after the progress lines on stderr.
+    let mut rows = Vec::new();
+    rows.push(
+        "| profile | arch | width | input | ferbayes train img/s | ferbayes fwd img/s | PyTorch train img/s | PyTorch fwd img/s | train ratio | fwd ratio | fwd GFLOP/img | ferbayes train GFLOP/s | ferbayes fwd GFLOP/s | train % peak | fwd % peak |"
+            .to_owned(),
+    );
+    rows.push("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|".to_owned());
+    for profile in PROFILES {
+        let settings = file.settings(profile).expect("profile");
+        for arch in Arch::ALL {
+            if !only
+                .as_ref()
+                .is_none_or(|f| f.contains(&format!("{profile}/{arch}")))
+            {
+                continue;
+            }
+            let s = settings.train.arch(arch).clone();
+            let (train, fwd) = measure(arch, &s, profile, &mut rng);
+            let t = torch.get(&(profile.to_owned(), arch.as_str().to_owned()));
+            let t = t.filter(|t| {
+                let same = t.width == s.width && t.input_size == s.input_size;
+                if !same {
+                    eprintln!(
+                        "PyTorch row {profile}/{arch} is for width {} input {}, not {} {}: ignored",
+                        t.width, t.input_size, s.width, s.input_size
+                    );
+                }
+                same
+            });
+            let dash = || "—".to_owned();
+            let num = |v: f64| {
+                if v >= 100.0 {
+                    format!("{v:.0}")
+                } else {
+                    format!("{v:.1}")
+                }
+            };
+            let (t_train, t_fwd, r_train, r_fwd) = match t {
+                Some(t) => (
+                    num(t.train_img_s),
+                    num(t.forward_img_s),
+                    format!("{:.2}", train / t.train_img_s),
+                    format!("{:.2}", fwd / t.forward_img_s),
+                ),
+                None => (dash(), dash(), dash(), dash()),
+            };
+            let (flop, g_train, g_fwd, p_train, p_fwd) = match t {
+                Some(t) => {
+                    let f = t.forward_flops_per_image;
+                    // A training step counted as 3 forward passes (forward + 2x for backward).
+                    let gt = 3.0 * f * train / 1e9;
+                    let gf = f * fwd / 1e9;
+                    (
+                        format!("{:.3}", f / 1e9),
+                        format!("{gt:.1}"),
+                        format!("{gf:.1}"),
+                        format!("{:.0} %", 100.0 * gt / peak),
+                        format!("{:.0} %", 100.0 * gf / peak),
+                    )
+                }
+                None => (dash(), dash(), dash(), dash(), dash()),
+            };
+            rows.push(format!(
+                "| {profile} | {arch} | {} | {} | {} | {} | {t_train} | {t_fwd} | {r_train} | {r_fwd} | {flop} | {g_train} | {g_fwd} | {p_train} | {p_fwd} |",
+                s.width,
+                s.input_size,
+                num(train),
+                num(fwd),
+            ));
+        }
+    }
+    let torch_note = match torch.values().next() {
+        Some(t) => format!("PyTorch {} with {} threads", t.torch_version, t.threads),
+        None => {
+            "no PyTorch results (set FER_TORCH_BENCH to bench/torch_reference.py's JSON)".to_owned()
+        }
+    };
+    println!("{}", rows.join("\n"));
+    println!();
+    println!(
+        "Batch {BATCH}, {threads} threads; {torch_note}. Peak = {peak:.1} GFLOP/s: the machine's \
+         peak as candle's gemm reaches it, best of 5 {PEAK_N}x{PEAK_N}x{PEAK_N} f32 matmuls \
+         through candle on the CPU with the same thread count. FLOPs per image: PyTorch's \
+         FlopCounterMode on the forward pass (convs and matmuls, a multiply-add = 2 FLOPs); a \
+         training step is counted as 3x the forward FLOPs. Ratios: ferbayes / PyTorch. Rates: \
+         fastest of {WINDOWS} timed windows after a warm-up, both sides."
+    );
+}
+
+/// The PyTorch rows by (profile, arch), or none without `$FER_TORCH_BENCH`. A relative path is
+/// taken from the current directory or, failing that, the repository root (`cargo bench` runs
+/// benches in the package's directory).
+fn load_torch(repo: &Path) -> HashMap<(String, String), TorchRow> {
+    let Some(path) = std::env::var_os("FER_TORCH_BENCH") else {
+        return HashMap::new();
+    };
+    let mut path = PathBuf::from(path);
+    if path.is_relative() && !path.is_file() {
+        path = repo.join(path);
+    }
+    if !path.is_file() {
+        eprintln!(
+            "FER_TORCH_BENCH={} does not exist: no PyTorch columns",
+            path.display()
+        );
+        return HashMap::new();
+    }
+    let text = std::fs::read_to_string(path).expect("read FER_TORCH_BENCH");
+    let rows: Vec<TorchRow> = serde_json::from_str(&text).expect("parse FER_TORCH_BENCH");
+    rows.into_iter()
+        .map(|r| ((r.profile.clone(), r.arch.clone()), r))
+        .collect()
+}
+
+/// GFLOP/s of candle's CPU f32 matmul: best of 5 after one warm-up.
+fn peak_gflops() -> f64 {
+    let n = PEAK_N;
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let mut rand = || -> Tensor {
+        let v: Vec<f32> = (0..n * n).map(|_| rng.random::<f32>()).collect();
+        Tensor::from_vec(v, (n, n), &Device::Cpu).expect("tensor")
+    };
+    let (a, b) = (rand(), rand());
+    a.matmul(&b).expect("matmul");
+    let best = (0..5)
+        .map(|_| {
+            let start = Instant::now();
+            a.matmul(&b).expect("matmul");
+            start.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min);
+    2.0 * (n as f64).powi(3) / best / 1e9
+}
+
+/// Steps per second of `step` under the profile's timing rule.
+fn steps_per_second(profile: &str, mut step: impl FnMut()) -> f64 {
+    let t = timing(profile);
+    for _ in 0..t.warm_up {
+        step();
+    }
+    let mut best = 0.0f64;
+    for _ in 0..WINDOWS {
+        let start = Instant::now();
+        let mut n = 0;
+        let rate = loop {
+            step();
+            n += 1;
+            let elapsed = start.elapsed().as_secs_f64();
+            if n >= t.min_steps && elapsed >= t.min_seconds {
+                break n as f64 / elapsed;
+            }
+        };
+        best = best.max(rate);
+    }
+    best
+}
+
+/// (train img/s, forward img/s) of one architecture at the profile's size.
+fn measure(
+    arch: Arch,
+    s: &ferbayes_core::ArchTrainSettings,
+    profile: &str,
+    rng: &mut ChaCha8Rng,
+) -> (f64, f64) {
+    let device = Device::Cpu;
+    // mc_dropout trains like ensemble members (dropout on activations).
+    let mut cfg = ModelConfig::new(arch, Method::McDropout, s.width, s.input_size);
+    cfg.drop_rate = s.drop_rate;
+    let varmap = VarMap::new();
+    let model =
+        Model::new(&cfg, VarBuilder::from_varmap(&varmap, DType::F32, &device)).expect("model");
+    ferbayes_models::init_seeded(&varmap, 7).expect("init");
+    let named_vars = ferbayes_models::sorted_vars(&varmap);
+    let trainable: Vec<_> = named_vars
+        .iter()
+        .filter(|(name, var)| VarRole::of(name, var.rank()).is_trainable())
+        .cloned()
+        .collect();
+    let params: usize = trainable.iter().map(|(_, v)| v.elem_count()).sum();
+    let mut optimizer = Optimizer::new(trainable, s).expect("optimizer");
+
+    let size = s.input_size;
+    let pixels: Vec<f32> = (0..BATCH * size * size).map(|_| rng.random()).collect();
+    let xs = Tensor::from_vec(pixels, (BATCH, 1, size, size), &device).expect("xs");
+    let labels: Vec<u32> = (0..BATCH)
+        .map(|_| rng.random_range(0..CLASSES as u32))
+        .collect();
+    let target = Tensor::new(labels.as_slice(), &device).expect("labels");
+    let mut noise = Noise::new(11);
+
+    // As train_epoch, less the batch gathering.
+    let train = steps_per_second(profile, || {
+        let logits = model
+            .forward(&xs, Mode::TRAIN, &mut noise)
+            .expect("forward");
+        let log_probs = candle_nn::ops::log_softmax(&logits, 1).expect("log_softmax");
+        let loss = candle_nn::loss::nll(&log_probs, &target).expect("nll");
+        let grads = loss.backward().expect("backward");
+        optimizer.step(&grads).expect("step");
+        let _: Vec<u32> = logits.argmax(1).and_then(|a| a.to_vec1()).expect("argmax");
+        loss.to_scalar::<f32>().expect("loss");
+    }) * BATCH as f64;
+
+    // The infer stage loads weights as plain tensors (VarBuilder::from_tensors).
+    let tensors: HashMap<String, Tensor> = named_vars
+        .iter()
+        .map(|(name, var)| (name.clone(), var.as_tensor().detach()))
+        .collect();
+    let eval_model = Model::new(&cfg, VarBuilder::from_tensors(tensors, DType::F32, &device))
+        .expect("eval model");
+    let forward = steps_per_second(profile, || {
+        let logits = eval_model
+            .forward(&xs, Mode::EVAL, &mut noise)
+            .expect("forward");
+        let _: Vec<Vec<f32>> = logits.to_vec2().expect("logits");
+    }) * BATCH as f64;
+    eprintln!(
+        "ferbayes {profile:5} {arch:11} width {:<5} input {size:3}: train {train:8.1} img/s, forward {forward:8.1} img/s, {params} parameters",
+        s.width
+    );
+    (train, forward)
+}
