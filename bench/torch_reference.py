@@ -8,8 +8,9 @@ Usage: torch_reference.py OUT.json
 Threads: torch.set_num_threads(N), N = $RAYON_NUM_THREADS or os.cpu_count() (the Rust bench
 uses the same variable). Batch 32, random inputs and labels.
 
-- train img/s: model.train(); forward + cross-entropy + backward + optimizer step (Adam with
-  eps 1e-7 for alexnet / densenet121, SGD momentum 0.9 for vgg16, as pipeline.toml).
+- train img/s: model.train(); forward + cross-entropy + backward + optimizer step: each
+  profile's optimizer from pipeline.toml (Adam with eps 1e-7 as ferbayes' optimiser, or SGD with
+  the momentum given; paper profile: Adam for alexnet / densenet121, SGD momentum 0.9 for vgg16).
 - forward img/s: model.eval() under torch.inference_mode().
 - forward_flops_per_image: torch.utils.flop_counter.FlopCounterMode on one eval forward
   (convolutions and matmuls only, a multiply-add counted as 2 FLOPs), divided by the batch.
@@ -17,8 +18,10 @@ uses the same variable). Batch 32, random inputs and labels.
 Each measurement warms up, then times 3 windows, each until both a minimum time and a minimum
 number of steps are reached (1 s and 2 steps; at the paper sizes 0.5 s and 1 step, so that the
 script stays within a few minutes on two cores), and keeps the fastest window: on a shared
-machine that is the least disturbed one. Writes a JSON list of rows {profile, arch, width, input_size, train_img_s,
-forward_img_s, forward_flops_per_image, torch_version, threads}.
+machine that is the least disturbed one.
+
+Writes a JSON list of rows {profile, arch, width, input_size, train_img_s, forward_img_s,
+forward_flops_per_image, torch_version, threads}; progress goes to stderr.
 """
 
 import json
@@ -128,7 +131,7 @@ class Vgg16(nn.Module):
 
 
 class DenseLayer(nn.Module):
-    """BN → ReLU → conv 1x1 (4k) → BN → ReLU → conv 3x3 pad 1 (k) → dropout; no conv bias."""
+    """BN → ReLU → conv 1x1 (4k) → BN → ReLU → conv 3x3 pad 1 (k) → dropout; no conv bias"""
 
     def __init__(self, in_c: int, growth: int, p: float):
         super().__init__()
@@ -257,7 +260,7 @@ def bench(profile: str, arch: str, s: dict, threads: int) -> dict:
     }
     print(f"torch {profile:5} {arch:11} width {width:<5} input {size:3}: train {train:8.1f} "
           f"img/s, forward {fwd:8.1f} img/s, {flops / 1e9:.3f} GFLOP/img forward, "
-          f"{sum(p.numel() for p in model.parameters())} parameters", flush=True)
+          f"{sum(p.numel() for p in model.parameters())} parameters", file=sys.stderr, flush=True)
     return row
 
 
@@ -283,7 +286,7 @@ def main():
     start = time.perf_counter()
     rows = [bench(p, arch, profile_settings(p), threads) for p in PROFILES for arch in ARCHS]
     print(f"torch {torch.__version__}, {threads} threads: 2048³ matmul {matmul_gflops():.1f} "
-          f"GFLOP/s; {time.perf_counter() - start:.0f} s in all", flush=True)
+          f"GFLOP/s; {time.perf_counter() - start:.0f} s in all", file=sys.stderr, flush=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(rows, indent=1) + "\n")
 

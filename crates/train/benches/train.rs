@@ -162,6 +162,11 @@ fn main() {
         }
     }
     let torch_note = match torch.values().next() {
+        Some(t) if t.threads != threads => format!(
+            "PyTorch {} with {} threads (NOT the same thread count: rerun both with the same \
+             RAYON_NUM_THREADS)",
+            t.torch_version, t.threads
+        ),
         Some(t) => format!("PyTorch {} with {} threads", t.torch_version, t.threads),
         None => {
             "no PyTorch results (set FER_TORCH_BENCH to bench/torch_reference.py's JSON)".to_owned()
