@@ -23,8 +23,8 @@ ingest *ARGS:
 
 # Train the profile's architectures x methods; e.g. `just train --arch vgg16 --method ensemble`.
 # FER_TRAIN_JOBS processes (default: one per core) each train every N-th member on one core,
-# which beats one process on all cores for the small cpu-profile networks (1.7x measured on
-# 2 cores); a last pass then writes each combination's history and manifest.
+# which beats one process on all cores for the small cpu-profile networks (1.7x in one probe while
+# another job held some CPU, about 1.5x on a quiet machine); a last pass then writes each combination's history and manifest.
 train *ARGS:
     #!/usr/bin/env bash
     set -euo pipefail
