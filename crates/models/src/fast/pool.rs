@@ -54,9 +54,16 @@ impl CustomOp1 for MaxPool2 {
             par_chunks_mut(&mut y, k * ho * wo, |j, ys| {
                 let xs = &x[j * k * h * w..];
                 for (yp, xp) in ys.chunks_mut(ho * wo).zip(xs.chunks(h * w)) {
-                    for oy in 0..ho {
-                        for ox in 0..wo {
-                            yp[oy * wo + ox] = xp[argmax(xp, w, oy, ox)];
+                    // Row pairs, branch-free: the window's maximum is the value at its
+                    // first maximum (what the backward's `argmax` picks).
+                    for (yr, rows) in yp.chunks_exact_mut(wo).zip(xp.chunks_exact(2 * w)) {
+                        let (r0, r1) = rows.split_at(w);
+                        for ((y, a), b) in yr
+                            .iter_mut()
+                            .zip(r0.chunks_exact(2))
+                            .zip(r1.chunks_exact(2))
+                        {
+                            *y = a[0].max(a[1]).max(b[0].max(b[1]));
                         }
                     }
                 }

@@ -164,6 +164,36 @@ fn conv_gradients_match_finite_differences() {
     }
 }
 
+/// Stride 2 with H and W of different parity (candle's own conv2d backward fails
+/// there): the fast conv against the reference `ops::conv2d` (`Conv2dOp`, itself
+/// checked by finite differences on these shapes).
+#[test]
+fn conv_stride2_with_h_and_w_of_different_parity_matches_the_reference_op() {
+    for (i, &(b, cin, cout, h, w, k, pad)) in [
+        (2, 3, 4, 7, 8, 3, 1),
+        (1, 2, 3, 8, 7, 3, 1),
+        (3, 2, 2, 9, 12, 5, 0),
+        (2, 4, 3, 10, 5, 1, 0),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let seed = 500 + 10 * i as u64;
+        let x = var(&[b, cin, h, w], seed + 1);
+        let wt = var(&[cout, cin, k, k], seed + 2);
+        let ours = conv2d(x.as_tensor(), wt.as_tensor(), None, pad, 2).expect("fast conv");
+        let theirs = crate::ops::conv2d(x.as_tensor(), wt.as_tensor(), pad, 2).expect("op");
+        let what = format!("case {i} ({h}x{w}, k{k}, p{pad})");
+        close(&format!("{what} forward"), &ours, &theirs);
+        let up = rand(ours.dims(), seed + 4);
+        let g1 = grads(&ours, &up, &[&x, &wt]);
+        let g2 = grads(&theirs, &up, &[&x, &wt]);
+        for (j, (a, r)) in g1.iter().zip(&g2).enumerate() {
+            close(&format!("{what} grad {}", ["x", "w"][j]), a, r);
+        }
+    }
+}
+
 /// A BatchNorm with random affine weights and running stats, as variables.
 fn bn_layer(c: usize, seed: u64) -> (BatchNorm, Var, Var) {
     let g = Var::from_tensor(&(rand(&[c], seed) + 1.5).expect("g")).expect("v");
