@@ -57,6 +57,22 @@ def main(d):
             rows.append([a, meth, n, fmt(1 - r.error, True), fmt(r.nll), fmt(r.ece, True)])
     print(table(["arch", "method", "n (valid)", "test accuracy", "NLL", "ECE"], rows))
 
+    print("\n### Numbers behind the claims (test; pp = percentage points)\n")
+    rows = []
+    for a in ARCHS:
+        for meth in METHODS:
+            t = test[(test.arch == a) & (test.method == meth)].set_index("n").sort_index()
+            if t.empty:
+                continue
+            first, last = t.loc[t.index.min()], t.loc[t.index.max()]
+            best_gain = first.error - t.error.min()
+            rows.append([a, meth, f"{100 * (last.error - first.error):+.1f}",
+                         f"{100 * best_gain:.1f} (n = {int(t.error.idxmin())})",
+                         f"{100 * (last.ece - first.ece):+.1f}", f"{last.jsd - first.jsd:+.4f}",
+                         f"{100 * (last.soft_accuracy - first.soft_accuracy):+.1f}"])
+    print(table(["arch", "method", "Δ error 1→15 (pp)", "best gain (pp)", "Δ ECE 1→15 (pp)",
+                 "Δ JSD 1→15 (bits)", "Δ soft acc 1→15 (pp)"], rows))
+
     s = read(d, "selective")
     print("\n### Selective prediction (test, n = T)\n")
     rows = [[r.arch, r.method, r.score, fmt(r.accuracy_at_80, True), fmt(r.accuracy_at_90, True),
