@@ -25,10 +25,10 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
-use candle_nn::{VarBuilder, VarMap};
+use candle_nn::VarBuilder;
 use ferbayes_core::{Arch, Method, PipelineFile};
-use ferbayes_models::{Mode, Model, ModelConfig, Noise, VarRole};
-use ferbayes_train::optim::Optimizer;
+use ferbayes_models::{Mode, Model, Noise, VarRole};
+use ferbayes_train::Network;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Deserialize;
@@ -261,20 +261,17 @@ fn measure(
 ) -> (f64, f64) {
     let device = Device::Cpu;
     // mc_dropout trains like ensemble members (dropout on activations).
-    let mut cfg = ModelConfig::new(arch, Method::McDropout, s.width, s.input_size);
-    cfg.drop_rate = s.drop_rate;
-    let varmap = VarMap::new();
-    let model =
-        Model::new(&cfg, VarBuilder::from_varmap(&varmap, DType::F32, &device)).expect("model");
-    ferbayes_models::init_seeded(&varmap, 7).expect("init");
-    let named_vars = ferbayes_models::sorted_vars(&varmap);
-    let trainable: Vec<_> = named_vars
+    let Network {
+        config: cfg,
+        model,
+        named_vars,
+        mut optimizer,
+    } = Network::new(arch, Method::McDropout, s, &device, 7).expect("network");
+    let params: usize = named_vars
         .iter()
         .filter(|(name, var)| VarRole::of(name, var.rank()).is_trainable())
-        .cloned()
-        .collect();
-    let params: usize = trainable.iter().map(|(_, v)| v.elem_count()).sum();
-    let mut optimizer = Optimizer::new(trainable, s).expect("optimizer");
+        .map(|(_, v)| v.elem_count())
+        .sum();
 
     let size = s.input_size;
     let pixels: Vec<f32> = (0..BATCH * size * size).map(|_| rng.random()).collect();

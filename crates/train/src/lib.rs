@@ -24,12 +24,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arrow_array::{ArrayRef, Float32Array, Float64Array, RecordBatch, UInt16Array, UInt32Array};
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use ferbayes_core::cli::Selection;
 use ferbayes_core::manifest::Output;
 use ferbayes_core::seed::mix;
-use ferbayes_core::{Arch, LabelMode, Layout, Method, Settings, Split};
+use ferbayes_core::{Arch, ArchTrainSettings, LabelMode, Layout, Method, Settings, Split};
 use ferbayes_models::{Mode, Model, ModelConfig, Noise, VarRole};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -405,6 +405,61 @@ fn finished_member(path: &Path, fingerprint: &str) -> Option<Vec<EpochRecord>> {
     serde_json::from_str(meta.get(META_HISTORY)?).ok()
 }
 
+/// A freshly initialised network of one architecture × method at the settings' size,
+/// with the optimiser over its trainable variables: what the train stage trains (and
+/// the train bench measures).
+pub struct Network {
+    /// The network's configuration (also what builds it again from saved weights).
+    pub config: ModelConfig,
+    pub model: Model,
+    /// Every variable, BatchNorm running stats included, sorted by name: the tensors
+    /// of a weights file.
+    pub named_vars: Vec<(String, Var)>,
+    pub optimizer: Optimizer,
+}
+
+impl std::fmt::Debug for Network {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Network")
+            .field("config", &self.config)
+            .field("variables", &self.named_vars.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Network {
+    /// Builds the network and draws its weights from `seed`.
+    pub fn new(
+        arch: Arch,
+        method: Method,
+        s: &ArchTrainSettings,
+        device: &Device,
+        seed: u64,
+    ) -> Result<Self> {
+        let mut config = ModelConfig::new(arch, method, s.width, s.input_size);
+        config.drop_rate = s.drop_rate;
+        let varmap = VarMap::new();
+        let model = Model::new(
+            &config,
+            VarBuilder::from_varmap(&varmap, DType::F32, device),
+        )?;
+        ferbayes_models::init_seeded(&varmap, seed)?;
+        let named_vars = ferbayes_models::sorted_vars(&varmap);
+        let trainable: Vec<_> = named_vars
+            .iter()
+            .filter(|(name, var)| VarRole::of(name, var.rank()).is_trainable())
+            .cloned()
+            .collect();
+        let optimizer = Optimizer::new(trainable, s)?;
+        Ok(Self {
+            config,
+            model,
+            named_vars,
+            optimizer,
+        })
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn train_member(
     layout: &Layout,
@@ -441,18 +496,12 @@ fn train_member(
     }
 
     let device = &options.device;
-    let mut cfg = ModelConfig::new(arch, method, s.width, s.input_size);
-    cfg.drop_rate = s.drop_rate;
-    let varmap = VarMap::new();
-    let model = Model::new(&cfg, VarBuilder::from_varmap(&varmap, DType::F32, device))?;
-    ferbayes_models::init_seeded(&varmap, seed)?;
-    let named_vars = ferbayes_models::sorted_vars(&varmap);
-    let trainable: Vec<_> = named_vars
-        .iter()
-        .filter(|(name, var)| VarRole::of(name, var.rank()).is_trainable())
-        .cloned()
-        .collect();
-    let mut optimizer = Optimizer::new(trainable, s)?;
+    let Network {
+        model,
+        named_vars,
+        mut optimizer,
+        ..
+    } = Network::new(arch, method, s, device, seed)?;
     let mut history: Vec<EpochRecord> = Vec::new();
     let mut first_epoch = 0;
 
