@@ -16,6 +16,15 @@ def read(d, name):
     return pq.read_table(f"{d}/{name}.parquet").to_pandas()
 
 
+def read_optional(d, name):
+    """A table of the extra analyses, or None when the profile has none."""
+    try:
+        t = read(d, name)
+    except FileNotFoundError:
+        return None
+    return t if len(t) else None
+
+
 def fmt(v, pct=False):
     if v is None or pd.isna(v):
         return "–"
@@ -79,11 +88,8 @@ def main(d):
              fmt(r.coverage_at_90_accuracy, True), fmt(r.aurc)] for r in s.itertuples()]
     print(table(["arch", "method", "score", "acc @80% cov", "acc @90% cov", "cov @90% acc", "AURC"], rows))
 
-    try:
-        sh = read(d, "shift")
-    except FileNotFoundError:
-        sh = None
-    if sh is not None and len(sh):
+    sh = read_optional(d, "shift")
+    if sh is not None:
         print("\n### Dataset shift (mean over the 7 corruptions; error and ECE in %)\n")
         g = sh.groupby(["arch", "method", "severity"])[["error", "nll", "ece", "entropy", "mutual_information"]].mean().reset_index()
         rows = []
@@ -98,11 +104,8 @@ def main(d):
                                  fmt(r.entropy), fmt(r.mutual_information)])
         print(table(["arch", "method", "severity", "error", "NLL", "ECE", "entropy", "MI"], rows))
 
-    try:
-        o = read(d, "ood")
-    except FileNotFoundError:
-        o = None
-    if o is not None and len(o):
+    o = read_optional(d, "ood")
+    if o is not None:
         sets = list(dict.fromkeys(o.set))
         for score in ["max_prob", "entropy", "mutual_information"]:
             print(f"\n### OOD detection, AUROC (%) by `{score}`\n")
@@ -128,11 +131,8 @@ def main(d):
                         rows.append([st, score, a, meth, fmt(r.auroc, True), fmt(r.aupr, True), fmt(r.fpr95, True)])
         print(table(["set", "score", "arch", "method", "AUROC", "AUPR", "FPR95"], rows))
 
-    try:
-        lab = read(d, "labels")
-    except FileNotFoundError:
-        lab = None
-    if lab is not None and len(lab):
+    lab = read_optional(d, "labels")
+    if lab is not None:
         print("\n### Soft-label comparison (test, n = T; error, ECE, soft accuracy in %)\n")
         rows = [[r.label_mode, r.arch, r.method, fmt(r.error, True), fmt(r.nll), fmt(r.ece, True),
                  fmt(r.brier), fmt(r.jsd), fmt(r.soft_accuracy, True), fmt(r.entropy_corr)]
