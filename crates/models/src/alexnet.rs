@@ -85,7 +85,7 @@ impl AlexNet {
     pub(crate) fn features(&self, xs: &Tensor, mode: Mode) -> Result<Tensor> {
         let mut xs = xs.clone();
         for layer in &self.features {
-            xs = bn(&layer.bn, &layer.conv.forward(&xs)?, mode)?.relu()?;
+            xs = bn(&layer.bn, &layer.conv.forward(&xs)?, mode, true)?;
             if layer.pool {
                 xs = max_pool2(&xs)?;
             }
@@ -96,9 +96,9 @@ impl AlexNet {
     /// The classifier head, where every stochastic layer sits.
     pub(crate) fn head(&self, xs: &Tensor, mode: Mode, noise: &mut Noise) -> Result<Tensor> {
         let xs = self.drop.linear(&self.fc1, xs, mode, noise)?;
-        let xs = bn(&self.bn1, &xs, mode)?.relu()?;
+        let xs = bn(&self.bn1, &xs, mode, true)?;
         let xs = self.drop.linear(&self.fc2, &xs, mode, noise)?;
-        let xs = bn(&self.bn2, &xs, mode)?.relu()?;
+        let xs = bn(&self.bn2, &xs, mode, true)?;
         self.fc3.forward(&xs)
     }
 }

@@ -46,11 +46,11 @@ impl DenseLayer {
         mode: Mode,
         noise: &mut Noise,
     ) -> Result<Tensor> {
-        let ys = bn(&self.norm1, xs, mode)?.relu()?;
+        let ys = bn(&self.norm1, xs, mode, true)?;
         let ys = self.conv1.forward(&ys)?;
-        let ys = bn(&self.norm2, &ys, mode)?.relu()?;
+        let ys = bn(&self.norm2, &ys, mode, true)?;
         let w = drop.weight(self.conv2.weight(), mode, noise)?;
-        let ys = self.conv2.forward_with_weight(&ys, &w)?;
+        let ys = self.conv2.forward_with_weight(&ys, &w, false)?;
         drop.dropout(&ys, mode, noise)
     }
 }
@@ -119,7 +119,7 @@ impl DenseNet121 {
 
     pub(crate) fn forward(&self, xs: &Tensor, mode: Mode, noise: &mut Noise) -> Result<Tensor> {
         let xs = self.conv0.forward(xs)?;
-        let xs = bn(&self.norm0, &xs, mode)?.relu()?;
+        let xs = bn(&self.norm0, &xs, mode, true)?;
         // Zero padding after the ReLU equals PyTorch's -inf padding since xs >= 0.
         let mut xs = max_pool3_s2_p1(&xs)?;
         for (b, layers) in self.blocks.iter().enumerate() {
@@ -128,11 +128,11 @@ impl DenseNet121 {
                 xs = Tensor::cat(&[&xs, &new], 1)?;
             }
             if let Some(t) = self.transitions.get(b) {
-                let ys = bn(&t.norm, &xs, mode)?.relu()?;
+                let ys = bn(&t.norm, &xs, mode, true)?;
                 xs = avg_pool2(&t.conv.forward(&ys)?)?;
             }
         }
-        let xs = bn(&self.norm5, &xs, mode)?.relu()?;
+        let xs = bn(&self.norm5, &xs, mode, true)?;
         let xs = xs.flatten_from(2)?.mean(D::Minus1)?;
         self.classifier.forward(&xs)
     }

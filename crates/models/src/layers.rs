@@ -24,11 +24,12 @@ pub(crate) fn batch_norm(n: usize, vb: VarBuilder) -> Result<BatchNorm> {
     Ok(candle_nn::batch_norm(n, cfg, vb)?)
 }
 
-/// Applies a BatchNorm: batch statistics (and running-stat update) iff
-/// `mode.batchnorm_train`.
-/// Runs on the fused kernels of [`crate::fast`] unless they are switched off or
-/// the layer has no affine weights or non-variable running stats.
-pub(crate) fn bn(layer: &BatchNorm, xs: &Tensor, mode: Mode) -> Result<Tensor> {
+/// Applies a BatchNorm, then a ReLU when `relu`: batch statistics (and
+/// running-stat update) iff `mode.batchnorm_train`.
+/// Runs on the fused kernels of [`crate::fast`] (BatchNorm and ReLU in one pass)
+/// unless they are switched off or the layer has no affine weights or
+/// non-variable running stats.
+pub(crate) fn bn(layer: &BatchNorm, xs: &Tensor, mode: Mode, relu: bool) -> Result<Tensor> {
     let (rm, rv) = (layer.running_mean(), layer.running_var());
     if let Some((g, b)) = layer.weight_and_bias()
         && fast::enabled()
@@ -37,9 +38,9 @@ pub(crate) fn bn(layer: &BatchNorm, xs: &Tensor, mode: Mode) -> Result<Tensor> {
         && rv.is_variable()
     {
         if !mode.batchnorm_train {
-            return Ok(fast::batch_norm_eval(xs, g, b, rm, rv, layer.eps())?);
+            return Ok(fast::batch_norm_eval(xs, g, b, rm, rv, layer.eps(), relu)?);
         }
-        let (ys, stats) = fast::batch_norm_train(xs, g, b, layer.eps())?;
+        let (ys, stats) = fast::batch_norm_train(xs, g, b, layer.eps(), relu)?;
         // Running-stat update exactly as candle's `BatchNorm::forward_train`
         // (unbiased batch variance). `Var::from_tensor` on a variable shares its
         // storage, so `set` updates the layer's own buffers.
@@ -54,7 +55,8 @@ pub(crate) fn bn(layer: &BatchNorm, xs: &Tensor, mode: Mode) -> Result<Tensor> {
         Var::from_tensor(rv)?.set(&new_rv)?;
         return Ok(ys);
     }
-    Ok(layer.forward_t(xs, mode.batchnorm_train)?)
+    let ys = layer.forward_t(xs, mode.batchnorm_train)?;
+    Ok(if relu { ys.relu()? } else { ys })
 }
 
 /// 2-D convolution whose weight can be swapped for a masked copy (DropConnect).
@@ -100,23 +102,39 @@ impl Conv2d {
     }
 
     pub(crate) fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        self.forward_with_weight(xs, &self.weight)
+        self.forward_with_weight(xs, &self.weight, false)
     }
 
-    pub(crate) fn forward_with_weight(&self, xs: &Tensor, weight: &Tensor) -> Result<Tensor> {
-        if fast::enabled() && fast::applies(&[xs, weight]) {
-            let bias = self.bias.as_ref().filter(|b| fast::applies(&[b]));
-            let ys = fast::conv2d(xs, weight, bias, self.padding, self.stride)?;
-            return Ok(match (&self.bias, bias) {
-                (Some(b), None) => ys.broadcast_add(&b.reshape((1, (), 1, 1))?)?,
-                _ => ys,
-            });
+    /// `relu(conv(xs))`, fused into the convolution's own pass on the fast path.
+    pub(crate) fn forward_relu(&self, xs: &Tensor) -> Result<Tensor> {
+        self.forward_with_weight(xs, &self.weight, true)
+    }
+
+    /// The convolution with `weight` in place of the layer's own, then a ReLU when `relu`.
+    pub(crate) fn forward_with_weight(
+        &self,
+        xs: &Tensor,
+        weight: &Tensor,
+        relu: bool,
+    ) -> Result<Tensor> {
+        let fast_bias = self.bias.as_ref().is_none_or(|b| fast::applies(&[b]));
+        if fast::enabled() && fast::applies(&[xs, weight]) && fast_bias {
+            let bias = self.bias.as_ref();
+            return Ok(fast::conv2d(
+                xs,
+                weight,
+                bias,
+                self.padding,
+                self.stride,
+                relu,
+            )?);
         }
         let ys = crate::ops::conv2d(xs, weight, self.padding, self.stride)?;
-        Ok(match &self.bias {
+        let ys = match &self.bias {
             Some(b) => ys.broadcast_add(&b.reshape((1, (), 1, 1))?)?,
             None => ys,
-        })
+        };
+        Ok(if relu { ys.relu()? } else { ys })
     }
 }
 

@@ -404,7 +404,10 @@ mod tests {
                     }
                     let w = if s == 1 { shapes.range(min, 13) } else { h };
                     let bias = case % 4 != 0;
-                    let what = format!("b{b} cin{cin} cout{cout} {h}x{w} k{k} p{p} s{s}");
+                    // The fused ReLU against candle's `relu` on every third case.
+                    let relu = case % 3 == 1;
+                    let what =
+                        format!("b{b} cin{cin} cout{cout} {h}x{w} k{k} p{p} s{s} relu {relu}");
 
                     let varmap = VarMap::new();
                     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
@@ -421,7 +424,9 @@ mod tests {
                     let xv =
                         Var::from_tensor(&(rand(&[b, cin, h, w], 30 + case) - 0.5).expect("x"))
                             .expect("var");
-                    let ours = layer.forward(xv.as_tensor()).expect("ours");
+                    let ours = layer
+                        .forward_with_weight(xv.as_tensor(), layer.weight(), relu)
+                        .expect("ours");
                     let mut ours_vars = vec![xv.as_tensor(), vars["weight"].as_tensor()];
                     if bias {
                         ours_vars.push(vars["bias"].as_tensor());
@@ -441,6 +446,11 @@ mod tests {
                         cfg,
                     );
                     let theirs = reference.forward(xr.as_tensor()).expect("reference");
+                    let theirs = if relu {
+                        theirs.relu().expect("relu")
+                    } else {
+                        theirs
+                    };
                     let mut ref_vars = vec![xr.as_tensor(), wr.as_tensor()];
                     if bias {
                         ref_vars.push(br.as_tensor());
@@ -486,8 +496,9 @@ mod tests {
     }
 
     /// `layers::bn` (the project's BatchNorm path) against candle's own
-    /// `BatchNorm::forward_t`: outputs, the gradients of input, scale and shift, and the
-    /// running statistics after a training-mode pass, in training and evaluation mode, on
+    /// `BatchNorm::forward_t` (followed by candle's `relu` for the fused variant): outputs,
+    /// the gradients of input, scale and shift, and the running statistics after a
+    /// training-mode pass, in training and evaluation mode, with and without the ReLU, on
     /// (B, C, H, W) maps (batch 1 and odd sides included) and on (B, C) features.
     #[test]
     fn batch_norm_matches_candle_reference() {
@@ -521,18 +532,24 @@ mod tests {
                 }
                 (bn, vars)
             };
-            for mode in [crate::Mode::TRAIN, crate::Mode::EVAL] {
-                let what = format!("{dims:?} train={}", mode.batchnorm_train);
+            let modes = [crate::Mode::TRAIN, crate::Mode::EVAL];
+            for (mode, relu) in modes.into_iter().flat_map(|m| [(m, false), (m, true)]) {
+                let what = format!("{dims:?} train={} relu={relu}", mode.batchnorm_train);
                 let ((ours_bn, ours_vars), (ref_bn, ref_vars)) = (layer(), layer());
                 let x = rand(dims, 90 + case).affine(3.0, -1.0).expect("x");
                 let (xo, xr) = (
                     Var::from_tensor(&x).expect("v"),
                     Var::from_tensor(&x).expect("v"),
                 );
-                let ours = crate::layers::bn(&ours_bn, xo.as_tensor(), mode).expect("ours");
+                let ours = crate::layers::bn(&ours_bn, xo.as_tensor(), mode, relu).expect("ours");
                 let theirs = ref_bn
                     .forward_t(xr.as_tensor(), mode.batchnorm_train)
                     .expect("reference");
+                let theirs = if relu {
+                    theirs.relu().expect("relu")
+                } else {
+                    theirs
+                };
                 rel_close(&format!("{what}: output"), &ours, &theirs);
                 for name in ["running_mean", "running_var"] {
                     rel_close(

@@ -72,7 +72,7 @@ impl Vgg16 {
         let mut xs = xs.clone();
         for convs in &self.blocks {
             for conv in convs {
-                xs = conv.forward(&xs)?.relu()?;
+                xs = conv.forward_relu(&xs)?;
             }
             xs = max_pool2(&xs)?;
         }

@@ -1,5 +1,6 @@
 //! BatchNorm over dim 1 of a (B, C, ...) tensor: training (batch statistics, one
-//! fused backward) and evaluation (running statistics as a per-channel affine map).
+//! fused backward) and evaluation (running statistics as a per-channel affine map),
+//! each optionally followed by a ReLU in the same pass.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -63,20 +64,40 @@ pub(crate) struct Stats {
 #[derive(Debug)]
 struct Train {
     eps: f64,
+    relu: bool,
     stats: Arc<Mutex<Stats>>,
 }
 
+/// `y = x·scale + shift` per channel, then `max(y, 0)` when `relu`.
+fn affine_map(
+    y: &mut [f32],
+    x: &[f32],
+    dims: (usize, usize, usize),
+    scale: &[f32],
+    shift: &[f32],
+    relu: bool,
+) {
+    if relu {
+        map_elems(y, dims, |ch, i| (x[i] * scale[ch] + shift[ch]).max(0.0));
+    } else {
+        map_elems(y, dims, |ch, i| x[i] * scale[ch] + shift[ch]);
+    }
+}
+
 /// Training BatchNorm: `(x - mean) / sqrt(var + eps) * gamma + beta` with the
-/// batch's statistics; also returns them (for the running-stat update).
+/// batch's statistics, then a ReLU when `relu`; also returns the statistics
+/// (for the running-stat update).
 pub(crate) fn batch_norm_train(
     xs: &Tensor,
     gamma: &Tensor,
     beta: &Tensor,
     eps: f64,
+    relu: bool,
 ) -> candle_core::Result<(Tensor, Stats)> {
     let stats = Arc::new(Mutex::new(Stats::default()));
     let op = Train {
         eps,
+        relu,
         stats: stats.clone(),
     };
     let ys = xs
@@ -137,7 +158,7 @@ impl CustomOp3 for Train {
             .map(|((&(mean, _), &sc), &bt)| (f64::from(bt) - mean * f64::from(sc)) as f32)
             .collect();
         let mut y = vec![0f32; x.len()];
-        map_elems(&mut y, dims, |ch, i| x[i] * scale[ch] + shift[ch]);
+        affine_map(&mut y, x, dims, &scale, &shift, self.relu);
         *self.stats.lock().unwrap_or_else(PoisonError::into_inner) = Stats {
             mean: mv.iter().map(|&(m, _)| m as f32).collect(),
             var: mv.iter().map(|&(_, v)| v as f32).collect(),
@@ -151,9 +172,14 @@ impl CustomOp3 for Train {
         x: &Tensor,
         gamma: &Tensor,
         beta: &Tensor,
-        _res: &Tensor,
+        res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let grad = if self.relu {
+            super::relu_grad(grad, res)?
+        } else {
+            grad.contiguous()?
+        };
         let stats = self
             .stats
             .lock()
@@ -166,7 +192,7 @@ impl CustomOp3 for Train {
             stats,
             sums: sums.clone(),
         };
-        let dx = x.contiguous()?.apply_op2_no_bwd(&grad.contiguous()?, &op)?;
+        let dx = x.contiguous()?.apply_op2_no_bwd(&grad, &op)?;
         let sums = sums.lock().unwrap_or_else(PoisonError::into_inner).clone();
         let (dg, db): (Vec<f32>, Vec<f32>) = sums.into_iter().unzip();
         let dev = x.device();
@@ -263,7 +289,8 @@ impl CustomOp2 for TrainBwd {
 
 /// Evaluation BatchNorm: `x * scale + shift` per channel with
 /// `scale = gamma / sqrt(running_var + eps)`, `shift = beta - running_mean * scale`
-/// (computed with candle ops, so gradients still reach gamma and beta).
+/// (computed with candle ops, so gradients still reach gamma and beta), then a
+/// ReLU when `relu`.
 pub(crate) fn batch_norm_eval(
     xs: &Tensor,
     gamma: &Tensor,
@@ -271,16 +298,20 @@ pub(crate) fn batch_norm_eval(
     running_mean: &Tensor,
     running_var: &Tensor,
     eps: f64,
+    relu: bool,
 ) -> candle_core::Result<Tensor> {
     let scale = gamma.div(&(running_var + eps)?.sqrt()?)?;
     let shift = beta.sub(&running_mean.mul(&scale)?)?;
     xs.contiguous()?
-        .apply_op3(&scale.contiguous()?, &shift.contiguous()?, Affine)
+        .apply_op3(&scale.contiguous()?, &shift.contiguous()?, Affine { relu })
 }
 
-/// Per-channel affine map (x, scale, shift) -> x·scale + shift.
+/// Per-channel affine map (x, scale, shift) -> x·scale + shift, then a ReLU
+/// when `relu`.
 #[derive(Clone, Copy, Debug)]
-struct Affine;
+struct Affine {
+    relu: bool,
+}
 
 impl CustomOp3 for Affine {
     fn name(&self) -> &'static str {
@@ -303,7 +334,7 @@ impl CustomOp3 for Affine {
             candle_core::bail!("ferbayes channel affine: {} channels", dims.1);
         }
         let mut y = vec![0f32; x.len()];
-        map_elems(&mut y, dims, |ch, i| x[i] * scale[ch] + shift[ch]);
+        affine_map(&mut y, x, dims, scale, shift, self.relu);
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
@@ -312,10 +343,15 @@ impl CustomOp3 for Affine {
         x: &Tensor,
         scale: &Tensor,
         shift: &Tensor,
-        _res: &Tensor,
+        res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         // Rarely needed (gradients through eval-mode BatchNorm): plain candle ops.
+        let grad = &if self.relu {
+            super::relu_grad(grad, res)?
+        } else {
+            grad.clone()
+        };
         let c = scale.dim(0)?;
         let mut bshape = vec![1usize; x.rank()];
         bshape[1] = c;

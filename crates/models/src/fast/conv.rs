@@ -191,8 +191,14 @@ fn gather(g: &Geom, y: &[f32], n: usize, t: &mut [f32]) {
     }
 }
 
-/// Forward: y = conv(x, w) (+ bias).
-pub(super) fn forward(g: &Geom, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+/// Forward: y = conv(x, w) (+ bias), then max(y, 0) when `relu`.
+pub(super) fn forward(
+    g: &Geom,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    relu: bool,
+) -> Vec<f32> {
     let (k, p, gs) = (g.k(), g.p(), g.group());
     let mut out = vec![0f32; g.b * g.out_len()];
     if out.is_empty() {
@@ -245,11 +251,21 @@ pub(super) fn forward(g: &Geom, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> V
                 }
             });
         }
-        if let Some(bias) = bias {
-            for (i, row) in o.chunks_exact_mut(p).enumerate() {
-                let b = bias[i % g.cout];
-                row.iter_mut().for_each(|v| *v += b);
+        match (bias, relu) {
+            (Some(bias), false) => {
+                for (i, row) in o.chunks_exact_mut(p).enumerate() {
+                    let b = bias[i % g.cout];
+                    row.iter_mut().for_each(|v| *v += b);
+                }
             }
+            (Some(bias), true) => {
+                for (i, row) in o.chunks_exact_mut(p).enumerate() {
+                    let b = bias[i % g.cout];
+                    row.iter_mut().for_each(|v| *v = (*v + b).max(0.0));
+                }
+            }
+            (None, true) => o.iter_mut().for_each(|v| *v = v.max(0.0)),
+            (None, false) => {}
         }
     };
     if single {
@@ -416,11 +432,12 @@ pub(super) fn backward_bias(g: &Geom, dy: &[f32]) -> Vec<f32> {
     out
 }
 
-/// The conv custom op: (x, w) or (x, w, bias).
+/// The conv custom op: (x, w) or (x, w, bias), with an optional ReLU on the output.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Conv {
     pub pad: usize,
     pub stride: usize,
+    pub relu: bool,
 }
 
 impl Conv {
@@ -432,11 +449,16 @@ impl Conv {
         &self,
         x: &Tensor,
         w: &Tensor,
+        res: &Tensor,
         grad: &Tensor,
         bias: bool,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let g = Geom::new(x.dims(), w.dims(), self.pad, self.stride)?;
-        let grad = grad.contiguous()?;
+        let grad = if self.relu {
+            super::relu_grad(grad, res)?
+        } else {
+            grad.contiguous()?
+        };
         let dx = if x.track_op() {
             Some(grad.apply_op2_no_bwd(
                 &w.contiguous()?,
@@ -487,7 +509,8 @@ impl CustomOp2 for Conv {
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let g = self.geom(l1, l2)?;
-        let y = forward(&g, contiguous_f32(s1, l1)?, contiguous_f32(s2, l2)?, None);
+        let (x, w) = (contiguous_f32(s1, l1)?, contiguous_f32(s2, l2)?);
+        let y = forward(&g, x, w, None, self.relu);
         Ok((CpuStorage::F32(y), g.out_shape()))
     }
 
@@ -495,10 +518,10 @@ impl CustomOp2 for Conv {
         &self,
         x: &Tensor,
         w: &Tensor,
-        _res: &Tensor,
+        res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let (dx, dw, _) = self.grads(x, w, grad, false)?;
+        let (dx, dw, _) = self.grads(x, w, res, grad, false)?;
         Ok((dx, dw))
     }
 }
@@ -531,6 +554,7 @@ impl CustomOp3 for Conv {
             contiguous_f32(s1, l1)?,
             contiguous_f32(s2, l2)?,
             Some(bias),
+            self.relu,
         );
         Ok((CpuStorage::F32(y), g.out_shape()))
     }
@@ -540,10 +564,10 @@ impl CustomOp3 for Conv {
         x: &Tensor,
         w: &Tensor,
         b: &Tensor,
-        _res: &Tensor,
+        res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        self.grads(x, w, grad, b.track_op())
+        self.grads(x, w, res, grad, b.track_op())
     }
 }
 

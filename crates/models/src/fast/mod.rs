@@ -1,6 +1,9 @@
 //! Fused CPU kernels for training: convolution (im2col + single-threaded gemm,
 //! parallel over groups of samples), BatchNorm (one pass for the statistics, one
-//! for the normalisation, one fused backward) and 2x2 max pooling.
+//! for the normalisation, one fused backward) and 2x2 max pooling. Convolution
+//! and BatchNorm can apply a ReLU to their output in the same pass; their
+//! backward then masks the upstream gradient with `output > 0` (PyTorch's
+//! convention at exactly 0, where candle's `relu` passes the gradient through).
 //!
 //! They replace candle's general ops, which allocate a fresh buffer per
 //! elementwise step and run gemm's own threading on small matrices. Every op
@@ -20,7 +23,7 @@ mod tests;
 use std::cell::RefCell;
 use std::sync::OnceLock;
 
-use candle_core::{CpuStorage, DType, Layout, Tensor};
+use candle_core::{CpuStorage, CustomOp2, DType, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 pub(crate) use bn::{batch_norm_eval, batch_norm_train};
@@ -96,21 +99,62 @@ fn with_scratch<R>(n0: usize, n1: usize, f: impl FnOnce(&mut [f32], &mut [f32]) 
 }
 
 /// `xs` (B, Cin, H, W) convolved with `w` (Cout, Cin, kh, kw), plus `bias`
-/// (Cout) when given; padding and stride as `Tensor::conv2d`. CPU f32 only.
+/// (Cout) when given, then a ReLU when `relu`; padding and stride as
+/// `Tensor::conv2d`. CPU f32 only.
 pub(crate) fn conv2d(
     xs: &Tensor,
     w: &Tensor,
     bias: Option<&Tensor>,
     padding: usize,
     stride: usize,
+    relu: bool,
 ) -> candle_core::Result<Tensor> {
     let op = Conv {
         pad: padding,
         stride,
+        relu,
     };
     let (xs, w) = (xs.contiguous()?, w.contiguous()?);
     match bias {
         Some(b) => xs.apply_op3(&w, &b.contiguous()?, op),
         None => xs.apply_op2(&w, op),
+    }
+}
+
+/// The gradient through a ReLU whose output was `ys`: `dy` where `ys > 0`, else 0.
+fn relu_grad(dy: &Tensor, ys: &Tensor) -> candle_core::Result<Tensor> {
+    dy.contiguous()?
+        .apply_op2_no_bwd(&ys.contiguous()?, &ReluGrad)
+}
+
+/// (dy, y) -> dy · [y > 0], no backward of its own.
+#[derive(Clone, Copy, Debug)]
+struct ReluGrad;
+
+impl CustomOp2 for ReluGrad {
+    fn name(&self) -> &'static str {
+        "ferbayes-fast-relu-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (dy, y) = (contiguous_f32(s1, l1)?, contiguous_f32(s2, l2)?);
+        if l1.dims() != l2.dims() {
+            candle_core::bail!("ferbayes relu grad: {:?} vs {:?}", l1.dims(), l2.dims());
+        }
+        let mut out = vec![0f32; dy.len()];
+        par_chunks_mut(&mut out, 1 << 15, |i, o| {
+            let off = i << 15;
+            let (d, y) = (&dy[off..off + o.len()], &y[off..off + o.len()]);
+            for ((o, &d), &y) in o.iter_mut().zip(d).zip(y) {
+                *o = if y > 0.0 { d } else { 0.0 };
+            }
+        });
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 }

@@ -79,14 +79,15 @@ fn conv_matches_candle_values_and_gradients() {
         let x = var(&[b, cin, h, w], seed + 1);
         let wt = var(&[cout, cin, k, k], seed + 2);
         let bias = var(&[cout], seed + 3);
-        for with_bias in [false, true] {
-            let what = format!("case {i} bias {with_bias}");
+        for (with_bias, relu) in [(false, false), (true, false), (false, true), (true, true)] {
+            let what = format!("case {i} bias {with_bias} relu {relu}");
             let ours = conv2d(
                 x.as_tensor(),
                 wt.as_tensor(),
                 with_bias.then_some(bias.as_tensor()),
                 pad,
                 stride,
+                relu,
             )
             .expect("fast conv");
             let mut theirs = x
@@ -96,6 +97,9 @@ fn conv_matches_candle_values_and_gradients() {
             if with_bias {
                 let bb = bias.as_tensor().reshape((1, cout, 1, 1)).expect("reshape");
                 theirs = theirs.broadcast_add(&bb).expect("add");
+            }
+            if relu {
+                theirs = theirs.relu().expect("relu");
             }
             close(&format!("{what} forward"), &ours, &theirs);
             let up = rand(ours.dims(), seed + 4);
@@ -117,7 +121,7 @@ fn conv_gradients_match_finite_differences() {
     let w = rand(&[cout, cin, k, k], 8);
     let bias = rand(&[cout], 9);
     let f = |x: &Tensor, w: &Tensor, bias: &Tensor| {
-        conv2d(x, w, Some(bias), pad, stride).expect("conv")
+        conv2d(x, w, Some(bias), pad, stride, false).expect("conv")
     };
     let up = rand(f(&x, &w, &bias).dims(), 10);
     let up64 = up.to_dtype(DType::F64).expect("f64");
@@ -181,7 +185,7 @@ fn conv_stride2_with_h_and_w_of_different_parity_matches_the_reference_op() {
         let seed = 500 + 10 * i as u64;
         let x = var(&[b, cin, h, w], seed + 1);
         let wt = var(&[cout, cin, k, k], seed + 2);
-        let ours = conv2d(x.as_tensor(), wt.as_tensor(), None, pad, 2).expect("fast conv");
+        let ours = conv2d(x.as_tensor(), wt.as_tensor(), None, pad, 2, false).expect("fast conv");
         let theirs = crate::ops::conv2d(x.as_tensor(), wt.as_tensor(), pad, 2).expect("op");
         let what = format!("case {i} ({h}x{w}, k{k}, p{pad})");
         close(&format!("{what} forward"), &ours, &theirs);
@@ -225,8 +229,8 @@ fn batch_norm_matches_candle() {
     {
         let seed = 100 * i as u64;
         let c = dims[1];
-        for train in [true, false] {
-            let what = format!("dims {dims:?} train {train}");
+        for (train, relu) in [(true, false), (false, false), (true, true), (false, true)] {
+            let what = format!("dims {dims:?} train {train} relu {relu}");
             let x = Var::from_tensor(&rand(&dims, seed).affine(3.0, 0.5).expect("x")).expect("v");
             let (ours_l, g1, b1) = bn_layer(c, seed + 5);
             let (ref_l, g2, b2) = bn_layer(c, seed + 5);
@@ -235,8 +239,11 @@ fn batch_norm_matches_candle() {
             } else {
                 crate::Mode::EVAL
             };
-            let ours = crate::layers::bn(&ours_l, x.as_tensor(), mode).expect("fast bn");
-            let theirs = ref_l.forward_t(x.as_tensor(), train).expect("candle bn");
+            let ours = crate::layers::bn(&ours_l, x.as_tensor(), mode, relu).expect("fast bn");
+            let mut theirs = ref_l.forward_t(x.as_tensor(), train).expect("candle bn");
+            if relu {
+                theirs = theirs.relu().expect("relu");
+            }
             close(&format!("{what} forward"), &ours, &theirs);
             close(
                 &format!("{what} running mean"),
@@ -297,4 +304,48 @@ fn max_pool_matches_candle_and_routes_gradient_to_the_maximum() {
         }
         assert_eq!(g, want, "max pool gradient, case {i}");
     }
+}
+
+/// At an output of exactly 0 the fused ReLU passes no gradient (PyTorch's
+/// convention; candle's `relu` passes it): a zero input and zero bias make every
+/// output 0, so every gradient of the fused conv is exactly 0.
+#[test]
+fn fused_relu_passes_no_gradient_at_zero() {
+    let x = Var::from_tensor(&Tensor::zeros((2, 3, 5, 5), DType::F32, &Device::Cpu).expect("x"))
+        .expect("v");
+    let wt = var(&[4, 3, 3, 3], 5);
+    let bias =
+        Var::from_tensor(&Tensor::zeros(4, DType::F32, &Device::Cpu).expect("b")).expect("v");
+    let y = conv2d(
+        x.as_tensor(),
+        wt.as_tensor(),
+        Some(bias.as_tensor()),
+        1,
+        1,
+        true,
+    )
+    .expect("fast conv");
+    assert!(to_vec(&y).iter().all(|&v| v == 0.0));
+    let up = rand(y.dims(), 6);
+    for (name, g) in ["x", "w", "bias"]
+        .iter()
+        .zip(grads(&y, &up, &[&x, &wt, &bias]))
+    {
+        assert!(
+            to_vec(&g).iter().all(|&v| v == 0.0),
+            "{name}: nonzero gradient"
+        );
+    }
+    // Without the ReLU the input gradient is Wᵀ·up, not zero: the mask did the work.
+    let y = conv2d(
+        x.as_tensor(),
+        wt.as_tensor(),
+        Some(bias.as_tensor()),
+        1,
+        1,
+        false,
+    )
+    .expect("fast conv");
+    let dx = &grads(&y, &up, &[&x])[0];
+    assert!(to_vec(dx).iter().any(|&v| v != 0.0));
 }
