@@ -129,11 +129,22 @@
 //! (bias fused, own backward for input, weight and bias); BatchNorm in training as
 //! one statistics pass plus one normalisation pass with a one-pass backward, in
 //! evaluation as a per-channel affine map; 2x2 max pooling with the gradient to the
-//! window's first maximum (as PyTorch). They are deterministic (fixed partition of
+//! window's first maximum (as PyTorch). Every conv → ReLU and BatchNorm → ReLU of
+//! the three networks runs as one op (the ReLU applied in the same output pass;
+//! its backward masks the upstream gradient with `output > 0`, PyTorch's choice at
+//! exactly 0, where candle's `relu` passes the gradient). They are deterministic (fixed partition of
 //! the batch, partial sums added in a fixed order) and match candle's ops within
 //! 1e-4 relative (see their tests). Set the environment variable
 //! `FER_REFERENCE_OPS=1` (read once per process) to run candle's own ops instead,
 //! as before.
+//!
+//! # CPU runtime
+//!
+//! [`tune_cpu_process`], called first thing in the train and infer binaries and
+//! benches, sets `CANDLE_NUM_THREADS=1` (candle's own elementwise thread pool
+//! otherwise spins a worker against the kernels' rayon threads) and glibc's malloc
+//! thresholds (so per-step buffers are reused instead of mapped and faulted in
+//! again), each unless the user set them; see `docs/perf-notes.md`.
 //!
 //! [candle]: https://github.com/huggingface/candle
 
@@ -149,6 +160,7 @@ mod model;
 mod noise;
 mod ops;
 mod preprocess;
+mod runtime;
 mod vgg;
 
 pub use config::{Arch, Method, Mode, ModelConfig, default_drop_rate, has_batchnorm};
@@ -158,6 +170,7 @@ pub use init::{VarRole, init_seeded, sorted_vars, trainable_vars};
 pub use model::Model;
 pub use noise::Noise;
 pub use preprocess::{SOURCE_SIZE, batch_tensor, preprocess, resize_bilinear};
+pub use runtime::{MMAP_THRESHOLD, TRIM_THRESHOLD, Tuning, tune_cpu_process};
 
 /// Number of emotion classes (logits per sample).
 pub const NUM_CLASSES: usize = 8;

@@ -81,6 +81,9 @@ struct TorchRow {
 }
 
 fn main() {
+    // The same process settings as the binaries (CANDLE_NUM_THREADS, malloc thresholds).
+    let tuning = ferbayes_models::tune_cpu_process();
+    eprintln!("cpu runtime: {tuning:?}");
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let file = PipelineFile::load(&repo.join("pipeline.toml")).expect("pipeline.toml");
     let threads = candle_core::utils::get_num_threads();

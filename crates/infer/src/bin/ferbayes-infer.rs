@@ -23,7 +23,9 @@ struct Args {
 }
 
 fn main() -> anyhow::Result<()> {
+    let tuning = ferbayes_models::tune_cpu_process();
     init_tracing();
+    tracing::debug!(?tuning, "cpu runtime");
     let args = Args::parse();
     let ctx = args.common.context()?;
     let options = ferbayes_infer::InferOptions {

@@ -49,7 +49,9 @@ enum Command {
 
 #[allow(clippy::print_stdout)]
 fn main() -> anyhow::Result<()> {
+    let tuning = ferbayes_models::tune_cpu_process();
     init_tracing();
+    tracing::debug!(?tuning, "cpu runtime");
     match Args::parse().command {
         Command::Predict {
             images,

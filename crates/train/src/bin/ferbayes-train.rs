@@ -46,7 +46,9 @@ fn parse_shard(s: &str) -> Result<(usize, usize), String> {
 }
 
 fn main() -> anyhow::Result<()> {
+    let tuning = ferbayes_models::tune_cpu_process();
     init_tracing();
+    tracing::debug!(?tuning, "cpu runtime");
     let args = Args::parse();
     let ctx = args.common.context()?;
     let options = ferbayes_train::TrainOptions {
