@@ -29,11 +29,56 @@ fn per_channel<T: Send>(
     })
 }
 
-/// `out[i] = g(channel of i, i)` for every element, in parallel over blocks of samples.
-fn map_elems(
+/// Partial sums per lane in the f64 reductions below: independent accumulators
+/// the compiler can vectorise, added in a fixed order (so still deterministic).
+const LANES: usize = 8;
+
+/// (Σ (v - k), Σ (v - k)²) over `a`, in f64.
+fn shifted_sums(a: &[f32], k: f64) -> (f64, f64) {
+    let (mut s1, mut s2) = ([0f64; LANES], [0f64; LANES]);
+    let mut chunks = a.chunks_exact(LANES);
+    for c in &mut chunks {
+        for l in 0..LANES {
+            let d = f64::from(c[l]) - k;
+            s1[l] += d;
+            s2[l] += d * d;
+        }
+    }
+    let (mut t1, mut t2) = (s1.iter().sum::<f64>(), s2.iter().sum::<f64>());
+    for &v in chunks.remainder() {
+        let d = f64::from(v) - k;
+        t1 += d;
+        t2 += d * d;
+    }
+    (t1, t2)
+}
+
+/// (Σ g, Σ g·(v - m)) over `g` and `x` (same length), in f64.
+fn grad_sums(g: &[f32], x: &[f32], m: f64) -> (f64, f64) {
+    let (mut s1, mut s2) = ([0f64; LANES], [0f64; LANES]);
+    let (mut gc, mut xc) = (g.chunks_exact(LANES), x.chunks_exact(LANES));
+    for (a, b) in (&mut gc).zip(&mut xc) {
+        for l in 0..LANES {
+            let d = f64::from(a[l]);
+            s1[l] += d;
+            s2[l] += d * (f64::from(b[l]) - m);
+        }
+    }
+    let (mut t1, mut t2) = (s1.iter().sum::<f64>(), s2.iter().sum::<f64>());
+    for (&a, &b) in gc.remainder().iter().zip(xc.remainder()) {
+        t1 += f64::from(a);
+        t2 += f64::from(a) * (f64::from(b) - m);
+    }
+    (t1, t2)
+}
+
+/// `g(channel, start, row)` for every row (one channel of one sample: `s`
+/// elements of `out` from flat index `start`), in parallel over blocks of samples.
+/// Row-wise, so `g` can run a vectorised loop over slices.
+fn map_rows(
     out: &mut [f32],
     (_, c, s): (usize, usize, usize),
-    g: impl Fn(usize, usize) -> f32 + Sync,
+    g: impl Fn(usize, usize, &mut [f32]) + Sync,
 ) {
     let sample = c * s;
     if sample == 0 {
@@ -42,12 +87,8 @@ fn map_elems(
     let per = (16384 / sample).max(1) * sample;
     par_chunks_mut(out, per, |k, o| {
         let base = k * per;
-        for (j, row) in o.chunks_mut(s.max(1)).enumerate() {
-            let ch = j % c;
-            let start = base + j * s;
-            for (i, v) in row.iter_mut().enumerate() {
-                *v = g(ch, start + i);
-            }
+        for (j, row) in o.chunks_mut(s).enumerate() {
+            g(j % c, base + j * s, row);
         }
     });
 }
@@ -77,11 +118,17 @@ fn affine_map(
     shift: &[f32],
     relu: bool,
 ) {
-    if relu {
-        map_elems(y, dims, |ch, i| (x[i] * scale[ch] + shift[ch]).max(0.0));
-    } else {
-        map_elems(y, dims, |ch, i| x[i] * scale[ch] + shift[ch]);
-    }
+    map_rows(y, dims, |ch, start, row| {
+        let (a, b) = (scale[ch], shift[ch]);
+        let xs = &x[start..start + row.len()];
+        if relu {
+            row.iter_mut()
+                .zip(xs)
+                .for_each(|(y, &v)| *y = (v * a + b).max(0.0));
+        } else {
+            row.iter_mut().zip(xs).for_each(|(y, &v)| *y = v * a + b);
+        }
+    });
 }
 
 /// Training BatchNorm: `(x - mean) / sqrt(var + eps) * gamma + beta` with the
@@ -129,22 +176,18 @@ impl CustomOp3 for Train {
             candle_core::bail!("ferbayes batch norm: {c} channels, affine {:?}", l2.dims());
         }
         let n = (b * s) as f64;
+        // One pass: sums shifted by the channel's first value (close to its mean, so
+        // Σd² - (Σd)²/n does not cancel badly), in f64.
         let mv = per_channel(x, dims, |_, it| {
-            let planes: Vec<&[f32]> = it.map(|(_, p)| p).collect();
-            let sum: f64 = planes
-                .iter()
-                .map(|p| p.iter().map(|&v| f64::from(v)).sum::<f64>())
-                .sum();
-            let mean = sum / n;
-            let ss: f64 = planes
-                .iter()
-                .map(|p| {
-                    p.iter()
-                        .map(|&v| (f64::from(v) - mean).powi(2))
-                        .sum::<f64>()
-                })
-                .sum();
-            (mean, ss / n)
+            let (mut s1, mut s2, mut k) = (0f64, 0f64, None);
+            for (_, p) in it {
+                let k = *k.get_or_insert_with(|| p.first().map_or(0.0, |&v| f64::from(v)));
+                let (a, b) = shifted_sums(p, k);
+                s1 += a;
+                s2 += b;
+            }
+            let d = s1 / n;
+            (k.unwrap_or(0.0) + d, (s2 / n - d * d).max(0.0))
         });
         let scale: Vec<f32> = mv
             .iter()
@@ -252,10 +295,9 @@ impl CustomOp2 for TrainBwd {
             let m = f64::from(mean[ch]);
             let (mut sdy, mut sdyx) = (0f64, 0f64);
             for (off, d) in it {
-                for (&g, &v) in d.iter().zip(&x[off..off + d.len()]) {
-                    sdy += f64::from(g);
-                    sdyx += f64::from(g) * (f64::from(v) - m);
-                }
+                let (a, b) = grad_sums(d, &x[off..off + d.len()], m);
+                sdy += a;
+                sdyx += b;
             }
             (sdy, sdyx)
         });
@@ -274,9 +316,13 @@ impl CustomOp2 for TrainBwd {
             })
             .collect();
         let mut dx = vec![0f32; x.len()];
-        map_elems(&mut dx, dims, |ch, i| {
+        map_rows(&mut dx, dims, |ch, start, row| {
             let (a, k1, k2, m) = coef[ch];
-            a * (dy[i] - k1 - (x[i] - m) * k2)
+            let n = row.len();
+            let (xs, dys) = (&x[start..start + n], &dy[start..start + n]);
+            for ((d, &v), &g) in row.iter_mut().zip(xs).zip(dys) {
+                *d = a * (g - k1 - (v - m) * k2);
+            }
         });
         *self.sums.lock().unwrap_or_else(PoisonError::into_inner) = sums
             .iter()

@@ -108,16 +108,69 @@ fn valid(g: &Geom, kj: usize, w: usize, wo: usize) -> (usize, usize) {
     (lo.min(hi), hi)
 }
 
+/// Range of output rows `oy` whose input row `oy·stride + ki - pad` lies in `0..h`.
+fn valid_rows(g: &Geom, ki: usize) -> (usize, usize) {
+    let lo = if g.pad > ki {
+        (g.pad - ki).div_ceil(g.stride)
+    } else {
+        0
+    };
+    let hi = if g.h + g.pad > ki {
+        ((g.h - 1 + g.pad - ki) / g.stride + 1).min(g.ho)
+    } else {
+        0
+    };
+    (lo.min(hi), hi)
+}
+
+/// One im2col row (kernel tap `ki`, `kj` of one input plane) of a stride-1 conv
+/// whose output is as wide as its input: output pixel j reads input pixel
+/// j + delta, so the valid rows are one contiguous copy; the few entries that
+/// wrapped across a row edge are zeroed afterwards. (Tiny per-row copies were a
+/// large share of the small maps' time.)
+fn im2col_row_same(g: &Geom, plane: &[f32], ki: usize, kj: usize, dst: &mut [f32]) {
+    let w = g.w;
+    let (oy0, oy1) = valid_rows(g, ki);
+    let (jlo, jhi) = (oy0 * w, oy1 * w);
+    dst[..jlo].fill(0.0);
+    dst[jhi..].fill(0.0);
+    if jlo >= jhi {
+        return;
+    }
+    // delta = (ki - pad)·W + (kj - pad), in signed arithmetic.
+    let delta = (ki as isize - g.pad as isize) * w as isize + (kj as isize - g.pad as isize);
+    let a = (jlo as isize).max(-delta) as usize;
+    let b = (jhi as isize)
+        .min(plane.len() as isize - delta)
+        .max(a as isize) as usize;
+    dst[jlo..a].fill(0.0);
+    dst[b..jhi].fill(0.0);
+    let src = (a as isize + delta) as usize;
+    dst[a..b].copy_from_slice(&plane[src..src + (b - a)]);
+    let (lo, hi) = valid(g, kj, w, g.wo);
+    if lo > 0 || hi < w {
+        for row in dst[jlo..jhi].chunks_exact_mut(w) {
+            row[..lo].fill(0.0);
+            row[hi..].fill(0.0);
+        }
+    }
+}
+
 /// Unfolds one sample `x` (Cin, H, W) into rows of `col` with row stride `ld`,
 /// starting at column `off`.
 fn im2col(g: &Geom, x: &[f32], col: &mut [f32], ld: usize, off: usize) {
     let (p, hw) = (g.p(), g.h * g.w);
+    let same = g.stride == 1 && g.wo == g.w;
     for ci in 0..g.cin {
         let plane = &x[ci * hw..(ci + 1) * hw];
         for ki in 0..g.kh {
             for kj in 0..g.kw {
                 let row = (ci * g.kh + ki) * g.kw + kj;
                 let dst = &mut col[row * ld + off..row * ld + off + p];
+                if same {
+                    im2col_row_same(g, plane, ki, kj, dst);
+                    continue;
+                }
                 let (lo, hi) = valid(g, kj, g.w, g.wo);
                 for oy in 0..g.ho {
                     let d = &mut dst[oy * g.wo..(oy + 1) * g.wo];
