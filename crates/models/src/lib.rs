@@ -144,7 +144,9 @@
 //! benches, sets `CANDLE_NUM_THREADS=1` (candle's own elementwise thread pool
 //! otherwise spins a worker against the kernels' rayon threads) and glibc's malloc
 //! thresholds (so per-step buffers are reused instead of mapped and faulted in
-//! again), each unless the user set them; see `docs/perf-notes.md`.
+//! again), each unless the user set them; they then run their work through
+//! [`run_in_pool`], on a rayon worker, so the kernels' parallel ops need no hand-off
+//! from the main thread. See `docs/perf-notes.md`.
 //!
 //! [candle]: https://github.com/huggingface/candle
 
@@ -170,7 +172,7 @@ pub use init::{VarRole, init_seeded, sorted_vars, trainable_vars};
 pub use model::Model;
 pub use noise::Noise;
 pub use preprocess::{SOURCE_SIZE, batch_tensor, preprocess, resize_bilinear};
-pub use runtime::{MMAP_THRESHOLD, TRIM_THRESHOLD, Tuning, tune_cpu_process};
+pub use runtime::{MMAP_THRESHOLD, TRIM_THRESHOLD, Tuning, run_in_pool, tune_cpu_process};
 
 /// Number of emotion classes (logits per sample).
 pub const NUM_CLASSES: usize = 8;

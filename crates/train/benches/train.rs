@@ -81,9 +81,14 @@ struct TorchRow {
 }
 
 fn main() {
-    // The same process settings as the binaries (CANDLE_NUM_THREADS, malloc thresholds).
+    // The same process settings as the binaries (CANDLE_NUM_THREADS, malloc thresholds),
+    // and like them the work runs on a worker of the kernels' thread pool.
     let tuning = ferbayes_models::tune_cpu_process();
     eprintln!("cpu runtime: {tuning:?}");
+    ferbayes_models::run_in_pool(bench);
+}
+
+fn bench() {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let file = PipelineFile::load(&repo.join("pipeline.toml")).expect("pipeline.toml");
     let threads = candle_core::utils::get_num_threads();

@@ -33,12 +33,16 @@ fn main() -> anyhow::Result<()> {
         device: ferbayes_models::device(&args.device)?,
         force: args.force,
     };
-    // The main run, then each soft-label comparison run (`train.compare_label_modes`).
-    let mut summaries = Vec::new();
-    for (layout, settings) in ferbayes_core::plan::variants(&ctx.layout, &ctx.settings) {
-        summaries
-            .extend(ferbayes_infer::run(&layout, &settings, &options).context("inference failed")?);
-    }
+    // The main run, then each soft-label comparison run (`train.compare_label_modes`),
+    // on a worker of the kernels' thread pool.
+    let summaries = ferbayes_models::run_in_pool(|| -> anyhow::Result<Vec<_>> {
+        let mut summaries = Vec::new();
+        for (layout, settings) in ferbayes_core::plan::variants(&ctx.layout, &ctx.settings) {
+            let done = ferbayes_infer::run(&layout, &settings, &options);
+            summaries.extend(done.context("inference failed")?);
+        }
+        Ok(summaries)
+    })?;
     for s in summaries {
         for (split, faces, seconds) in &s.splits {
             tracing::info!(

@@ -58,19 +58,24 @@ fn main() -> anyhow::Result<()> {
         force: args.force,
         shard: args.shard,
     };
-    // The main run, then each soft-label comparison run (`train.compare_label_modes`).
-    let mut summaries = Vec::new();
-    for (layout, settings) in ferbayes_core::plan::variants(&ctx.layout, &ctx.settings) {
-        if let Some(v) = layout.variant_name() {
-            tracing::info!("soft-label comparison run {v}");
+    // The main run, then each soft-label comparison run (`train.compare_label_modes`),
+    // on a worker of the kernels' thread pool.
+    let summaries = ferbayes_models::run_in_pool(|| -> anyhow::Result<Vec<_>> {
+        let mut summaries = Vec::new();
+        for (layout, settings) in ferbayes_core::plan::variants(&ctx.layout, &ctx.settings) {
+            if let Some(v) = layout.variant_name() {
+                tracing::info!("soft-label comparison run {v}");
+            }
+            let done =
+                ferbayes_train::run(&layout, &settings, &options).context("training failed")?;
+            let interrupted = done.iter().any(|s| s.interrupted);
+            summaries.extend(done);
+            if interrupted {
+                break;
+            }
         }
-        let done = ferbayes_train::run(&layout, &settings, &options).context("training failed")?;
-        let interrupted = done.iter().any(|s| s.interrupted);
-        summaries.extend(done);
-        if interrupted {
-            break;
-        }
-    }
+        Ok(summaries)
+    })?;
     for s in summaries {
         if s.skipped {
             continue;
