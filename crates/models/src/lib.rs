@@ -131,8 +131,9 @@
 //! evaluation as a per-channel affine map; 2x2 max pooling with the gradient to the
 //! window's first maximum (as PyTorch). Every conv → ReLU and BatchNorm → ReLU of
 //! the three networks runs as one op (the ReLU applied in the same output pass;
-//! its backward masks the upstream gradient with `output > 0`, PyTorch's choice at
-//! exactly 0, where candle's `relu` passes the gradient). They are deterministic (fixed partition of
+//! its backward passes the upstream gradient where the pre-activation was ≥ 0,
+//! exactly as candle's `relu`, the exact zeros being recorded by the forward
+//! pass). They are deterministic (fixed partition of
 //! the batch, partial sums added in a fixed order) and match candle's ops within
 //! 1e-4 relative (see their tests). Set the environment variable
 //! `FER_REFERENCE_OPS=1` (read once per process) to run candle's own ops instead,

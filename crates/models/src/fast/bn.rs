@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
 
-use super::{contiguous_f32, par_chunks_mut, par_map};
+use super::{ZeroLog, contiguous_f32, par_chunks_mut, par_map, relu_row};
 
 /// (B, C, S): batch, channels, elements per channel per sample.
 fn bcs(dims: &[usize]) -> candle_core::Result<(usize, usize, usize)> {
@@ -105,28 +105,27 @@ pub(crate) struct Stats {
 #[derive(Debug)]
 struct Train {
     eps: f64,
-    relu: bool,
+    /// The fused ReLU's exact zeros, when there is one.
+    relu: Option<Arc<ZeroLog>>,
     stats: Arc<Mutex<Stats>>,
 }
 
-/// `y = x·scale + shift` per channel, then `max(y, 0)` when `relu`.
+/// `y = x·scale + shift` per channel, then `max(y, 0)` when `relu` (recording
+/// the exact zeros there).
 fn affine_map(
     y: &mut [f32],
     x: &[f32],
     dims: (usize, usize, usize),
     scale: &[f32],
     shift: &[f32],
-    relu: bool,
+    relu: Option<&ZeroLog>,
 ) {
     map_rows(y, dims, |ch, start, row| {
         let (a, b) = (scale[ch], shift[ch]);
         let xs = &x[start..start + row.len()];
-        if relu {
-            row.iter_mut()
-                .zip(xs)
-                .for_each(|(y, &v)| *y = (v * a + b).max(0.0));
-        } else {
-            row.iter_mut().zip(xs).for_each(|(y, &v)| *y = v * a + b);
+        row.iter_mut().zip(xs).for_each(|(y, &v)| *y = v * a + b);
+        if let Some(log) = relu {
+            relu_row(row, start, log);
         }
     });
 }
@@ -144,7 +143,7 @@ pub(crate) fn batch_norm_train(
     let stats = Arc::new(Mutex::new(Stats::default()));
     let op = Train {
         eps,
-        relu,
+        relu: relu.then(Default::default),
         stats: stats.clone(),
     };
     let ys = xs
@@ -201,7 +200,7 @@ impl CustomOp3 for Train {
             .map(|((&(mean, _), &sc), &bt)| (f64::from(bt) - mean * f64::from(sc)) as f32)
             .collect();
         let mut y = vec![0f32; x.len()];
-        affine_map(&mut y, x, dims, &scale, &shift, self.relu);
+        affine_map(&mut y, x, dims, &scale, &shift, self.relu.as_deref());
         *self.stats.lock().unwrap_or_else(PoisonError::into_inner) = Stats {
             mean: mv.iter().map(|&(m, _)| m as f32).collect(),
             var: mv.iter().map(|&(_, v)| v as f32).collect(),
@@ -218,10 +217,9 @@ impl CustomOp3 for Train {
         res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let grad = if self.relu {
-            super::relu_grad(grad, res)?
-        } else {
-            grad.contiguous()?
+        let grad = match &self.relu {
+            Some(log) => super::relu_grad(grad, res, log)?,
+            None => grad.contiguous()?,
         };
         let stats = self
             .stats
@@ -348,15 +346,16 @@ pub(crate) fn batch_norm_eval(
 ) -> candle_core::Result<Tensor> {
     let scale = gamma.div(&(running_var + eps)?.sqrt()?)?;
     let shift = beta.sub(&running_mean.mul(&scale)?)?;
+    let relu = relu.then(Default::default);
     xs.contiguous()?
         .apply_op3(&scale.contiguous()?, &shift.contiguous()?, Affine { relu })
 }
 
 /// Per-channel affine map (x, scale, shift) -> x·scale + shift, then a ReLU
 /// when `relu`.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Affine {
-    relu: bool,
+    relu: Option<Arc<ZeroLog>>,
 }
 
 impl CustomOp3 for Affine {
@@ -380,7 +379,7 @@ impl CustomOp3 for Affine {
             candle_core::bail!("ferbayes channel affine: {} channels", dims.1);
         }
         let mut y = vec![0f32; x.len()];
-        affine_map(&mut y, x, dims, scale, shift, self.relu);
+        affine_map(&mut y, x, dims, scale, shift, self.relu.as_deref());
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
@@ -393,10 +392,9 @@ impl CustomOp3 for Affine {
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         // Rarely needed (gradients through eval-mode BatchNorm): plain candle ops.
-        let grad = &if self.relu {
-            super::relu_grad(grad, res)?
-        } else {
-            grad.clone()
+        let grad = &match &self.relu {
+            Some(log) => super::relu_grad(grad, res, log)?,
+            None => grad.clone(),
         };
         let c = scale.dim(0)?;
         let mut bshape = vec![1usize; x.rank()];

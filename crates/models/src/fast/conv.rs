@@ -6,10 +6,12 @@
 //! so one gemm per group computes W·col; a group has about 256 columns so the
 //! gemm stays efficient on the small maps of the deep layers.
 
+use std::sync::Arc;
+
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
 
 use super::gemm::{View, sgemm};
-use super::{contiguous_f32, par_chunks_mut, par_map, with_scratch};
+use super::{ZeroLog, contiguous_f32, par_chunks_mut, par_map, relu_row, with_scratch};
 
 /// Most partial weight gradients (one per task) summed at the end: a fixed
 /// partition of the batch, so the sum order never depends on the thread count.
@@ -244,13 +246,14 @@ fn gather(g: &Geom, y: &[f32], n: usize, t: &mut [f32]) {
     }
 }
 
-/// Forward: y = conv(x, w) (+ bias), then max(y, 0) when `relu`.
+/// Forward: y = conv(x, w) (+ bias), then max(y, 0) when `relu` (which records
+/// the exact zeros).
 pub(super) fn forward(
     g: &Geom,
     x: &[f32],
     w: &[f32],
     bias: Option<&[f32]>,
-    relu: bool,
+    relu: Option<&ZeroLog>,
 ) -> Vec<f32> {
     let (k, p, gs) = (g.k(), g.p(), g.group());
     let mut out = vec![0f32; g.b * g.out_len()];
@@ -304,21 +307,17 @@ pub(super) fn forward(
                 }
             });
         }
-        match (bias, relu) {
-            (Some(bias), false) => {
-                for (i, row) in o.chunks_exact_mut(p).enumerate() {
+        if bias.is_some() || relu.is_some() {
+            let base = s0 * g.out_len();
+            for (i, row) in o.chunks_exact_mut(p).enumerate() {
+                if let Some(bias) = bias {
                     let b = bias[i % g.cout];
                     row.iter_mut().for_each(|v| *v += b);
                 }
-            }
-            (Some(bias), true) => {
-                for (i, row) in o.chunks_exact_mut(p).enumerate() {
-                    let b = bias[i % g.cout];
-                    row.iter_mut().for_each(|v| *v = (*v + b).max(0.0));
+                if let Some(log) = relu {
+                    relu_row(row, base + i * p, log);
                 }
             }
-            (None, true) => o.iter_mut().for_each(|v| *v = v.max(0.0)),
-            (None, false) => {}
         }
     };
     if single {
@@ -485,12 +484,13 @@ pub(super) fn backward_bias(g: &Geom, dy: &[f32]) -> Vec<f32> {
     out
 }
 
-/// The conv custom op: (x, w) or (x, w, bias), with an optional ReLU on the output.
-#[derive(Clone, Copy, Debug)]
+/// The conv custom op: (x, w) or (x, w, bias), with an optional ReLU on the
+/// output (`relu`: where its forward pass records the exact zeros).
+#[derive(Clone, Debug)]
 pub(super) struct Conv {
     pub pad: usize,
     pub stride: usize,
-    pub relu: bool,
+    pub relu: Option<Arc<ZeroLog>>,
 }
 
 impl Conv {
@@ -507,10 +507,9 @@ impl Conv {
         bias: bool,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let g = Geom::new(x.dims(), w.dims(), self.pad, self.stride)?;
-        let grad = if self.relu {
-            super::relu_grad(grad, res)?
-        } else {
-            grad.contiguous()?
+        let grad = match &self.relu {
+            Some(log) => super::relu_grad(grad, res, log)?,
+            None => grad.contiguous()?,
         };
         let dx = if x.track_op() {
             Some(grad.apply_op2_no_bwd(
@@ -563,7 +562,7 @@ impl CustomOp2 for Conv {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let g = self.geom(l1, l2)?;
         let (x, w) = (contiguous_f32(s1, l1)?, contiguous_f32(s2, l2)?);
-        let y = forward(&g, x, w, None, self.relu);
+        let y = forward(&g, x, w, None, self.relu.as_deref());
         Ok((CpuStorage::F32(y), g.out_shape()))
     }
 
@@ -607,7 +606,7 @@ impl CustomOp3 for Conv {
             contiguous_f32(s1, l1)?,
             contiguous_f32(s2, l2)?,
             Some(bias),
-            self.relu,
+            self.relu.as_deref(),
         );
         Ok((CpuStorage::F32(y), g.out_shape()))
     }

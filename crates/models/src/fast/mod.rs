@@ -2,8 +2,11 @@
 //! parallel over groups of samples), BatchNorm (one pass for the statistics, one
 //! for the normalisation, one fused backward) and 2x2 max pooling. Convolution
 //! and BatchNorm can apply a ReLU to their output in the same pass; their
-//! backward then masks the upstream gradient with `output > 0` (PyTorch's
-//! convention at exactly 0, where candle's `relu` passes the gradient through).
+//! backward masks the upstream gradient with `output > 0` and passes it where the
+//! pre-activation was exactly 0 (recorded in the forward pass), so the gradient
+//! equals candle's `relu` (`x >= 0`), not PyTorch's (`x > 0`): on VGG16, whose
+//! zero biases make many exact zeros early on, PyTorch's convention trained to
+//! 48.7 % valid accuracy after one epoch against candle's 52.6 %.
 //!
 //! They replace candle's general ops, which allocate a fresh buffer per
 //! elementwise step and run gemm's own threading on small matrices. Every op
@@ -21,7 +24,7 @@ mod pool;
 mod tests;
 
 use std::cell::RefCell;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Shape, Tensor};
 use rayon::prelude::*;
@@ -112,7 +115,7 @@ pub(crate) fn conv2d(
     let op = Conv {
         pad: padding,
         stride,
-        relu,
+        relu: relu.then(Default::default),
     };
     let (xs, w) = (xs.contiguous()?, w.contiguous()?);
     match bias {
@@ -121,15 +124,55 @@ pub(crate) fn conv2d(
     }
 }
 
-/// The gradient through a ReLU whose output was `ys`: `dy` where `ys > 0`, else 0.
-fn relu_grad(dy: &Tensor, ys: &Tensor) -> candle_core::Result<Tensor> {
-    dy.contiguous()?
-        .apply_op2_no_bwd(&ys.contiguous()?, &ReluGrad)
+/// The flat indices where a fused op's ReLU met an exact 0 (where candle's
+/// `relu` passes the gradient although the output is 0), filled by the forward
+/// pass, read by the backward.
+#[derive(Debug, Default)]
+struct ZeroLog(Mutex<Vec<(usize, Vec<usize>)>>);
+
+impl ZeroLog {
+    /// The recorded indices, ascending.
+    fn sorted(&self) -> Vec<usize> {
+        let mut pieces = self
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        pieces.sort_unstable_by_key(|&(start, _)| start);
+        pieces.into_iter().flat_map(|(_, v)| v).collect()
+    }
 }
 
-/// (dy, y) -> dy · [y > 0], no backward of its own.
-#[derive(Clone, Copy, Debug)]
-struct ReluGrad;
+/// `max(v, 0)` over `row`, whose first element has flat index `start`; the
+/// indices of exact zeros go to `log`.
+fn relu_row(row: &mut [f32], start: usize, log: &ZeroLog) {
+    if row.contains(&0.0) {
+        let zeros = row
+            .iter()
+            .enumerate()
+            .filter(|&(_, &v)| v == 0.0)
+            .map(|(i, _)| start + i)
+            .collect();
+        log.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((start, zeros));
+    }
+    row.iter_mut().for_each(|v| *v = v.max(0.0));
+}
+
+/// The gradient through a fused ReLU whose output was `ys`: `dy` where `ys > 0`
+/// or the pre-activation was exactly 0 (`log`), else 0.
+fn relu_grad(dy: &Tensor, ys: &Tensor, log: &ZeroLog) -> candle_core::Result<Tensor> {
+    let op = ReluGrad { pass: log.sorted() };
+    dy.contiguous()?.apply_op2_no_bwd(&ys.contiguous()?, &op)
+}
+
+/// (dy, y) -> dy · [y > 0 or index in `pass`], no backward of its own.
+#[derive(Clone, Debug)]
+struct ReluGrad {
+    pass: Vec<usize>,
+}
 
 impl CustomOp2 for ReluGrad {
     fn name(&self) -> &'static str {
@@ -155,6 +198,12 @@ impl CustomOp2 for ReluGrad {
                 *o = if y > 0.0 { d } else { 0.0 };
             }
         });
+        for &i in &self.pass {
+            match (out.get_mut(i), dy.get(i)) {
+                (Some(o), Some(&d)) => *o = d,
+                _ => candle_core::bail!("ferbayes relu grad: index {i} out of {}", dy.len()),
+            }
+        }
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 }

@@ -306,46 +306,45 @@ fn max_pool_matches_candle_and_routes_gradient_to_the_maximum() {
     }
 }
 
-/// At an output of exactly 0 the fused ReLU passes no gradient (PyTorch's
-/// convention; candle's `relu` passes it): a zero input and zero bias make every
-/// output 0, so every gradient of the fused conv is exactly 0.
+/// At a pre-activation of exactly 0 the fused ReLU passes the gradient, as
+/// candle's `relu` does (`x >= 0`): a zero input and zero bias make every
+/// pre-activation 0, so the fused conv's gradients must equal candle's conv +
+/// relu there (input gradient Wᵀ·up, bias gradient Σ up), while a negative bias
+/// (pre-activation < 0) blocks every gradient.
 #[test]
-fn fused_relu_passes_no_gradient_at_zero() {
-    let x = Var::from_tensor(&Tensor::zeros((2, 3, 5, 5), DType::F32, &Device::Cpu).expect("x"))
-        .expect("v");
+fn fused_relu_passes_the_gradient_at_exact_zero_like_candle() {
+    let zeros = |shape: &[usize]| Tensor::zeros(shape, DType::F32, &Device::Cpu).expect("zeros");
+    let x = Var::from_tensor(&zeros(&[2, 3, 5, 5])).expect("v");
     let wt = var(&[4, 3, 3, 3], 5);
-    let bias =
-        Var::from_tensor(&Tensor::zeros(4, DType::F32, &Device::Cpu).expect("b")).expect("v");
-    let y = conv2d(
-        x.as_tensor(),
-        wt.as_tensor(),
-        Some(bias.as_tensor()),
-        1,
-        1,
-        true,
-    )
-    .expect("fast conv");
-    assert!(to_vec(&y).iter().all(|&v| v == 0.0));
-    let up = rand(y.dims(), 6);
-    for (name, g) in ["x", "w", "bias"]
-        .iter()
-        .zip(grads(&y, &up, &[&x, &wt, &bias]))
-    {
-        assert!(
-            to_vec(&g).iter().all(|&v| v == 0.0),
-            "{name}: nonzero gradient"
+    let up = rand(&[2, 4, 5, 5], 6);
+    for b in [0.0f64, -0.5] {
+        let bias = Var::from_tensor(&(zeros(&[4]) + b).expect("bias")).expect("v");
+        let vars = [&x, &wt, &bias];
+        let ours = conv2d(
+            x.as_tensor(),
+            wt.as_tensor(),
+            Some(bias.as_tensor()),
+            1,
+            1,
+            true,
+        )
+        .expect("fast conv");
+        assert!(to_vec(&ours).iter().all(|&v| v == 0.0));
+        let theirs = x
+            .as_tensor()
+            .conv2d(wt.as_tensor(), 1, 1, 1, 1)
+            .and_then(|t| t.broadcast_add(&bias.as_tensor().reshape((1, 4, 1, 1))?))
+            .and_then(|t| t.relu())
+            .expect("candle conv + relu");
+        let (g1, g2) = (grads(&ours, &up, &vars), grads(&theirs, &up, &vars));
+        for (name, (a, r)) in ["x", "w", "bias"].iter().zip(g1.iter().zip(&g2)) {
+            close(&format!("bias {b}: grad {name}"), a, r);
+        }
+        let dx_nonzero = to_vec(&g1[0]).iter().any(|&v| v != 0.0);
+        assert_eq!(
+            dx_nonzero,
+            b == 0.0,
+            "bias {b}: input gradient passed {dx_nonzero}"
         );
     }
-    // Without the ReLU the input gradient is Wᵀ·up, not zero: the mask did the work.
-    let y = conv2d(
-        x.as_tensor(),
-        wt.as_tensor(),
-        Some(bias.as_tensor()),
-        1,
-        1,
-        false,
-    )
-    .expect("fast conv");
-    let dx = &grads(&y, &up, &[&x])[0];
-    assert!(to_vec(dx).iter().any(|&v| v != 0.0));
 }
