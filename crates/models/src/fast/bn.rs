@@ -143,7 +143,7 @@ pub(crate) fn batch_norm_train(
     let stats = Arc::new(Mutex::new(Stats::default()));
     let op = Train {
         eps,
-        relu: relu.then(Default::default),
+        relu: relu.then(|| ZeroLog::for_inputs(&[Some(xs), Some(gamma), Some(beta)])),
         stats: stats.clone(),
     };
     let ys = xs
@@ -344,9 +344,13 @@ pub(crate) fn batch_norm_eval(
     eps: f64,
     relu: bool,
 ) -> candle_core::Result<Tensor> {
+    // The running stats are buffers, never differentiated: detached, so that (candle's
+    // BatchNorm holding them as variables) an inference pass records no autograd graph
+    // and frees each intermediate as soon as it is used.
+    let (running_mean, running_var) = (running_mean.detach(), running_var.detach());
     let scale = gamma.div(&(running_var + eps)?.sqrt()?)?;
     let shift = beta.sub(&running_mean.mul(&scale)?)?;
-    let relu = relu.then(Default::default);
+    let relu = relu.then(|| ZeroLog::for_inputs(&[Some(xs), Some(gamma), Some(beta)]));
     xs.contiguous()?
         .apply_op3(&scale.contiguous()?, &shift.contiguous()?, Affine { relu })
 }

@@ -24,7 +24,7 @@ mod pool;
 mod tests;
 
 use std::cell::RefCell;
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Shape, Tensor};
 use rayon::prelude::*;
@@ -115,7 +115,7 @@ pub(crate) fn conv2d(
     let op = Conv {
         pad: padding,
         stride,
-        relu: relu.then(Default::default),
+        relu: relu.then(|| ZeroLog::for_inputs(&[Some(xs), Some(w), bias])),
     };
     let (xs, w) = (xs.contiguous()?, w.contiguous()?);
     match bias {
@@ -126,15 +126,28 @@ pub(crate) fn conv2d(
 
 /// The flat indices where a fused op's ReLU met an exact 0 (where candle's
 /// `relu` passes the gradient although the output is 0), filled by the forward
-/// pass, read by the backward.
+/// pass, read by the backward. Only `active` logs record: none is needed when no
+/// gradient will flow back (inference), where dropout's zeros would otherwise
+/// fill it.
 #[derive(Debug, Default)]
-struct ZeroLog(Mutex<Vec<(usize, Vec<usize>)>>);
+struct ZeroLog {
+    active: bool,
+    zeros: Mutex<Vec<(usize, Vec<usize>)>>,
+}
 
 impl ZeroLog {
+    /// A log for a fused ReLU; it records iff some input of the op tracks gradients.
+    fn for_inputs(inputs: &[Option<&Tensor>]) -> Arc<ZeroLog> {
+        Arc::new(ZeroLog {
+            active: inputs.iter().flatten().any(|t| t.track_op()),
+            zeros: Mutex::default(),
+        })
+    }
+
     /// The recorded indices, ascending.
     fn sorted(&self) -> Vec<usize> {
         let mut pieces = self
-            .0
+            .zeros
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
@@ -146,14 +159,14 @@ impl ZeroLog {
 /// `max(v, 0)` over `row`, whose first element has flat index `start`; the
 /// indices of exact zeros go to `log`.
 fn relu_row(row: &mut [f32], start: usize, log: &ZeroLog) {
-    if row.contains(&0.0) {
+    if log.active && row.contains(&0.0) {
         let zeros = row
             .iter()
             .enumerate()
             .filter(|&(_, &v)| v == 0.0)
             .map(|(i, _)| start + i)
             .collect();
-        log.0
+        log.zeros
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push((start, zeros));
