@@ -198,16 +198,51 @@ fn im2col(g: &Geom, x: &[f32], col: &mut [f32], ld: usize, off: usize) {
     }
 }
 
+/// One tap's row of [`col2im`] for a stride-1 conv whose output is as wide as
+/// its input (the adjoint of [`im2col_row_same`]): the entries that would wrap
+/// across a row edge are zeroed in `src` (scratch), then the valid rows are one
+/// contiguous shifted add instead of one short add per output row.
+fn col2im_row_same(g: &Geom, src: &mut [f32], ki: usize, kj: usize, plane: &mut [f32]) {
+    let w = g.w;
+    let (oy0, oy1) = valid_rows(g, ki);
+    let (lo, hi) = valid(g, kj, w, g.wo);
+    if oy0 >= oy1 || lo >= hi {
+        return;
+    }
+    let (jlo, jhi) = (oy0 * w, oy1 * w);
+    if lo > 0 || hi < w {
+        for row in src[jlo..jhi].chunks_exact_mut(w) {
+            row[..lo].fill(0.0);
+            row[hi..].fill(0.0);
+        }
+    }
+    let delta = (ki as isize - g.pad as isize) * w as isize + (kj as isize - g.pad as isize);
+    let a = (jlo as isize).max(-delta) as usize;
+    let b = (jhi as isize)
+        .min(plane.len() as isize - delta)
+        .max(a as isize) as usize;
+    let dst = (a as isize + delta) as usize;
+    for (d, &v) in plane[dst..dst + (b - a)].iter_mut().zip(&src[a..b]) {
+        *d += v;
+    }
+}
+
 /// Adds the columns `off..off + P` of `col` (row stride `ld`) back onto one
-/// sample `dx` (Cin, H, W): the adjoint of [`im2col`].
-fn col2im(g: &Geom, col: &[f32], ld: usize, off: usize, dx: &mut [f32]) {
+/// sample `dx` (Cin, H, W): the adjoint of [`im2col`]. `col` is scratch: entries
+/// that no input pixel reads may be zeroed on the way.
+fn col2im(g: &Geom, col: &mut [f32], ld: usize, off: usize, dx: &mut [f32]) {
     let (p, hw) = (g.p(), g.h * g.w);
+    let same = g.stride == 1 && g.wo == g.w;
     for ci in 0..g.cin {
         let plane = &mut dx[ci * hw..(ci + 1) * hw];
         for ki in 0..g.kh {
             for kj in 0..g.kw {
                 let row = (ci * g.kh + ki) * g.kw + kj;
-                let src = &col[row * ld + off..row * ld + off + p];
+                let src = &mut col[row * ld + off..row * ld + off + p];
+                if same {
+                    col2im_row_same(g, src, ki, kj, plane);
+                    continue;
+                }
                 let (lo, hi) = valid(g, kj, g.w, g.wo);
                 if lo >= hi {
                     continue;

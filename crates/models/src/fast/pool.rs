@@ -18,19 +18,6 @@ fn per_job(h: usize, w: usize) -> usize {
     (16384 / (h * w).max(1)).max(1)
 }
 
-/// Offset (within the plane) of the first maximum of window (oy, ox).
-#[inline]
-fn argmax(plane: &[f32], w: usize, oy: usize, ox: usize) -> usize {
-    let i = 2 * oy * w + 2 * ox;
-    let mut best = i;
-    for j in [i + 1, i + w, i + w + 1] {
-        if plane[j] > plane[best] {
-            best = j;
-        }
-    }
-    best
-}
-
 /// 2x2 / stride-2 max pool of a (B, C, H, W) CPU f32 tensor.
 pub(crate) fn max_pool2(xs: &Tensor) -> candle_core::Result<Tensor> {
     xs.contiguous()?.apply_op1(MaxPool2)
@@ -55,7 +42,7 @@ impl CustomOp1 for MaxPool2 {
                 let xs = &x[j * k * h * w..];
                 for (yp, xp) in ys.chunks_mut(ho * wo).zip(xs.chunks(h * w)) {
                     // Row pairs, branch-free: the window's maximum is the value at its
-                    // first maximum (what the backward's `argmax` picks).
+                    // first maximum (where the backward sends the gradient).
                     for (yr, rows) in yp.chunks_exact_mut(wo).zip(xp.chunks_exact(2 * w)) {
                         let (r0, r1) = rows.split_at(w);
                         for ((y, a), b) in yr
@@ -113,9 +100,27 @@ impl CustomOp2 for MaxPool2Bwd {
                     .zip(xs.chunks(h * w))
                     .zip(dys.chunks(ho * wo))
                 {
-                    for oy in 0..ho {
-                        for ox in 0..wo {
-                            dp[argmax(xp, w, oy, ox)] += gp[oy * wo + ox];
+                    // Windows do not overlap: each writes its own 2x2 block, the
+                    // gradient at its first maximum in row-major order (strict `>`,
+                    // found with selects instead of branches) and 0 at the other three.
+                    for ((rows, drows), gr) in xp
+                        .chunks_exact(2 * w)
+                        .zip(dp.chunks_exact_mut(2 * w))
+                        .zip(gp.chunks_exact(wo))
+                    {
+                        let (x0, x1) = rows.split_at(w);
+                        let (d0, d1) = drows.split_at_mut(w);
+                        for (ox, &g) in gr.iter().enumerate() {
+                            let (a, b) = (x0[2 * ox], x0[2 * ox + 1]);
+                            let (c, d) = (x1[2 * ox], x1[2 * ox + 1]);
+                            let ib = b > a;
+                            let m = if ib { b } else { a };
+                            let ic = c > m;
+                            let id = d > if ic { c } else { m };
+                            d1[2 * ox + 1] = if id { g } else { 0.0 };
+                            d1[2 * ox] = if !id && ic { g } else { 0.0 };
+                            d0[2 * ox + 1] = if !id && !ic && ib { g } else { 0.0 };
+                            d0[2 * ox] = if !id && !ic && !ib { g } else { 0.0 };
                         }
                     }
                 }

@@ -271,38 +271,47 @@ fn max_pool_matches_candle_and_routes_gradient_to_the_maximum() {
         .iter()
         .enumerate()
     {
-        let x = var(&[b, c, h, w], 200 + i as u64);
-        let ours = max_pool2(x.as_tensor()).expect("pool");
-        let trimmed = x
-            .as_tensor()
-            .narrow(2, 0, h / 2 * 2)
-            .and_then(|t| t.narrow(3, 0, w / 2 * 2))
-            .expect("trim");
-        close(
-            "max pool forward",
-            &ours,
-            &trimmed.max_pool2d(2).expect("pool"),
-        );
-        // Gradient: each output's upstream value lands on its window's maximum.
-        let up = rand(ours.dims(), 300 + i as u64);
-        let g = to_vec(&grads(&ours, &up, &[&x])[0]);
-        let xs = to_vec(x.as_tensor());
-        let ups = to_vec(&up);
-        let mut want = vec![0f32; xs.len()];
-        let (ho, wo) = (h / 2, w / 2);
-        for p in 0..b * c {
-            for oy in 0..ho {
-                for ox in 0..wo {
-                    let idx = [(0, 0), (0, 1), (1, 0), (1, 1)]
-                        .map(|(dy, dx)| p * h * w + (2 * oy + dy) * w + 2 * ox + dx);
-                    let best = idx
-                        .into_iter()
-                        .fold(idx[0], |m, j| if xs[j] > xs[m] { j } else { m });
-                    want[best] += ups[(p * ho + oy) * wo + ox];
+        // Also with values rounded to -1, 0, 1: many ties, which go to the window's
+        // first maximum in row-major order.
+        for tied in [false, true] {
+            let x = var(&[b, c, h, w], 200 + i as u64);
+            let x = if tied {
+                Var::from_tensor(&x.as_tensor().round().expect("round")).expect("var")
+            } else {
+                x
+            };
+            let ours = max_pool2(x.as_tensor()).expect("pool");
+            let trimmed = x
+                .as_tensor()
+                .narrow(2, 0, h / 2 * 2)
+                .and_then(|t| t.narrow(3, 0, w / 2 * 2))
+                .expect("trim");
+            close(
+                "max pool forward",
+                &ours,
+                &trimmed.max_pool2d(2).expect("pool"),
+            );
+            // Gradient: each output's upstream value lands on its window's maximum.
+            let up = rand(ours.dims(), 300 + i as u64);
+            let g = to_vec(&grads(&ours, &up, &[&x])[0]);
+            let xs = to_vec(x.as_tensor());
+            let ups = to_vec(&up);
+            let mut want = vec![0f32; xs.len()];
+            let (ho, wo) = (h / 2, w / 2);
+            for p in 0..b * c {
+                for oy in 0..ho {
+                    for ox in 0..wo {
+                        let idx = [(0, 0), (0, 1), (1, 0), (1, 1)]
+                            .map(|(dy, dx)| p * h * w + (2 * oy + dy) * w + 2 * ox + dx);
+                        let best = idx
+                            .into_iter()
+                            .fold(idx[0], |m, j| if xs[j] > xs[m] { j } else { m });
+                        want[best] += ups[(p * ho + oy) * wo + ox];
+                    }
                 }
             }
+            assert_eq!(g, want, "max pool gradient, case {i} tied {tied}");
         }
-        assert_eq!(g, want, "max pool gradient, case {i}");
     }
 }
 
