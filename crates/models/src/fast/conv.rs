@@ -95,7 +95,7 @@ impl Geom {
 }
 
 /// Range of output columns `ox` whose input column `ox·stride + kj - pad` lies
-/// in `0..w`.
+/// in `0..w` (with `kj`, `w`, `wo` = `ki`, `h`, `ho`: the range of output rows).
 fn valid(g: &Geom, kj: usize, w: usize, wo: usize) -> (usize, usize) {
     let lo = if g.pad > kj {
         (g.pad - kj).div_ceil(g.stride)
@@ -110,19 +110,45 @@ fn valid(g: &Geom, kj: usize, w: usize, wo: usize) -> (usize, usize) {
     (lo.min(hi), hi)
 }
 
-/// Range of output rows `oy` whose input row `oy·stride + ki - pad` lies in `0..h`.
-fn valid_rows(g: &Geom, ki: usize) -> (usize, usize) {
-    let lo = if g.pad > ki {
-        (g.pad - ki).div_ceil(g.stride)
-    } else {
-        0
-    };
-    let hi = if g.h + g.pad > ki {
-        ((g.h - 1 + g.pad - ki) / g.stride + 1).min(g.ho)
-    } else {
-        0
-    };
-    (lo.min(hi), hi)
+/// Where tap (`ki`, `kj`) of a stride-1 conv as wide as its input reads a plane
+/// of `len` pixels: output pixels `jlo..jhi` are the valid rows; of those,
+/// `a..b` read plane pixels `src..src + (b - a)` (pixel j reads j + delta, delta =
+/// (ki - pad)·W + (kj - pad)). Every valid pixel lies in `a..b`; the others there
+/// wrapped across a row edge.
+struct Span {
+    jlo: usize,
+    jhi: usize,
+    a: usize,
+    b: usize,
+    src: usize,
+}
+
+/// The [`Span`] of tap (`ki`, `kj`) over a plane of `len` pixels.
+fn same_span(g: &Geom, ki: usize, kj: usize, len: usize) -> Span {
+    let (oy0, oy1) = valid(g, ki, g.h, g.ho);
+    let (jlo, jhi) = (oy0 * g.w, oy1 * g.w);
+    let delta = (ki as isize - g.pad as isize) * g.w as isize + (kj as isize - g.pad as isize);
+    let a = (jlo as isize).max(-delta) as usize;
+    let b = (jhi as isize).min(len as isize - delta).max(a as isize) as usize;
+    let src = (a as isize + delta) as usize;
+    Span {
+        jlo,
+        jhi,
+        a,
+        b,
+        src,
+    }
+}
+
+/// Zeroes the entries of columns outside `valid(kj)` in the rows of `rows`.
+fn zero_edge_columns(g: &Geom, kj: usize, rows: &mut [f32]) {
+    let (lo, hi) = valid(g, kj, g.w, g.wo);
+    if lo > 0 || hi < g.w {
+        for row in rows.chunks_exact_mut(g.w) {
+            row[..lo].fill(0.0);
+            row[hi..].fill(0.0);
+        }
+    }
 }
 
 /// One im2col row (kernel tap `ki`, `kj` of one input plane) of a stride-1 conv
@@ -131,31 +157,22 @@ fn valid_rows(g: &Geom, ki: usize) -> (usize, usize) {
 /// wrapped across a row edge are zeroed afterwards. (Tiny per-row copies were a
 /// large share of the small maps' time.)
 fn im2col_row_same(g: &Geom, plane: &[f32], ki: usize, kj: usize, dst: &mut [f32]) {
-    let w = g.w;
-    let (oy0, oy1) = valid_rows(g, ki);
-    let (jlo, jhi) = (oy0 * w, oy1 * w);
+    let Span {
+        jlo,
+        jhi,
+        a,
+        b,
+        src,
+    } = same_span(g, ki, kj, plane.len());
     dst[..jlo].fill(0.0);
     dst[jhi..].fill(0.0);
     if jlo >= jhi {
         return;
     }
-    // delta = (ki - pad)·W + (kj - pad), in signed arithmetic.
-    let delta = (ki as isize - g.pad as isize) * w as isize + (kj as isize - g.pad as isize);
-    let a = (jlo as isize).max(-delta) as usize;
-    let b = (jhi as isize)
-        .min(plane.len() as isize - delta)
-        .max(a as isize) as usize;
     dst[jlo..a].fill(0.0);
     dst[b..jhi].fill(0.0);
-    let src = (a as isize + delta) as usize;
     dst[a..b].copy_from_slice(&plane[src..src + (b - a)]);
-    let (lo, hi) = valid(g, kj, w, g.wo);
-    if lo > 0 || hi < w {
-        for row in dst[jlo..jhi].chunks_exact_mut(w) {
-            row[..lo].fill(0.0);
-            row[hi..].fill(0.0);
-        }
-    }
+    zero_edge_columns(g, kj, &mut dst[jlo..jhi]);
 }
 
 /// Unfolds one sample `x` (Cin, H, W) into rows of `col` with row stride `ld`,
@@ -202,27 +219,19 @@ fn im2col(g: &Geom, x: &[f32], col: &mut [f32], ld: usize, off: usize) {
 /// its input (the adjoint of [`im2col_row_same`]): the entries that would wrap
 /// across a row edge are zeroed in `src` (scratch), then the valid rows are one
 /// contiguous shifted add instead of one short add per output row.
-fn col2im_row_same(g: &Geom, src: &mut [f32], ki: usize, kj: usize, plane: &mut [f32]) {
-    let w = g.w;
-    let (oy0, oy1) = valid_rows(g, ki);
-    let (lo, hi) = valid(g, kj, w, g.wo);
-    if oy0 >= oy1 || lo >= hi {
+fn col2im_row_same(g: &Geom, col: &mut [f32], ki: usize, kj: usize, plane: &mut [f32]) {
+    let Span {
+        jlo,
+        jhi,
+        a,
+        b,
+        src,
+    } = same_span(g, ki, kj, plane.len());
+    if jlo >= jhi {
         return;
     }
-    let (jlo, jhi) = (oy0 * w, oy1 * w);
-    if lo > 0 || hi < w {
-        for row in src[jlo..jhi].chunks_exact_mut(w) {
-            row[..lo].fill(0.0);
-            row[hi..].fill(0.0);
-        }
-    }
-    let delta = (ki as isize - g.pad as isize) * w as isize + (kj as isize - g.pad as isize);
-    let a = (jlo as isize).max(-delta) as usize;
-    let b = (jhi as isize)
-        .min(plane.len() as isize - delta)
-        .max(a as isize) as usize;
-    let dst = (a as isize + delta) as usize;
-    for (d, &v) in plane[dst..dst + (b - a)].iter_mut().zip(&src[a..b]) {
+    zero_edge_columns(g, kj, &mut col[jlo..jhi]);
+    for (d, &v) in plane[src..src + (b - a)].iter_mut().zip(&col[a..b]) {
         *d += v;
     }
 }
