@@ -27,28 +27,21 @@ pub(crate) fn batch_norm(n: usize, vb: VarBuilder) -> Result<BatchNorm> {
 /// Applies a BatchNorm, then a ReLU when `relu`: batch statistics (and
 /// running-stat update) iff `mode.batchnorm_train`.
 /// Runs on the fused kernels of [`crate::fast`] (BatchNorm and ReLU in one pass)
-/// unless they are switched off or the layer has no affine weights, or (in
-/// training mode) its running stats are not variables.
+/// unless they are switched off or the layer has no affine weights.
 pub(crate) fn bn(layer: &BatchNorm, xs: &Tensor, mode: Mode, relu: bool) -> Result<Tensor> {
     let (rm, rv) = (layer.running_mean(), layer.running_var());
-    let fast_layer = layer
-        .weight_and_bias()
-        .filter(|(g, b)| fast::enabled() && fast::applies(&[xs, g, b, rm, rv]));
-    // Evaluation needs no running-stat update, so it also runs fast on plain tensors
-    // (the infer stage loads weights with `VarBuilder::from_tensors`).
-    if let Some((g, b)) = fast_layer
-        && !mode.batchnorm_train
+    if let Some((g, b)) = layer.weight_and_bias()
+        && fast::enabled()
+        && fast::applies(&[xs, g, b, rm, rv])
     {
-        return Ok(fast::batch_norm_eval(xs, g, b, rm, rv, layer.eps(), relu)?);
-    }
-    if let Some((g, b)) = fast_layer
-        && rm.is_variable()
-        && rv.is_variable()
-    {
+        if !mode.batchnorm_train {
+            return Ok(fast::batch_norm_eval(xs, g, b, rm, rv, layer.eps(), relu)?);
+        }
         let (ys, stats) = fast::batch_norm_train(xs, g, b, layer.eps(), relu)?;
         // Running-stat update exactly as candle's `BatchNorm::forward_train`
-        // (unbiased batch variance). `Var::from_tensor` on a variable shares its
-        // storage, so `set` updates the layer's own buffers.
+        // (unbiased batch variance). candle-nn's BatchNorm holds its running stats
+        // as variables (whatever the VarBuilder), and `Var::from_tensor` on a
+        // variable shares its storage, so `set` updates the layer's own buffers.
         let c = stats.mean.len();
         let m = layer.momentum();
         let n = stats.count as f64;
