@@ -173,7 +173,7 @@ pub use init::{VarRole, init_seeded, sorted_vars, trainable_vars};
 pub use model::Model;
 pub use noise::Noise;
 pub use preprocess::{SOURCE_SIZE, batch_tensor, preprocess, resize_bilinear};
-pub use runtime::{MMAP_THRESHOLD, TRIM_THRESHOLD, Tuning, run_in_pool, tune_cpu_process};
+pub use runtime::{Tuning, run_in_pool, tune_cpu_process};
 
 /// Number of emotion classes (logits per sample).
 pub const NUM_CLASSES: usize = 8;

@@ -1,6 +1,6 @@
 //! Process-wide CPU settings the training and inference speed depends on.
 //!
-//! Two measured effects (`cargo bench -p ferbayes-train --bench train`, quiet
+//! Three measured effects (`cargo bench -p ferbayes-train --bench train`, quiet
 //! 2-core machine, `docs/perf-notes.md`):
 //!
 //! * candle runs elementwise ops of ≥ 64k elements on its own "barrier pool",
@@ -13,13 +13,12 @@
 //!   the next step's buffers of the same size are mapped and page-faulted in
 //!   again. Fixed thresholds (mmap 32 MiB, trim 1 GiB) keep them on the heap:
 //!   paper-size AlexNet training measured 1.46x faster.
-//!
 //! * The fast kernels split each op over rayon's pool. Called from the main
 //!   thread, every such op hands its work to sleeping pool threads and puts the
 //!   main thread to sleep until they finish: three threads taking turns on two
 //!   cores, with a wake-up per op. Run on a pool worker instead
 //!   ([`run_in_pool`]), the caller does its share and the other worker joins
-//!   in: cpu-profile training steps measured 5–11 % faster.
+//!   in: cpu-profile training steps measured 3–12 % faster.
 //!
 //! [`tune_cpu_process`] applies the first two unless the user set them.
 
@@ -30,16 +29,14 @@ use std::ffi::OsStr;
 use std::sync::OnceLock;
 
 /// glibc's mmap threshold set by [`tune_cpu_process`] (its 64-bit maximum).
-pub const MMAP_THRESHOLD: i32 = 32 << 20;
+const MMAP_THRESHOLD: i32 = 32 << 20;
 /// glibc's trim threshold set by [`tune_cpu_process`].
-pub const TRIM_THRESHOLD: i32 = 1 << 30;
+const TRIM_THRESHOLD: i32 = 1 << 30;
 
 /// What [`tune_cpu_process`] did, for the log.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Tuning {
-    /// `CANDLE_NUM_THREADS=1` was set by this call.
-    pub candle_threads_set: bool,
-    /// Why `CANDLE_NUM_THREADS` was left alone, if it was.
+    /// Why `CANDLE_NUM_THREADS` was left alone; `None`: this call set it to 1.
     pub candle_threads_skipped: Option<&'static str>,
     /// The malloc thresholds were set by this call.
     pub malloc_set: bool,
@@ -62,7 +59,6 @@ pub fn tune_cpu_process() -> Tuning {
         // /proc/self/task), so no other thread can read or write the environment
         // concurrently.
         unsafe { std::env::set_var("CANDLE_NUM_THREADS", "1") };
-        t.candle_threads_set = true;
     }
     let user_set = [
         "MALLOC_MMAP_THRESHOLD_",
@@ -138,7 +134,6 @@ mod tests {
         let _other = std::thread::spawn(|| std::thread::sleep(std::time::Duration::from_secs(2)));
         if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
             let t = tune_cpu_process();
-            assert!(!t.candle_threads_set);
             assert_eq!(t.candle_threads_skipped, Some("other threads are running"));
             assert!(std::env::var_os("CANDLE_NUM_THREADS").is_none());
         }
