@@ -70,6 +70,7 @@ bench:
     set -euo pipefail
     cargo bench --quiet -p ferbayes-ingest --bench ingest
     cargo bench --quiet -p ferbayes-infer --bench infer
+    cargo bench --quiet -p ferbayes-models --bench conv
     json="$PWD/target/bench/torch.json"
     rm -f "$json"
     if [ "${FER_BENCH_TORCH:-1}" != 0 ]; then

@@ -169,6 +169,8 @@ mod vgg;
 pub use config::{Arch, Method, Mode, ModelConfig, default_drop_rate, has_batchnorm};
 pub use device::device;
 pub use error::{Error, Result};
+#[doc(hidden)]
+pub use fast::bench as conv_bench;
 pub use init::{VarRole, init_seeded, sorted_vars, trainable_vars};
 pub use model::Model;
 pub use noise::Noise;

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
 
 use super::gemm::{View, sgemm};
+use super::winograd;
 use super::{ZeroLog, contiguous_f32, par_chunks_mut, par_map, relu_row, with_scratch};
 
 /// Most partial weight gradients (one per task) summed at the end: a fixed
@@ -30,6 +31,19 @@ pub(super) struct Geom {
     pub stride: usize,
     pub ho: usize,
     pub wo: usize,
+    /// Which kernels run: [`Algo::Auto`] unless a bench compares them.
+    pub algo: Algo,
+}
+
+/// The kernels a conv runs on.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Algo {
+    /// Winograd for 3x3 / 5x5 'same' convs with enough channels, else im2col.
+    Auto,
+    /// im2col + gemm always.
+    Im2col,
+    /// Winograd wherever the shape allows (any channel count).
+    Winograd,
 }
 
 impl Geom {
@@ -57,6 +71,11 @@ impl Geom {
             stride,
             ho: (h + 2 * pad - kh) / stride + 1,
             wo: (wd + 2 * pad - kw) / stride + 1,
+            algo: if super::winograd_enabled() {
+                Algo::Auto
+            } else {
+                Algo::Im2col
+            },
         })
     }
 
@@ -290,6 +309,24 @@ fn gather(g: &Geom, y: &[f32], n: usize, t: &mut [f32]) {
     }
 }
 
+/// Adds the bias to, then applies the ReLU (if any) on, the outputs `o` of the
+/// samples from `s0` on.
+fn epilogue(g: &Geom, s0: usize, o: &mut [f32], bias: Option<&[f32]>, relu: Option<&ZeroLog>) {
+    if bias.is_none() && relu.is_none() {
+        return;
+    }
+    let (p, base) = (g.p(), s0 * g.out_len());
+    for (i, row) in o.chunks_exact_mut(p).enumerate() {
+        if let Some(bias) = bias {
+            let b = bias[i % g.cout];
+            row.iter_mut().for_each(|v| *v += b);
+        }
+        if let Some(log) = relu {
+            relu_row(row, base + i * p, log);
+        }
+    }
+}
+
 /// Forward: y = conv(x, w) (+ bias), then max(y, 0) when `relu` (which records
 /// the exact zeros).
 pub(super) fn forward(
@@ -302,6 +339,12 @@ pub(super) fn forward(
     let (k, p, gs) = (g.k(), g.p(), g.group());
     let mut out = vec![0f32; g.b * g.out_len()];
     if out.is_empty() {
+        return out;
+    }
+    if let Some(kind) = winograd::alg(g) {
+        winograd::convolve(kind, g, x, w, false, &mut out, |s0, o| {
+            epilogue(g, s0, o, bias, relu)
+        });
         return out;
     }
     let single = g.b <= gs;
@@ -351,18 +394,7 @@ pub(super) fn forward(
                 }
             });
         }
-        if bias.is_some() || relu.is_some() {
-            let base = s0 * g.out_len();
-            for (i, row) in o.chunks_exact_mut(p).enumerate() {
-                if let Some(bias) = bias {
-                    let b = bias[i % g.cout];
-                    row.iter_mut().for_each(|v| *v += b);
-                }
-                if let Some(log) = relu {
-                    relu_row(row, base + i * p, log);
-                }
-            }
-        }
+        epilogue(g, s0, o, bias, relu);
     };
     if single {
         run(0, &mut out);
@@ -377,6 +409,10 @@ pub(super) fn backward_input(g: &Geom, dy: &[f32], w: &[f32]) -> Vec<f32> {
     let (k, p, gs) = (g.k(), g.p(), g.group());
     let mut dx = vec![0f32; g.b * g.in_len()];
     if dx.is_empty() || g.out_len() == 0 {
+        return dx;
+    }
+    if let Some(kind) = winograd::alg(g) {
+        winograd::convolve(kind, g, dy, w, true, &mut dx, |_, _| {});
         return dx;
     }
     let single = g.b <= gs;
@@ -444,6 +480,9 @@ pub(super) fn backward_weight(g: &Geom, x: &[f32], dy: &[f32]) -> Vec<f32> {
     let tasks = groups.min(WGRAD_TASKS);
     if wlen == 0 || tasks == 0 || p == 0 {
         return vec![0f32; wlen];
+    }
+    if let Some(kind) = winograd::alg(g) {
+        return winograd::weight_grad(kind, g, x, dy);
     }
     let single = tasks == 1;
     let partial = |t: usize| -> Vec<f32> {

@@ -14,7 +14,8 @@
 //! partition of the batch, so results do not depend on thread timing.
 //!
 //! [`enabled`] is false when the environment variable `FER_REFERENCE_OPS` is
-//! set to `1` (read once), which routes the models back to candle's own ops.
+//! set to `1` (read once), which routes the models back to candle's own ops;
+//! `FER_WINOGRAD=0` keeps the fast convs on im2col + gemm (see `winograd`).
 
 mod bn;
 mod conv;
@@ -22,6 +23,7 @@ mod gemm;
 mod pool;
 #[cfg(test)]
 mod tests;
+mod winograd;
 
 use std::cell::RefCell;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
@@ -37,6 +39,17 @@ pub(crate) use pool::max_pool2;
 pub(crate) fn enabled() -> bool {
     static ON: OnceLock<bool> = OnceLock::new();
     *ON.get_or_init(|| std::env::var("FER_REFERENCE_OPS").map_or(true, |v| v.trim() != "1"))
+}
+
+/// Whether 3x3 and 5x5 'same' convs may run on the Winograd kernels: true
+/// unless `FER_WINOGRAD=0` (read once), which keeps every conv on im2col + gemm.
+pub(crate) fn winograd_enabled() -> bool {
+    #[cfg(test)]
+    if tests::NO_WINOGRAD.with(std::cell::Cell::get) {
+        return false;
+    }
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| std::env::var("FER_WINOGRAD").map_or(true, |v| v.trim() != "0"))
 }
 
 /// Whether every tensor is an f32 tensor on the CPU (what the kernels handle).
@@ -218,5 +231,57 @@ impl CustomOp2 for ReluGrad {
             }
         }
         Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+}
+
+/// The conv kernels on plain slices, for `benches/conv.rs` (im2col against
+/// Winograd per layer shape); not a stable API.
+#[doc(hidden)]
+pub mod bench {
+    pub use super::conv::Algo;
+    use super::conv::{self, Geom};
+
+    /// One conv layer's geometry and the kernels it runs on.
+    #[derive(Clone, Copy, Debug)]
+    pub struct Layer(Geom);
+
+    impl Layer {
+        /// x (b, cin, h, w), kernel (cout, cin, k, k), stride 1; None for a shape
+        /// the kernels reject.
+        #[allow(clippy::too_many_arguments)]
+        pub fn new(
+            b: usize,
+            cin: usize,
+            cout: usize,
+            h: usize,
+            w: usize,
+            k: usize,
+            pad: usize,
+            algo: Algo,
+        ) -> Option<Layer> {
+            let mut g = Geom::new(&[b, cin, h, w], &[cout, cin, k, k], pad, 1).ok()?;
+            g.algo = algo;
+            Some(Layer(g))
+        }
+
+        /// Whether this layer runs on the Winograd kernels.
+        pub fn winograd(&self) -> bool {
+            super::winograd::alg(&self.0).is_some()
+        }
+
+        /// y = conv(x, w).
+        pub fn forward(&self, x: &[f32], w: &[f32]) -> Vec<f32> {
+            conv::forward(&self.0, x, w, None, None)
+        }
+
+        /// dx from dy and w.
+        pub fn backward_input(&self, dy: &[f32], w: &[f32]) -> Vec<f32> {
+            conv::backward_input(&self.0, dy, w)
+        }
+
+        /// dw from x and dy.
+        pub fn backward_weight(&self, x: &[f32], dy: &[f32]) -> Vec<f32> {
+            conv::backward_weight(&self.0, x, dy)
+        }
     }
 }

@@ -72,10 +72,37 @@ const CONV_CASES: [ConvCase; 12] = [
     (33, 2, 3, 4, 4, 3, 0, 1),
 ];
 
+/// Convs wide enough for the Winograd path (3x3 and 5x5, stride 1, 'same'
+/// padding), through each of its ways: the whole batch at once (small maps:
+/// odd sizes, batch 1, few tiles), groups of samples (15 samples of 15x17), and
+/// one sample in chunks of tile rows with a partial last chunk (64x62, and 34x33
+/// for 5x5).
+const WINOGRAD_CASES: [ConvCase; 8] = [
+    (1, 96, 97, 7, 9, 3, 1, 1),
+    (5, 128, 64, 8, 6, 3, 1, 1),
+    (9, 128, 64, 3, 5, 3, 1, 1),
+    (15, 64, 64, 15, 17, 3, 1, 1),
+    (2, 64, 64, 64, 62, 3, 1, 1),
+    (2, 64, 64, 9, 8, 5, 2, 1),
+    (1, 128, 80, 5, 5, 5, 2, 1),
+    (4, 64, 64, 34, 33, 5, 2, 1),
+];
+
 #[test]
-fn conv_matches_candle_values_and_gradients() {
-    for (i, &(b, cin, cout, h, w, k, pad, stride)) in CONV_CASES.iter().enumerate() {
-        let seed = 10 * i as u64;
+fn winograd_cases_take_the_winograd_path_and_the_others_do_not() {
+    let takes = |&(b, cin, cout, h, w, k, pad, stride): &ConvCase| {
+        let g = conv::Geom::new(&[b, cin, h, w], &[cout, cin, k, k], pad, stride).expect("geom");
+        winograd::alg(&g).is_some()
+    };
+    assert!(WINOGRAD_CASES.iter().all(takes));
+    assert!(!CONV_CASES.iter().any(takes));
+}
+
+/// The fast conv (values; input, weight and bias gradients; with and without
+/// bias and ReLU) against candle's conv2d on each case.
+fn check_against_candle(cases: &[ConvCase], seed0: u64) {
+    for (i, &(b, cin, cout, h, w, k, pad, stride)) in cases.iter().enumerate() {
+        let seed = seed0 + 10 * i as u64;
         let x = var(&[b, cin, h, w], seed + 1);
         let wt = var(&[cout, cin, k, k], seed + 2);
         let bias = var(&[cout], seed + 3);
@@ -98,11 +125,19 @@ fn conv_matches_candle_values_and_gradients() {
                 let bb = bias.as_tensor().reshape((1, cout, 1, 1)).expect("reshape");
                 theirs = theirs.broadcast_add(&bb).expect("add");
             }
+            let mut up = rand(theirs.dims(), seed + 4);
             if relu {
+                // Where the pre-activation is within rounding of 0, the two convs'
+                // ReLUs may disagree on its sign: no upstream gradient there.
+                let keep = theirs
+                    .abs()
+                    .and_then(|a| a.ge(1e-4))
+                    .and_then(|m| m.to_dtype(DType::F32))
+                    .expect("mask");
+                up = (up * keep).expect("masked");
                 theirs = theirs.relu().expect("relu");
             }
             close(&format!("{what} forward"), &ours, &theirs);
-            let up = rand(ours.dims(), seed + 4);
             let vars = [&x, &wt, &bias];
             let n = if with_bias { 3 } else { 2 };
             let g1 = grads(&ours, &up, &vars[..n]);
@@ -112,6 +147,16 @@ fn conv_matches_candle_values_and_gradients() {
             }
         }
     }
+}
+
+#[test]
+fn conv_matches_candle_values_and_gradients() {
+    check_against_candle(&CONV_CASES, 0);
+}
+
+#[test]
+fn winograd_conv_matches_candle_values_and_gradients() {
+    check_against_candle(&WINOGRAD_CASES, 1000);
 }
 
 #[test]
@@ -355,5 +400,103 @@ fn fused_relu_passes_the_gradient_at_exact_zero_like_candle() {
             b == 0.0,
             "bias {b}: input gradient passed {dx_nonzero}"
         );
+    }
+}
+
+thread_local! {
+    /// Set by a test to keep its own thread's convs on im2col.
+    pub(super) static NO_WINOGRAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// A whole VGG16 (width 0.5 at 32x32: Winograd on its 64- to 256-channel convs,
+/// whole-batch and grouped) gives the same logits and parameter gradients with
+/// Winograd as with im2col, up to rounding carried through 16 layers.
+#[test]
+fn vgg16_with_winograd_equals_im2col() {
+    use candle_nn::{VarBuilder, VarMap};
+    let cfg = crate::ModelConfig::new(crate::Arch::Vgg16, crate::Method::McDropout, 0.5, 32);
+    let varmap = VarMap::new();
+    let model = crate::Model::new(
+        &cfg,
+        VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
+    )
+    .expect("model");
+    crate::init_seeded(&varmap, 5).expect("init");
+    let xs = (rand(&[6, 1, 32, 32], 77) + 1.0).expect("xs") * 0.5;
+    let xs = xs.expect("input in [0, 1)");
+    let up = rand(&[6, 8], 78);
+    let run = |winograd: bool| {
+        NO_WINOGRAD.with(|c| c.set(!winograd));
+        let logits = model
+            .forward(&xs, crate::Mode::EVAL, &mut crate::Noise::new(0))
+            .expect("forward");
+        let grads = (&logits * &up)
+            .and_then(|t| t.sum_all())
+            .and_then(|t| t.backward())
+            .expect("backward");
+        NO_WINOGRAD.with(|c| c.set(false));
+        let g: Vec<(String, Tensor)> = crate::sorted_vars(&varmap)
+            .into_iter()
+            .map(|(name, v)| (name, grads.get(v.as_tensor()).expect("grad").clone()))
+            .collect();
+        (logits, g)
+    };
+    let (l1, g1) = run(true);
+    let (l0, g0) = run(false);
+    let rel = |a: &Tensor, b: &Tensor| {
+        let (a, b) = (to_vec(a), to_vec(b));
+        let scale = b.iter().fold(1e-12f32, |m, v| m.max(v.abs()));
+        a.iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max)
+            / scale
+    };
+    assert!(rel(&l1, &l0) < 1e-4, "logits {}", rel(&l1, &l0));
+    for ((name, a), (_, b)) in g1.iter().zip(&g0) {
+        let r = rel(a, b);
+        assert!(
+            r < 1e-3,
+            "{name}: gradient differs by {r} of its largest entry"
+        );
+    }
+}
+
+/// Where a Winograd conv's receptive field is all zeros (a black image region
+/// after a ReLU, common in VGG16 with its zero biases), its output is exactly 0
+/// as candle's, also on a tile whose other output row sees nonzero input, so a
+/// fused ReLU passes the gradient there as candle's `relu` does.
+#[test]
+fn winograd_gives_exact_zeros_on_all_zero_fields() {
+    // (kernel, zero rows): output rows 0..5 see only zeros; the tile of rows 4
+    // and 5 also reads a nonzero row for row 5.
+    for (k, zero_rows) in [(3, 6), (5, 7)] {
+        let (b, c, side, pad) = (2, 64, 12, k / 2);
+        let mut v = to_vec(&rand(&[b, c, side, side], 91));
+        for ch in 0..c {
+            v[ch * side * side..ch * side * side + zero_rows * side].fill(0.0);
+        }
+        let x = Tensor::from_vec(v, (b, c, side, side), &Device::Cpu).expect("x");
+        let x = Var::from_tensor(&x).expect("var");
+        let wt = var(&[c, c, k, k], 92);
+        let g = conv::Geom::new(&[b, c, side, side], &[c, c, k, k], pad, 1).expect("geom");
+        assert!(winograd::alg(&g).is_some());
+        let ours = conv2d(x.as_tensor(), wt.as_tensor(), None, pad, 1, true).expect("fast conv");
+        let theirs = x
+            .as_tensor()
+            .conv2d(wt.as_tensor(), pad, 1, 1, 1)
+            .and_then(|t| t.relu())
+            .expect("candle conv");
+        let dead = ours
+            .narrow(0, 0, 1)
+            .and_then(|t| t.narrow(2, 0, 5))
+            .expect("dead rows");
+        assert!(to_vec(&dead).iter().all(|&v| v == 0.0), "k {k}");
+        close(&format!("k {k} forward"), &ours, &theirs);
+        let up = rand(ours.dims(), 93);
+        let g1 = grads(&ours, &up, &[&x, &wt]);
+        let g2 = grads(&theirs, &up, &[&x, &wt]);
+        close(&format!("k {k} grad x"), &g1[0], &g2[0]);
+        close(&format!("k {k} grad w"), &g1[1], &g2[1]);
     }
 }
