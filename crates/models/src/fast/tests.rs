@@ -74,16 +74,17 @@ const CONV_CASES: [ConvCase; 12] = [
 
 /// Convs wide enough for the Winograd path (3x3 and 5x5, stride 1, 'same'
 /// padding), through each of its ways: the whole batch at once (small maps:
-/// odd sizes, batch 1, few tiles), groups of samples (15 samples of 15x17), and
+/// odd sizes, batch 1, few tiles, a 2x2 map of one tile), groups of samples (15 samples of 16x17), and
 /// one sample in chunks of tile rows with a partial last chunk (64x62, and 34x33
 /// for 5x5).
-const WINOGRAD_CASES: [ConvCase; 8] = [
-    (1, 96, 97, 7, 9, 3, 1, 1),
+const WINOGRAD_CASES: [ConvCase; 9] = [
+    (1, 128, 97, 7, 9, 3, 1, 1),
+    (3, 128, 32, 2, 2, 3, 1, 1),
     (5, 128, 64, 8, 6, 3, 1, 1),
     (9, 128, 64, 3, 5, 3, 1, 1),
-    (15, 64, 64, 15, 17, 3, 1, 1),
+    (15, 64, 64, 16, 17, 3, 1, 1),
     (2, 64, 64, 64, 62, 3, 1, 1),
-    (2, 64, 64, 9, 8, 5, 2, 1),
+    (2, 128, 64, 9, 8, 5, 2, 1),
     (1, 128, 80, 5, 5, 5, 2, 1),
     (4, 64, 64, 34, 33, 5, 2, 1),
 ];
@@ -408,8 +409,9 @@ thread_local! {
     pub(super) static NO_WINOGRAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// A whole VGG16 (width 0.5 at 32x32: Winograd on its 64- to 256-channel convs,
-/// whole-batch and grouped) gives the same logits and parameter gradients with
+/// A whole VGG16 (width 0.5 at 32x32, batch 17: Winograd on its 64x64 conv on
+/// 16x16 maps in groups of samples and on its 128- and 256-channel convs on the
+/// whole batch) gives the same logits and parameter gradients with
 /// Winograd as with im2col, up to rounding carried through 16 layers.
 #[test]
 fn vgg16_with_winograd_equals_im2col() {
@@ -422,9 +424,9 @@ fn vgg16_with_winograd_equals_im2col() {
     )
     .expect("model");
     crate::init_seeded(&varmap, 5).expect("init");
-    let xs = (rand(&[6, 1, 32, 32], 77) + 1.0).expect("xs") * 0.5;
+    let xs = (rand(&[17, 1, 32, 32], 77) + 1.0).expect("xs") * 0.5;
     let xs = xs.expect("input in [0, 1)");
-    let up = rand(&[6, 8], 78);
+    let up = rand(&[17, 8], 78);
     let run = |winograd: bool| {
         NO_WINOGRAD.with(|c| c.set(!winograd));
         let logits = model
@@ -471,7 +473,7 @@ fn winograd_gives_exact_zeros_on_all_zero_fields() {
     // (kernel, zero rows): output rows 0..5 see only zeros; the tile of rows 4
     // and 5 also reads a nonzero row for row 5.
     for (k, zero_rows) in [(3, 6), (5, 7)] {
-        let (b, c, side, pad) = (2, 64, 12, k / 2);
+        let (b, c, side, pad) = (2, 128, 12, k / 2);
         let mut v = to_vec(&rand(&[b, c, side, side], 91));
         for ch in 0..c {
             v[ch * side * side..ch * side * side + zero_rows * side].fill(0.0);

@@ -416,15 +416,20 @@ pub(super) fn weight_grad(kind: Kind, g: &Geom, x: &[f32], dy: &[f32]) -> Vec<f3
 /// im2col path: a fixed partition of the batch.
 const WGRAD_TASKS: usize = 4;
 
-/// Smallest Cin·Cout routed here, and on maps under 8x8 pixels (where each
-/// plane has few tiles for the transforms' fixed costs) [`MIN_CH_PRODUCT_SMALL`]:
-/// per layer (`cargo bench -p ferbayes-models --bench conv`), F(2x2, 3x3) beat
-/// im2col from 128x32 channels on, and on 4x4 maps from 128x32 on but not at
-/// 64x64.
+/// Smallest Cin·Cout routed here. Per layer (`cargo bench -p ferbayes-models
+/// --bench conv`), F(2x2, 3x3) beat im2col from 64x64 and 128x32 channel pairs
+/// on on maps of 16x16 and more (1.6-3.3x at 64x64 channels on 64x64 maps, where
+/// im2col is least efficient). On smaller maps it won from 128 input channels on
+/// (DenseNet's 128x32 on 8x8 and 2x2 maps, VGG16's 512x512 on 8x8 and 4x4) and
+/// lost or tied with 32 or 64 (the cpu networks' 32x32 and 64x64 layers on 2x2 to
+/// 8x8 maps), hence [`MIN_CIN_SMALL`] below [`SMALL_MAP`] pixels.
 const MIN_CH_PRODUCT: usize = 4096;
 
-/// Smallest Cin·Cout routed here on maps under 64 pixels.
-const MIN_CH_PRODUCT_SMALL: usize = 8192;
+/// Smallest Cin routed here on maps of fewer than [`SMALL_MAP`] pixels.
+const MIN_CIN_SMALL: usize = 128;
+
+/// Maps under this many pixels (16x16) count as small.
+const SMALL_MAP: usize = 256;
 
 /// The algorithm for a conv this module computes, if any: a 3x3 or 5x5 kernel,
 /// stride 1, 'same' padding, and (with [`Algo::Auto`]) enough channels (above).
@@ -434,13 +439,14 @@ pub(super) fn alg(g: &Geom) -> Option<Kind> {
         (5, 5) => Kind::F25,
         _ => return None,
     };
-    let min = match g.algo {
+    let wide = match g.algo {
         Algo::Im2col => return None,
-        Algo::Winograd => 0,
-        Algo::Auto if g.h * g.w < 64 => MIN_CH_PRODUCT_SMALL,
-        Algo::Auto => MIN_CH_PRODUCT,
+        Algo::Winograd => true,
+        Algo::Auto => {
+            g.cin * g.cout >= MIN_CH_PRODUCT && (g.h * g.w >= SMALL_MAP || g.cin >= MIN_CIN_SMALL)
+        }
     };
-    (g.stride == 1 && 2 * g.pad + 1 == g.kh && g.cin * g.cout >= min).then_some(kind)
+    (wide && g.stride == 1 && 2 * g.pad + 1 == g.kh).then_some(kind)
 }
 
 /// Tiles of one sample: rows, columns.
