@@ -132,66 +132,71 @@ fn valid(g: &Geom, kj: usize, w: usize, wo: usize) -> (usize, usize) {
 /// Where tap (`ki`, `kj`) of a stride-1 conv as wide as its input reads a plane
 /// of `len` pixels: output pixels `jlo..jhi` are the valid rows; of those,
 /// `a..b` read plane pixels `src..src + (b - a)` (pixel j reads j + delta, delta =
-/// (ki - pad)·W + (kj - pad)). Every valid pixel lies in `a..b`; the others there
-/// wrapped across a row edge.
+/// (ki - pad)·W + (kj - pad)). Every valid pixel lies in `a..b`; the others in
+/// `jlo..jhi` (those of `a..b` that wrapped across a row edge, and `jlo..a`,
+/// `b..jhi`) are in the columns outside `clo..chi`, the columns tap `kj` reads
+/// inside the plane.
 struct Span {
     jlo: usize,
     jhi: usize,
     a: usize,
     b: usize,
     src: usize,
+    clo: usize,
+    chi: usize,
 }
 
-/// The [`Span`] of tap (`ki`, `kj`) over a plane of `len` pixels.
-fn same_span(g: &Geom, ki: usize, kj: usize, len: usize) -> Span {
-    let (oy0, oy1) = valid(g, ki, g.h, g.ho);
-    let (jlo, jhi) = (oy0 * g.w, oy1 * g.w);
-    let delta = (ki as isize - g.pad as isize) * g.w as isize + (kj as isize - g.pad as isize);
-    let a = (jlo as isize).max(-delta) as usize;
-    let b = (jhi as isize).min(len as isize - delta).max(a as isize) as usize;
-    let src = (a as isize + delta) as usize;
-    Span {
-        jlo,
-        jhi,
-        a,
-        b,
-        src,
-    }
-}
-
-/// Zeroes the entries of columns outside `valid(kj)` in the rows of `rows`.
-fn zero_edge_columns(g: &Geom, kj: usize, rows: &mut [f32]) {
-    let (lo, hi) = valid(g, kj, g.w, g.wo);
-    if lo > 0 || hi < g.w {
-        for row in rows.chunks_exact_mut(g.w) {
-            row[..lo].fill(0.0);
-            row[hi..].fill(0.0);
+/// The [`Span`]s of every tap (index ki·kw + kj) over a plane of H·W pixels,
+/// computed once per sample rather than per tap row (their integer divisions
+/// were most of the edge zeroing's time on small maps).
+fn same_spans(g: &Geom) -> Vec<Span> {
+    let len = g.h * g.w;
+    let mut spans = Vec::with_capacity(g.kh * g.kw);
+    for ki in 0..g.kh {
+        let (oy0, oy1) = valid(g, ki, g.h, g.ho);
+        let (jlo, jhi) = (oy0 * g.w, oy1 * g.w);
+        for kj in 0..g.kw {
+            let delta =
+                (ki as isize - g.pad as isize) * g.w as isize + (kj as isize - g.pad as isize);
+            let a = (jlo as isize).max(-delta) as usize;
+            let b = (jhi as isize).min(len as isize - delta).max(a as isize) as usize;
+            let (clo, chi) = valid(g, kj, g.w, g.wo);
+            spans.push(Span {
+                jlo,
+                jhi,
+                a,
+                b,
+                src: (a as isize + delta) as usize,
+                clo,
+                chi,
+            });
         }
     }
+    spans
 }
 
-/// One im2col row (kernel tap `ki`, `kj` of one input plane) of a stride-1 conv
-/// whose output is as wide as its input: output pixel j reads input pixel
-/// j + delta, so the valid rows are one contiguous copy; the few entries that
-/// wrapped across a row edge are zeroed afterwards. (Tiny per-row copies were a
-/// large share of the small maps' time.)
-fn im2col_row_same(g: &Geom, plane: &[f32], ki: usize, kj: usize, dst: &mut [f32]) {
-    let Span {
-        jlo,
-        jhi,
-        a,
-        b,
-        src,
-    } = same_span(g, ki, kj, plane.len());
-    dst[..jlo].fill(0.0);
-    dst[jhi..].fill(0.0);
-    if jlo >= jhi {
+/// Zeroes the entries of columns outside `clo..chi` in `rows` (rows of width
+/// `w`), column by column with strided stores: a fill per row would be a memset
+/// call for one or two entries.
+fn zero_edge_columns(w: usize, clo: usize, chi: usize, rows: &mut [f32]) {
+    for c in (0..clo).chain(chi..w) {
+        rows.iter_mut().skip(c).step_by(w).for_each(|v| *v = 0.0);
+    }
+}
+
+/// One im2col row (one kernel tap of one input plane) of a stride-1 conv whose
+/// output is as wide as its input: output pixel j reads input pixel j + delta,
+/// so the valid rows are one contiguous copy; the entries that wrapped across a
+/// row edge, or lie before / after the copy, are edge columns, zeroed afterwards.
+/// (Tiny per-row copies were a large share of the small maps' time.)
+fn im2col_row_same(w: usize, sp: &Span, plane: &[f32], dst: &mut [f32]) {
+    dst[..sp.jlo].fill(0.0);
+    dst[sp.jhi..].fill(0.0);
+    if sp.jlo >= sp.jhi {
         return;
     }
-    dst[jlo..a].fill(0.0);
-    dst[b..jhi].fill(0.0);
-    dst[a..b].copy_from_slice(&plane[src..src + (b - a)]);
-    zero_edge_columns(g, kj, &mut dst[jlo..jhi]);
+    dst[sp.a..sp.b].copy_from_slice(&plane[sp.src..sp.src + (sp.b - sp.a)]);
+    zero_edge_columns(w, sp.clo, sp.chi, &mut dst[sp.jlo..sp.jhi]);
 }
 
 /// Unfolds one sample `x` (Cin, H, W) into rows of `col` with row stride `ld`,
@@ -199,6 +204,7 @@ fn im2col_row_same(g: &Geom, plane: &[f32], ki: usize, kj: usize, dst: &mut [f32
 fn im2col(g: &Geom, x: &[f32], col: &mut [f32], ld: usize, off: usize) {
     let (p, hw) = (g.p(), g.h * g.w);
     let same = g.stride == 1 && g.wo == g.w;
+    let spans = if same { same_spans(g) } else { Vec::new() };
     for ci in 0..g.cin {
         let plane = &x[ci * hw..(ci + 1) * hw];
         for ki in 0..g.kh {
@@ -206,7 +212,7 @@ fn im2col(g: &Geom, x: &[f32], col: &mut [f32], ld: usize, off: usize) {
                 let row = (ci * g.kh + ki) * g.kw + kj;
                 let dst = &mut col[row * ld + off..row * ld + off + p];
                 if same {
-                    im2col_row_same(g, plane, ki, kj, dst);
+                    im2col_row_same(g.w, &spans[ki * g.kw + kj], plane, dst);
                     continue;
                 }
                 let (lo, hi) = valid(g, kj, g.w, g.wo);
@@ -238,19 +244,13 @@ fn im2col(g: &Geom, x: &[f32], col: &mut [f32], ld: usize, off: usize) {
 /// its input (the adjoint of [`im2col_row_same`]): the entries that would wrap
 /// across a row edge are zeroed in `src` (scratch), then the valid rows are one
 /// contiguous shifted add instead of one short add per output row.
-fn col2im_row_same(g: &Geom, col: &mut [f32], ki: usize, kj: usize, plane: &mut [f32]) {
-    let Span {
-        jlo,
-        jhi,
-        a,
-        b,
-        src,
-    } = same_span(g, ki, kj, plane.len());
-    if jlo >= jhi {
+fn col2im_row_same(w: usize, sp: &Span, col: &mut [f32], plane: &mut [f32]) {
+    if sp.jlo >= sp.jhi {
         return;
     }
-    zero_edge_columns(g, kj, &mut col[jlo..jhi]);
-    for (d, &v) in plane[src..src + (b - a)].iter_mut().zip(&col[a..b]) {
+    zero_edge_columns(w, sp.clo, sp.chi, &mut col[sp.jlo..sp.jhi]);
+    let (a, b) = (sp.a, sp.b);
+    for (d, &v) in plane[sp.src..sp.src + (b - a)].iter_mut().zip(&col[a..b]) {
         *d += v;
     }
 }
@@ -261,6 +261,7 @@ fn col2im_row_same(g: &Geom, col: &mut [f32], ki: usize, kj: usize, plane: &mut 
 fn col2im(g: &Geom, col: &mut [f32], ld: usize, off: usize, dx: &mut [f32]) {
     let (p, hw) = (g.p(), g.h * g.w);
     let same = g.stride == 1 && g.wo == g.w;
+    let spans = if same { same_spans(g) } else { Vec::new() };
     for ci in 0..g.cin {
         let plane = &mut dx[ci * hw..(ci + 1) * hw];
         for ki in 0..g.kh {
@@ -268,7 +269,7 @@ fn col2im(g: &Geom, col: &mut [f32], ld: usize, off: usize, dx: &mut [f32]) {
                 let row = (ci * g.kh + ki) * g.kw + kj;
                 let src = &mut col[row * ld + off..row * ld + off + p];
                 if same {
-                    col2im_row_same(g, src, ki, kj, plane);
+                    col2im_row_same(g.w, &spans[ki * g.kw + kj], src, plane);
                     continue;
                 }
                 let (lo, hi) = valid(g, kj, g.w, g.wo);
