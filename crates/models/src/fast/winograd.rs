@@ -25,7 +25,8 @@
 //!
 //! Layouts: transformed kernels `u` (K, α², C) (row-major, K output channels, C
 //! input channels); a group of n samples is transformed into `v` (α², C, n·T) and
-//! multiplied into `m` (α², K, n·T), T = tiles per sample.
+//! multiplied into `m` (α², K, n·T), T = tiles per sample, the α² blocks a cache
+//! line more than their size apart ([`skew`]).
 
 use super::conv::{Algo, Geom};
 use super::gemm::{View, sgemm};
@@ -148,9 +149,24 @@ pub(super) trait Alg {
     }
 }
 
-/// F(2x2, 5x5): the input transform (the costly one, on α = 6) written out, the
-/// others table-driven.
+/// F(2x2, 5x5) with its data transforms written out (kernel transform and weight
+/// gradient inverse table-driven: once per kernel, not per tile).
 pub(super) struct F25;
+
+/// `Aᵀ m` of F(2x2, 5x5) (the rows of [`F25_TABLES`]'s `at`).
+#[inline(always)]
+fn at6(m: [f32; 6]) -> [f32; 2] {
+    [
+        m[0] + m[1] + m[2] + m[3] + m[4],
+        m[1] - m[2] + 2.0 * (m[3] - m[4]) + m[5],
+    ]
+}
+
+/// `A (x, y)` of F(2x2, 5x5): A = (Aᵀ)ᵀ applied to a pair.
+#[inline(always)]
+fn a6(x: f32, y: f32) -> [f32; 6] {
+    [x, x + y, x - y, x + 2.0 * y, x - 2.0 * y, y]
+}
 
 /// `Bᵀ d` of F(2x2, 5x5) (the rows of [`F25_TABLES`]'s `bt`).
 #[inline(always)]
@@ -188,6 +204,71 @@ impl Alg for F25 {
                     let c = bt6([e[tx], o[tx], e[tx + 1], o[tx + 1], e[tx + 2], o[tx + 2]]);
                     for (j, &val) in c.iter().enumerate() {
                         v[(6 * q + j) * vs + base + tx] = val;
+                    }
+                }
+            }
+        }
+    }
+
+    fn output(
+        m: &[f32],
+        ms: usize,
+        th: usize,
+        tw: usize,
+        out: &mut [f32],
+        h: usize,
+        w: usize,
+        rows: &mut [f32],
+    ) {
+        for ty in 0..th {
+            let base = ty * tw;
+            // Aᵀ over the rows: s[r][c] at rows[(6r + c)·tw..], each tw long.
+            let (s0, s1) = rows[..12 * tw].split_at_mut(6 * tw);
+            for c in 0..6 {
+                let e: [&[f32]; 6] = std::array::from_fn(|p| &m[(6 * p + c) * ms + base..][..tw]);
+                let (d0, d1) = (&mut s0[c * tw..(c + 1) * tw], &mut s1[c * tw..(c + 1) * tw]);
+                for i in 0..tw {
+                    let r = at6(std::array::from_fn(|p| e[p][i]));
+                    d0[i] = r[0];
+                    d1[i] = r[1];
+                }
+            }
+            for (r, sr) in [&*s0, &*s1].into_iter().enumerate() {
+                let y = 2 * ty + r;
+                if y >= h {
+                    break;
+                }
+                for (i, pair) in out[y * w..(y + 1) * w].chunks_mut(2).enumerate() {
+                    let o = at6(std::array::from_fn(|c| sr[c * tw + i]));
+                    pair[0] = o[0];
+                    if let Some(p) = pair.get_mut(1) {
+                        *p = o[1];
+                    }
+                }
+            }
+        }
+    }
+
+    fn grad(
+        dy: &[f32],
+        h: usize,
+        w: usize,
+        th: usize,
+        tw: usize,
+        v: &mut [f32],
+        vs: usize,
+        rows: &mut [f32],
+    ) {
+        for ty in 0..th {
+            deinterleave_pair(dy, h, w, ty, tw, &mut rows[..4 * tw]);
+            let (top, bottom) = rows[..4 * tw].split_at(2 * tw);
+            let base = ty * tw;
+            for i in 0..tw {
+                // A over the rows (even and odd columns), then over the columns.
+                let (re, ro) = (a6(top[i], bottom[i]), a6(top[tw + i], bottom[tw + i]));
+                for p in 0..6 {
+                    for (q, &val) in a6(re[p], ro[p]).iter().enumerate() {
+                        v[(6 * p + q) * vs + base + i] = val;
                     }
                 }
             }
@@ -743,12 +824,13 @@ fn conv_group<A: Alg>(g: &Geom, x: &[f32], c_in: usize, u: &[f32], k_out: usize,
         let (t, y0) = (tr * tw, 2 * ty0);
         let cols = n * t;
         let pad = &mut pad[..(2 * tr + a.alpha - 2) * pw];
-        with_scratch(aa * c_in * cols, aa * k_out * cols, |v, m| {
+        let (vs, ms) = (skew(c_in * cols), skew(k_out * cols));
+        with_scratch(aa * vs, aa * ms, |v, m| {
             for s in 0..n {
                 for c in 0..c_in {
                     pad_rows(a, &x[(s * c_in + c) * hw..][..hw], h, w, tw, y0, pad);
                     let vv = &mut v[c * cols + s * t..];
-                    A::input(pad, tr, tw, vv, c_in * cols, &mut rows);
+                    A::input(pad, tr, tw, vv, vs, &mut rows);
                 }
             }
             for xi in 0..aa {
@@ -758,18 +840,18 @@ fn conv_group<A: Alg>(g: &Geom, x: &[f32], c_in: usize, u: &[f32], k_out: usize,
                     cs: 1,
                 };
                 let vb = View {
-                    data: &v[xi * c_in * cols..(xi + 1) * c_in * cols],
+                    data: &v[xi * vs..xi * vs + c_in * cols],
                     rs: cols,
                     cs: 1,
                 };
-                let mc = &mut m[xi * k_out * cols..(xi + 1) * k_out * cols];
+                let mc = &mut m[xi * ms..xi * ms + k_out * cols];
                 sgemm(k_out, cols, c_in, ua, vb, mc, cols, false, false);
             }
             for s in 0..n {
                 for k in 0..k_out {
                     let plane = &mut out[(s * k_out + k) * hw + y0 * w..(s * k_out + k + 1) * hw];
                     let mk = &m[k * cols + s * t..];
-                    A::output(mk, k_out * cols, tr, tw, plane, h - y0, w, &mut rows);
+                    A::output(mk, ms, tr, tw, plane, h - y0, w, &mut rows);
                 }
             }
         });
@@ -811,10 +893,22 @@ fn whole_batch(g: &Geom) -> bool {
     g.b * th * tw <= WHOLE_COLS
 }
 
+/// `n` plus [`SKEW`]: the stride between the α² blocks of transformed values.
+/// The transforms write (and read) α² streams at once; with a stride of a power
+/// of two times 256 floats (as `C·cols` mostly is) they all fall on one set of
+/// the L1 cache, which holds 12 lines.
+fn skew(n: usize) -> usize {
+    n + SKEW
+}
+
+/// One cache line of f32s: consecutive blocks start on different cache sets.
+const SKEW: usize = 16;
+
 /// Most tiles in a batch for [`whole_batch`].
 const WHOLE_COLS: usize = 1024;
 
-/// The transforms of every plane of `x` (B, C, H, W) into `v` (C, α², B·T):
+/// The transforms of every plane of `x` (B, C, H, W) into `v` (C, α², B·T; the
+/// α² blocks of a channel [`skew`]ed apart):
 /// `Bᵀ d B` of the input tiles, or with `grad` `A f Aᵀ` of the output-gradient
 /// tiles. In parallel over channels.
 fn transform_all<A: Alg>(g: &Geom, x: &[f32], c: usize, v: &mut [f32], grad: bool) {
@@ -823,17 +917,18 @@ fn transform_all<A: Alg>(g: &Geom, x: &[f32], c: usize, v: &mut [f32], grad: boo
     let (th, tw) = tiles(g);
     let (t, cols) = (th * tw, g.b * th * tw);
     let aa = a.alpha * a.alpha;
-    par_chunks_mut(v, aa * cols, |ci, vc| {
+    let cs = skew(cols);
+    par_chunks_mut(v, aa * cs, |ci, vc| {
         let mut pad = vec![0f32; (2 * th + a.alpha - 2) * padded(a, tw).0];
         let mut rows = vec![0f32; rows_len(a, tw)];
         for s in 0..g.b {
             let plane = &x[(s * c + ci) * hw..][..hw];
             let dst = &mut vc[s * t..];
             if grad {
-                A::grad(plane, h, w, th, tw, dst, cols, &mut rows);
+                A::grad(plane, h, w, th, tw, dst, cs, &mut rows);
             } else {
                 pad_rows(a, plane, h, w, tw, 0, &mut pad);
-                A::input(&pad, th, tw, dst, cols, &mut rows);
+                A::input(&pad, th, tw, dst, cs, &mut rows);
             }
         }
     });
@@ -857,18 +952,19 @@ fn conv_whole<A: Alg>(
     let (th, tw) = tiles(g);
     let (t, cols) = (th * tw, g.b * th * tw);
     let aa = a.alpha * a.alpha;
-    with_scratch(aa * c_in * cols, aa * k_out * cols, |v, m| {
+    let (cs, ms) = (skew(cols), skew(k_out * cols));
+    with_scratch(aa * c_in * cs, aa * ms, |v, m| {
         transform_all::<A>(g, x, c_in, v, false);
         let v = &*v;
-        par_chunks_mut(m, k_out * cols, |xi, mx| {
+        par_chunks_mut(m, ms, |xi, mx| {
             let ua = View {
                 data: &u[xi * c_in..],
                 rs: aa * c_in,
                 cs: 1,
             };
             let vb = View {
-                data: &v[xi * cols..],
-                rs: aa * cols,
+                data: &v[xi * cs..],
+                rs: aa * cs,
                 cs: 1,
             };
             sgemm(k_out, cols, c_in, ua, vb, mx, cols, false, false);
@@ -878,7 +974,7 @@ fn conv_whole<A: Alg>(
             let mut rows = vec![0f32; rows_len(a, tw)];
             for (k, plane) in o.chunks_exact_mut(hw).enumerate() {
                 let mk = &m[k * cols + s * t..];
-                A::output(mk, k_out * cols, th, tw, plane, h, w, &mut rows);
+                A::output(mk, ms, th, tw, plane, h, w, &mut rows);
             }
             after(s, o);
         });
@@ -925,21 +1021,22 @@ fn weight_grad_with<A: Alg>(g: &Geom, x: &[f32], dy: &[f32]) -> Vec<f32> {
     if whole_batch(g) {
         let cols = g.b * th * tw;
         let mut s = vec![0f32; slen];
-        with_scratch(aa * cin * cols, aa * cout * cols, |v, d| {
+        let cs = skew(cols);
+        with_scratch(aa * cin * cs, aa * cout * cs, |v, d| {
             transform_all::<A>(g, x, cin, v, false);
             transform_all::<A>(g, dy, cout, d, true);
             let (v, d) = (&*v, &*d);
             par_chunks_mut(&mut s, cout * cin, |xi, sx| {
                 let da = View {
-                    data: &d[xi * cols..],
-                    rs: aa * cols,
+                    data: &d[xi * cs..],
+                    rs: aa * cs,
                     cs: 1,
                 };
                 // vᵀ: element (j, c) = v[c][ξ][j].
                 let vb = View {
-                    data: &v[xi * cols..],
+                    data: &v[xi * cs..],
                     rs: 1,
-                    cs: aa * cols,
+                    cs: aa * cs,
                 };
                 sgemm(cout, cin, cols, da, vb, sx, cin, false, false);
             });
@@ -960,29 +1057,30 @@ fn weight_grad_with<A: Alg>(g: &Geom, x: &[f32], dy: &[f32]) -> Vec<f32> {
                 let (t, y0) = (tr * tw, 2 * ty0);
                 let cols = n * t;
                 let pad = &mut pad[..(2 * tr + a.alpha - 2) * pw];
-                with_scratch(aa * cin * cols, aa * cout * cols, |v, d| {
+                let (vs, ds) = (skew(cin * cols), skew(cout * cols));
+                with_scratch(aa * vs, aa * ds, |v, d| {
                     for s in 0..n {
                         for c in 0..cin {
                             let plane = &x[((s0 + s) * cin + c) * hw..][..hw];
                             pad_rows(a, plane, h, w, tw, y0, pad);
                             let vv = &mut v[c * cols + s * t..];
-                            A::input(pad, tr, tw, vv, cin * cols, &mut rows);
+                            A::input(pad, tr, tw, vv, vs, &mut rows);
                         }
                         for k in 0..cout {
                             let plane = &dy[((s0 + s) * cout + k) * hw + y0 * w..][..(h - y0) * w];
                             let dd = &mut d[k * cols + s * t..];
-                            A::grad(plane, h - y0, w, tr, tw, dd, cout * cols, &mut rows);
+                            A::grad(plane, h - y0, w, tr, tw, dd, ds, &mut rows);
                         }
                     }
                     for xi in 0..aa {
                         let da = View {
-                            data: &d[xi * cout * cols..(xi + 1) * cout * cols],
+                            data: &d[xi * ds..xi * ds + cout * cols],
                             rs: cols,
                             cs: 1,
                         };
                         // vᵀ: element (j, c) = v[ξ][c][j].
                         let vb = View {
-                            data: &v[xi * cin * cols..(xi + 1) * cin * cols],
+                            data: &v[xi * vs..xi * vs + cin * cols],
                             rs: 1,
                             cs: cols,
                         };
