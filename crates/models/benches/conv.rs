@@ -2,8 +2,7 @@
 //! per layer shape, im2col + gemm against Winograd F(2x2, 3x3) / F(2x2, 5x5), batch 32, for
 //! the 3x3 and 5x5 'same' convs of the `paper` networks and a few narrow ones like the `cpu`
 //! networks'. Each time is the fastest of 5 calls after a warm-up; "chosen" is what the models
-//! run (Winograd from 64x64 or 128x32 channels on, and on maps under 16x16 from 128 input
-//! channels on).
+//! run (Winograd from 64x64 or 128x32 channels on, and on maps under 16x16 from 256x256 on).
 
 #![allow(clippy::print_stdout)]
 

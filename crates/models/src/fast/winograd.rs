@@ -498,16 +498,16 @@ pub(super) fn weight_grad(kind: Kind, g: &Geom, x: &[f32], dy: &[f32]) -> Vec<f3
 const WGRAD_TASKS: usize = 4;
 
 /// Smallest Cin·Cout routed here. Per layer (`cargo bench -p ferbayes-models
-/// --bench conv`), F(2x2, 3x3) beat im2col from 64x64 and 128x32 channel pairs
-/// on on maps of 16x16 and more (1.6-3.3x at 64x64 channels on 64x64 maps, where
-/// im2col is least efficient). On smaller maps it won from 128 input channels on
-/// (DenseNet's 128x32 on 8x8 and 2x2 maps, VGG16's 512x512 on 8x8 and 4x4) and
-/// lost or tied with 32 or 64 (the cpu networks' 32x32 and 64x64 layers on 2x2 to
-/// 8x8 maps), hence [`MIN_CIN_SMALL`] below [`SMALL_MAP`] pixels.
+/// --bench conv`, quiet machine), F(2x2, 3x3) beat im2col from 64x64 and 128x32
+/// channel pairs on on maps of 16x16 and more (1.9-2.8x at 64x64 channels on
+/// 64x64 maps, where im2col is least efficient). On smaller maps it won at
+/// 512x512 channels (1.1-2.0x on 8x8 and 4x4 maps) and lost at 128x32 (0.8-1.0x
+/// on 4x4 and 2x2) and below, hence [`MIN_CH_PRODUCT_SMALL`] under [`SMALL_MAP`]
+/// pixels.
 const MIN_CH_PRODUCT: usize = 4096;
 
-/// Smallest Cin routed here on maps of fewer than [`SMALL_MAP`] pixels.
-const MIN_CIN_SMALL: usize = 128;
+/// Smallest Cin·Cout routed here on maps of fewer than [`SMALL_MAP`] pixels.
+const MIN_CH_PRODUCT_SMALL: usize = 65536;
 
 /// Maps under this many pixels (16x16) count as small.
 const SMALL_MAP: usize = 256;
@@ -523,9 +523,8 @@ pub(super) fn alg(g: &Geom) -> Option<Kind> {
     let wide = match g.algo {
         Algo::Im2col => return None,
         Algo::Winograd => true,
-        Algo::Auto => {
-            g.cin * g.cout >= MIN_CH_PRODUCT && (g.h * g.w >= SMALL_MAP || g.cin >= MIN_CIN_SMALL)
-        }
+        Algo::Auto if g.h * g.w < SMALL_MAP => g.cin * g.cout >= MIN_CH_PRODUCT_SMALL,
+        Algo::Auto => g.cin * g.cout >= MIN_CH_PRODUCT,
     };
     (wide && g.stride == 1 && 2 * g.pad + 1 == g.kh).then_some(kind)
 }
