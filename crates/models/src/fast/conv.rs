@@ -31,7 +31,8 @@ pub(super) struct Geom {
     pub stride: usize,
     pub ho: usize,
     pub wo: usize,
-    /// Which kernels run: [`Algo::Auto`] unless a bench compares them.
+    /// Which kernels run: [`Algo::Auto`], or [`Algo::Im2col`] under
+    /// `FER_WINOGRAD=0`; the conv bench sets it to compare the two.
     pub algo: Algo,
 }
 

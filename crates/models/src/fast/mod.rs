@@ -241,7 +241,8 @@ pub mod bench {
     pub use super::conv::Algo;
     use super::conv::{self, Geom};
 
-    /// One conv layer's geometry and the kernels it runs on.
+    /// One conv layer's geometry and the kernels it runs on. Its methods panic
+    /// when a slice is shorter than the shape needs.
     #[derive(Clone, Copy, Debug)]
     pub struct Layer(Geom);
 
