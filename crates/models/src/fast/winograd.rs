@@ -500,7 +500,7 @@ const WGRAD_TASKS: usize = 4;
 
 /// Smallest Cin·Cout routed here. Per layer (`cargo bench -p ferbayes-models
 /// --bench conv`, quiet machine), F(2x2, 3x3) beat im2col from 64x64 and 128x32
-/// channel pairs on on maps of 16x16 and more (1.9-2.8x at 64x64 channels on
+/// channel pairs up, on maps of 16x16 and more (1.9-2.8x at 64x64 channels on
 /// 64x64 maps, where im2col is least efficient). On smaller maps it won at
 /// 512x512 channels (1.1-2.0x on 8x8 and 4x4 maps) and lost at 128x32 (0.8-1.0x
 /// on 4x4 and 2x2) and below, hence [`MIN_CH_PRODUCT_SMALL`] under [`SMALL_MAP`]
