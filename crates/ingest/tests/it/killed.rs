@@ -67,8 +67,18 @@ fn killed_ingest_never_leaves_a_torn_artifact() {
         .map(|s| std::fs::read(layout.ingest_split(*s)).expect("reference"))
         .collect();
 
-    let mut killed = 0;
-    for (i, delay) in delays(0x5eed, 6, full.mul_f64(1.2)).into_iter().enumerate() {
+    // Kill delays: seeded fractions of a window that starts at 1.2 warm runs and shrinks by 30 %
+    // after every run that finished before its kill (a fixed window let most runs finish when
+    // the machine sped up after the warm run), until 4 runs were killed or 24 ran.
+    let fractions = delays(0x5eed, 24, Duration::from_secs(1));
+    let mut window = full.mul_f64(1.2);
+    let (mut killed, mut runs) = (0, 0);
+    for (i, fraction) in fractions.into_iter().enumerate() {
+        if killed >= 4 {
+            break;
+        }
+        runs += 1;
+        let delay = window.mul_f64(fraction.as_secs_f64());
         let mut child = ingest(&data, &artifacts, &["--force"])
             .spawn()
             .expect("spawn");
@@ -77,6 +87,8 @@ fn killed_ingest_never_leaves_a_torn_artifact() {
         let status = child.wait().expect("wait");
         if std::os::unix::process::ExitStatusExt::signal(&status) == Some(9) {
             killed += 1;
+        } else {
+            window = window.mul_f64(0.7);
         }
         for (split, want) in Split::ALL.iter().zip(&reference) {
             let path = layout.ingest_split(*split);
@@ -111,7 +123,7 @@ fn killed_ingest_never_leaves_a_torn_artifact() {
 
     assert!(
         killed >= 3,
-        "only {killed} of 6 runs were killed before they finished"
+        "only {killed} of {runs} runs were killed before they finished"
     );
 
     // Leftover temporary files are not artifacts: a normal run finds the stage up to date (or
