@@ -12,7 +12,7 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
 
 use super::gemm::{View, sgemm};
 use super::winograd;
-use super::{ZeroLog, contiguous_f32, par_chunks_mut, par_map, relu_row, with_scratch};
+use super::{ZeroLog, contiguous_f32, par_chunks_mut, relu_row, sum_partials, with_scratch};
 
 /// Most partial weight gradients (one per task) summed at the end: a fixed
 /// partition of the batch, so the sum order never depends on the thread count.
@@ -544,17 +544,7 @@ pub(super) fn backward_weight(g: &Geom, x: &[f32], dy: &[f32]) -> Vec<f32> {
         }
         acc
     };
-    let parts: Vec<Vec<f32>> = if single {
-        vec![partial(0)]
-    } else {
-        par_map(tasks, partial)
-    };
-    let mut it = parts.into_iter();
-    let mut out = it.next().unwrap_or_default();
-    for part in it {
-        out.iter_mut().zip(&part).for_each(|(a, b)| *a += b);
-    }
-    out
+    sum_partials(tasks, partial)
 }
 
 /// Bias gradient: dy summed over batch and pixels, per output channel (fixed order).

@@ -91,6 +91,17 @@ fn par_map<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
     (0..n).into_par_iter().map(&f).collect()
 }
 
+/// `partial(0) + .. + partial(tasks - 1)`, elementwise, the partials computed in
+/// parallel and added in index order (so the sum does not depend on thread timing).
+fn sum_partials(tasks: usize, partial: impl Fn(usize) -> Vec<f32> + Sync) -> Vec<f32> {
+    let mut it = par_map(tasks, partial).into_iter();
+    let mut out = it.next().unwrap_or_default();
+    for part in it {
+        out.iter_mut().zip(&part).for_each(|(a, b)| *a += b);
+    }
+    out
+}
+
 thread_local! {
     /// Per-thread scratch buffers (im2col columns and a gather buffer), kept
     /// between calls so big blocks are not mapped and faulted in per op.

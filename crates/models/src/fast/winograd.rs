@@ -30,7 +30,7 @@
 
 use super::conv::{Algo, Geom};
 use super::gemm::{View, sgemm};
-use super::{par_chunks_mut, par_map, with_scratch};
+use super::{par_chunks_mut, sum_partials, with_scratch};
 
 /// The matrices of one F(2x2, r x r) algorithm: its kernel side r, tile side
 /// α = r + 1 and matrices (row-major, padded to the 5x5 case's sizes).
@@ -239,13 +239,9 @@ impl Alg for F25 {
                 if y >= h {
                     break;
                 }
-                for (i, pair) in out[y * w..(y + 1) * w].chunks_mut(2).enumerate() {
-                    let o = at6(std::array::from_fn(|c| sr[c * tw + i]));
-                    pair[0] = o[0];
-                    if let Some(p) = pair.get_mut(1) {
-                        *p = o[1];
-                    }
-                }
+                store_pairs(&mut out[y * w..(y + 1) * w], |i| {
+                    at6(std::array::from_fn(|c| sr[c * tw + i]))
+                });
             }
         }
     }
@@ -378,12 +374,9 @@ impl Alg for F23 {
                 }
                 let sr = |c: usize| &rows[(2 * c + r) * tw..][..tw];
                 let (a, b, d, f) = (sr(0), sr(1), sr(2), sr(3));
-                for (i, pair) in out[y * w..(y + 1) * w].chunks_mut(2).enumerate() {
-                    pair[0] = a[i] + b[i] + d[i];
-                    if let Some(p) = pair.get_mut(1) {
-                        *p = b[i] - d[i] - f[i];
-                    }
-                }
+                store_pairs(&mut out[y * w..(y + 1) * w], |i| {
+                    [a[i] + b[i] + d[i], b[i] - d[i] - f[i]]
+                });
             }
         }
     }
@@ -423,6 +416,19 @@ impl Alg for F23 {
                     v[row(3) + i] = -o;
                 }
             }
+        }
+    }
+}
+
+/// Writes one output row from its tiles' column pairs: `row[2i]`, `row[2i + 1]`
+/// = `pair(i)` (the second dropped past an odd width).
+#[inline(always)]
+fn store_pairs(row: &mut [f32], pair: impl Fn(usize) -> [f32; 2]) {
+    for (i, d) in row.chunks_mut(2).enumerate() {
+        let p = pair(i);
+        d[0] = p[0];
+        if let Some(v) = d.get_mut(1) {
+            *v = p[1];
         }
     }
 }
@@ -751,12 +757,7 @@ fn output_generic(
             let (o0, o1) = pair.split_at_mut(tw);
             combine(o0, &a.at[0][..al], &src);
             combine(o1, &a.at[1][..al], &src);
-            for (i, d) in out[y * w..(y + 1) * w].chunks_mut(2).enumerate() {
-                d[0] = o0[i];
-                if let Some(v) = d.get_mut(1) {
-                    *v = o1[i];
-                }
-            }
+            store_pairs(&mut out[y * w..(y + 1) * w], |i| [o0[i], o1[i]]);
         }
     }
 }
@@ -1092,17 +1093,7 @@ fn weight_grad_with<A: Alg>(g: &Geom, x: &[f32], dy: &[f32]) -> Vec<f32> {
         }
         acc
     };
-    let parts: Vec<Vec<f32>> = if tasks == 1 {
-        vec![partial(0)]
-    } else {
-        par_map(tasks, partial)
-    };
-    let mut it = parts.into_iter();
-    let mut s = it.next().unwrap_or_default();
-    for part in it {
-        s.iter_mut().zip(&part).for_each(|(x, y)| *x += y);
-    }
-    inverse_all::<A>(g, &s)
+    inverse_all::<A>(g, &sum_partials(tasks, partial))
 }
 
 /// The weight gradient (Cout, Cin, r, r) from its transform `s` (α², Cout, Cin).
