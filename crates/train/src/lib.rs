@@ -593,7 +593,7 @@ fn train_member(
             meta.insert(META_COMPLETE.to_owned(), "true".to_owned());
             write_safetensors(&weights_path, &tensors, meta)?;
         } else {
-            tensors.extend(optimizer.state());
+            tensors.extend(optimizer.state()?);
             meta.insert(META_EPOCHS.to_owned(), (epoch + 1).to_string());
             meta.insert(META_STEP.to_owned(), optimizer.step.to_string());
             write_safetensors(&checkpoint, &tensors, meta)?;
