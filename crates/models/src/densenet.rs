@@ -5,6 +5,7 @@ use candle_nn::{BatchNorm, VarBuilder};
 
 use crate::config::ModelConfig;
 use crate::error::Result;
+use crate::fast;
 use crate::layers::{Conv2d, Linear, Stochastic, batch_norm, bn};
 use crate::noise::Noise;
 use crate::ops::{avg_pool2, max_pool3_s2_p1};
@@ -125,7 +126,11 @@ impl DenseNet121 {
         for (b, layers) in self.blocks.iter().enumerate() {
             for layer in layers {
                 let new = layer.forward(&xs, &self.drop, mode, noise)?;
-                xs = Tensor::cat(&[&xs, &new], 1)?;
+                xs = if fast::enabled() && fast::applies(&[&xs, &new]) {
+                    fast::cat_channels(&xs, &new)?
+                } else {
+                    Tensor::cat(&[&xs, &new], 1)?
+                };
             }
             if let Some(t) = self.transitions.get(b) {
                 let ys = bn(&t.norm, &xs, mode, true)?;

@@ -168,6 +168,14 @@ impl Linear {
     }
 }
 
+/// `xs * mask` on the fused kernel where it applies (same bits as candle's `mul`).
+fn masked(xs: &Tensor, mask: &Tensor) -> Result<Tensor> {
+    if fast::enabled() && fast::applies(&[xs, mask]) {
+        return Ok(fast::mul_mask(xs, mask)?);
+    }
+    Ok(xs.mul(mask)?)
+}
+
 /// What happens at one of the architecture's dropout positions.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Stochastic {
@@ -199,7 +207,7 @@ impl Stochastic {
         let mask = noise
             .mask(xs.dims(), 1.0 - self.p, xs.device())?
             .to_dtype(xs.dtype())?;
-        Ok(xs.mul(&mask)?)
+        masked(xs, &mask)
     }
 
     /// The weight to use: for DropConnect while sampling, `w * mask` with one mask
@@ -212,7 +220,7 @@ impl Stochastic {
         let mask = noise
             .mask(w.dims(), 1.0 - self.p, w.device())?
             .to_dtype(w.dtype())?;
-        Ok(w.mul(&mask)?)
+        masked(w, &mask)
     }
 
     /// Dropout position followed by a linear layer: dropout on `xs` (mc_dropout,

@@ -178,6 +178,15 @@ fn strided_ids(start: usize, stride: usize, n: usize, device: &Device) -> Result
 /// 3x3 max pool, stride 2, padding 1, for inputs >= 0 (zero padding then equals
 /// PyTorch's -inf padding). Output side `(H - 1) / 2 + 1`.
 pub(crate) fn max_pool3_s2_p1(xs: &Tensor) -> Result<Tensor> {
+    if crate::fast::enabled() && crate::fast::applies(&[xs]) {
+        // Fused kernel, bit for bit the ops below.
+        return Ok(crate::fast::max_pool3_s2_p1(xs)?);
+    }
+    max_pool3_s2_p1_reference(xs)
+}
+
+/// [`max_pool3_s2_p1`] from candle ops.
+pub(crate) fn max_pool3_s2_p1_reference(xs: &Tensor) -> Result<Tensor> {
     let xs = xs.pad_with_zeros(2, 1, 1)?.pad_with_zeros(3, 1, 1)?;
     let mut out = xs;
     for dim in [2, 3] {

@@ -1,6 +1,7 @@
 //! Fused CPU kernels for training: convolution (im2col + single-threaded gemm,
 //! parallel over groups of samples), BatchNorm (one pass for the statistics, one
-//! for the normalisation, one fused backward) and 2x2 max pooling. Convolution
+//! for the normalisation, one fused backward), 2x2 and 3x3 max pooling, and
+//! DenseNet's channel concatenation and dropout mask product. Convolution
 //! and BatchNorm can apply a ReLU to their output in the same pass; their
 //! backward masks the upstream gradient with `output > 0` and passes it where the
 //! pre-activation was exactly 0 (recorded in the forward pass), so the gradient
@@ -18,6 +19,7 @@
 //! `FER_WINOGRAD=0` keeps the fast convs on im2col + gemm (see `winograd`).
 
 mod bn;
+mod concat;
 mod conv;
 mod gemm;
 mod pool;
@@ -32,8 +34,9 @@ use candle_core::{CpuStorage, CustomOp2, DType, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 pub(crate) use bn::{batch_norm_eval, batch_norm_train};
+pub(crate) use concat::{cat_channels, mul_mask};
 use conv::Conv;
-pub(crate) use pool::max_pool2;
+pub(crate) use pool::{max_pool2, max_pool3_s2_p1};
 
 /// Whether the fast ops are on: true unless `FER_REFERENCE_OPS=1`.
 pub(crate) fn enabled() -> bool {

@@ -1,5 +1,6 @@
-//! 2x2 max pool, stride 2, output size floored (PyTorch's default). The
-//! gradient goes to the window's first maximum (row-major), as in PyTorch.
+//! 2x2 max pool, stride 2, output size floored (PyTorch's default): the
+//! gradient goes to the window's first maximum (row-major), as in PyTorch. And
+//! DenseNet's 3x3 / stride-2 / padding-1 pool, bit for bit the reference ops'.
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor};
 
@@ -126,6 +127,206 @@ impl CustomOp2 for MaxPool2Bwd {
                 }
             });
         }
+        Ok((CpuStorage::F32(dx), l1.shape().clone()))
+    }
+}
+
+/// 3x3 / stride-2 max pool with one pixel of zero padding (DenseNet's stem pool,
+/// for inputs >= 0) of a (B, C, H, W) CPU f32 tensor: output side `(H - 1) / 2 + 1`.
+/// Values and gradients are bit for bit those of the reference
+/// `ops::max_pool3_s2_p1` (zero padding, then `maximum` chains over rows and then
+/// columns: a gradient splits in halves between tied entries of each `maximum`),
+/// computed per plane in parallel instead of by a dozen single-threaded candle ops.
+pub(crate) fn max_pool3_s2_p1(xs: &Tensor) -> candle_core::Result<Tensor> {
+    xs.contiguous()?.apply_op1(MaxPool3)
+}
+
+/// candle's `maximum` on f32.
+#[inline]
+fn maximum(a: f32, b: f32) -> f32 {
+    if a < b { b } else { a }
+}
+
+/// The gradient shares of `m = maximum(maximum(a, b), c)` given dm = `g`, as
+/// candle's `maximum` backward computes them: each side gets `[side == max] · g /
+/// ([other side == max] + 1)`.
+#[inline]
+fn max3_grads(a: f32, b: f32, c: f32, g: f32) -> [f32; 3] {
+    let eq = |x: f32, y: f32| if x == y { 1f32 } else { 0f32 };
+    let t = maximum(a, b);
+    let m = maximum(t, c);
+    let gc = (eq(c, m) * g) / (eq(t, m) + 1.0);
+    let gt = (eq(t, m) * g) / (eq(c, m) + 1.0);
+    let ga = (eq(a, t) * gt) / (eq(b, t) + 1.0);
+    let gb = (eq(b, t) * gt) / (eq(a, t) + 1.0);
+    [ga, gb, gc]
+}
+
+/// One plane's geometry: (H, W), output (Ho, Wo), padded width W + 2.
+#[derive(Clone, Copy, Debug)]
+struct Pool3 {
+    h: usize,
+    w: usize,
+    ho: usize,
+    wo: usize,
+}
+
+impl Pool3 {
+    fn new(h: usize, w: usize) -> candle_core::Result<Self> {
+        if h == 0 || w == 0 {
+            candle_core::bail!("ferbayes max pool 3x3: empty plane {h}x{w}");
+        }
+        Ok(Pool3 {
+            h,
+            w,
+            ho: (h - 1) / 2 + 1,
+            wo: (w - 1) / 2 + 1,
+        })
+    }
+
+    /// The zero-padded plane's value at row `r`, column `c` (padded coordinates).
+    #[inline]
+    fn padded(&self, x: &[f32], r: usize, c: usize) -> f32 {
+        if r == 0 || c == 0 || r > self.h || c > self.w {
+            0.0
+        } else {
+            x[(r - 1) * self.w + (c - 1)]
+        }
+    }
+
+    /// The row stage: `t1` (Ho, W + 2), the maximum over each window's three rows.
+    fn rows(&self, x: &[f32], t1: &mut [f32]) {
+        let wp = self.w + 2;
+        for (oy, row) in t1.chunks_exact_mut(wp).enumerate() {
+            for (c, v) in row.iter_mut().enumerate() {
+                let r = 2 * oy;
+                let t = maximum(self.padded(x, r, c), self.padded(x, r + 1, c));
+                *v = maximum(t, self.padded(x, r + 2, c));
+            }
+        }
+    }
+
+    /// Forward of one plane.
+    fn forward(&self, x: &[f32], y: &mut [f32], t1: &mut [f32]) {
+        self.rows(x, t1);
+        let wp = self.w + 2;
+        for (yr, tr) in y.chunks_exact_mut(self.wo).zip(t1.chunks_exact(wp)) {
+            for (ox, v) in yr.iter_mut().enumerate() {
+                *v = maximum(maximum(tr[2 * ox], tr[2 * ox + 1]), tr[2 * ox + 2]);
+            }
+        }
+    }
+
+    /// Backward of one plane: `dx` (zeroed) from `dy`; `t1`, `dt1` scratch of
+    /// (Ho, W + 2), `dxp` of (H + 2, W + 2).
+    fn backward(&self, x: &[f32], dy: &[f32], dx: &mut [f32], scratch: &mut [f32]) {
+        let wp = self.w + 2;
+        let (t1, rest) = scratch.split_at_mut(self.ho * wp);
+        let (dt1, dxp) = rest.split_at_mut(self.ho * wp);
+        self.rows(x, t1);
+        dt1.fill(0.0);
+        dxp.fill(0.0);
+        // Column stage: each output's gradient to its three row maxima.
+        for oy in 0..self.ho {
+            let (tr, dr) = (&t1[oy * wp..][..wp], &mut dt1[oy * wp..][..wp]);
+            for ox in 0..self.wo {
+                let c = 2 * ox;
+                let g = max3_grads(tr[c], tr[c + 1], tr[c + 2], dy[oy * self.wo + ox]);
+                dr[c] += g[0];
+                dr[c + 1] += g[1];
+                dr[c + 2] += g[2];
+            }
+        }
+        // Row stage: each row maximum's gradient to its three (padded) rows.
+        for oy in 0..self.ho {
+            let r = 2 * oy;
+            for c in 0..wp {
+                let g = max3_grads(
+                    self.padded(x, r, c),
+                    self.padded(x, r + 1, c),
+                    self.padded(x, r + 2, c),
+                    dt1[oy * wp + c],
+                );
+                for (k, gk) in g.into_iter().enumerate() {
+                    dxp[(r + k) * wp + c] += gk;
+                }
+            }
+        }
+        for (r, row) in dx.chunks_exact_mut(self.w).enumerate() {
+            row.copy_from_slice(&dxp[(r + 1) * wp + 1..][..self.w]);
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct MaxPool3;
+
+impl CustomOp1 for MaxPool3 {
+    fn name(&self) -> &'static str {
+        "ferbayes-fast-maxpool3-s2-p1"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = contiguous_f32(s, l)?;
+        let (np, h, w) = planes(l.dims())?;
+        let p = Pool3::new(h, w)?;
+        let mut y = vec![0f32; np * p.ho * p.wo];
+        let k = per_job(h, w);
+        par_chunks_mut(&mut y, k * p.ho * p.wo, |j, ys| {
+            let mut t1 = vec![0f32; p.ho * (w + 2)];
+            for (i, yp) in ys.chunks_mut(p.ho * p.wo).enumerate() {
+                let plane = (j * k + i) * h * w;
+                p.forward(&x[plane..plane + h * w], yp, &mut t1);
+            }
+        });
+        let d = l.dims();
+        Ok((CpuStorage::F32(y), Shape::from((d[0], d[1], p.ho, p.wo))))
+    }
+
+    fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(
+            x.contiguous()?
+                .apply_op2_no_bwd(&grad.contiguous()?, &MaxPool3Bwd)?,
+        ))
+    }
+}
+
+/// (x, dy) -> dx of [`MaxPool3`].
+#[derive(Clone, Copy, Debug)]
+struct MaxPool3Bwd;
+
+impl CustomOp2 for MaxPool3Bwd {
+    fn name(&self) -> &'static str {
+        "ferbayes-fast-maxpool3-s2-p1-bwd"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (x, dy) = (contiguous_f32(s1, l1)?, contiguous_f32(s2, l2)?);
+        let (np, h, w) = planes(l1.dims())?;
+        let p = Pool3::new(h, w)?;
+        if dy.len() != np * p.ho * p.wo {
+            candle_core::bail!("ferbayes max pool 3x3 bwd: grad {:?}", l2.dims());
+        }
+        let mut dx = vec![0f32; x.len()];
+        let k = per_job(h, w);
+        par_chunks_mut(&mut dx, k * h * w, |j, dxs| {
+            let mut scratch = vec![0f32; 2 * p.ho * (w + 2) + (h + 2) * (w + 2)];
+            for (i, dp) in dxs.chunks_mut(h * w).enumerate() {
+                let plane = j * k + i;
+                p.backward(
+                    &x[plane * h * w..][..h * w],
+                    &dy[plane * p.ho * p.wo..][..p.ho * p.wo],
+                    dp,
+                    &mut scratch,
+                );
+            }
+        });
         Ok((CpuStorage::F32(dx), l1.shape().clone()))
     }
 }

@@ -502,3 +502,92 @@ fn winograd_gives_exact_zeros_on_all_zero_fields() {
         close(&format!("k {k} grad w"), &g1[1], &g2[1]);
     }
 }
+
+/// Bit-for-bit equality of two tensors' values and shapes.
+fn same_bits(what: &str, a: &Tensor, b: &Tensor) {
+    assert_eq!(a.dims(), b.dims(), "{what}: shapes");
+    let bits = |t: &Tensor| to_vec(t).iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    assert!(bits(a) == bits(b), "{what}: values differ");
+}
+
+/// The channel concatenation equals `Tensor::cat` on dim 1, values and both
+/// gradients bit for bit, for 4-d and 2-d inputs, batch 1 and a batch larger
+/// than the thread count; an input that tracks no gradient gets none.
+#[test]
+fn cat_channels_equals_candle_cat_bit_for_bit() {
+    for (b, ca, cb, rest) in [
+        (5, 7, 3, vec![4, 6]),
+        (1, 64, 32, vec![2, 2]),
+        (3, 2, 5, vec![]),
+    ] {
+        let sa: Vec<usize> = [b, ca].iter().chain(&rest).copied().collect();
+        let sb: Vec<usize> = [b, cb].iter().chain(&rest).copied().collect();
+        let (a, bv) = (var(&sa, 1), var(&sb, 2));
+        let ours = cat_channels(a.as_tensor(), bv.as_tensor()).expect("cat");
+        let want = Tensor::cat(&[a.as_tensor(), bv.as_tensor()], 1).expect("cat");
+        same_bits("values", &ours, &want);
+        let up = rand(want.dims(), 3);
+        let (g1, g2) = (grads(&ours, &up, &[&a, &bv]), grads(&want, &up, &[&a, &bv]));
+        same_bits("grad a", &g1[0], &g2[0]);
+        same_bits("grad b", &g1[1], &g2[1]);
+        // A constant second input: only the first gets a gradient.
+        let c = rand(&sb, 4);
+        let y = cat_channels(a.as_tensor(), &c).expect("cat");
+        let g = (&y * &up)
+            .and_then(|t| t.sum_all())
+            .and_then(|t| t.backward())
+            .expect("backward");
+        assert!(g.get(&c).is_none());
+        same_bits(
+            "grad a, constant b",
+            g.get(a.as_tensor()).expect("grad"),
+            &g2[0],
+        );
+    }
+    let bad = cat_channels(&rand(&[2, 3, 4, 4], 5), &rand(&[2, 3, 4, 5], 6));
+    assert!(bad.is_err(), "mismatched spatial sizes must be rejected");
+}
+
+/// The mask product equals candle's `mul`, values and gradients bit for bit
+/// (over more elements than one parallel piece).
+#[test]
+fn mask_product_equals_candle_mul_bit_for_bit() {
+    let shape = [3, 5, 61, 67];
+    let (x, m) = (var(&shape, 7), var(&shape, 8));
+    let ours = mul_mask(x.as_tensor(), m.as_tensor()).expect("mul");
+    let want = x.as_tensor().mul(m.as_tensor()).expect("mul");
+    same_bits("values", &ours, &want);
+    let up = rand(&shape, 9);
+    let (g1, g2) = (grads(&ours, &up, &[&x, &m]), grads(&want, &up, &[&x, &m]));
+    same_bits("grad x", &g1[0], &g2[0]);
+    same_bits("grad mask", &g1[1], &g2[1]);
+}
+
+/// The fused 3x3 / stride-2 / padding-1 pool equals the reference ops bit for
+/// bit, values and gradient, on inputs >= 0 full of ties (three levels, a third
+/// of them 0, so whole windows tie with the zero padding), odd and even sides.
+#[test]
+fn max_pool3_equals_the_reference_ops_bit_for_bit_with_ties() {
+    for (shape, seed) in [
+        ([2, 3, 9, 7], 1u64),
+        ([1, 2, 8, 8], 2),
+        ([3, 1, 1, 2], 3),
+        ([2, 4, 32, 32], 4),
+    ] {
+        let levels = rand(&shape, seed)
+            .affine(1.5, 1.5)
+            .and_then(|t| t.floor())
+            .and_then(|t| t.affine(0.25, 0.0))
+            .expect("levels");
+        let x = Var::from_tensor(&levels).expect("var");
+        let ours = max_pool3_s2_p1(x.as_tensor()).expect("pool");
+        let want = crate::ops::max_pool3_s2_p1_reference(x.as_tensor()).expect("pool");
+        same_bits("values", &ours, &want);
+        let up = rand(want.dims(), seed + 10);
+        same_bits(
+            "gradient",
+            &grads(&ours, &up, &[&x])[0],
+            &grads(&want, &up, &[&x])[0],
+        );
+    }
+}
