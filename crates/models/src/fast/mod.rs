@@ -1,7 +1,8 @@
 //! Fused CPU kernels for training: convolution (im2col + single-threaded gemm,
 //! parallel over groups of samples), BatchNorm (one pass for the statistics, one
 //! for the normalisation, one fused backward), 2x2 and 3x3 max pooling, and
-//! DenseNet's channel concatenation and dropout mask product. Convolution
+//! DenseNet's channel concatenation, the dropout mask product and the fully
+//! connected layers. Convolution
 //! and BatchNorm can apply a ReLU to their output in the same pass; their
 //! backward masks the upstream gradient with `output > 0` and passes it where the
 //! pre-activation was exactly 0 (recorded in the forward pass), so the gradient
@@ -22,6 +23,7 @@ mod bn;
 mod concat;
 mod conv;
 mod gemm;
+mod linear;
 mod pool;
 #[cfg(test)]
 mod tests;
@@ -36,6 +38,7 @@ use rayon::prelude::*;
 pub(crate) use bn::{batch_norm_eval, batch_norm_train};
 pub(crate) use concat::{cat_channels, mul_mask};
 use conv::Conv;
+pub(crate) use linear::linear;
 pub(crate) use pool::{max_pool2, max_pool3_s2_p1};
 
 /// Whether the fast ops are on: true unless `FER_REFERENCE_OPS=1`.

@@ -591,3 +591,33 @@ fn max_pool3_equals_the_reference_ops_bit_for_bit_with_ties() {
         );
     }
 }
+
+/// The fused linear layer equals `x.matmul(&w.t())?.broadcast_add(&b)` bit for
+/// bit, values and the three gradients, on the FC shapes of the networks and odd ones.
+#[test]
+fn linear_equals_candle_matmul_bit_for_bit() {
+    for (n, i, o) in [
+        (32, 512, 256),
+        (32, 256, 256),
+        (32, 256, 8),
+        (1, 7, 3),
+        (17, 100, 33),
+    ] {
+        let (x, w, b) = (var(&[n, i], 1), var(&[o, i], 2), var(&[o], 3));
+        let ours = linear(x.as_tensor(), w.as_tensor(), b.as_tensor()).expect("linear");
+        let want = x
+            .as_tensor()
+            .matmul(&w.as_tensor().t().expect("t"))
+            .and_then(|t| t.broadcast_add(b.as_tensor()))
+            .expect("reference");
+        same_bits(&format!("values {n}x{i}x{o}"), &ours, &want);
+        let up = rand(&[n, o], 4);
+        let (g1, g2) = (
+            grads(&ours, &up, &[&x, &w, &b]),
+            grads(&want, &up, &[&x, &w, &b]),
+        );
+        for (k, name) in ["x", "w", "b"].iter().enumerate() {
+            same_bits(&format!("grad {name} {n}x{i}x{o}"), &g1[k], &g2[k]);
+        }
+    }
+}
