@@ -3,8 +3,12 @@
 use candle_core::{Device, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 
 use crate::error::{Error, Result};
+
+/// Mask entries per parallel piece; masks under two pieces are drawn in one go.
+const PIECE: usize = 1 << 13;
 
 /// Source of every dropout / DropConnect mask: a ChaCha8 stream seeded from a `u64`,
 /// so a run is reproducible (candle's own CPU RNG cannot be seeded).
@@ -41,15 +45,69 @@ impl Noise {
         let n: usize = shape.iter().product();
         let threshold = (keep * 4_294_967_296.0).round() as u64;
         let scale = (1.0 / keep) as f32;
-        let values: Vec<f32> = (0..n)
-            .map(|_| {
-                if u64::from(self.rng.random::<u32>()) < threshold {
-                    scale
-                } else {
-                    0.0
-                }
-            })
-            .collect();
+        let draw = |rng: &mut ChaCha8Rng| {
+            if u64::from(rng.random::<u32>()) < threshold {
+                scale
+            } else {
+                0.0
+            }
+        };
+        let values: Vec<f32> = if n < 2 * PIECE {
+            (0..n).map(|_| draw(&mut self.rng)).collect()
+        } else {
+            // The same stream drawn in parallel pieces: each entry takes one 32-bit word,
+            // so piece k starts at word `start + k·PIECE` (ChaCha seeks in O(1)).
+            let start = self.rng.get_word_pos();
+            let mut values = vec![0f32; n];
+            values
+                .par_chunks_mut(PIECE)
+                .enumerate()
+                .for_each(|(k, piece)| {
+                    let mut rng = self.rng.clone();
+                    rng.set_word_pos(start + (k * PIECE) as u128);
+                    piece.iter_mut().for_each(|v| *v = draw(&mut rng));
+                });
+            self.rng.set_word_pos(start + n as u128);
+            values
+        };
         Ok(Tensor::from_vec(values, shape, device)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A mask drawn in parallel pieces is the sequential stream's, and the generator
+    /// ends where the sequential draw leaves it (the next mask matches too).
+    #[test]
+    fn parallel_mask_is_the_sequential_stream() {
+        let n = 5 * PIECE + 321;
+        let (keep, seed) = (0.8, 42);
+        let mut noise = Noise::new(seed);
+        let first = noise.mask(&[3], keep, &Device::Cpu).expect("small mask");
+        let big = noise.mask(&[n], keep, &Device::Cpu).expect("big mask");
+        let after = noise.mask(&[7], keep, &Device::Cpu).expect("small mask");
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let threshold = (keep * 4_294_967_296.0).round() as u64;
+        let mut seq = |m: usize| -> Vec<f32> {
+            (0..m)
+                .map(|_| {
+                    if u64::from(rng.random::<u32>()) < threshold {
+                        1.25
+                    } else {
+                        0.0
+                    }
+                })
+                .collect()
+        };
+        let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();
+        let vals = |t: &Tensor| bits(t.to_vec1::<f32>().expect("values"));
+        assert_eq!(vals(&first), bits(seq(3)));
+        let want = seq(n);
+        let kept = want.iter().filter(|&&v| v > 0.0).count() as f64 / n as f64;
+        assert!((kept - keep).abs() < 0.01, "kept fraction {kept}");
+        assert_eq!(vals(&big), bits(want));
+        assert_eq!(vals(&after), bits(seq(7)));
     }
 }
