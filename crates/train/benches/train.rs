@@ -15,6 +15,13 @@
 //!
 //! The PyTorch columns and the FLOP counts come from the JSON `bench/torch_reference.py`
 //! writes, read from `$FER_TORCH_BENCH` when set and the file exists; otherwise they print `—`.
+//! `$FER_TORCH_BENCH` may list several such files (separated like `PATH`): per row the fastest.
+//!
+//! Rounds: with `$FER_BENCH_RESULTS` set, ferbayes' rates are merged (per row, the fastest)
+//! with those the file holds from an earlier run, and the merged rates are written back. `just
+//! bench` uses this to measure both sides twice, interleaved (PyTorch, ferbayes, PyTorch,
+//! ferbayes), so that a minute of a noisy neighbour does not decide a ratio; the table of the
+//! second ferbayes run is the result.
 //! The peak is candle's own CPU gemm: best of a few 2048³ f32 matmuls. Threads: candle's (the
 //! `RAYON_NUM_THREADS` variable; `just` sets it), which the PyTorch script uses as well.
 
@@ -31,7 +38,7 @@ use ferbayes_models::{Mode, Model, Noise, VarRole};
 use ferbayes_train::Network;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 const PROFILES: [&str; 2] = ["cpu", "paper"];
 const BATCH: usize = 32;
@@ -80,6 +87,33 @@ struct TorchRow {
     threads: usize,
 }
 
+/// ferbayes' rates of one row, as `$FER_BENCH_RESULTS` keeps them.
+#[derive(Debug, Deserialize, Serialize)]
+struct OwnRow {
+    profile: String,
+    arch: String,
+    width: f64,
+    input_size: usize,
+    train_img_s: f64,
+    forward_img_s: f64,
+}
+
+/// The rates an earlier run left in `$FER_BENCH_RESULTS`, by (profile, arch); none without it.
+fn load_own() -> (Option<PathBuf>, HashMap<(String, String), OwnRow>) {
+    let Some(path) = std::env::var_os("FER_BENCH_RESULTS").map(PathBuf::from) else {
+        return (None, HashMap::new());
+    };
+    let rows: Vec<OwnRow> = match std::fs::read_to_string(&path) {
+        Ok(text) => serde_json::from_str(&text).expect("parse FER_BENCH_RESULTS"),
+        Err(_) => Vec::new(),
+    };
+    let rows = rows
+        .into_iter()
+        .map(|r| ((r.profile.clone(), r.arch.clone()), r))
+        .collect();
+    (Some(path), rows)
+}
+
 fn main() {
     // The same process settings as the binaries (CANDLE_NUM_THREADS, malloc thresholds),
     // and like them the work runs on a worker of the kernels' thread pool.
@@ -93,6 +127,7 @@ fn bench() {
     let file = PipelineFile::load(&repo.join("pipeline.toml")).expect("pipeline.toml");
     let threads = candle_core::utils::get_num_threads();
     let torch = load_torch(&repo);
+    let (own_path, mut own) = load_own();
     let peak = peak_gflops();
     let mut rng = ChaCha8Rng::seed_from_u64(0x00be_4c4d);
     // FER_BENCH_ONLY=cpu/alexnet,paper/vgg16 measures only those rows (e.g. for a profiler).
@@ -115,7 +150,26 @@ fn bench() {
                 continue;
             }
             let s = settings.train.arch(arch).clone();
-            let (train, fwd) = measure(arch, &s, profile, &mut rng);
+            let (mut train, mut fwd) = measure(arch, &s, profile, &mut rng);
+            let key = (profile.to_owned(), arch.as_str().to_owned());
+            if let Some(earlier) = own.get(&key)
+                && earlier.width == s.width
+                && earlier.input_size == s.input_size
+            {
+                train = train.max(earlier.train_img_s);
+                fwd = fwd.max(earlier.forward_img_s);
+            }
+            own.insert(
+                key,
+                OwnRow {
+                    profile: profile.to_owned(),
+                    arch: arch.as_str().to_owned(),
+                    width: s.width,
+                    input_size: s.input_size,
+                    train_img_s: train,
+                    forward_img_s: fwd,
+                },
+            );
             let t = torch.get(&(profile.to_owned(), arch.as_str().to_owned()));
             let t = t.filter(|t| {
                 let same = t.width == s.width && t.input_size == s.input_size;
@@ -180,6 +234,23 @@ fn bench() {
             "no PyTorch results (set FER_TORCH_BENCH to bench/torch_reference.py's JSON)".to_owned()
         }
     };
+    if let Some(path) = &own_path {
+        let mut all: Vec<&OwnRow> = own.values().collect();
+        all.sort_by(|a, b| (&a.profile, &a.arch).cmp(&(&b.profile, &b.arch)));
+        let text = serde_json::to_string_pretty(&all).expect("rates as JSON");
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, text)
+            .and_then(|()| std::fs::rename(&tmp, path))
+            .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+    }
+    let rounds = match (torch_files(), own_path.is_some()) {
+        (n, true) if n > 1 => format!(
+            ", over {n} PyTorch runs and the ferbayes runs merged through FER_BENCH_RESULTS"
+        ),
+        (n, _) if n > 1 => format!(", over {n} PyTorch runs"),
+        (_, true) => ", merged with earlier ferbayes runs through FER_BENCH_RESULTS".to_owned(),
+        _ => String::new(),
+    };
     println!("{}", rows.join("\n"));
     println!();
     println!(
@@ -188,33 +259,54 @@ fn bench() {
          through candle on the CPU with the same thread count. FLOPs per image: PyTorch's \
          FlopCounterMode on the forward pass (convs and matmuls, a multiply-add = 2 FLOPs); a \
          training step is counted as 3x the forward FLOPs. Ratios: ferbayes / PyTorch. Rates: \
-         fastest of {WINDOWS} timed windows after a warm-up, both sides."
+         fastest of {WINDOWS} timed windows after a warm-up{rounds}, both sides."
     );
+}
+
+/// The files `$FER_TORCH_BENCH` lists.
+fn torch_files() -> usize {
+    std::env::var_os("FER_TORCH_BENCH").map_or(0, |v| std::env::split_paths(&v).count())
 }
 
 /// The PyTorch rows by (profile, arch), or none without `$FER_TORCH_BENCH`. A relative path is
 /// taken from the current directory or, failing that, the repository root (`cargo bench` runs
 /// benches in the package's directory).
 fn load_torch(repo: &Path) -> HashMap<(String, String), TorchRow> {
-    let Some(path) = std::env::var_os("FER_TORCH_BENCH") else {
+    let Some(paths) = std::env::var_os("FER_TORCH_BENCH") else {
         return HashMap::new();
     };
-    let mut path = PathBuf::from(path);
-    if path.is_relative() && !path.is_file() {
-        path = repo.join(path);
+    let mut out: HashMap<(String, String), TorchRow> = HashMap::new();
+    for path in std::env::split_paths(&paths) {
+        let path = if path.is_relative() && !path.is_file() {
+            repo.join(path)
+        } else {
+            path
+        };
+        if !path.is_file() {
+            eprintln!(
+                "FER_TORCH_BENCH: {} does not exist: not used",
+                path.display()
+            );
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("read FER_TORCH_BENCH");
+        let rows: Vec<TorchRow> = serde_json::from_str(&text).expect("parse FER_TORCH_BENCH");
+        for r in rows {
+            let key = (r.profile.clone(), r.arch.clone());
+            match out.get_mut(&key) {
+                // The fastest of the runs, per rate (same sizes only).
+                Some(t) if t.width == r.width && t.input_size == r.input_size => {
+                    t.train_img_s = t.train_img_s.max(r.train_img_s);
+                    t.forward_img_s = t.forward_img_s.max(r.forward_img_s);
+                }
+                Some(_) => eprintln!("FER_TORCH_BENCH: {key:?} has different sizes across files"),
+                None => {
+                    out.insert(key, r);
+                }
+            }
+        }
     }
-    if !path.is_file() {
-        eprintln!(
-            "FER_TORCH_BENCH={} does not exist: no PyTorch columns",
-            path.display()
-        );
-        return HashMap::new();
-    }
-    let text = std::fs::read_to_string(path).expect("read FER_TORCH_BENCH");
-    let rows: Vec<TorchRow> = serde_json::from_str(&text).expect("parse FER_TORCH_BENCH");
-    rows.into_iter()
-        .map(|r| ((r.profile.clone(), r.arch.clone()), r))
-        .collect()
+    out
 }
 
 /// GFLOP/s of candle's CPU f32 matmul: best of 5 after one warm-up.
