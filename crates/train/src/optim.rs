@@ -7,9 +7,9 @@
 //! - SGD (PyTorch convention): b ← μ·b + g (+ wd·θ in g), θ ← θ − lr·b.
 //! - The learning rate decays per step as Keras' `decay`: lr_t = lr / (1 + decay·t).
 //!
-//! On the CPU each update is one pass over θ, g and the state, in parallel, writing θ in place
-//! ([`fused`]); elsewhere it is a chain of candle ops. Both round every intermediate to f32 in the
-//! same order, so they give the same bits (tested).
+//! On the CPU each update is two (SGD) or three (Adam) in-place passes over θ and the state, in
+//! parallel ([`fused`]); elsewhere it is a chain of candle ops. Both round every intermediate to
+//! f32 in the same order, so they give the same bits (tested).
 
 use std::collections::HashMap;
 
