@@ -8,10 +8,7 @@
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor};
 
-use super::{contiguous_f32, par_chunks_mut};
-
-/// Elements per parallel piece of the mask product.
-const PIECE: usize = 1 << 15;
+use super::{contiguous_f32, par_chunks_mut, par_zip_map};
 
 /// (B, C, rest) of a tensor of rank >= 2.
 fn bcr(dims: &[usize]) -> candle_core::Result<(usize, usize, usize)> {
@@ -134,14 +131,7 @@ impl CustomOp2 for MulMask {
         if l1.dims() != l2.dims() {
             candle_core::bail!("ferbayes mask: {:?} vs {:?}", l1.dims(), l2.dims());
         }
-        let mut out = vec![0f32; x.len()];
-        par_chunks_mut(&mut out, PIECE, |i, o| {
-            let at = i * PIECE;
-            let (x, m) = (&x[at..at + o.len()], &m[at..at + o.len()]);
-            for ((o, &x), &m) in o.iter_mut().zip(x).zip(m) {
-                *o = x * m;
-            }
-        });
+        let out = par_zip_map(x, m, |x, m| x * m);
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 

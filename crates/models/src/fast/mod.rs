@@ -89,6 +89,21 @@ fn par_chunks_mut(out: &mut [f32], chunk: usize, f: impl Fn(usize, &mut [f32]) +
         .for_each(|(i, piece)| f(i, piece));
 }
 
+/// `[f(a[0], b[0]), .., f(a[n-1], b[n-1])]` over two slices of one length, in
+/// parallel pieces of 32k elements.
+fn par_zip_map(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
+    const PIECE: usize = 1 << 15;
+    let mut out = vec![0f32; a.len()];
+    par_chunks_mut(&mut out, PIECE, |i, o| {
+        let at = i * PIECE;
+        let (a, b) = (&a[at..at + o.len()], &b[at..at + o.len()]);
+        for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
+            *o = f(a, b);
+        }
+    });
+    out
+}
+
 /// `[f(0), .., f(n - 1)]` computed in parallel (results in index order).
 fn par_map<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
     if n <= 1 {
@@ -233,14 +248,7 @@ impl CustomOp2 for ReluGrad {
         if l1.dims() != l2.dims() {
             candle_core::bail!("ferbayes relu grad: {:?} vs {:?}", l1.dims(), l2.dims());
         }
-        let mut out = vec![0f32; dy.len()];
-        par_chunks_mut(&mut out, 1 << 15, |i, o| {
-            let off = i << 15;
-            let (d, y) = (&dy[off..off + o.len()], &y[off..off + o.len()]);
-            for ((o, &d), &y) in o.iter_mut().zip(d).zip(y) {
-                *o = if y > 0.0 { d } else { 0.0 };
-            }
-        });
+        let mut out = par_zip_map(dy, y, |d, y| if y > 0.0 { d } else { 0.0 });
         for &i in &self.pass {
             match (out.get_mut(i), dy.get(i)) {
                 (Some(o), Some(&d)) => *o = d,
