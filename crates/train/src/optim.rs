@@ -72,19 +72,18 @@ impl Optimizer {
     pub fn step(&mut self, grads: &GradStore) -> Result<()> {
         let lr = self.learning_rate();
         self.step += 1;
-        let t = self.step as i32;
+        let hyper = Hyper {
+            kind: self.kind,
+            lr,
+            t: self.step as i32,
+            momentum: self.momentum,
+            weight_decay: self.weight_decay,
+        };
         for (i, (_, var)) in self.vars.iter().enumerate() {
             let Some(g) = grads.get(var.as_tensor()) else {
                 continue;
             };
             let theta = var.as_tensor();
-            let hyper = Hyper {
-                kind: self.kind,
-                lr,
-                t,
-                momentum: self.momentum,
-                weight_decay: self.weight_decay,
-            };
             if fused::step(theta, g, &self.first[i], &self.second[i], hyper)? {
                 continue;
             }
