@@ -5,9 +5,8 @@ use candle_nn::{BatchNorm, VarBuilder};
 
 use crate::config::{ModelConfig, spatial_sizes};
 use crate::error::{Error, Result};
-use crate::layers::{Conv2d, Linear, Stochastic, batch_norm, bn};
+use crate::layers::{Conv2d, Linear, Stochastic, batch_norm, bn, bn_pool};
 use crate::noise::Noise;
-use crate::ops::max_pool2;
 use crate::{Mode, NUM_CLASSES};
 
 /// Hidden width of fc1 and fc2 (not scaled by `width`).
@@ -85,10 +84,12 @@ impl AlexNet {
     pub(crate) fn features(&self, xs: &Tensor, mode: Mode) -> Result<Tensor> {
         let mut xs = xs.clone();
         for layer in &self.features {
-            xs = bn(&layer.bn, &layer.conv.forward(&xs)?, mode, true)?;
-            if layer.pool {
-                xs = max_pool2(&xs)?;
-            }
+            let ys = layer.conv.forward(&xs)?;
+            xs = if layer.pool {
+                bn_pool(&layer.bn, &ys, mode, true)?
+            } else {
+                bn(&layer.bn, &ys, mode, true)?
+            };
         }
         Ok(xs.flatten_from(1)?)
     }

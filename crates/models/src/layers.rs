@@ -29,15 +29,45 @@ pub(crate) fn batch_norm(n: usize, vb: VarBuilder) -> Result<BatchNorm> {
 /// Runs on the fused kernels of [`crate::fast`] (BatchNorm and ReLU in one pass)
 /// unless they are switched off or the layer has no affine weights.
 pub(crate) fn bn(layer: &BatchNorm, xs: &Tensor, mode: Mode, relu: bool) -> Result<Tensor> {
+    bn_then(layer, xs, mode, relu, false)
+}
+
+/// [`bn`], then a 2x2 / stride-2 max pool (`ops::max_pool2`). In training on
+/// the fast kernels the three run as one op (see
+/// `fast::batch_norm_train_pool`), with the same values and gradients.
+pub(crate) fn bn_pool(layer: &BatchNorm, xs: &Tensor, mode: Mode, relu: bool) -> Result<Tensor> {
+    bn_then(layer, xs, mode, relu, true)
+}
+
+fn bn_then(layer: &BatchNorm, xs: &Tensor, mode: Mode, relu: bool, pool: bool) -> Result<Tensor> {
     let (rm, rv) = (layer.running_mean(), layer.running_var());
+    let pooled = |ys: Tensor| {
+        if pool {
+            crate::ops::max_pool2(&ys)
+        } else {
+            Ok(ys)
+        }
+    };
     if let Some((g, b)) = layer.weight_and_bias()
         && fast::enabled()
         && fast::applies(&[xs, g, b, rm, rv])
     {
         if !mode.batchnorm_train {
-            return Ok(fast::batch_norm_eval(xs, g, b, rm, rv, layer.eps(), relu)?);
+            return pooled(fast::batch_norm_eval(xs, g, b, rm, rv, layer.eps(), relu)?);
         }
-        let (ys, stats) = fast::batch_norm_train(xs, g, b, layer.eps(), relu)?;
+        let (ys, stats) = if pool && xs.rank() == 4 {
+            fast::batch_norm_train_pool(xs, g, b, layer.eps(), relu)?
+        } else {
+            let (ys, stats) = fast::batch_norm_train(xs, g, b, layer.eps(), relu)?;
+            (
+                if pool {
+                    crate::ops::max_pool2(&ys)?
+                } else {
+                    ys
+                },
+                stats,
+            )
+        };
         // Running-stat update exactly as candle's `BatchNorm::forward_train`
         // (unbiased batch variance). candle-nn's BatchNorm holds its running stats
         // as variables (whatever the VarBuilder), and `Var::from_tensor` on a
@@ -54,7 +84,7 @@ pub(crate) fn bn(layer: &BatchNorm, xs: &Tensor, mode: Mode, relu: bool) -> Resu
         return Ok(ys);
     }
     let ys = layer.forward_t(xs, mode.batchnorm_train)?;
-    Ok(if relu { ys.relu()? } else { ys })
+    pooled(if relu { ys.relu()? } else { ys })
 }
 
 /// 2-D convolution whose weight can be swapped for a masked copy (DropConnect).

@@ -3,9 +3,10 @@
 //! for the normalisation, one fused backward), 2x2 and 3x3 max pooling, and
 //! DenseNet's channel concatenation, the dropout mask product and the fully
 //! connected layers. Convolution
-//! and BatchNorm can apply a ReLU to their output in the same pass; their
-//! backward masks the upstream gradient with `output > 0` and passes it where the
-//! pre-activation was exactly 0 (recorded in the forward pass), so the gradient
+//! and BatchNorm can apply a ReLU to their output in the same pass (training
+//! BatchNorm also a 2x2 max pool after it); their backward passes the upstream
+//! gradient where the pre-activation was >= 0 (the conv records its exact zeros
+//! in the forward pass, BatchNorm re-evaluates its affine map), so the gradient
 //! equals candle's `relu` (`x >= 0`), not PyTorch's (`x > 0`): on VGG16, whose
 //! zero biases make many exact zeros early on, PyTorch's convention trained to
 //! 48.7 % valid accuracy after one epoch against candle's 52.6 %.
@@ -35,7 +36,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-pub(crate) use bn::{batch_norm_eval, batch_norm_train};
+pub(crate) use bn::{batch_norm_eval, batch_norm_train, batch_norm_train_pool};
 pub(crate) use concat::{cat_channels, mul_mask};
 use conv::Conv;
 pub(crate) use linear::linear;
@@ -56,6 +57,27 @@ pub(crate) fn winograd_enabled() -> bool {
     }
     static ON: OnceLock<bool> = OnceLock::new();
     *ON.get_or_init(|| std::env::var("FER_WINOGRAD").map_or(true, |v| v.trim() != "0"))
+}
+
+/// The SIMD level of the hand-vectorised kernels: AVX2 + FMA (`pulp`'s V3, whose
+/// intrinsics are safe to call once its token exists); none off x86-64.
+#[cfg(target_arch = "x86_64")]
+type Simd = pulp::x86::V3;
+/// No hand-vectorised kernels off x86-64: an empty type, never constructed.
+#[cfg(not(target_arch = "x86_64"))]
+#[derive(Clone, Copy, Debug)]
+enum Simd {}
+
+/// [`Simd`], if this CPU has it (checked once per call; cached by `pulp`).
+fn simd() -> Option<Simd> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        pulp::x86::V3::try_new()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        None
+    }
 }
 
 /// Whether every tensor is an f32 tensor on the CPU (what the kernels handle).

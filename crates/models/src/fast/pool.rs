@@ -4,7 +4,13 @@
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor};
 
-use super::{contiguous_f32, par_chunks_mut};
+#[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::{__m256, _CMP_GT_OQ};
+
+#[cfg(target_arch = "x86_64")]
+use pulp::bytemuck::cast;
+
+use super::{Simd, contiguous_f32, par_chunks_mut};
 
 /// (planes B·C, H, W) of a 4-d layout.
 fn planes(dims: &[usize]) -> candle_core::Result<(usize, usize, usize)> {
@@ -94,41 +100,139 @@ impl CustomOp2 for MaxPool2Bwd {
         let mut dx = vec![0f32; x.len()];
         if !dy.is_empty() {
             let k = per_job(h, w);
+            let simd = super::simd();
             par_chunks_mut(&mut dx, k * h * w, |j, dxs| {
                 let (xs, dys) = (&x[j * k * h * w..], &dy[j * k * ho * wo..]);
-                for ((dp, xp), gp) in dxs
-                    .chunks_mut(h * w)
-                    .zip(xs.chunks(h * w))
-                    .zip(dys.chunks(ho * wo))
-                {
-                    // Windows do not overlap: each writes its own 2x2 block, the
-                    // gradient at its first maximum in row-major order (strict `>`,
-                    // found with selects instead of branches) and 0 at the other three.
-                    for ((rows, drows), gr) in xp
-                        .chunks_exact(2 * w)
-                        .zip(dp.chunks_exact_mut(2 * w))
-                        .zip(gp.chunks_exact(wo))
-                    {
-                        let (x0, x1) = rows.split_at(w);
-                        let (d0, d1) = drows.split_at_mut(w);
-                        for (ox, &g) in gr.iter().enumerate() {
-                            let (a, b) = (x0[2 * ox], x0[2 * ox + 1]);
-                            let (c, d) = (x1[2 * ox], x1[2 * ox + 1]);
-                            let ib = b > a;
-                            let m = if ib { b } else { a };
-                            let ic = c > m;
-                            let id = d > if ic { c } else { m };
-                            d1[2 * ox + 1] = if id { g } else { 0.0 };
-                            d1[2 * ox] = if !id && ic { g } else { 0.0 };
-                            d0[2 * ox + 1] = if !id && !ic && ib { g } else { 0.0 };
-                            d0[2 * ox] = if !id && !ic && !ib { g } else { 0.0 };
-                        }
-                    }
-                }
+                pool2_bwd(simd, h, w, xs, dys, dxs);
             });
         }
         Ok((CpuStorage::F32(dx), l1.shape().clone()))
     }
+}
+
+/// [`pool2_bwd_planes`] with the SIMD kernels enabled when `simd` is given.
+pub(super) fn pool2_bwd(
+    simd: Option<Simd>,
+    h: usize,
+    w: usize,
+    xs: &[f32],
+    dys: &[f32],
+    dxs: &mut [f32],
+) {
+    match simd {
+        #[cfg(target_arch = "x86_64")]
+        Some(s) => s.vectorize(|| pool2_bwd_planes(simd, h, w, xs, dys, dxs)),
+        _ => pool2_bwd_planes(simd, h, w, xs, dys, dxs),
+    }
+}
+
+/// The 2x2 max pool gradient of the planes in `dxs` (H x W each; `xs`, `dys`
+/// start at the same planes): windows do not overlap, so each writes its own
+/// 2x2 block, the gradient at its first maximum in row-major order (strict `>`)
+/// and 0 at the other three. With AVX2, eight windows at a time, then the rest
+/// one by one with the same comparisons.
+#[inline(always)]
+fn pool2_bwd_planes(
+    simd: Option<Simd>,
+    h: usize,
+    w: usize,
+    xs: &[f32],
+    dys: &[f32],
+    dxs: &mut [f32],
+) {
+    let (ho, wo) = (h / 2, w / 2);
+    for ((dp, xp), gp) in dxs
+        .chunks_mut(h * w)
+        .zip(xs.chunks(h * w))
+        .zip(dys.chunks(ho * wo))
+    {
+        for ((rows, drows), gr) in xp
+            .chunks_exact(2 * w)
+            .zip(dp.chunks_exact_mut(2 * w))
+            .zip(gp.chunks_exact(wo))
+        {
+            let (x0, x1) = rows.split_at(w);
+            let (d0, d1) = drows.split_at_mut(w);
+            let done = simd.map_or(0, |s| pool2_bwd_rows_v3(s, x0, x1, gr, d0, d1));
+            for (ox, &g) in gr.iter().enumerate().skip(done) {
+                let (a, b) = (x0[2 * ox], x0[2 * ox + 1]);
+                let (c, d) = (x1[2 * ox], x1[2 * ox + 1]);
+                let ib = b > a;
+                let m = if ib { b } else { a };
+                let ic = c > m;
+                let id = d > if ic { c } else { m };
+                d1[2 * ox + 1] = if id { g } else { 0.0 };
+                d1[2 * ox] = if !id && ic { g } else { 0.0 };
+                d0[2 * ox + 1] = if !id && !ic && ib { g } else { 0.0 };
+                d0[2 * ox] = if !id && !ic && !ib { g } else { 0.0 };
+            }
+        }
+    }
+}
+
+/// Eight windows at a time of one row pair (`x0`, `x1` -> `d0`, `d1`, upstream
+/// `gr`), the scalar loop's comparisons and selections lane by lane; returns
+/// how many windows it did (a multiple of 8). The two rows split into the
+/// windows' left and right entries with in-lane shuffles, which leave the
+/// windows in the order 0 1 4 5 2 3 6 7; the upstream values are permuted to
+/// match, and the unpacks that interleave the results back undo that order.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn pool2_bwd_rows_v3(
+    simd: Simd,
+    x0: &[f32],
+    x1: &[f32],
+    gr: &[f32],
+    d0: &mut [f32],
+    d1: &mut [f32],
+) -> usize {
+    let load = |s: &[f32], at: usize| -> __m256 {
+        let mut v = [0f32; 8];
+        v.copy_from_slice(&s[at..at + 8]);
+        cast(v)
+    };
+    let store = |d: &mut [f32], at: usize, v: __m256| {
+        d[at..at + 8].copy_from_slice(&cast::<__m256, [f32; 8]>(v));
+    };
+    let (avx, avx2) = (simd.avx, simd.avx2);
+    let done = gr.len() / 8 * 8;
+    for ox in (0..done).step_by(8) {
+        let (t0, t1) = (load(x0, 2 * ox), load(x0, 2 * ox + 8));
+        let (b0, b1) = (load(x1, 2 * ox), load(x1, 2 * ox + 8));
+        let a = avx._mm256_shuffle_ps::<0x88>(t0, t1);
+        let b = avx._mm256_shuffle_ps::<0xDD>(t0, t1);
+        let c = avx._mm256_shuffle_ps::<0x88>(b0, b1);
+        let d = avx._mm256_shuffle_ps::<0xDD>(b0, b1);
+        let g: __m256 = cast(avx2._mm256_permute4x64_pd::<0xD8>(cast(load(gr, ox))));
+        let ib = avx._mm256_cmp_ps::<_CMP_GT_OQ>(b, a);
+        let m = avx._mm256_blendv_ps(a, b, ib);
+        let ic = avx._mm256_cmp_ps::<_CMP_GT_OQ>(c, m);
+        let m = avx._mm256_blendv_ps(m, c, ic);
+        let id = avx._mm256_cmp_ps::<_CMP_GT_OQ>(d, m);
+        let rd = avx._mm256_and_ps(id, g);
+        let rc = avx._mm256_andnot_ps(id, avx._mm256_and_ps(ic, g));
+        let dc = avx._mm256_or_ps(id, ic);
+        let rb = avx._mm256_andnot_ps(dc, avx._mm256_and_ps(ib, g));
+        let ra = avx._mm256_andnot_ps(avx._mm256_or_ps(dc, ib), g);
+        store(d0, 2 * ox, avx._mm256_unpacklo_ps(ra, rb));
+        store(d0, 2 * ox + 8, avx._mm256_unpackhi_ps(ra, rb));
+        store(d1, 2 * ox, avx._mm256_unpacklo_ps(rc, rd));
+        store(d1, 2 * ox + 8, avx._mm256_unpackhi_ps(rc, rd));
+    }
+    done
+}
+
+/// No SIMD kernel off x86-64 (`Simd` has no values there).
+#[cfg(not(target_arch = "x86_64"))]
+fn pool2_bwd_rows_v3(
+    simd: Simd,
+    _: &[f32],
+    _: &[f32],
+    _: &[f32],
+    _: &mut [f32],
+    _: &mut [f32],
+) -> usize {
+    match simd {}
 }
 
 /// 3x3 / stride-2 max pool with one pixel of zero padding (DenseNet's stem pool,

@@ -313,9 +313,15 @@ fn batch_norm_matches_candle() {
 
 #[test]
 fn max_pool_matches_candle_and_routes_gradient_to_the_maximum() {
-    for (i, &(b, c, h, w)) in [(2, 3, 6, 6), (1, 2, 7, 5), (3, 1, 9, 10)]
-        .iter()
-        .enumerate()
+    for (i, &(b, c, h, w)) in [
+        (2, 3, 6, 6),
+        (1, 2, 7, 5),
+        (3, 1, 9, 10),
+        (2, 3, 8, 37),
+        (1, 2, 5, 32),
+    ]
+    .iter()
+    .enumerate()
     {
         // Also with values rounded to -1, 0, 1: many ties, which go to the window's
         // first maximum in row-major order.
@@ -619,5 +625,121 @@ fn linear_equals_candle_matmul_bit_for_bit() {
         for (k, name) in ["x", "w", "b"].iter().enumerate() {
             same_bits(&format!("grad {name} {n}x{i}x{o}"), &g1[k], &g2[k]);
         }
+    }
+}
+
+/// Training BatchNorm with its ReLU fused (the backward re-evaluates the
+/// pre-activation for the mask) gives the values and the x, gamma and beta
+/// gradients of BatchNorm followed by candle's `relu`, bit for bit, including a
+/// channel whose pre-activations are all exactly 0 (gamma = beta = 0: the
+/// gradient passes, as through candle's `relu`) and one where they are all < 0.
+#[test]
+fn batch_norm_with_fused_relu_equals_bn_then_candle_relu_bit_for_bit() {
+    let (dims, c) = ([5, 4, 6, 7], 4);
+    let x = Var::from_tensor(&rand(&dims, 71).affine(2.0, 0.3).expect("x")).expect("v");
+    let layer = |seed: u64| {
+        let mut g = to_vec(&(rand(&[c], seed) + 1.5).expect("g"));
+        let mut b = to_vec(&rand(&[c], seed + 1));
+        (g[1], b[1]) = (0.0, 0.0);
+        (g[2], b[2]) = (0.0, -1.0);
+        let g = Var::from_slice(&g, c, &Device::Cpu).expect("g");
+        let b = Var::from_slice(&b, c, &Device::Cpu).expect("b");
+        let (rm, rv) = (
+            rand(&[c], seed + 2),
+            (rand(&[c], seed + 3) + 1.5).expect("rv"),
+        );
+        let l = BatchNorm::new(
+            c,
+            rm,
+            rv,
+            g.as_tensor().clone(),
+            b.as_tensor().clone(),
+            1e-5,
+        )
+        .expect("bn");
+        (l, g, b)
+    };
+    let ((l1, g1, b1), (l2, g2, b2)) = (layer(81), layer(81));
+    let fused = crate::layers::bn(&l1, x.as_tensor(), crate::Mode::TRAIN, true).expect("fused");
+    let apart = crate::layers::bn(&l2, x.as_tensor(), crate::Mode::TRAIN, false)
+        .and_then(|t| Ok(t.relu()?))
+        .expect("bn then relu");
+    same_bits("forward", &fused, &apart);
+    let up = rand(&dims, 91);
+    let ga = grads(&fused, &up, &[&x, &g1, &b1]);
+    let gb = grads(&apart, &up, &[&x, &g2, &b2]);
+    for (j, (a, r)) in ga.iter().zip(&gb).enumerate() {
+        same_bits(&format!("grad {}", ["x", "gamma", "beta"][j]), a, r);
+    }
+    // The all-zero channel passed gradient to beta, the negative one none.
+    let db = to_vec(&ga[2]);
+    assert!(db[1] != 0.0 && db[2] == 0.0, "beta grads {db:?}");
+}
+
+/// Training BatchNorm + ReLU + 2x2 max pool as one op equals the BatchNorm op
+/// followed by the pool op bit for bit: pooled values, running statistics and
+/// the x, gamma and beta gradients; on odd sizes (a row and a column the pool
+/// drops), inputs rounded to tenths (ties in many windows), a channel whose
+/// pre-activations are all 0 (every window tied: the first entry gets the
+/// gradient and the ReLU passes it) and one where they are all < 0.
+#[test]
+fn batch_norm_relu_pool_equals_the_three_ops_bit_for_bit() {
+    for (i, dims) in [[3, 4, 7, 9], [2, 3, 8, 32], [1, 4, 5, 37]]
+        .into_iter()
+        .enumerate()
+    {
+        let c = dims[1];
+        let x = rand(&dims, 500 + i as u64)
+            .affine(20.0, 3.0)
+            .and_then(|t| t.round());
+        let x = Var::from_tensor(&(x.expect("x") / 10.0).expect("tenths")).expect("v");
+        let layer = |seed: u64| {
+            let mut g = to_vec(&(rand(&[c], seed) + 1.5).expect("g"));
+            let mut b = to_vec(&rand(&[c], seed + 1));
+            (g[1], b[1]) = (0.0, 0.0);
+            (g[2], b[2]) = (0.0, -1.0);
+            let g = Var::from_slice(&g, c, &Device::Cpu).expect("g");
+            let b = Var::from_slice(&b, c, &Device::Cpu).expect("b");
+            let (rm, rv) = (
+                rand(&[c], seed + 2),
+                (rand(&[c], seed + 3) + 1.5).expect("rv"),
+            );
+            let l = BatchNorm::new(
+                c,
+                rm,
+                rv,
+                g.as_tensor().clone(),
+                b.as_tensor().clone(),
+                1e-5,
+            )
+            .expect("bn");
+            (l, g, b)
+        };
+        let ((l1, g1, b1), (l2, g2, b2)) = (layer(600), layer(600));
+        let mode = crate::Mode::TRAIN;
+        let fused = crate::layers::bn_pool(&l1, x.as_tensor(), mode, true).expect("fused");
+        let apart = crate::layers::bn(&l2, x.as_tensor(), mode, true)
+            .and_then(|t| crate::ops::max_pool2(&t))
+            .expect("apart");
+        let what = format!("{dims:?}");
+        same_bits(&format!("{what} forward"), &fused, &apart);
+        same_bits(
+            &format!("{what} running mean"),
+            l1.running_mean(),
+            l2.running_mean(),
+        );
+        same_bits(
+            &format!("{what} running var"),
+            l1.running_var(),
+            l2.running_var(),
+        );
+        let up = rand(fused.dims(), 700 + i as u64);
+        let ga = grads(&fused, &up, &[&x, &g1, &b1]);
+        let gb = grads(&apart, &up, &[&x, &g2, &b2]);
+        for (j, (a, r)) in ga.iter().zip(&gb).enumerate() {
+            same_bits(&format!("{what} grad {}", ["x", "gamma", "beta"][j]), a, r);
+        }
+        let db = to_vec(&ga[2]);
+        assert!(db[1] != 0.0 && db[2] == 0.0, "{what}: beta grads {db:?}");
     }
 }
