@@ -226,11 +226,12 @@ pub(crate) fn batch_norm_train(
 /// [`batch_norm_train`] of a (B, C, H, W) tensor followed by a 2x2 / stride-2 max
 /// pool (output floored, gradient to each window's first maximum, as
 /// `max_pool2`), as one op: the full-size normalised map is neither kept nor
-/// written out, and its gradient never becomes a tensor (the backward re-derives
-/// each plane's map, routes the pooled gradient through it and masks it by the
-/// ReLU in cache), which saves four full-size passes and a full-size gradient
-/// buffer that candle would zero-fill and add into. Values and gradients equal
-/// those of the three ops bit for bit.
+/// written out, and its gradient never becomes a tensor (the backward rebuilds
+/// each plane's map in scratch, routes the pooled gradient through it, masks it
+/// by the ReLU and keeps the result per channel for the dx pass), which saves
+/// the buffer candle would zero-fill and add that gradient into, and the pool's
+/// and the ReLU's own full-size passes. Values and gradients equal those of the
+/// three ops bit for bit.
 pub(crate) fn batch_norm_train_pool(
     xs: &Tensor,
     gamma: &Tensor,

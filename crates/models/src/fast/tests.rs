@@ -628,6 +628,21 @@ fn linear_equals_candle_matmul_bit_for_bit() {
     }
 }
 
+/// A BatchNorm layer over `c` >= 3 channels like [`bn_layer`], with gamma and
+/// beta as variables, where channel 1 has gamma = beta = 0 (every
+/// pre-activation exactly 0) and channel 2 gamma = 0, beta = -1 (all < 0).
+fn bn_layer_with_dead_channels(c: usize, seed: u64) -> (BatchNorm, Var, Var) {
+    let (layer, g, b) = bn_layer(c, seed);
+    for (v, dead) in [(&g, [0.0, 0.0]), (&b, [0.0, -1.0])] {
+        let mut vals = to_vec(v.as_tensor());
+        vals[1..3].copy_from_slice(&dead);
+        // `set` writes into the storage the layer shares.
+        v.set(&Tensor::from_vec(vals, c, &Device::Cpu).expect("values"))
+            .expect("set");
+    }
+    (layer, g, b)
+}
+
 /// Training BatchNorm with its ReLU fused (the backward re-evaluates the
 /// pre-activation for the mask) gives the values and the x, gamma and beta
 /// gradients of BatchNorm followed by candle's `relu`, bit for bit, including a
@@ -637,29 +652,10 @@ fn linear_equals_candle_matmul_bit_for_bit() {
 fn batch_norm_with_fused_relu_equals_bn_then_candle_relu_bit_for_bit() {
     let (dims, c) = ([5, 4, 6, 7], 4);
     let x = Var::from_tensor(&rand(&dims, 71).affine(2.0, 0.3).expect("x")).expect("v");
-    let layer = |seed: u64| {
-        let mut g = to_vec(&(rand(&[c], seed) + 1.5).expect("g"));
-        let mut b = to_vec(&rand(&[c], seed + 1));
-        (g[1], b[1]) = (0.0, 0.0);
-        (g[2], b[2]) = (0.0, -1.0);
-        let g = Var::from_slice(&g, c, &Device::Cpu).expect("g");
-        let b = Var::from_slice(&b, c, &Device::Cpu).expect("b");
-        let (rm, rv) = (
-            rand(&[c], seed + 2),
-            (rand(&[c], seed + 3) + 1.5).expect("rv"),
-        );
-        let l = BatchNorm::new(
-            c,
-            rm,
-            rv,
-            g.as_tensor().clone(),
-            b.as_tensor().clone(),
-            1e-5,
-        )
-        .expect("bn");
-        (l, g, b)
-    };
-    let ((l1, g1, b1), (l2, g2, b2)) = (layer(81), layer(81));
+    let ((l1, g1, b1), (l2, g2, b2)) = (
+        bn_layer_with_dead_channels(c, 81),
+        bn_layer_with_dead_channels(c, 81),
+    );
     let fused = crate::layers::bn(&l1, x.as_tensor(), crate::Mode::TRAIN, true).expect("fused");
     let apart = crate::layers::bn(&l2, x.as_tensor(), crate::Mode::TRAIN, false)
         .and_then(|t| Ok(t.relu()?))
@@ -693,29 +689,10 @@ fn batch_norm_relu_pool_equals_the_three_ops_bit_for_bit() {
             .affine(20.0, 3.0)
             .and_then(|t| t.round());
         let x = Var::from_tensor(&(x.expect("x") / 10.0).expect("tenths")).expect("v");
-        let layer = |seed: u64| {
-            let mut g = to_vec(&(rand(&[c], seed) + 1.5).expect("g"));
-            let mut b = to_vec(&rand(&[c], seed + 1));
-            (g[1], b[1]) = (0.0, 0.0);
-            (g[2], b[2]) = (0.0, -1.0);
-            let g = Var::from_slice(&g, c, &Device::Cpu).expect("g");
-            let b = Var::from_slice(&b, c, &Device::Cpu).expect("b");
-            let (rm, rv) = (
-                rand(&[c], seed + 2),
-                (rand(&[c], seed + 3) + 1.5).expect("rv"),
-            );
-            let l = BatchNorm::new(
-                c,
-                rm,
-                rv,
-                g.as_tensor().clone(),
-                b.as_tensor().clone(),
-                1e-5,
-            )
-            .expect("bn");
-            (l, g, b)
-        };
-        let ((l1, g1, b1), (l2, g2, b2)) = (layer(600), layer(600));
+        let ((l1, g1, b1), (l2, g2, b2)) = (
+            bn_layer_with_dead_channels(c, 600),
+            bn_layer_with_dead_channels(c, 600),
+        );
         let mode = crate::Mode::TRAIN;
         let fused = crate::layers::bn_pool(&l1, x.as_tensor(), mode, true).expect("fused");
         let apart = crate::layers::bn(&l2, x.as_tensor(), mode, true)
