@@ -55,18 +55,10 @@ fn bn_then(layer: &BatchNorm, xs: &Tensor, mode: Mode, relu: bool, pool: bool) -
         if !mode.batchnorm_train {
             return pooled(fast::batch_norm_eval(xs, g, b, rm, rv, layer.eps(), relu)?);
         }
-        let (ys, stats) = if pool && xs.rank() == 4 {
+        let (ys, stats) = if pool {
             fast::batch_norm_train_pool(xs, g, b, layer.eps(), relu)?
         } else {
-            let (ys, stats) = fast::batch_norm_train(xs, g, b, layer.eps(), relu)?;
-            (
-                if pool {
-                    crate::ops::max_pool2(&ys)?
-                } else {
-                    ys
-                },
-                stats,
-            )
+            fast::batch_norm_train(xs, g, b, layer.eps(), relu)?
         };
         // Running-stat update exactly as candle's `BatchNorm::forward_train`
         // (unbiased batch variance). candle-nn's BatchNorm holds its running stats

@@ -203,7 +203,7 @@ fn affine_map(
     map_rows(y, dims, |ch, start, row| {
         let (a, b) = (scale[ch], shift[ch]);
         let xs = &x[start..start + row.len()];
-        row.iter_mut().zip(xs).for_each(|(y, &v)| *y = v * a + b);
+        normalised_plane(xs, a, b, false, row);
         if let Some(log) = relu {
             relu_row(row, start, log);
         }
@@ -441,7 +441,7 @@ impl CustomOp2 for TrainBwd {
             out.extend(
                 d.iter()
                     .zip(xs)
-                    .map(|(&g, &v)| if v * a + b >= 0.0 { g } else { 0.0 }),
+                    .map(|(&g, &v)| if relu_passes(v, a, b) { g } else { 0.0 }),
             );
         };
         // Per channel: Σ dy and Σ dy·(x - mean).
@@ -473,7 +473,7 @@ impl CustomOp2 for TrainBwd {
             if self.relu {
                 let (sc, sh) = (scale[ch], shift[ch]);
                 for ((d, &v), &g) in row.iter_mut().zip(xs).zip(dys) {
-                    let g = if v * sc + sh >= 0.0 { g } else { 0.0 };
+                    let g = if relu_passes(v, sc, sh) { g } else { 0.0 };
                     *d = a * (g - k1 - (v - m) * k2);
                 }
             } else {
@@ -534,8 +534,17 @@ fn pooled_affine(
     y
 }
 
-/// `out = xp·a + k`, then `max(·, 0)` when `relu`: the loops of [`affine_map`]
-/// and [`relu_row`] (no zero log: the fused backward re-evaluates the map).
+/// Whether the fused ReLU passes the gradient at input `v` of the map `v·a + k`:
+/// the forward's pre-activation (the same f32 operations) is >= 0, candle's
+/// `relu` rule (exact zeros pass).
+#[inline]
+fn relu_passes(v: f32, a: f32, k: f32) -> bool {
+    v * a + k >= 0.0
+}
+
+/// `out = xp·a + k`, then `max(·, 0)` when `relu` ([`relu_row`]'s maximum, without
+/// its zero log: the fused backward re-evaluates the map). [`affine_map`] runs
+/// its first loop too.
 fn normalised_plane(xp: &[f32], a: f32, k: f32, relu: bool, out: &mut [f32]) {
     out.iter_mut().zip(xp).for_each(|(y, &v)| *y = v * a + k);
     if relu {
@@ -567,7 +576,7 @@ impl TrainBwd {
         super::pool::pool2_bwd(simd, h, w, ybuf, dyp, g);
         if self.relu {
             for (d, &v) in g.iter_mut().zip(xp) {
-                *d = if v * a + k >= 0.0 { *d + 0.0 } else { 0.0 };
+                *d = if relu_passes(v, a, k) { *d + 0.0 } else { 0.0 };
             }
         } else {
             g.iter_mut().for_each(|d| *d += 0.0);

@@ -68,7 +68,7 @@ type Simd = pulp::x86::V3;
 #[derive(Clone, Copy, Debug)]
 enum Simd {}
 
-/// [`Simd`], if this CPU has it (checked once per call; cached by `pulp`).
+/// [`Simd`], if this CPU has it (std's feature detection, cached after the first call).
 fn simd() -> Option<Simd> {
     #[cfg(target_arch = "x86_64")]
     {
