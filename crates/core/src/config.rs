@@ -169,6 +169,9 @@ impl Settings {
             if a.lr_decay < 0.0 || a.weight_decay < 0.0 {
                 return bad(&key("lr_decay"), "lr_decay and weight_decay must be >= 0");
             }
+            if !(0.0..=a.epochs as f64).contains(&a.warmup_epochs) {
+                return bad(&key("warmup_epochs"), "must be in [0, epochs]");
+            }
         }
         Ok(())
     }
@@ -233,12 +236,77 @@ pub struct ArchTrainSettings {
     pub learning_rate: f64,
     /// Inverse-time decay per step: lr_t = learning_rate / (1 + lr_decay * t) (Keras style).
     pub lr_decay: f64,
+    /// Budget-aware schedule multiplied onto the decayed rate (`constant` when absent); the
+    /// formulas are in `ferbayes_train::optim`. Left out of the serialised settings (and so of
+    /// fingerprints and stage keys) while `constant`, so older artifacts stay up to date.
+    #[serde(default, skip_serializing_if = "LrSchedule::is_constant")]
+    pub lr_schedule: LrSchedule,
+    /// Linear warm-up length in epochs (0 when absent); fractions allowed (0.5 = half an
+    /// epoch's steps, rounded to whole steps). Must be in [0, epochs]. For `onecycle`, 0 means
+    /// the default warm-up of 30 % of all steps. Left out of the serialised settings while 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub warmup_epochs: f64,
     /// SGD momentum (ignored by Adam).
     pub momentum: f64,
     /// Decoupled weight decay.
     pub weight_decay: f64,
     /// Dropout / DropConnect rate.
     pub drop_rate: f64,
+}
+
+/// The learning-rate schedule of an architecture over its whole training budget (Budgeted
+/// Training, Li, Yumer & Ramanan, ICLR 2020: decaying to zero with the budget beats step
+/// schedules at small budgets). Definitions in `ferbayes_train::optim`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum LrSchedule {
+    /// The (Keras-decayed) learning rate unchanged, after the optional warm-up.
+    #[default]
+    #[serde(rename = "constant")]
+    Constant,
+    /// Linear decay to zero at the last step.
+    #[serde(rename = "linear")]
+    Linear,
+    /// Cosine anneal to zero at the last step.
+    #[serde(rename = "cosine")]
+    Cosine,
+    /// Linear warm-up (30 % of the steps unless `warmup_epochs` says), then cosine to zero.
+    #[serde(rename = "onecycle")]
+    OneCycle,
+}
+
+impl LrSchedule {
+    /// Every value, in canonical order.
+    pub const ALL: [LrSchedule; 4] = [
+        LrSchedule::Constant,
+        LrSchedule::Linear,
+        LrSchedule::Cosine,
+        LrSchedule::OneCycle,
+    ];
+
+    /// The name used in `pipeline.toml`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LrSchedule::Constant => "constant",
+            LrSchedule::Linear => "linear",
+            LrSchedule::Cosine => "cosine",
+            LrSchedule::OneCycle => "onecycle",
+        }
+    }
+
+    /// Whether this is the default, [`LrSchedule::Constant`].
+    pub fn is_constant(&self) -> bool {
+        *self == LrSchedule::Constant
+    }
+}
+
+impl std::fmt::Display for LrSchedule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
 }
 
 /// Settings of the ingest stage.
@@ -487,6 +555,68 @@ max_per_split = 10
         let smoke = file.settings("smoke").expect("smoke");
         assert_eq!(smoke.train.arch(Arch::Vgg16).optimizer, OptimizerKind::Sgd);
         assert_eq!(smoke.train.label_mode, LabelMode::Majority);
+    }
+
+    #[test]
+    fn lr_schedule_defaults_parses_and_rejects_unknown_names() {
+        let file = parse(BASE).expect("valid");
+        let cpu = file.settings("cpu").expect("cpu");
+        let a = cpu.train.arch(Arch::AlexNet);
+        assert_eq!(
+            (a.lr_schedule, a.warmup_epochs),
+            (LrSchedule::Constant, 0.0)
+        );
+        // Defaults are left out of the serialised settings (fingerprints and stage keys).
+        let json = serde_json::to_string(a).expect("json");
+        assert!(
+            !json.contains("lr_schedule") && !json.contains("warmup_epochs"),
+            "{json}"
+        );
+
+        let text = format!(
+            "{BASE}\n[profiles.budget.train.vgg16]\nlr_schedule = \"onecycle\"\nwarmup_epochs = 0.5\n"
+        );
+        let file = parse(&text).expect("valid");
+        let v = file.settings("budget").expect("budget");
+        let v = v.train.arch(Arch::Vgg16);
+        assert_eq!(
+            (v.lr_schedule, v.warmup_epochs),
+            (LrSchedule::OneCycle, 0.5)
+        );
+        let json = serde_json::to_string(v).expect("json");
+        assert!(
+            json.contains(r#""lr_schedule":"onecycle""#) && json.contains(r#""warmup_epochs":0.5"#),
+            "{json}"
+        );
+        for name in LrSchedule::ALL {
+            let text = format!("{BASE}\n[profiles.s.train.alexnet]\nlr_schedule = \"{name}\"\n");
+            let file = parse(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let s = file.settings("s").expect("s");
+            assert_eq!(s.train.arch(Arch::AlexNet).lr_schedule, name);
+        }
+
+        let text = format!("{BASE}\n[profiles.bad.train.densenet121]\nlr_schedule = \"step\"\n");
+        let err = parse(&text).expect_err("unknown schedule").to_string();
+        assert!(
+            err.contains("profiles.bad")
+                && err.contains("train.densenet121.lr_schedule")
+                && err.contains("step")
+                && err.contains("onecycle"),
+            "{err}"
+        );
+
+        let text = format!("{BASE}\n[profiles.bad.train.alexnet]\nwarmup_epochs = 3.0\n");
+        let err = parse(&text)
+            .expect_err("warm-up past the budget")
+            .to_string();
+        assert!(err.contains("train.alexnet.warmup_epochs"), "{err}");
+        let text = format!("{BASE}\n[profiles.bad.train.alexnet]\nwarmup_epochs = -0.5\n");
+        let err = parse(&text).expect_err("negative warm-up").to_string();
+        assert!(err.contains("train.alexnet.warmup_epochs"), "{err}");
+        let text = format!("{BASE}\n[profiles.whole.train.alexnet]\nwarmup_epochs = 1\n");
+        let file = parse(&text).expect("a whole number of epochs may be written as an integer");
+        let s = file.settings("whole").expect("integer warm-up");
+        assert_eq!(s.train.arch(Arch::AlexNet).warmup_epochs, 1.0);
     }
 
     #[test]

@@ -17,8 +17,8 @@ pub mod split;
 
 pub use classes::{EMOTIONS, IMAGE_PIXELS, IMAGE_SIDE, NUM_CLASSES, NUM_VOTES, VOTE_COLUMNS};
 pub use config::{
-    AnalyzeSettings, ArchTrainSettings, InferSettings, IngestSettings, OodSettings, PipelineFile,
-    Settings, ShiftSettings, TrainSettings,
+    AnalyzeSettings, ArchTrainSettings, InferSettings, IngestSettings, LrSchedule, OodSettings,
+    PipelineFile, Settings, ShiftSettings, TrainSettings,
 };
 pub use error::{Error, Result};
 pub use layout::{Layout, Stage};

@@ -502,6 +502,10 @@ fn train_member(
         mut optimizer,
         ..
     } = Network::new(arch, method, s, device, seed)?;
+    optimizer.set_steps_per_epoch(optim::steps_per_epoch(
+        train.len(),
+        settings.train.batch_size,
+    ));
     let mut history: Vec<EpochRecord> = Vec::new();
     let mut first_epoch = 0;
 

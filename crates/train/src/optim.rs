@@ -5,7 +5,29 @@
 //!   θ ← θ − lr·(m̂/(√v̂ + ε) + wd·θ) with bias-corrected m̂, v̂ (β1 0.9, β2 0.999, ε 1e-7 as
 //!   Keras, which the study used).
 //! - SGD (PyTorch convention): b ← μ·b + g (+ wd·θ in g), θ ← θ − lr·b.
-//! - The learning rate decays per step as Keras' `decay`: lr_t = lr / (1 + decay·t).
+//! - The learning rate decays per step as Keras' `decay`: lr_t = lr / (1 + decay·t), times the
+//!   budget-aware schedule below.
+//!
+//! # Learning-rate schedule
+//!
+//! The rate of step t (0-based: the steps already taken, [`Optimizer::step`]) is a pure function
+//! of the settings, t and the budget, so the step count a checkpoint saves (and
+//! [`Optimizer::restore`] restores) is the position in the schedule:
+//!
+//! - base(t) = learning_rate / (1 + lr_decay·t) (Keras' `decay`);
+//! - T = epochs · steps_per_epoch steps in all ([`steps_per_epoch`], given by
+//!   [`Optimizer::set_steps_per_epoch`]);
+//! - W = round(warmup_epochs · steps_per_epoch) warm-up steps (halves away from zero), except
+//!   `onecycle` with warmup_epochs = 0: W = round(0.3·T) = ⌊(3T + 5) / 10⌋;
+//! - warm-up, t < W: factor(t) = (t + 1) / W (the full rate at step W − 1);
+//! - after it, with u = min(1, (t − W) / max(1, T − W)) (in [0, 1) for every step t < T):
+//!   `constant` factor 1; `linear` 1 − u; `cosine` and `onecycle` ½·(1 + cos(π·u)) (`onecycle`
+//!   is linear warm-up to the peak, by default over 30 % of the steps, then cosine to zero);
+//! - lr(t) = base(t) · factor(t); the `constant` schedule without warm-up is exactly base(t).
+//!
+//! Budgeted Training (Li, Yumer & Ramanan, ICLR 2020): with a small budget, decaying to zero at
+//! its end (linear) beats step schedules. `schedule_reference.py` beside this file computes the
+//! values the tests check.
 //!
 //! On the CPU each update is two (SGD) or three (Adam) in-place passes over θ and the state, in
 //! parallel ([`fused`]); elsewhere it is a chain of candle ops. Both round every intermediate to
@@ -14,9 +36,9 @@
 use std::collections::HashMap;
 
 use candle_core::{Tensor, Var, backprop::GradStore};
-use ferbayes_core::{ArchTrainSettings, OptimizerKind};
+use ferbayes_core::{ArchTrainSettings, LrSchedule, OptimizerKind};
 
-use crate::error::Result;
+use crate::error::{Result, TrainError};
 
 const BETA1: f64 = 0.9;
 const BETA2: f64 = 0.999;
@@ -32,8 +54,9 @@ pub struct Optimizer {
     second: Vec<Tensor>,
     /// Steps taken so far.
     pub step: u64,
-    lr: f64,
-    lr_decay: f64,
+    schedule: Schedule,
+    /// Batches the train loop steps per epoch; needed by every schedule but plain `constant`.
+    steps_per_epoch: Option<u64>,
     momentum: f64,
     weight_decay: f64,
 }
@@ -56,21 +79,34 @@ impl Optimizer {
             first,
             second,
             step: 0,
-            lr: s.learning_rate,
-            lr_decay: s.lr_decay,
+            schedule: Schedule::new(s),
+            steps_per_epoch: None,
             momentum: s.momentum,
             weight_decay: s.weight_decay,
         })
     }
 
-    /// The learning rate of the next step.
+    /// Sets the batches the train loop steps per epoch ([`steps_per_epoch`]), which fixes the
+    /// schedule's warm-up and total steps. Required by every schedule but `constant` without
+    /// warm-up.
+    pub fn set_steps_per_epoch(&mut self, n: u64) {
+        self.steps_per_epoch = Some(n);
+    }
+
+    /// The learning rate of the next step (NaN where [`Optimizer::try_learning_rate`] fails).
     pub fn learning_rate(&self) -> f64 {
-        self.lr / (1.0 + self.lr_decay * self.step as f64)
+        self.try_learning_rate().unwrap_or(f64::NAN)
+    }
+
+    /// The learning rate of the next step; an error if the schedule needs the steps per epoch
+    /// and [`Optimizer::set_steps_per_epoch`] was not called.
+    pub fn try_learning_rate(&self) -> Result<f64> {
+        self.schedule.rate(self.step, self.steps_per_epoch)
     }
 
     /// One update from the gradients of a backward pass.
     pub fn step(&mut self, grads: &GradStore) -> Result<()> {
-        let lr = self.learning_rate();
+        let lr = self.try_learning_rate()?;
         self.step += 1;
         let hyper = Hyper {
             kind: self.kind,
@@ -113,9 +149,9 @@ impl Optimizer {
     pub fn restore(&mut self, tensors: &HashMap<String, Tensor>, step: u64) -> Result<()> {
         for (i, (name, _)) in self.vars.iter().enumerate() {
             let get = |key: String| -> Result<Tensor> {
-                let t = tensors.get(&key).ok_or_else(|| {
-                    crate::error::TrainError::Invalid(format!("checkpoint lacks `{key}`"))
-                })?;
+                let t = tensors
+                    .get(&key)
+                    .ok_or_else(|| TrainError::Invalid(format!("checkpoint lacks `{key}`")))?;
                 Ok(t.contiguous()?.copy()?)
             };
             self.first[i] = get(format!("opt.m.{name}"))?;
@@ -125,6 +161,98 @@ impl Optimizer {
         }
         self.step = step;
         Ok(())
+    }
+}
+
+/// The optimiser steps of one epoch over `faces` training faces in batches of `batch_size`: the
+/// train loop steps every chunk of `batch_size` faces (the last one may be shorter) but skips a
+/// chunk of fewer than 2 faces.
+pub fn steps_per_epoch(faces: usize, batch_size: usize) -> u64 {
+    if batch_size == 0 {
+        return 0;
+    }
+    let full = if batch_size >= 2 {
+        faces / batch_size
+    } else {
+        0
+    };
+    let tail = usize::from(faces % batch_size >= 2);
+    (full + tail) as u64
+}
+
+/// The settings that fix the learning rate of every step (see the module doc).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Schedule {
+    pub learning_rate: f64,
+    pub lr_decay: f64,
+    pub kind: LrSchedule,
+    pub warmup_epochs: f64,
+    pub epochs: u64,
+}
+
+impl Schedule {
+    /// The schedule of one architecture's settings.
+    pub fn new(s: &ArchTrainSettings) -> Self {
+        Schedule {
+            learning_rate: s.learning_rate,
+            lr_decay: s.lr_decay,
+            kind: s.lr_schedule,
+            warmup_epochs: s.warmup_epochs,
+            epochs: s.epochs as u64,
+        }
+    }
+
+    /// Whether the rate depends on the steps per epoch (all but `constant` without warm-up).
+    pub fn needs_steps_per_epoch(&self) -> bool {
+        self.kind != LrSchedule::Constant || self.warmup_epochs > 0.0
+    }
+
+    /// base(t): the Keras-style decayed rate.
+    pub fn base(&self, t: u64) -> f64 {
+        self.learning_rate / (1.0 + self.lr_decay * t as f64)
+    }
+
+    /// (W, T): the warm-up steps and the total steps.
+    pub fn warmup_and_total(&self, steps_per_epoch: u64) -> (u64, u64) {
+        let total = self.epochs * steps_per_epoch;
+        let warmup = if self.kind == LrSchedule::OneCycle && self.warmup_epochs == 0.0 {
+            (3 * total + 5) / 10
+        } else {
+            (self.warmup_epochs * steps_per_epoch as f64).round() as u64
+        };
+        (warmup, total)
+    }
+
+    /// factor(t), the schedule's multiplier of base(t).
+    pub fn factor(&self, t: u64, steps_per_epoch: u64) -> f64 {
+        let (warmup, total) = self.warmup_and_total(steps_per_epoch);
+        if t < warmup {
+            return (t + 1) as f64 / warmup as f64;
+        }
+        let u = ((t - warmup) as f64 / total.saturating_sub(warmup).max(1) as f64).min(1.0);
+        match self.kind {
+            LrSchedule::Constant => 1.0,
+            LrSchedule::Linear => 1.0 - u,
+            LrSchedule::Cosine | LrSchedule::OneCycle => {
+                0.5 * (1.0 + (std::f64::consts::PI * u).cos())
+            }
+        }
+    }
+
+    /// lr(t) = base(t)·factor(t); an error when the schedule needs `steps_per_epoch` and it is
+    /// `None`.
+    pub fn rate(&self, t: u64, steps_per_epoch: Option<u64>) -> Result<f64> {
+        if !self.needs_steps_per_epoch() {
+            return Ok(self.base(t));
+        }
+        let n = steps_per_epoch.ok_or_else(|| {
+            TrainError::Invalid(format!(
+                "learning-rate schedule `{}` with warmup_epochs {} needs the steps per epoch: \
+                 call Optimizer::set_steps_per_epoch before stepping",
+                self.kind, self.warmup_epochs
+            ))
+        })?;
+        Ok(self.base(t) * self.factor(t, n))
     }
 }
 
@@ -416,6 +544,8 @@ mod tests {
             optimizer: kind,
             learning_rate: 0.1,
             lr_decay,
+            lr_schedule: LrSchedule::Constant,
+            warmup_epochs: 0.0,
             momentum: 0.9,
             weight_decay: 0.0,
             drop_rate: 0.0,
@@ -602,5 +732,363 @@ mod tests {
             (got[0] - 0.95).abs() < 1e-6 && (got[1] - 0.9025).abs() < 1e-6,
             "{got:?}"
         );
+    }
+
+    /// Settings of a schedule test (Adam, so momentum plays no part).
+    fn schedule_settings(
+        kind: LrSchedule,
+        learning_rate: f64,
+        lr_decay: f64,
+        epochs: usize,
+        warmup_epochs: f64,
+    ) -> ArchTrainSettings {
+        ArchTrainSettings {
+            epochs,
+            learning_rate,
+            lr_schedule: kind,
+            warmup_epochs,
+            ..settings(OptimizerKind::Adam, lr_decay)
+        }
+    }
+
+    /// A one-weight optimiser and its weight.
+    fn one_weight(s: &ArchTrainSettings) -> (Optimizer, Var) {
+        let var = Var::new(&[1.0f32], &Device::Cpu).expect("var");
+        let opt = Optimizer::new(vec![("w".into(), var.clone())], s).expect("optimizer");
+        (opt, var)
+    }
+
+    /// One step with the gradient `g` of the loss g·w.
+    fn step_with(opt: &mut Optimizer, var: &Var, g: f32) -> Result<()> {
+        let loss = (var.as_tensor() * f64::from(g))
+            .expect("mul")
+            .sum_all()
+            .expect("sum");
+        opt.step(&loss.backward().expect("backward"))
+    }
+
+    /// (schedule, learning_rate, lr_decay, epochs, warmup_epochs, steps_per_epoch,
+    /// [(t, lr(t))]), printed by `schedule_reference.py` (run it to regenerate).
+    #[allow(clippy::type_complexity)]
+    const REFERENCE: &[(LrSchedule, f64, f64, usize, f64, u64, &[(u64, f64)])] = &[
+        (
+            LrSchedule::Constant,
+            0.1,
+            0.0,
+            2,
+            0.0,
+            5,
+            &[(0, 0.1), (5, 0.1), (9, 0.1)],
+        ),
+        (
+            LrSchedule::Constant,
+            0.1,
+            0.0,
+            2,
+            0.5,
+            5,
+            &[
+                (0, 0.03333333333333333),
+                (1, 0.06666666666666667),
+                (2, 0.1),
+                (3, 0.1),
+                (9, 0.1),
+            ],
+        ),
+        (
+            LrSchedule::Linear,
+            0.1,
+            0.0,
+            2,
+            0.0,
+            5,
+            &[
+                (0, 0.1),
+                (1, 0.09000000000000001),
+                (5, 0.05),
+                (9, 0.009999999999999998),
+                (10, 0.0),
+                (12, 0.0),
+            ],
+        ),
+        (
+            LrSchedule::Linear,
+            0.1,
+            0.0,
+            2,
+            0.4,
+            5,
+            &[(0, 0.05), (1, 0.1), (2, 0.1), (6, 0.05), (9, 0.0125)],
+        ),
+        (
+            LrSchedule::Cosine,
+            0.1,
+            0.0,
+            2,
+            0.0,
+            5,
+            &[
+                (0, 0.1),
+                (1, 0.09755282581475769),
+                (5, 0.05),
+                (9, 0.0024471741852423235),
+                (10, 0.0),
+            ],
+        ),
+        (
+            LrSchedule::Cosine,
+            0.1,
+            0.0,
+            2,
+            0.4,
+            5,
+            &[
+                (0, 0.05),
+                (1, 0.1),
+                (2, 0.1),
+                (6, 0.05),
+                (9, 0.0038060233744356634),
+            ],
+        ),
+        (
+            LrSchedule::OneCycle,
+            0.1,
+            0.0,
+            2,
+            0.0,
+            5,
+            &[
+                (0, 0.03333333333333333),
+                (1, 0.06666666666666667),
+                (2, 0.1),
+                (3, 0.1),
+                (6, 0.06112604669781572),
+                (9, 0.004951556604879049),
+            ],
+        ),
+        (
+            LrSchedule::OneCycle,
+            0.1,
+            0.0,
+            1,
+            0.0,
+            5,
+            &[(0, 0.05), (1, 0.1), (2, 0.1), (4, 0.025000000000000012)],
+        ),
+        (
+            LrSchedule::OneCycle,
+            0.1,
+            0.0,
+            2,
+            1.0,
+            5,
+            &[
+                (0, 0.020000000000000004),
+                (4, 0.1),
+                (5, 0.1),
+                (9, 0.009549150281252633),
+            ],
+        ),
+        (
+            LrSchedule::Linear,
+            0.1,
+            0.1,
+            2,
+            0.0,
+            5,
+            &[
+                (0, 0.1),
+                (1, 0.08181818181818182),
+                (5, 0.03333333333333333),
+                (9, 0.005263157894736841),
+            ],
+        ),
+        (
+            LrSchedule::Cosine,
+            0.01,
+            0.0001,
+            3,
+            0.5,
+            4,
+            &[
+                (0, 0.005),
+                (1, 0.009999000099990002),
+                (2, 0.009998000399920017),
+                (7, 0.0049965024482862),
+                (11, 0.0002444485251465711),
+            ],
+        ),
+    ];
+
+    /// Every schedule, with and without warm-up (and once with lr_decay > 0), against the
+    /// independent values of `schedule_reference.py`, both through [`Schedule::rate`] and
+    /// through an optimiser actually stepped to t.
+    #[test]
+    fn schedules_match_reference_values() {
+        for &(kind, rate, decay, epochs, warmup, spe, want) in REFERENCE {
+            let s = schedule_settings(kind, rate, decay, epochs, warmup);
+            let schedule = Schedule::new(&s);
+            let (mut opt, var) = one_weight(&s);
+            opt.set_steps_per_epoch(spe);
+            for &(t, lr) in want {
+                let what = format!(
+                    "{kind} lr {rate} decay {decay} epochs {epochs} warmup {warmup} spe {spe} t {t}"
+                );
+                let got = schedule.rate(t, Some(spe)).expect("rate");
+                assert!(
+                    (got - lr).abs() <= 1e-15 * lr.abs().max(1e-300) || got == lr,
+                    "{what}: {got:e} vs {lr:e}"
+                );
+                while opt.step < t {
+                    step_with(&mut opt, &var, 0.5).expect("step");
+                }
+                assert_eq!(opt.learning_rate().to_bits(), got.to_bits(), "{what}");
+            }
+        }
+    }
+
+    /// The hand-countable facts of the definitions: the warm-up ends at the full rate at step
+    /// W − 1, the annealing schedules end at zero at T, and onecycle's default warm-up is
+    /// round(0.3·T) with halves up.
+    #[test]
+    fn schedule_shapes_by_hand() {
+        let s = |kind, warmup| Schedule::new(&schedule_settings(kind, 1.0, 0.0, 2, warmup));
+        // T = 2·10 = 20; warm-up 0.25 epoch → W = round(2.5) = 3.
+        assert_eq!(s(LrSchedule::Linear, 0.25).warmup_and_total(10), (3, 20));
+        assert_eq!(s(LrSchedule::Linear, 0.25).factor(2, 10), 1.0);
+        assert_eq!(s(LrSchedule::Linear, 0.25).factor(0, 10), 1.0 / 3.0);
+        // Linear after W = 3: u = (t − 3)/17.
+        assert_eq!(s(LrSchedule::Linear, 0.25).factor(20, 10), 0.0);
+        assert_eq!(s(LrSchedule::Cosine, 0.0).factor(20, 10), 0.0);
+        assert_eq!(s(LrSchedule::Cosine, 0.0).factor(10, 10), 0.5);
+        assert_eq!(s(LrSchedule::Constant, 0.0).factor(25, 10), 1.0);
+        // onecycle: W = round(0.3·T), halves up: T = 5 → 2, T = 20 → 6, T = 15 → 5 (4.5).
+        let one = |epochs: usize, spe| {
+            Schedule::new(&schedule_settings(
+                LrSchedule::OneCycle,
+                1.0,
+                0.0,
+                epochs,
+                0.0,
+            ))
+            .warmup_and_total(spe)
+        };
+        assert_eq!(one(1, 5), (2, 5));
+        assert_eq!(one(2, 10), (6, 20));
+        assert_eq!(one(3, 5), (5, 15));
+        assert_eq!(one(1, 1), (0, 1));
+        // An explicit warm-up replaces onecycle's default.
+        let explicit = Schedule::new(&schedule_settings(LrSchedule::OneCycle, 1.0, 0.0, 2, 0.5));
+        assert_eq!(explicit.warmup_and_total(10), (5, 20));
+    }
+
+    /// The constant schedule without warm-up is the old Keras-style rate to the bit, and needs
+    /// no steps per epoch.
+    #[test]
+    fn constant_schedule_is_the_keras_decay_bit_for_bit() {
+        let s = schedule_settings(LrSchedule::Constant, 1e-2, 1e-4, 3, 0.0);
+        let (mut opt, var) = one_weight(&s);
+        for t in 0..50u64 {
+            let old = 1e-2 / (1.0 + 1e-4 * t as f64);
+            assert_eq!(opt.learning_rate().to_bits(), old.to_bits(), "t {t}");
+            step_with(&mut opt, &var, 0.5).expect("constant needs no steps per epoch");
+        }
+    }
+
+    /// A schedule that depends on the budget refuses to step until it knows the steps per
+    /// epoch, naming the call; nothing is updated.
+    #[test]
+    fn schedule_without_steps_per_epoch_is_an_error() {
+        let cases = [
+            (LrSchedule::Linear, 0.0),
+            (LrSchedule::Cosine, 0.0),
+            (LrSchedule::OneCycle, 0.0),
+            (LrSchedule::Constant, 0.5),
+        ];
+        for (kind, warmup) in cases {
+            let s = schedule_settings(kind, 0.1, 0.0, 2, warmup);
+            let (mut opt, var) = one_weight(&s);
+            let err = step_with(&mut opt, &var, 0.5)
+                .expect_err("unset steps per epoch")
+                .to_string();
+            assert!(
+                err.contains("set_steps_per_epoch") && err.contains(kind.as_str()),
+                "{kind}: {err}"
+            );
+            assert_eq!(opt.step, 0, "{kind}: counted a refused step");
+            assert!(opt.learning_rate().is_nan(), "{kind}");
+            let w = var.as_tensor().to_vec1::<f32>().expect("w")[0];
+            assert_eq!(w, 1.0, "{kind}: the weight moved");
+            opt.set_steps_per_epoch(5);
+            step_with(&mut opt, &var, 0.5).expect("steps once set");
+        }
+    }
+
+    /// After `restore(state, k)` the learning rates (and weights) continue exactly as an
+    /// uninterrupted optimiser's, for every schedule, across the warm-up's end and the budget's
+    /// end.
+    #[test]
+    fn restored_optimizer_continues_the_schedule_bit_for_bit() {
+        let spe = 7;
+        for kind in LrSchedule::ALL {
+            let s = schedule_settings(kind, 3e-3, 1e-3, 3, 0.5);
+            let total = 3 * spe + 2;
+            // Uninterrupted: the rate before every step, the state after step k.
+            let (mut straight, var) = one_weight(&s);
+            straight.set_steps_per_epoch(spe);
+            let mut rates = Vec::new();
+            let mut saved = None;
+            for t in 0..total {
+                rates.push(straight.learning_rate().to_bits());
+                step_with(&mut straight, &var, 0.5 - 0.03 * t as f32).expect("step");
+                if t + 1 == 3 {
+                    let w = var.as_tensor().to_vec1::<f32>().expect("w")[0];
+                    saved = Some((straight.state().expect("state"), straight.step, w));
+                }
+            }
+            let end = var.as_tensor().to_vec1::<f32>().expect("w")[0];
+            // Resumed: a fresh optimiser restored at step 3, inside the warm-up (W = round(3.5) = 4).
+            let (state, k, w) = saved.expect("saved");
+            let (mut resumed, var) = one_weight(&s);
+            var.set(&Tensor::new(&[w], &Device::Cpu).expect("w"))
+                .expect("set");
+            resumed.restore(&state, k).expect("restore");
+            resumed.set_steps_per_epoch(spe);
+            for t in k..total {
+                assert_eq!(
+                    resumed.learning_rate().to_bits(),
+                    rates[t as usize],
+                    "{kind}: rate of step {t}"
+                );
+                step_with(&mut resumed, &var, 0.5 - 0.03 * t as f32).expect("step");
+            }
+            let resumed_end = var.as_tensor().to_vec1::<f32>().expect("w")[0];
+            assert_eq!(resumed_end.to_bits(), end.to_bits(), "{kind}: final weight");
+        }
+    }
+
+    /// `steps_per_epoch` counts the chunks the train loop steps: every chunk of `batch_size`
+    /// faces but a trailing (or only) chunk of fewer than 2.
+    #[test]
+    fn steps_per_epoch_counts_the_stepped_batches() {
+        assert_eq!(steps_per_epoch(10, 3), 3); // 3 3 3 | 1 skipped
+        assert_eq!(steps_per_epoch(11, 3), 4); // 3 3 3 2
+        assert_eq!(steps_per_epoch(33, 32), 1); // 32 | 1 skipped
+        assert_eq!(steps_per_epoch(34, 32), 2);
+        assert_eq!(steps_per_epoch(1, 32), 0);
+        assert_eq!(steps_per_epoch(5, 1), 0);
+        assert_eq!(steps_per_epoch(0, 32), 0);
+        assert_eq!(steps_per_epoch(25_045, 32), 783); // 782 full + 21
+        for faces in 0..70 {
+            for batch_size in 1..12 {
+                let order: Vec<usize> = (0..faces).collect();
+                let stepped = order.chunks(batch_size).filter(|b| b.len() >= 2).count();
+                assert_eq!(
+                    steps_per_epoch(faces, batch_size),
+                    stepped as u64,
+                    "{faces} faces, batch {batch_size}"
+                );
+            }
+        }
     }
 }
