@@ -70,7 +70,7 @@ bench:
     set -euo pipefail
     cargo bench --quiet -p ferbayes-ingest --bench ingest
     cargo bench --quiet -p ferbayes-infer --bench infer
-    cargo bench --quiet -p ferbayes-models --bench conv
+    cargo bench --quiet -p ferbayes-kernels --bench conv
     # Training speed against PyTorch, both measured twice and interleaved (PyTorch, ferbayes,
     # PyTorch, ferbayes); the final table takes each side's fastest (see benches/train.rs).
     dir="$PWD/target/bench"

@@ -1,11 +1,11 @@
 //! AlexNet with BatchNorm (see the crate docs for the layer table).
 
 use candle_core::Tensor;
-use candle_nn::{BatchNorm, VarBuilder};
+use candle_nn::VarBuilder;
 
 use crate::config::{ModelConfig, spatial_sizes};
 use crate::error::{Error, Result};
-use crate::layers::{Conv2d, Linear, Stochastic, batch_norm, bn, bn_pool};
+use crate::layers::{Conv2d, Linear, Norm, Ops, Stochastic, batch_norm};
 use crate::noise::Noise;
 use crate::{Mode, NUM_CLASSES};
 
@@ -24,7 +24,7 @@ const CONVS: [(usize, usize, usize, bool); 5] = [
 #[derive(Clone, Debug)]
 struct ConvBn {
     conv: Conv2d,
-    bn: BatchNorm,
+    bn: Norm,
     pool: bool,
 }
 
@@ -32,15 +32,15 @@ struct ConvBn {
 pub(crate) struct AlexNet {
     features: Vec<ConvBn>,
     fc1: Linear,
-    bn1: BatchNorm,
+    bn1: Norm,
     fc2: Linear,
-    bn2: BatchNorm,
+    bn2: Norm,
     fc3: Linear,
     drop: Stochastic,
 }
 
 impl AlexNet {
-    pub(crate) fn new(cfg: &ModelConfig, vb: VarBuilder) -> Result<Self> {
+    pub(crate) fn new(cfg: &ModelConfig, ops: Ops, vb: VarBuilder) -> Result<Self> {
         let fvb = vb.pp("features");
         let mut in_c = 1;
         let mut features = Vec::with_capacity(CONVS.len());
@@ -53,9 +53,10 @@ impl AlexNet {
                 1,
                 pad,
                 true,
+                ops,
                 fvb.pp(format!("conv{}", i + 1)),
             )?;
-            let bn = batch_norm(out_c, fvb.pp(format!("bn{}", i + 1)))?;
+            let bn = batch_norm(out_c, ops, fvb.pp(format!("bn{}", i + 1)))?;
             features.push(ConvBn { conv, bn, pool });
             in_c = out_c;
         }
@@ -66,16 +67,16 @@ impl AlexNet {
         let cvb = vb.pp("classifier");
         Ok(AlexNet {
             features,
-            fc1: Linear::new(flat, HIDDEN, cvb.pp("fc1"))?,
-            bn1: batch_norm(HIDDEN, cvb.pp("bn1"))?,
-            fc2: Linear::new(HIDDEN, HIDDEN, cvb.pp("fc2"))?,
-            bn2: batch_norm(HIDDEN, cvb.pp("bn2"))?,
-            fc3: Linear::new(HIDDEN, NUM_CLASSES, cvb.pp("fc3"))?,
-            drop: Stochastic::new(cfg.method, cfg.drop_rate),
+            fc1: Linear::new(flat, HIDDEN, ops, cvb.pp("fc1"))?,
+            bn1: batch_norm(HIDDEN, ops, cvb.pp("bn1"))?,
+            fc2: Linear::new(HIDDEN, HIDDEN, ops, cvb.pp("fc2"))?,
+            bn2: batch_norm(HIDDEN, ops, cvb.pp("bn2"))?,
+            fc3: Linear::new(HIDDEN, NUM_CLASSES, ops, cvb.pp("fc3"))?,
+            drop: Stochastic::new(cfg.method, cfg.drop_rate, ops),
         })
     }
 
-    pub(crate) fn forward(&self, xs: &Tensor, mode: Mode, noise: &mut Noise) -> Result<Tensor> {
+    pub(crate) fn forward(&self, xs: &Tensor, mode: Mode, noise: &mut [Noise]) -> Result<Tensor> {
         let xs = self.features(xs, mode)?;
         self.head(&xs, mode, noise)
     }
@@ -86,20 +87,20 @@ impl AlexNet {
         for layer in &self.features {
             let ys = layer.conv.forward(&xs)?;
             xs = if layer.pool {
-                bn_pool(&layer.bn, &ys, mode, true)?
+                layer.bn.forward_pool(&ys, mode, true)?
             } else {
-                bn(&layer.bn, &ys, mode, true)?
+                layer.bn.forward(&ys, mode, true)?
             };
         }
         Ok(xs.flatten_from(1)?)
     }
 
     /// The classifier head, where every stochastic layer sits.
-    pub(crate) fn head(&self, xs: &Tensor, mode: Mode, noise: &mut Noise) -> Result<Tensor> {
+    pub(crate) fn head(&self, xs: &Tensor, mode: Mode, noise: &mut [Noise]) -> Result<Tensor> {
         let xs = self.drop.linear(&self.fc1, xs, mode, noise)?;
-        let xs = bn(&self.bn1, &xs, mode, true)?;
+        let xs = self.bn1.forward(&xs, mode, true)?;
         let xs = self.drop.linear(&self.fc2, &xs, mode, noise)?;
-        let xs = bn(&self.bn2, &xs, mode, true)?;
+        let xs = self.bn2.forward(&xs, mode, true)?;
         self.fc3.forward(&xs)
     }
 }

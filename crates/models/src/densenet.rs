@@ -1,14 +1,12 @@
 //! DenseNet-121 (see the crate docs for the layer table).
 
 use candle_core::{D, Tensor};
-use candle_nn::{BatchNorm, VarBuilder};
+use candle_nn::VarBuilder;
 
 use crate::config::ModelConfig;
 use crate::error::Result;
-use crate::fast;
-use crate::layers::{Conv2d, Linear, Stochastic, batch_norm, bn};
+use crate::layers::{Conv2d, Linear, Norm, Ops, Stochastic, batch_norm};
 use crate::noise::Noise;
-use crate::ops::{avg_pool2, max_pool3_s2_p1};
 use crate::{Mode, NUM_CLASSES};
 
 /// Dense layers per block.
@@ -22,20 +20,20 @@ const BN_SIZE: usize = 4;
 
 #[derive(Clone, Debug)]
 struct DenseLayer {
-    norm1: BatchNorm,
+    norm1: Norm,
     conv1: Conv2d,
-    norm2: BatchNorm,
+    norm2: Norm,
     conv2: Conv2d,
 }
 
 impl DenseLayer {
-    fn new(in_c: usize, growth: usize, vb: VarBuilder) -> Result<Self> {
+    fn new(in_c: usize, growth: usize, ops: Ops, vb: VarBuilder) -> Result<Self> {
         let mid = BN_SIZE * growth;
         Ok(DenseLayer {
-            norm1: batch_norm(in_c, vb.pp("norm1"))?,
-            conv1: Conv2d::new(in_c, mid, 1, 1, 0, false, vb.pp("conv1"))?,
-            norm2: batch_norm(mid, vb.pp("norm2"))?,
-            conv2: Conv2d::new(mid, growth, 3, 1, 1, false, vb.pp("conv2"))?,
+            norm1: batch_norm(in_c, ops, vb.pp("norm1"))?,
+            conv1: Conv2d::new(in_c, mid, 1, 1, 0, false, ops, vb.pp("conv1"))?,
+            norm2: batch_norm(mid, ops, vb.pp("norm2"))?,
+            conv2: Conv2d::new(mid, growth, 3, 1, 1, false, ops, vb.pp("conv2"))?,
         })
     }
 
@@ -45,11 +43,11 @@ impl DenseLayer {
         xs: &Tensor,
         drop: &Stochastic,
         mode: Mode,
-        noise: &mut Noise,
+        noise: &mut [Noise],
     ) -> Result<Tensor> {
-        let ys = bn(&self.norm1, xs, mode, true)?;
+        let ys = self.norm1.forward(xs, mode, true)?;
         let ys = self.conv1.forward(&ys)?;
-        let ys = bn(&self.norm2, &ys, mode, true)?;
+        let ys = self.norm2.forward(&ys, mode, true)?;
         let w = drop.weight(self.conv2.weight(), mode, noise)?;
         let ys = self.conv2.forward_with_weight(&ys, &w, false)?;
         drop.dropout(&ys, mode, noise)
@@ -58,29 +56,30 @@ impl DenseLayer {
 
 #[derive(Clone, Debug)]
 struct Transition {
-    norm: BatchNorm,
+    norm: Norm,
     conv: Conv2d,
 }
 
 #[derive(Clone, Debug)]
 pub(crate) struct DenseNet121 {
     conv0: Conv2d,
-    norm0: BatchNorm,
+    norm0: Norm,
     blocks: Vec<Vec<DenseLayer>>,
     /// After blocks 1..3.
     transitions: Vec<Transition>,
-    norm5: BatchNorm,
+    norm5: Norm,
     classifier: Linear,
     drop: Stochastic,
+    ops: Ops,
 }
 
 impl DenseNet121 {
-    pub(crate) fn new(cfg: &ModelConfig, vb: VarBuilder) -> Result<Self> {
+    pub(crate) fn new(cfg: &ModelConfig, ops: Ops, vb: VarBuilder) -> Result<Self> {
         let fvb = vb.pp("features");
         let growth = cfg.channels(GROWTH);
         let mut c = cfg.channels(STEM);
-        let conv0 = Conv2d::new(1, c, 7, 2, 3, false, fvb.pp("conv0"))?;
-        let norm0 = batch_norm(c, fvb.pp("norm0"))?;
+        let conv0 = Conv2d::new(1, c, 7, 2, 3, false, ops, fvb.pp("conv0"))?;
+        let norm0 = batch_norm(c, ops, fvb.pp("norm0"))?;
         let mut blocks = Vec::with_capacity(BLOCKS.len());
         let mut transitions = Vec::with_capacity(BLOCKS.len() - 1);
         for (b, &n) in BLOCKS.iter().enumerate() {
@@ -90,6 +89,7 @@ impl DenseNet121 {
                 layers.push(DenseLayer::new(
                     c,
                     growth,
+                    ops,
                     bvb.pp(format!("denselayer{}", l + 1)),
                 )?);
                 c += growth;
@@ -99,14 +99,14 @@ impl DenseNet121 {
                 let tvb = fvb.pp(format!("transition{}", b + 1));
                 let out = (c / 2).max(1);
                 transitions.push(Transition {
-                    norm: batch_norm(c, tvb.pp("norm"))?,
-                    conv: Conv2d::new(c, out, 1, 1, 0, false, tvb.pp("conv"))?,
+                    norm: batch_norm(c, ops, tvb.pp("norm"))?,
+                    conv: Conv2d::new(c, out, 1, 1, 0, false, ops, tvb.pp("conv"))?,
                 });
                 c = out;
             }
         }
-        let norm5 = batch_norm(c, fvb.pp("norm5"))?;
-        let classifier = Linear::new(c, NUM_CLASSES, vb.pp("classifier"))?;
+        let norm5 = batch_norm(c, ops, fvb.pp("norm5"))?;
+        let classifier = Linear::new(c, NUM_CLASSES, ops, vb.pp("classifier"))?;
         Ok(DenseNet121 {
             conv0,
             norm0,
@@ -114,30 +114,27 @@ impl DenseNet121 {
             transitions,
             norm5,
             classifier,
-            drop: Stochastic::new(cfg.method, cfg.drop_rate),
+            drop: Stochastic::new(cfg.method, cfg.drop_rate, ops),
+            ops,
         })
     }
 
-    pub(crate) fn forward(&self, xs: &Tensor, mode: Mode, noise: &mut Noise) -> Result<Tensor> {
+    pub(crate) fn forward(&self, xs: &Tensor, mode: Mode, noise: &mut [Noise]) -> Result<Tensor> {
         let xs = self.conv0.forward(xs)?;
-        let xs = bn(&self.norm0, &xs, mode, true)?;
+        let xs = self.norm0.forward(&xs, mode, true)?;
         // Zero padding after the ReLU equals PyTorch's -inf padding since xs >= 0.
-        let mut xs = max_pool3_s2_p1(&xs)?;
+        let mut xs = self.ops.backend.max_pool3_s2_p1(&xs)?;
         for (b, layers) in self.blocks.iter().enumerate() {
             for layer in layers {
                 let new = layer.forward(&xs, &self.drop, mode, noise)?;
-                xs = if fast::enabled() && fast::applies(&[&xs, &new]) {
-                    fast::cat_channels(&xs, &new)?
-                } else {
-                    Tensor::cat(&[&xs, &new], 1)?
-                };
+                xs = self.ops.backend.cat_channels(&xs, &new)?;
             }
             if let Some(t) = self.transitions.get(b) {
-                let ys = bn(&t.norm, &xs, mode, true)?;
-                xs = avg_pool2(&t.conv.forward(&ys)?)?;
+                let ys = t.norm.forward(&xs, mode, true)?;
+                xs = self.ops.backend.avg_pool2(&t.conv.forward(&ys)?)?;
             }
         }
-        let xs = bn(&self.norm5, &xs, mode, true)?;
+        let xs = self.norm5.forward(&xs, mode, true)?;
         let xs = xs.flatten_from(2)?.mean(D::Minus1)?;
         self.classifier.forward(&xs)
     }

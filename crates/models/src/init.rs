@@ -103,24 +103,83 @@ fn normals(rng: &mut ChaCha8Rng, n: usize) -> Vec<f64> {
 /// platform's `ln`/`cos`/`sin`, so other libm implementations could differ in the
 /// last bit).
 pub fn init_seeded(varmap: &VarMap, seed: u64) -> Result<()> {
+    init_packed(varmap, &[seed])
+}
+
+/// [`init_seeded`] of a packed model (`Model::packed`) of `seeds.len()` members: member g's
+/// block of every variable (its rows on dim 0) gets exactly the values [`init_seeded`] gives
+/// the member alone with seed `seeds[g]`.
+pub fn init_packed(varmap: &VarMap, seeds: &[u64]) -> Result<()> {
+    let members = seeds.len().max(1);
     for (name, var) in sorted_vars(varmap) {
         let dims = var.dims().to_vec();
-        let n: usize = dims.iter().product();
-        let values: Vec<f32> = match VarRole::of(&name, dims.len()) {
-            VarRole::Weight => {
-                let fan_in: usize = dims[1..].iter().product();
-                let std = (2.0 / fan_in.max(1) as f64).sqrt();
-                let mut rng = ChaCha8Rng::seed_from_u64(var_seed(seed, &name));
-                normals(&mut rng, n)
-                    .into_iter()
-                    .map(|z| (z * std) as f32)
-                    .collect()
-            }
-            VarRole::Bias | VarRole::BnBias | VarRole::RunningMean => vec![0.0; n],
-            VarRole::BnWeight | VarRole::RunningVar => vec![1.0; n],
-        };
+        let block = ferbayes_kernels::members::block_dims(&dims, members)?;
+        let mut values = Vec::with_capacity(var.elem_count());
+        for &seed in seeds {
+            values.extend(init_values(&name, &block, seed));
+        }
         let t = Tensor::from_vec(values, dims.as_slice(), var.device())?.to_dtype(var.dtype())?;
         var.set(&t)?;
     }
     Ok(())
+}
+
+/// The initial values of one network's variable `name` of shape `dims` under seed `seed`.
+fn init_values(name: &str, dims: &[usize], seed: u64) -> Vec<f32> {
+    let n: usize = dims.iter().product();
+    match VarRole::of(name, dims.len()) {
+        VarRole::Weight => {
+            let fan_in: usize = dims[1..].iter().product();
+            let std = (2.0 / fan_in.max(1) as f64).sqrt();
+            let mut rng = ChaCha8Rng::seed_from_u64(var_seed(seed, name));
+            normals(&mut rng, n)
+                .into_iter()
+                .map(|z| (z * std) as f32)
+                .collect()
+        }
+        VarRole::Bias | VarRole::BnBias | VarRole::RunningMean => vec![0.0; n],
+        VarRole::BnWeight | VarRole::RunningVar => vec![1.0; n],
+    }
+}
+
+/// Member g's tensors (of `members`) out of a packed model's named tensors (weights or
+/// optimiser state, every one stacking the members on dim 0): what member g alone would
+/// hold under the same names.
+pub fn unpack_member<'a>(
+    packed: impl IntoIterator<Item = (&'a String, &'a Tensor)>,
+    members: usize,
+    g: usize,
+) -> Result<std::collections::HashMap<String, Tensor>> {
+    packed
+        .into_iter()
+        .map(|(name, t)| {
+            let n = ferbayes_kernels::members::block_dims(t.dims(), members)?[0];
+            Ok((name.clone(), t.narrow(0, g * n, n)?.contiguous()?))
+        })
+        .collect()
+}
+
+/// The packed tensors of several networks' named tensors (the inverse of
+/// [`unpack_member`]): per name, the members' tensors stacked on dim 0. Every member must
+/// hold the same names.
+pub fn pack_members(
+    members: &[std::collections::HashMap<String, Tensor>],
+) -> Result<std::collections::HashMap<String, Tensor>> {
+    let Some(first) = members.first() else {
+        return Ok(Default::default());
+    };
+    first
+        .keys()
+        .map(|name| {
+            let parts = members
+                .iter()
+                .map(|m| {
+                    m.get(name).ok_or_else(|| {
+                        crate::Error::Config(format!("a packed member lacks tensor `{name}`"))
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Ok((name.clone(), Tensor::cat(&parts, 0)?))
+        })
+        .collect()
 }

@@ -1,69 +1,149 @@
 //! Building blocks shared by the three architectures.
+//!
+//! Every layer carries an [`Ops`]: the [`Backend`] its ops run on and the number of
+//! packed members (see `ferbayes_kernels::members`). With G members a layer's
+//! parameters stack the members' own tensors on dim 0 (a conv weight (G·Cout, Cin, k,
+//! k), a BatchNorm vector (G·C)) and its activations are G blocks of samples; with one
+//! member it is the plain layer.
 
 use candle_core::{ModuleT, Tensor, Var};
 use candle_nn::{BatchNorm, BatchNormConfig, Init, VarBuilder};
+use ferbayes_kernels::Backend;
+use ferbayes_kernels::members::per_member;
 
 use crate::config::{Method, Mode};
-use crate::error::Result;
-use crate::fast;
+use crate::error::{Error, Result};
 use crate::noise::Noise;
 
 /// BatchNorm epsilon and momentum (PyTorch defaults).
 pub(crate) const BN_EPS: f64 = 1e-5;
 pub(crate) const BN_MOMENTUM: f64 = 0.1;
 
+/// How a layer runs: on which kernels, for how many packed members.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Ops {
+    pub backend: Backend,
+    pub members: usize,
+}
+
+impl Ops {
+    /// One network on `backend`.
+    #[cfg(test)]
+    pub(crate) fn single(backend: Backend) -> Self {
+        Ops {
+            backend,
+            members: 1,
+        }
+    }
+
+    /// `n` channels (or features) per member, as the packed parameter's length.
+    fn packed(self, n: usize) -> usize {
+        self.members * n
+    }
+}
+
 /// A BatchNorm layer (`weight`, `bias`, `running_mean`, `running_var`) over `n`
-/// channels. Works on (B, C, H, W) and (B, C) input alike.
-pub(crate) fn batch_norm(n: usize, vb: VarBuilder) -> Result<BatchNorm> {
+/// channels per member. Works on (B, C, H, W) and (B, C) input alike.
+pub(crate) fn batch_norm(n: usize, ops: Ops, vb: VarBuilder) -> Result<Norm> {
     let cfg = BatchNormConfig {
         eps: BN_EPS,
         remove_mean: true,
         affine: true,
         momentum: BN_MOMENTUM,
     };
-    Ok(candle_nn::batch_norm(n, cfg, vb)?)
+    Ok(Norm {
+        layer: candle_nn::batch_norm(ops.packed(n), cfg, vb)?,
+        ops,
+    })
+}
+
+/// A BatchNorm layer and how it runs.
+#[derive(Clone, Debug)]
+pub(crate) struct Norm {
+    layer: BatchNorm,
+    ops: Ops,
+}
+
+impl Norm {
+    /// The BatchNorm, then a ReLU when `relu` (see [`bn`]).
+    pub(crate) fn forward(&self, xs: &Tensor, mode: Mode, relu: bool) -> Result<Tensor> {
+        bn_then(&self.layer, xs, mode, relu, false, self.ops)
+    }
+
+    /// The BatchNorm, a ReLU when `relu`, then a 2x2 max pool (see [`bn_pool`]).
+    pub(crate) fn forward_pool(&self, xs: &Tensor, mode: Mode, relu: bool) -> Result<Tensor> {
+        bn_then(&self.layer, xs, mode, relu, true, self.ops)
+    }
 }
 
 /// Applies a BatchNorm, then a ReLU when `relu`: batch statistics (and
 /// running-stat update) iff `mode.batchnorm_train`.
-/// Runs on the fused kernels of [`crate::fast`] (BatchNorm and ReLU in one pass)
-/// unless they are switched off or the layer has no affine weights.
-pub(crate) fn bn(layer: &BatchNorm, xs: &Tensor, mode: Mode, relu: bool) -> Result<Tensor> {
-    bn_then(layer, xs, mode, relu, false)
+/// Runs on the fused kernels (BatchNorm and ReLU in one pass) where `backend` has them
+/// for these tensors and the layer has affine weights.
+#[cfg(test)]
+pub(crate) fn bn(
+    layer: &BatchNorm,
+    xs: &Tensor,
+    mode: Mode,
+    relu: bool,
+    backend: Backend,
+) -> Result<Tensor> {
+    bn_then(layer, xs, mode, relu, false, Ops::single(backend))
 }
 
-/// [`bn`], then a 2x2 / stride-2 max pool (`ops::max_pool2`). In training on
-/// the fast kernels the three run as one op (see
-/// `fast::batch_norm_train_pool`), with the same values and gradients.
-pub(crate) fn bn_pool(layer: &BatchNorm, xs: &Tensor, mode: Mode, relu: bool) -> Result<Tensor> {
-    bn_then(layer, xs, mode, relu, true)
+/// [`bn`], then a 2x2 / stride-2 max pool. In training on the fused kernels the
+/// three run as one op (see `ferbayes_kernels::batch_norm_train_pool`), with the
+/// same values and gradients.
+#[cfg(test)]
+pub(crate) fn bn_pool(
+    layer: &BatchNorm,
+    xs: &Tensor,
+    mode: Mode,
+    relu: bool,
+    backend: Backend,
+) -> Result<Tensor> {
+    bn_then(layer, xs, mode, relu, true, Ops::single(backend))
 }
 
-fn bn_then(layer: &BatchNorm, xs: &Tensor, mode: Mode, relu: bool, pool: bool) -> Result<Tensor> {
+fn bn_then(
+    layer: &BatchNorm,
+    xs: &Tensor,
+    mode: Mode,
+    relu: bool,
+    pool: bool,
+    ops: Ops,
+) -> Result<Tensor> {
+    let (backend, members) = (ops.backend, ops.members);
     let (rm, rv) = (layer.running_mean(), layer.running_var());
-    let pooled = |ys: Tensor| {
+    let pooled = |ys: Tensor| -> Result<Tensor> {
         if pool {
-            crate::ops::max_pool2(&ys)
+            Ok(backend.max_pool2(&ys)?)
         } else {
             Ok(ys)
         }
     };
-    if let Some((g, b)) = layer.weight_and_bias()
-        && fast::enabled()
-        && fast::applies(&[xs, g, b, rm, rv])
+    let affine = layer.weight_and_bias();
+    if let Some((g, b)) = affine
+        && backend.fast(&[xs, g, b, rm, rv])
     {
+        use ferbayes_kernels as k;
         if !mode.batchnorm_train {
-            return pooled(fast::batch_norm_eval(xs, g, b, rm, rv, layer.eps(), relu)?);
+            // A per-channel affine map of the running statistics, member by member.
+            let ys = per_member(members, &[xs], &[g, b, rm, rv], None, |t, p, _| {
+                k::batch_norm_eval(t[0], p[0], p[1], p[2], p[3], layer.eps(), relu)
+            })?;
+            return pooled(ys);
         }
         let (ys, stats) = if pool {
-            fast::batch_norm_train_pool(xs, g, b, layer.eps(), relu)?
+            k::batch_norm_train_pool(xs, g, b, layer.eps(), relu, members)?
         } else {
-            fast::batch_norm_train(xs, g, b, layer.eps(), relu)?
+            k::batch_norm_train(xs, g, b, layer.eps(), relu, members)?
         };
         // Running-stat update exactly as candle's `BatchNorm::forward_train`
-        // (unbiased batch variance). candle-nn's BatchNorm holds its running stats
-        // as variables (whatever the VarBuilder), and `Var::from_tensor` on a
-        // variable shares its storage, so `set` updates the layer's own buffers.
+        // (unbiased batch variance), elementwise over every member's channels.
+        // candle-nn's BatchNorm holds its running stats as variables (whatever the
+        // VarBuilder), and `Var::from_tensor` on a variable shares its storage, so
+        // `set` updates the layer's own buffers.
         let c = stats.mean.len();
         let m = layer.momentum();
         let n = stats.count as f64;
@@ -74,6 +154,31 @@ fn bn_then(layer: &BatchNorm, xs: &Tensor, mode: Mode, relu: bool, pool: bool) -
         Var::from_tensor(rm)?.set(&new_rm)?;
         Var::from_tensor(rv)?.set(&new_rv)?;
         return Ok(ys);
+    }
+    if members > 1 {
+        if mode.batchnorm_train {
+            return Err(Error::Config(format!(
+                "packed BatchNorm training needs the fused CPU kernels (f32 on the CPU), not \
+                 backend `{backend}` on {:?}",
+                xs.device()
+            )));
+        }
+        // Evaluation: candle's BatchNorm of each member's own parameters.
+        let (g, b) = affine.ok_or_else(|| Error::Config("BatchNorm without affine".into()))?;
+        let c = rm.dim(0)? / members;
+        let ys = per_member(members, &[xs], &[g, b, rm, rv], None, |t, p, _| {
+            let one = BatchNorm::new(
+                c,
+                p[2].clone(),
+                p[3].clone(),
+                p[0].clone(),
+                p[1].clone(),
+                layer.eps(),
+            )?;
+            let ys = one.forward_t(t[0], false)?;
+            if relu { ys.relu() } else { Ok(ys) }
+        })?;
+        return pooled(ys);
     }
     let ys = layer.forward_t(xs, mode.batchnorm_train)?;
     pooled(if relu { ys.relu()? } else { ys })
@@ -86,10 +191,12 @@ pub(crate) struct Conv2d {
     bias: Option<Tensor>,
     stride: usize,
     padding: usize,
+    ops: Ops,
 }
 
 impl Conv2d {
-    /// `weight` (out, in, k, k) and, when `bias`, `bias` (out).
+    /// `weight` (out, in, k, k) and, when `bias`, `bias` (out), per member.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         in_c: usize,
         out_c: usize,
@@ -97,15 +204,16 @@ impl Conv2d {
         stride: usize,
         padding: usize,
         bias: bool,
+        ops: Ops,
         vb: VarBuilder,
     ) -> Result<Self> {
         let weight = vb.get_with_hints(
-            (out_c, in_c, kernel, kernel),
+            (ops.packed(out_c), in_c, kernel, kernel),
             "weight",
             candle_nn::init::DEFAULT_KAIMING_NORMAL,
         )?;
         let bias = if bias {
-            Some(vb.get_with_hints(out_c, "bias", Init::Const(0.0))?)
+            Some(vb.get_with_hints(ops.packed(out_c), "bias", Init::Const(0.0))?)
         } else {
             None
         };
@@ -114,6 +222,7 @@ impl Conv2d {
             bias,
             stride,
             padding,
+            ops,
         })
     }
 
@@ -137,24 +246,15 @@ impl Conv2d {
         weight: &Tensor,
         relu: bool,
     ) -> Result<Tensor> {
-        let fast_bias = self.bias.as_ref().is_none_or(|b| fast::applies(&[b]));
-        if fast::enabled() && fast::applies(&[xs, weight]) && fast_bias {
-            let bias = self.bias.as_ref();
-            return Ok(fast::conv2d(
-                xs,
-                weight,
-                bias,
-                self.padding,
-                self.stride,
-                relu,
-            )?);
-        }
-        let ys = crate::ops::conv2d(xs, weight, self.padding, self.stride)?;
-        let ys = match &self.bias {
-            Some(b) => ys.broadcast_add(&b.reshape((1, (), 1, 1))?)?,
-            None => ys,
-        };
-        Ok(if relu { ys.relu()? } else { ys })
+        Ok(self.ops.backend.conv2d(
+            xs,
+            weight,
+            self.bias.as_ref(),
+            self.padding,
+            self.stride,
+            relu,
+            self.ops.members,
+        )?)
     }
 }
 
@@ -163,18 +263,19 @@ impl Conv2d {
 pub(crate) struct Linear {
     weight: Tensor,
     bias: Tensor,
+    ops: Ops,
 }
 
 impl Linear {
-    /// `weight` (out, in) and `bias` (out).
-    pub(crate) fn new(in_f: usize, out_f: usize, vb: VarBuilder) -> Result<Self> {
+    /// `weight` (out, in) and `bias` (out), per member.
+    pub(crate) fn new(in_f: usize, out_f: usize, ops: Ops, vb: VarBuilder) -> Result<Self> {
         let weight = vb.get_with_hints(
-            (out_f, in_f),
+            (ops.packed(out_f), in_f),
             "weight",
             candle_nn::init::DEFAULT_KAIMING_NORMAL,
         )?;
-        let bias = vb.get_with_hints(out_f, "bias", Init::Const(0.0))?;
-        Ok(Linear { weight, bias })
+        let bias = vb.get_with_hints(ops.packed(out_f), "bias", Init::Const(0.0))?;
+        Ok(Linear { weight, bias, ops })
     }
 
     pub(crate) fn weight(&self) -> &Tensor {
@@ -182,24 +283,15 @@ impl Linear {
     }
 
     pub(crate) fn forward_with_weight(&self, xs: &Tensor, weight: &Tensor) -> Result<Tensor> {
-        if fast::enabled() && fast::applies(&[xs, weight, &self.bias]) && xs.rank() == 2 {
-            // Same bits as the line below, with the gemm split over the threads.
-            return Ok(fast::linear(xs, weight, &self.bias)?);
-        }
-        Ok(xs.matmul(&weight.t()?)?.broadcast_add(&self.bias)?)
+        Ok(self
+            .ops
+            .backend
+            .linear(xs, weight, &self.bias, self.ops.members)?)
     }
 
     pub(crate) fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         self.forward_with_weight(xs, &self.weight)
     }
-}
-
-/// `xs * mask` on the fused kernel where it applies (same bits as candle's `mul`).
-fn masked(xs: &Tensor, mask: &Tensor) -> Result<Tensor> {
-    if fast::enabled() && fast::applies(&[xs, mask]) {
-        return Ok(fast::mul_mask(xs, mask)?);
-    }
-    Ok(xs.mul(mask)?)
 }
 
 /// What happens at one of the architecture's dropout positions.
@@ -210,13 +302,15 @@ pub(crate) struct Stochastic {
     /// True for MC-DropConnect (mask the next layer's weight), false for dropout on
     /// the activations (mc_dropout and ensemble).
     drop_connect: bool,
+    ops: Ops,
 }
 
 impl Stochastic {
-    pub(crate) fn new(method: Method, p: f64) -> Self {
+    pub(crate) fn new(method: Method, p: f64, ops: Ops) -> Self {
         Stochastic {
             p,
             drop_connect: method == Method::McDropConnect,
+            ops,
         }
     }
 
@@ -224,29 +318,43 @@ impl Stochastic {
         mode.stochastic && self.p > 0.0
     }
 
+    /// A mask shaped like `t`: each member's block drawn from that member's own
+    /// stream (`noise[g]`), as the member alone would draw it, the blocks stacked.
+    fn mask(&self, t: &Tensor, noise: &mut [Noise]) -> Result<Tensor> {
+        let members = self.ops.members;
+        if noise.len() != members {
+            return Err(Error::Config(format!(
+                "{} noise streams for {members} packed members",
+                noise.len()
+            )));
+        }
+        let n = t.elem_count() / members;
+        let mut values = Vec::with_capacity(t.elem_count());
+        for stream in noise {
+            values.extend(stream.mask_values(n, 1.0 - self.p)?);
+        }
+        Ok(Tensor::from_vec(values, t.dims(), t.device())?.to_dtype(t.dtype())?)
+    }
+
     /// Inverted dropout on activations (one independent mask entry per element, so
     /// per sample); identity for DropConnect or when not sampling.
-    pub(crate) fn dropout(&self, xs: &Tensor, mode: Mode, noise: &mut Noise) -> Result<Tensor> {
+    pub(crate) fn dropout(&self, xs: &Tensor, mode: Mode, noise: &mut [Noise]) -> Result<Tensor> {
         if self.drop_connect || !self.active(mode) {
             return Ok(xs.clone());
         }
-        let mask = noise
-            .mask(xs.dims(), 1.0 - self.p, xs.device())?
-            .to_dtype(xs.dtype())?;
-        masked(xs, &mask)
+        let mask = self.mask(xs, noise)?;
+        Ok(self.ops.backend.mul_mask(xs, &mask)?)
     }
 
     /// The weight to use: for DropConnect while sampling, `w * mask` with one mask
-    /// per call (shared by the whole batch), kept entries scaled by 1/(1-p);
-    /// otherwise `w` itself.
-    pub(crate) fn weight(&self, w: &Tensor, mode: Mode, noise: &mut Noise) -> Result<Tensor> {
+    /// per call and member (shared by the member's whole batch), kept entries scaled
+    /// by 1/(1-p); otherwise `w` itself.
+    pub(crate) fn weight(&self, w: &Tensor, mode: Mode, noise: &mut [Noise]) -> Result<Tensor> {
         if !self.drop_connect || !self.active(mode) {
             return Ok(w.clone());
         }
-        let mask = noise
-            .mask(w.dims(), 1.0 - self.p, w.device())?
-            .to_dtype(w.dtype())?;
-        masked(w, &mask)
+        let mask = self.mask(w, noise)?;
+        Ok(self.ops.backend.mul_mask(w, &mask)?)
     }
 
     /// Dropout position followed by a linear layer: dropout on `xs` (mc_dropout,
@@ -256,7 +364,7 @@ impl Stochastic {
         layer: &Linear,
         xs: &Tensor,
         mode: Mode,
-        noise: &mut Noise,
+        noise: &mut [Noise],
     ) -> Result<Tensor> {
         let xs = self.dropout(xs, mode, noise)?;
         let w = self.weight(layer.weight(), mode, noise)?;

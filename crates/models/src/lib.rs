@@ -110,44 +110,21 @@
 //!   of one sample (one value per channel) would make it NaN:
 //!   [`Model::forward`] refuses `batchnorm_train` with B < 2 for alexnet and
 //!   densenet121.
-//! * `max_pool2d`'s gradient is scaled wrongly (by 1/4 for a 2x2 window with one
-//!   maximum) and `avg_pool2d`'s leaks into the rows a flooring pool ignores;
-//!   both refuse kernel != stride. The pools here are built from differentiable
-//!   primitives instead (checked against finite differences in the tests). Both
-//!   candle pools floor the output size, like PyTorch's default.
-//! * `conv2d`'s input gradient uses a naive CPU `conv_transpose2d`; stride-1
-//!   convs here use a custom op whose backward is an ordinary conv with the
-//!   flipped kernel (about 15–30 % faster training steps).
-//! * Every CPU matmul asks `num_cpus` for the physical core count, which parses
-//!   `/proc/cpuinfo` unless `RAYON_NUM_THREADS` is set: running the binaries
-//!   with `RAYON_NUM_THREADS=<cores>` saves 10–30 % on DenseNet.
+//! * `max_pool2d` / `avg_pool2d` have wrong gradients in some cases and
+//!   `conv2d`'s CPU input gradient is slow; the reference ops of
+//!   `ferbayes_kernels::reference` work around them.
 //!
-//! # Fast CPU ops
+//! # Kernels
 //!
-//! On the CPU in f32 the layers run on fused kernels (module `fast`): convolution
-//! as im2col + single-threaded gemm per group of samples, parallel over the batch
-//! (bias fused, own backward for input, weight and bias); BatchNorm in training as
-//! one statistics pass plus one normalisation pass with a one-pass backward, in
-//! evaluation as a per-channel affine map; 2x2 max pooling with the gradient to the
-//! window's first maximum (as PyTorch). Every conv → ReLU and BatchNorm → ReLU of
-//! the three networks runs as one op (the ReLU applied in the same output pass;
-//! its backward passes the upstream gradient where the pre-activation was ≥ 0,
-//! exactly as candle's `relu`, the exact zeros being recorded by the forward
-//! pass). They are deterministic (fixed partition of
-//! the batch, partial sums added in a fixed order) and match candle's ops within
-//! 1e-4 relative (see their tests). Set the environment variable
-//! `FER_REFERENCE_OPS=1` (read once per process) to run candle's own ops instead,
-//! as before.
-//!
-//! # CPU runtime
-//!
-//! [`tune_cpu_process`], called first thing in the train and infer binaries and
-//! benches, sets `CANDLE_NUM_THREADS=1` (candle's own elementwise thread pool
-//! otherwise spins a worker against the kernels' rayon threads) and glibc's malloc
-//! thresholds (so per-step buffers are reused instead of mapped and faulted in
-//! again), each unless the user set them; they then run their work through
-//! [`run_in_pool`], on a rayon worker, so the kernels' parallel ops need no hand-off
-//! from the main thread. See `docs/perf-notes.md`.
+//! Every layer runs on the [`Backend`] its [`Model`] was built with
+//! ([`Model::with_backend`]; [`Model::new`] takes [`Backend::from_env`]): candle's
+//! reference ops on any device, or on the CPU in f32 the fused kernels of
+//! `ferbayes_kernels` (convolution, BatchNorm with its ReLU, pooling, the fully
+//! connected layers, the dropout product, DenseNet's concatenation). They are
+//! deterministic and match candle's ops within 1e-4 relative, bit for bit where
+//! their docs say so (tested in this crate's `layer_tests` and in the kernels crate).
+//! The train and infer binaries call [`tune_cpu_process`] first and run their work
+//! through [`run_in_pool`] (see `docs/perf-notes.md`).
 //!
 //! [candle]: https://github.com/huggingface/candle
 
@@ -156,26 +133,25 @@ mod config;
 mod densenet;
 mod device;
 mod error;
-mod fast;
 mod init;
+#[cfg(test)]
+mod layer_tests;
 mod layers;
 mod model;
 mod noise;
-mod ops;
 mod preprocess;
-mod runtime;
 mod vgg;
 
 pub use config::{Arch, Method, Mode, ModelConfig, default_drop_rate, has_batchnorm};
 pub use device::device;
 pub use error::{Error, Result};
-#[doc(hidden)]
-pub use fast::bench as conv_bench;
-pub use init::{VarRole, init_seeded, sorted_vars, trainable_vars};
+pub use ferbayes_kernels::{Backend, Tuning, run_in_pool, tune_cpu_process};
+pub use init::{
+    VarRole, init_packed, init_seeded, pack_members, sorted_vars, trainable_vars, unpack_member,
+};
 pub use model::Model;
 pub use noise::Noise;
 pub use preprocess::{SOURCE_SIZE, batch_tensor, preprocess, resize_bilinear};
-pub use runtime::{Tuning, run_in_pool, tune_cpu_process};
 
 /// Number of emotion classes (logits per sample).
 pub const NUM_CLASSES: usize = 8;

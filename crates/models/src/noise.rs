@@ -36,13 +36,22 @@ impl Noise {
     /// Each entry consumes one `u32` of the stream and is kept iff
     /// `u32 < round(keep * 2^32)`.
     pub fn mask(&mut self, shape: &[usize], keep: f64, device: &Device) -> Result<Tensor> {
+        let n: usize = shape.iter().product();
+        if keep == 1.0 {
+            return Ok(Tensor::ones(shape, candle_core::DType::F32, device)?);
+        }
+        Ok(Tensor::from_vec(self.mask_values(n, keep)?, shape, device)?)
+    }
+
+    /// The `n` values of [`Noise::mask`] (row-major), appended to nothing: what a mask
+    /// of any shape with `n` entries holds, and the same draws from the stream.
+    pub fn mask_values(&mut self, n: usize, keep: f64) -> Result<Vec<f32>> {
         if !(keep > 0.0 && keep <= 1.0) {
             return Err(Error::KeepProbability(keep));
         }
         if keep == 1.0 {
-            return Ok(Tensor::ones(shape, candle_core::DType::F32, device)?);
+            return Ok(vec![1.0; n]);
         }
-        let n: usize = shape.iter().product();
         let threshold = (keep * 4_294_967_296.0).round() as u64;
         let scale = (1.0 / keep) as f32;
         let draw = |rng: &mut ChaCha8Rng| {
@@ -70,7 +79,7 @@ impl Noise {
             self.rng.set_word_pos(start + n as u128);
             values
         };
-        Ok(Tensor::from_vec(values, shape, device)?)
+        Ok(values)
     }
 }
 

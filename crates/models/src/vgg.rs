@@ -5,9 +5,8 @@ use candle_nn::VarBuilder;
 
 use crate::config::{ModelConfig, spatial_sizes};
 use crate::error::{Error, Result};
-use crate::layers::{Conv2d, Linear, Stochastic};
+use crate::layers::{Conv2d, Linear, Ops, Stochastic};
 use crate::noise::Noise;
-use crate::ops::max_pool2;
 use crate::{Mode, NUM_CLASSES};
 
 /// Hidden width of fc1 and fc2 (not scaled by `width`).
@@ -31,10 +30,11 @@ pub(crate) struct Vgg16 {
     fc2: Linear,
     fc3: Linear,
     drop: Stochastic,
+    ops: Ops,
 }
 
 impl Vgg16 {
-    pub(crate) fn new(cfg: &ModelConfig, vb: VarBuilder) -> Result<Self> {
+    pub(crate) fn new(cfg: &ModelConfig, ops: Ops, vb: VarBuilder) -> Result<Self> {
         let fvb = vb.pp("features");
         let mut in_c = 1;
         let mut blocks = Vec::with_capacity(BLOCKS.len());
@@ -43,7 +43,7 @@ impl Vgg16 {
             for (j, &c) in chans.iter().enumerate() {
                 let out_c = cfg.channels(c);
                 let name = format!("conv{}_{}", b + 1, j + 1);
-                convs.push(Conv2d::new(in_c, out_c, 3, 1, 1, true, fvb.pp(name))?);
+                convs.push(Conv2d::new(in_c, out_c, 3, 1, 1, true, ops, fvb.pp(name))?);
                 in_c = out_c;
             }
             blocks.push(convs);
@@ -55,14 +55,15 @@ impl Vgg16 {
         let cvb = vb.pp("classifier");
         Ok(Vgg16 {
             blocks,
-            fc1: Linear::new(flat, HIDDEN, cvb.pp("fc1"))?,
-            fc2: Linear::new(HIDDEN, HIDDEN, cvb.pp("fc2"))?,
-            fc3: Linear::new(HIDDEN, NUM_CLASSES, cvb.pp("fc3"))?,
-            drop: Stochastic::new(cfg.method, cfg.drop_rate),
+            fc1: Linear::new(flat, HIDDEN, ops, cvb.pp("fc1"))?,
+            fc2: Linear::new(HIDDEN, HIDDEN, ops, cvb.pp("fc2"))?,
+            fc3: Linear::new(HIDDEN, NUM_CLASSES, ops, cvb.pp("fc3"))?,
+            drop: Stochastic::new(cfg.method, cfg.drop_rate, ops),
+            ops,
         })
     }
 
-    pub(crate) fn forward(&self, xs: &Tensor, mode: Mode, noise: &mut Noise) -> Result<Tensor> {
+    pub(crate) fn forward(&self, xs: &Tensor, mode: Mode, noise: &mut [Noise]) -> Result<Tensor> {
         let xs = self.features(xs)?;
         self.head(&xs, mode, noise)
     }
@@ -74,13 +75,13 @@ impl Vgg16 {
             for conv in convs {
                 xs = conv.forward_relu(&xs)?;
             }
-            xs = max_pool2(&xs)?;
+            xs = self.ops.backend.max_pool2(&xs)?;
         }
         Ok(xs.flatten_from(1)?)
     }
 
     /// The classifier head, where every stochastic layer sits.
-    pub(crate) fn head(&self, xs: &Tensor, mode: Mode, noise: &mut Noise) -> Result<Tensor> {
+    pub(crate) fn head(&self, xs: &Tensor, mode: Mode, noise: &mut [Noise]) -> Result<Tensor> {
         let xs = self.drop.linear(&self.fc1, xs, mode, noise)?.relu()?;
         let xs = self.drop.linear(&self.fc2, &xs, mode, noise)?.relu()?;
         self.fc3.forward(&xs)

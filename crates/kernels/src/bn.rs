@@ -167,7 +167,7 @@ fn map_rows(
 
 /// Batch statistics of a forward pass: per-channel mean and biased variance.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct Stats {
+pub struct Stats {
     pub mean: Vec<f32>,
     pub var: Vec<f32>,
     /// Elements per channel (B·S), for the unbiased running variance.
@@ -176,6 +176,29 @@ pub(crate) struct Stats {
     /// the backward re-evaluates for the fused ReLU's mask.
     pub scale: Vec<f32>,
     pub shift: Vec<f32>,
+}
+
+impl Stats {
+    /// Appends the next member's statistics (same count per channel).
+    fn append(&mut self, other: Stats) {
+        self.mean.extend(other.mean);
+        self.var.extend(other.var);
+        self.count = other.count;
+        self.scale.extend(other.scale);
+        self.shift.extend(other.shift);
+    }
+
+    /// Member `g`'s statistics of a packed op over `c` channels per member.
+    fn member(&self, g: usize, c: usize) -> Stats {
+        let part = |v: &Vec<f32>| v.get(g * c..(g + 1) * c).unwrap_or_default().to_vec();
+        Stats {
+            mean: part(&self.mean),
+            var: part(&self.var),
+            count: self.count,
+            scale: part(&self.scale),
+            shift: part(&self.shift),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -187,6 +210,10 @@ struct Train {
     /// Whether a 2x2 / stride-2 max pool follows (in the same pass): the op then
     /// returns only the pooled map (see [`batch_norm_train_pool`]).
     pool: bool,
+    /// Packed networks (see [`crate::members`]): the batch is `members` blocks of
+    /// samples, the channels' affine weights `members` blocks of C, each block
+    /// normalised with its own statistics.
+    members: usize,
     stats: Arc<Mutex<Stats>>,
 }
 
@@ -213,14 +240,20 @@ fn affine_map(
 /// Training BatchNorm: `(x - mean) / sqrt(var + eps) * gamma + beta` with the
 /// batch's statistics, then a ReLU when `relu`; also returns the statistics
 /// (for the running-stat update).
-pub(crate) fn batch_norm_train(
+///
+/// With `members` > 1 the tensors are packed (see [`crate::members`]): `xs` (G·B, C, ...),
+/// `gamma` and `beta` (G·C); member g's samples are normalised with their own statistics and
+/// its own affine weights, exactly as a separate call on its block would, and the statistics
+/// returned are the G blocks' one after the other.
+pub fn batch_norm_train(
     xs: &Tensor,
     gamma: &Tensor,
     beta: &Tensor,
     eps: f64,
     relu: bool,
+    members: usize,
 ) -> candle_core::Result<(Tensor, Stats)> {
-    train_op(xs, gamma, beta, eps, relu, false)
+    train_op(xs, gamma, beta, eps, relu, false, members)
 }
 
 /// [`batch_norm_train`] of a (B, C, H, W) tensor followed by a 2x2 / stride-2 max
@@ -232,14 +265,16 @@ pub(crate) fn batch_norm_train(
 /// the buffer candle would zero-fill and add that gradient into, and the pool's
 /// and the ReLU's own full-size passes. Values and gradients equal those of the
 /// three ops bit for bit.
-pub(crate) fn batch_norm_train_pool(
+/// `members` as for [`batch_norm_train`].
+pub fn batch_norm_train_pool(
     xs: &Tensor,
     gamma: &Tensor,
     beta: &Tensor,
     eps: f64,
     relu: bool,
+    members: usize,
 ) -> candle_core::Result<(Tensor, Stats)> {
-    train_op(xs, gamma, beta, eps, relu, true)
+    train_op(xs, gamma, beta, eps, relu, true, members)
 }
 
 fn train_op(
@@ -249,12 +284,14 @@ fn train_op(
     eps: f64,
     relu: bool,
     pool: bool,
+    members: usize,
 ) -> candle_core::Result<(Tensor, Stats)> {
     let stats = Arc::new(Mutex::new(Stats::default()));
     let op = Train {
         eps,
         relu,
         pool,
+        members: members.max(1),
         stats: stats.clone(),
     };
     let ys = xs
@@ -280,11 +317,66 @@ impl CustomOp3 for Train {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let x = contiguous_f32(s1, l1)?;
         let (gamma, beta) = (contiguous_f32(s2, l2)?, contiguous_f32(s3, l3)?);
-        let dims = bcs(l1.dims())?;
-        let (b, c, s) = dims;
-        if gamma.len() != c || beta.len() != c {
-            candle_core::bail!("ferbayes batch norm: {c} channels, affine {:?}", l2.dims());
+        let m = self.members;
+        let block = crate::members::block_dims(l1.dims(), m)?;
+        let (b, c, _) = bcs(&block)?;
+        if gamma.len() != m * c || beta.len() != m * c {
+            candle_core::bail!(
+                "ferbayes batch norm: {m}x{c} channels, affine {:?}",
+                l2.dims()
+            );
         }
+        let (y, stats) = if m == 1 {
+            self.forward_block(x, gamma, beta, &block)?
+        } else {
+            let xl = x.len() / m;
+            let parts = par_map(m, |g| {
+                let (gm, bt) = (&gamma[g * c..(g + 1) * c], &beta[g * c..(g + 1) * c]);
+                self.forward_block(&x[g * xl..(g + 1) * xl], gm, bt, &block)
+            });
+            let mut y = Vec::new();
+            let mut all = Stats::default();
+            for part in parts {
+                let (yg, st) = part?;
+                y.extend_from_slice(&yg);
+                all.append(st);
+            }
+            (y, all)
+        };
+        let mut shape = block;
+        shape[0] = m * b;
+        if self.pool {
+            shape[2] /= 2;
+            shape[3] /= 2;
+        }
+        *self.stats.lock().unwrap_or_else(PoisonError::into_inner) = stats;
+        Ok((CpuStorage::F32(y), Shape::from(shape)))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        beta: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        self.backward(x, gamma, beta, grad)
+    }
+}
+
+impl Train {
+    /// The forward of one member's block `x` with dims `dims`: the normalised (and
+    /// pooled) values and the block's statistics.
+    fn forward_block(
+        &self,
+        x: &[f32],
+        gamma: &[f32],
+        beta: &[f32],
+        block: &[usize],
+    ) -> candle_core::Result<(Vec<f32>, Stats)> {
+        let dims = bcs(block)?;
+        let (b, c, s) = dims;
         let n = (b * s) as f64;
         // One pass: sums shifted by the channel's first value (close to its mean, so
         // Σd² - (Σd)²/n does not cancel badly), in f64.
@@ -310,10 +402,9 @@ impl CustomOp3 for Train {
             .zip(beta)
             .map(|((&(mean, _), &sc), &bt)| (f64::from(bt) - mean * f64::from(sc)) as f32)
             .collect();
-        let (y, shape) = if self.pool {
-            let (h, w) = spatial(l1.dims())?;
-            let y = pooled_affine(x, (b, c, h, w), &scale, &shift, self.relu);
-            (y, Shape::from((b, c, h / 2, w / 2)))
+        let y = if self.pool {
+            let (h, w) = spatial(block)?;
+            pooled_affine(x, (b, c, h, w), &scale, &shift, self.relu)
         } else {
             let mut y = vec![0f32; x.len()];
             let no_log = ZeroLog::default();
@@ -325,24 +416,23 @@ impl CustomOp3 for Train {
                 &shift,
                 self.relu.then_some(&no_log),
             );
-            (y, l1.shape().clone())
+            y
         };
-        *self.stats.lock().unwrap_or_else(PoisonError::into_inner) = Stats {
+        let stats = Stats {
             mean: mv.iter().map(|&(m, _)| m as f32).collect(),
             var: mv.iter().map(|&(_, v)| v as f32).collect(),
             count: b * s,
             scale,
             shift,
         };
-        Ok((CpuStorage::F32(y), shape))
+        Ok((y, stats))
     }
 
-    fn bwd(
+    fn backward(
         &self,
         x: &Tensor,
         gamma: &Tensor,
         beta: &Tensor,
-        _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
@@ -357,6 +447,7 @@ impl CustomOp3 for Train {
             gamma: gamma.to_vec1()?,
             relu: self.relu,
             pool: self.pool,
+            members: self.members,
             stats,
             sums: sums.clone(),
         };
@@ -392,6 +483,7 @@ struct TrainBwd {
     gamma: Vec<f32>,
     relu: bool,
     pool: bool,
+    members: usize,
     stats: Stats,
     sums: Arc<Mutex<Vec<(f32, f32)>>>,
 }
@@ -409,13 +501,54 @@ impl CustomOp2 for TrainBwd {
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (x, dy) = (contiguous_f32(s1, l1)?, contiguous_f32(s2, l2)?);
-        let dims = bcs(l1.dims())?;
-        let c = dims.1;
-        let (h, w) = if self.pool {
-            spatial(l1.dims())?
+        let m = self.members;
+        let block = crate::members::block_dims(l1.dims(), m)?;
+        let (dx, sums) = if m == 1 {
+            self.backward_block(x, dy, &block)?
         } else {
-            (0, 0)
+            let c = block[1];
+            let (xl, yl) = (x.len() / m, dy.len() / m);
+            let parts = par_map(m, |g| {
+                let one = TrainBwd {
+                    eps: self.eps,
+                    gamma: self
+                        .gamma
+                        .get(g * c..(g + 1) * c)
+                        .unwrap_or_default()
+                        .to_vec(),
+                    relu: self.relu,
+                    pool: self.pool,
+                    members: 1,
+                    stats: self.stats.member(g, c),
+                    sums: Arc::default(),
+                };
+                one.backward_block(&x[g * xl..(g + 1) * xl], &dy[g * yl..(g + 1) * yl], &block)
+            });
+            let (mut dx, mut sums) = (Vec::with_capacity(x.len()), Vec::new());
+            for part in parts {
+                let (d, s) = part?;
+                dx.extend_from_slice(&d);
+                sums.extend(s);
+            }
+            (dx, sums)
         };
+        *self.sums.lock().unwrap_or_else(PoisonError::into_inner) = sums;
+        Ok((CpuStorage::F32(dx), l1.shape().clone()))
+    }
+}
+
+impl TrainBwd {
+    /// dx and (dgamma, dbeta) per channel of one member's block (`block` its dims).
+    #[allow(clippy::type_complexity)]
+    fn backward_block(
+        &self,
+        x: &[f32],
+        dy: &[f32],
+        block: &[usize],
+    ) -> candle_core::Result<(Vec<f32>, Vec<(f32, f32)>)> {
+        let dims = bcs(block)?;
+        let c = dims.1;
+        let (h, w) = if self.pool { spatial(block)? } else { (0, 0) };
         let dy_len = if self.pool {
             dims.0 * c * (h / 2) * (w / 2)
         } else {
@@ -425,7 +558,7 @@ impl CustomOp2 for TrainBwd {
             candle_core::bail!("ferbayes batch norm bwd: shape mismatch");
         }
         if self.pool {
-            return self.pooled_bwd(x, dy, dims, (h, w), l1);
+            return Ok(self.pooled_bwd(x, dy, dims, (h, w)));
         }
         let n = self.stats.count as f64;
         let invstd = self.invstd();
@@ -482,8 +615,7 @@ impl CustomOp2 for TrainBwd {
                 }
             }
         });
-        self.store_sums(&sums, &invstd);
-        Ok((CpuStorage::F32(dx), l1.shape().clone()))
+        Ok((dx, self.param_grads(&sums, &invstd)))
     }
 }
 
@@ -590,8 +722,7 @@ impl TrainBwd {
         dy: &[f32],
         dims: (usize, usize, usize),
         hw: (usize, usize),
-        l1: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
+    ) -> (Vec<f32>, Vec<(f32, f32)>) {
         let (b, c, s) = dims;
         let so = (hw.0 / 2) * (hw.1 / 2);
         let simd = super::simd();
@@ -628,8 +759,7 @@ impl TrainBwd {
                 *d = a * (gv - k1 - (v - m) * k2);
             }
         });
-        self.store_sums(&sums, &invstd);
-        Ok((CpuStorage::F32(dx), l1.shape().clone()))
+        (dx, self.param_grads(&sums, &invstd))
     }
 
     /// 1 / sqrt(var + eps) per channel, in f64.
@@ -663,12 +793,11 @@ impl TrainBwd {
     }
 
     /// (dgamma, dbeta) per channel, for [`Train`]'s backward to pick up.
-    fn store_sums(&self, sums: &[(f64, f64)], invstd: &[f64]) {
-        *self.sums.lock().unwrap_or_else(PoisonError::into_inner) = sums
-            .iter()
+    fn param_grads(&self, sums: &[(f64, f64)], invstd: &[f64]) -> Vec<(f32, f32)> {
+        sums.iter()
             .enumerate()
             .map(|(ch, &(sdy, sdyx))| ((sdyx * invstd[ch]) as f32, sdy as f32))
-            .collect();
+            .collect()
     }
 }
 
@@ -676,7 +805,7 @@ impl TrainBwd {
 /// `scale = gamma / sqrt(running_var + eps)`, `shift = beta - running_mean * scale`
 /// (computed with candle ops, so gradients still reach gamma and beta), then a
 /// ReLU when `relu`.
-pub(crate) fn batch_norm_eval(
+pub fn batch_norm_eval(
     xs: &Tensor,
     gamma: &Tensor,
     beta: &Tensor,
@@ -774,7 +903,7 @@ mod tests {
     /// with and without a remainder, values of mixed sign and magnitude).
     #[test]
     fn simd_lane_sums_equal_scalar_bit_for_bit() {
-        let Some(simd) = crate::fast::simd() else {
+        let Some(simd) = crate::simd() else {
             return;
         };
         let vals = |n: usize, seed: u32| -> Vec<f32> {

@@ -2,9 +2,20 @@
 //! against finite differences.
 
 use candle_core::{DType, Device, Tensor, Var};
-use candle_nn::{BatchNorm, ModuleT};
 
 use super::*;
+
+/// The fused conv on the kernels the default backend picks.
+fn conv2d(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    pad: usize,
+    stride: usize,
+    relu: bool,
+) -> candle_core::Result<Tensor> {
+    super::conv2d(x, w, bias, pad, stride, relu, Algo::Auto, 1)
+}
 
 /// Uniform values in [-1, 1) from a xorshift stream.
 fn rand(shape: &[usize], seed: u64) -> Tensor {
@@ -92,7 +103,8 @@ const WINOGRAD_CASES: [ConvCase; 9] = [
 #[test]
 fn winograd_cases_take_the_winograd_path_and_the_others_do_not() {
     let takes = |&(b, cin, cout, h, w, k, pad, stride): &ConvCase| {
-        let g = conv::Geom::new(&[b, cin, h, w], &[cout, cin, k, k], pad, stride).expect("geom");
+        let g = conv::Geom::new(&[b, cin, h, w], &[cout, cin, k, k], pad, stride, Algo::Auto)
+            .expect("geom");
         winograd::alg(&g).is_some()
     };
     assert!(WINOGRAD_CASES.iter().all(takes));
@@ -232,7 +244,7 @@ fn conv_stride2_with_h_and_w_of_different_parity_matches_the_reference_op() {
         let x = var(&[b, cin, h, w], seed + 1);
         let wt = var(&[cout, cin, k, k], seed + 2);
         let ours = conv2d(x.as_tensor(), wt.as_tensor(), None, pad, 2, false).expect("fast conv");
-        let theirs = crate::ops::conv2d(x.as_tensor(), wt.as_tensor(), pad, 2).expect("op");
+        let theirs = crate::reference::conv2d(x.as_tensor(), wt.as_tensor(), pad, 2).expect("op");
         let what = format!("case {i} ({h}x{w}, k{k}, p{pad})");
         close(&format!("{what} forward"), &ours, &theirs);
         let up = rand(ours.dims(), seed + 4);
@@ -240,73 +252,6 @@ fn conv_stride2_with_h_and_w_of_different_parity_matches_the_reference_op() {
         let g2 = grads(&theirs, &up, &[&x, &wt]);
         for (j, (a, r)) in g1.iter().zip(&g2).enumerate() {
             close(&format!("{what} grad {}", ["x", "w"][j]), a, r);
-        }
-    }
-}
-
-/// A BatchNorm with random affine weights and running stats, as variables.
-fn bn_layer(c: usize, seed: u64) -> (BatchNorm, Var, Var) {
-    let g = Var::from_tensor(&(rand(&[c], seed) + 1.5).expect("g")).expect("v");
-    let b = var(&[c], seed + 1);
-    let rm = rand(&[c], seed + 2);
-    let rv = (rand(&[c], seed + 3) + 1.5).expect("rv");
-    let layer = BatchNorm::new(
-        c,
-        rm,
-        rv,
-        g.as_tensor().clone(),
-        b.as_tensor().clone(),
-        1e-5,
-    )
-    .expect("bn");
-    (layer, g, b)
-}
-
-#[test]
-fn batch_norm_matches_candle() {
-    for (i, dims) in [
-        vec![4, 3, 5, 7],
-        vec![2, 5, 1, 1],
-        vec![6, 8],
-        vec![33, 4, 3, 3],
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        let seed = 100 * i as u64;
-        let c = dims[1];
-        for (train, relu) in [(true, false), (false, false), (true, true), (false, true)] {
-            let what = format!("dims {dims:?} train {train} relu {relu}");
-            let x = Var::from_tensor(&rand(&dims, seed).affine(3.0, 0.5).expect("x")).expect("v");
-            let (ours_l, g1, b1) = bn_layer(c, seed + 5);
-            let (ref_l, g2, b2) = bn_layer(c, seed + 5);
-            let mode = if train {
-                crate::Mode::TRAIN
-            } else {
-                crate::Mode::EVAL
-            };
-            let ours = crate::layers::bn(&ours_l, x.as_tensor(), mode, relu).expect("fast bn");
-            let mut theirs = ref_l.forward_t(x.as_tensor(), train).expect("candle bn");
-            if relu {
-                theirs = theirs.relu().expect("relu");
-            }
-            close(&format!("{what} forward"), &ours, &theirs);
-            close(
-                &format!("{what} running mean"),
-                ours_l.running_mean(),
-                ref_l.running_mean(),
-            );
-            close(
-                &format!("{what} running var"),
-                ours_l.running_var(),
-                ref_l.running_var(),
-            );
-            let up = rand(&dims, seed + 9);
-            let ga = grads(&ours, &up, &[&x, &g1, &b1]);
-            let gb = grads(&theirs, &up, &[&x, &g2, &b2]);
-            for (j, (a, r)) in ga.iter().zip(&gb).enumerate() {
-                close(&format!("{what} grad {}", ["x", "gamma", "beta"][j]), a, r);
-            }
         }
     }
 }
@@ -410,66 +355,6 @@ fn fused_relu_passes_the_gradient_at_exact_zero_like_candle() {
     }
 }
 
-thread_local! {
-    /// Set by a test to keep its own thread's convs on im2col.
-    pub(super) static NO_WINOGRAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// A whole VGG16 (width 0.5 at 32x32, batch 17: Winograd on its 64x64 conv on
-/// 16x16 maps in groups of samples and on its 256x256 convs on 4x4 and 2x2 maps
-/// on the whole batch) gives the same logits and parameter gradients with
-/// Winograd as with im2col, up to rounding carried through 16 layers.
-#[test]
-fn vgg16_with_winograd_equals_im2col() {
-    use candle_nn::{VarBuilder, VarMap};
-    let cfg = crate::ModelConfig::new(crate::Arch::Vgg16, crate::Method::McDropout, 0.5, 32);
-    let varmap = VarMap::new();
-    let model = crate::Model::new(
-        &cfg,
-        VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
-    )
-    .expect("model");
-    crate::init_seeded(&varmap, 5).expect("init");
-    let xs = (rand(&[17, 1, 32, 32], 77) + 1.0).expect("xs") * 0.5;
-    let xs = xs.expect("input in [0, 1)");
-    let up = rand(&[17, 8], 78);
-    let run = |winograd: bool| {
-        NO_WINOGRAD.with(|c| c.set(!winograd));
-        let logits = model
-            .forward(&xs, crate::Mode::EVAL, &mut crate::Noise::new(0))
-            .expect("forward");
-        let grads = (&logits * &up)
-            .and_then(|t| t.sum_all())
-            .and_then(|t| t.backward())
-            .expect("backward");
-        NO_WINOGRAD.with(|c| c.set(false));
-        let g: Vec<(String, Tensor)> = crate::sorted_vars(&varmap)
-            .into_iter()
-            .map(|(name, v)| (name, grads.get(v.as_tensor()).expect("grad").clone()))
-            .collect();
-        (logits, g)
-    };
-    let (l1, g1) = run(true);
-    let (l0, g0) = run(false);
-    let rel = |a: &Tensor, b: &Tensor| {
-        let (a, b) = (to_vec(a), to_vec(b));
-        let scale = b.iter().fold(1e-12f32, |m, v| m.max(v.abs()));
-        a.iter()
-            .zip(&b)
-            .map(|(x, y)| (x - y).abs())
-            .fold(0f32, f32::max)
-            / scale
-    };
-    assert!(rel(&l1, &l0) < 1e-4, "logits {}", rel(&l1, &l0));
-    for ((name, a), (_, b)) in g1.iter().zip(&g0) {
-        let r = rel(a, b);
-        assert!(
-            r < 1e-3,
-            "{name}: gradient differs by {r} of its largest entry"
-        );
-    }
-}
-
 /// Where a Winograd conv's receptive field is all zeros (a black image region
 /// after a ReLU, common in VGG16 with its zero biases), its output is exactly 0
 /// as candle's, also on a tile whose other output row sees nonzero input, so a
@@ -487,7 +372,8 @@ fn winograd_gives_exact_zeros_on_all_zero_fields() {
         let x = Tensor::from_vec(v, (b, c, side, side), &Device::Cpu).expect("x");
         let x = Var::from_tensor(&x).expect("var");
         let wt = var(&[c, c, k, k], 92);
-        let g = conv::Geom::new(&[b, c, side, side], &[c, c, k, k], pad, 1).expect("geom");
+        let g =
+            conv::Geom::new(&[b, c, side, side], &[c, c, k, k], pad, 1, Algo::Auto).expect("geom");
         assert!(winograd::alg(&g).is_some());
         let ours = conv2d(x.as_tensor(), wt.as_tensor(), None, pad, 1, true).expect("fast conv");
         let theirs = x
@@ -587,7 +473,7 @@ fn max_pool3_equals_the_reference_ops_bit_for_bit_with_ties() {
             .expect("levels");
         let x = Var::from_tensor(&levels).expect("var");
         let ours = max_pool3_s2_p1(x.as_tensor()).expect("pool");
-        let want = crate::ops::max_pool3_s2_p1_reference(x.as_tensor()).expect("pool");
+        let want = crate::reference::max_pool3_s2_p1(x.as_tensor()).expect("pool");
         same_bits("values", &ours, &want);
         let up = rand(want.dims(), seed + 10);
         same_bits(
@@ -610,7 +496,7 @@ fn linear_equals_candle_matmul_bit_for_bit() {
         (17, 100, 33),
     ] {
         let (x, w, b) = (var(&[n, i], 1), var(&[o, i], 2), var(&[o], 3));
-        let ours = linear(x.as_tensor(), w.as_tensor(), b.as_tensor()).expect("linear");
+        let ours = linear(x.as_tensor(), w.as_tensor(), b.as_tensor(), 1).expect("linear");
         let want = x
             .as_tensor()
             .matmul(&w.as_tensor().t().expect("t"))
@@ -628,95 +514,79 @@ fn linear_equals_candle_matmul_bit_for_bit() {
     }
 }
 
-/// A BatchNorm layer over `c` >= 3 channels like [`bn_layer`], with gamma and
-/// beta as variables, where channel 1 has gamma = beta = 0 (every
-/// pre-activation exactly 0) and channel 2 gamma = 0, beta = -1 (all < 0).
-fn bn_layer_with_dead_channels(c: usize, seed: u64) -> (BatchNorm, Var, Var) {
-    let (layer, g, b) = bn_layer(c, seed);
-    for (v, dead) in [(&g, [0.0, 0.0]), (&b, [0.0, -1.0])] {
-        let mut vals = to_vec(v.as_tensor());
-        vals[1..3].copy_from_slice(&dead);
-        // `set` writes into the storage the layer shares.
-        v.set(&Tensor::from_vec(vals, c, &Device::Cpu).expect("values"))
-            .expect("set");
-    }
-    (layer, g, b)
-}
-
-/// Training BatchNorm with its ReLU fused (the backward re-evaluates the
-/// pre-activation for the mask) gives the values and the x, gamma and beta
-/// gradients of BatchNorm followed by candle's `relu`, bit for bit, including a
-/// channel whose pre-activations are all exactly 0 (gamma = beta = 0: the
-/// gradient passes, as through candle's `relu`) and one where they are all < 0.
+/// Packed ops (see [`crate::members`]) against each member's own op on its block: values
+/// and every gradient bit for bit, for a 'same' conv with bias and ReLU, a strided conv, a
+/// Winograd-sized conv, the linear layer and training BatchNorm with and without the pool.
 #[test]
-fn batch_norm_with_fused_relu_equals_bn_then_candle_relu_bit_for_bit() {
-    let (dims, c) = ([5, 4, 6, 7], 4);
-    let x = Var::from_tensor(&rand(&dims, 71).affine(2.0, 0.3).expect("x")).expect("v");
-    let ((l1, g1, b1), (l2, g2, b2)) = (
-        bn_layer_with_dead_channels(c, 81),
-        bn_layer_with_dead_channels(c, 81),
-    );
-    let fused = crate::layers::bn(&l1, x.as_tensor(), crate::Mode::TRAIN, true).expect("fused");
-    let apart = crate::layers::bn(&l2, x.as_tensor(), crate::Mode::TRAIN, false)
-        .and_then(|t| Ok(t.relu()?))
-        .expect("bn then relu");
-    same_bits("forward", &fused, &apart);
-    let up = rand(&dims, 91);
-    let ga = grads(&fused, &up, &[&x, &g1, &b1]);
-    let gb = grads(&apart, &up, &[&x, &g2, &b2]);
-    for (j, (a, r)) in ga.iter().zip(&gb).enumerate() {
-        same_bits(&format!("grad {}", ["x", "gamma", "beta"][j]), a, r);
-    }
-    // The all-zero channel passed gradient to beta, the negative one none.
-    let db = to_vec(&ga[2]);
-    assert!(db[1] != 0.0 && db[2] == 0.0, "beta grads {db:?}");
-}
-
-/// Training BatchNorm + ReLU + 2x2 max pool as one op equals the BatchNorm op
-/// followed by the pool op bit for bit: pooled values, running statistics and
-/// the x, gamma and beta gradients; on odd sizes (a row and a column the pool
-/// drops), inputs rounded to tenths (ties in many windows), a channel whose
-/// pre-activations are all 0 (every window tied: the first entry gets the
-/// gradient and the ReLU passes it) and one where they are all < 0.
-#[test]
-fn batch_norm_relu_pool_equals_the_three_ops_bit_for_bit() {
-    for (i, dims) in [[3, 4, 7, 9], [2, 3, 8, 32], [1, 4, 5, 37]]
-        .into_iter()
-        .enumerate()
-    {
-        let c = dims[1];
-        let x = rand(&dims, 500 + i as u64)
-            .affine(20.0, 3.0)
-            .and_then(|t| t.round());
-        let x = Var::from_tensor(&(x.expect("x") / 10.0).expect("tenths")).expect("v");
-        let ((l1, g1, b1), (l2, g2, b2)) = (
-            bn_layer_with_dead_channels(c, 600),
-            bn_layer_with_dead_channels(c, 600),
-        );
-        let mode = crate::Mode::TRAIN;
-        let fused = crate::layers::bn_pool(&l1, x.as_tensor(), mode, true).expect("fused");
-        let apart = crate::layers::bn(&l2, x.as_tensor(), mode, true)
-            .and_then(|t| crate::ops::max_pool2(&t))
-            .expect("apart");
-        let what = format!("{dims:?}");
-        same_bits(&format!("{what} forward"), &fused, &apart);
-        same_bits(
-            &format!("{what} running mean"),
-            l1.running_mean(),
-            l2.running_mean(),
-        );
-        same_bits(
-            &format!("{what} running var"),
-            l1.running_var(),
-            l2.running_var(),
-        );
-        let up = rand(fused.dims(), 700 + i as u64);
-        let ga = grads(&fused, &up, &[&x, &g1, &b1]);
-        let gb = grads(&apart, &up, &[&x, &g2, &b2]);
-        for (j, (a, r)) in ga.iter().zip(&gb).enumerate() {
-            same_bits(&format!("{what} grad {}", ["x", "gamma", "beta"][j]), a, r);
+fn packed_ops_equal_each_members_own_op_bit_for_bit() {
+    const G: usize = 3;
+    let block = |t: &Tensor, g: usize| -> Tensor {
+        let n = t.dim(0).expect("dim") / G;
+        t.narrow(0, g * n, n).expect("narrow")
+    };
+    // (packed output, packed inputs) -> checks each member's output and gradients against
+    // `single` on the member's blocks.
+    let check = |what: &str,
+                 inputs: &[Var],
+                 packed: &dyn Fn(&[&Tensor]) -> Tensor,
+                 single: &dyn Fn(&[&Tensor]) -> Tensor| {
+        let ins: Vec<&Tensor> = inputs.iter().map(|v| v.as_tensor()).collect();
+        let y = packed(&ins);
+        let up = rand(y.dims(), 99);
+        let gp = grads(&y, &up, &inputs.iter().collect::<Vec<_>>());
+        for g in 0..G {
+            let own: Vec<Var> = inputs
+                .iter()
+                .map(|v| Var::from_tensor(&block(v.as_tensor(), g)).expect("var"))
+                .collect();
+            let own_ins: Vec<&Tensor> = own.iter().map(|v| v.as_tensor()).collect();
+            let yo = single(&own_ins);
+            same_bits(&format!("{what} member {g} output"), &block(&y, g), &yo);
+            let go = grads(&yo, &block(&up, g), &own.iter().collect::<Vec<_>>());
+            for (k, (a, b)) in gp.iter().zip(&go).enumerate() {
+                same_bits(&format!("{what} member {g} grad {k}"), &block(a, g), b);
+            }
         }
-        let db = to_vec(&ga[2]);
-        assert!(db[1] != 0.0 && db[2] == 0.0, "{what}: beta grads {db:?}");
+    };
+    for (b, cin, cout, side, k, pad, stride, relu) in [
+        (4, 3, 5, 9, 3, 1, 1, true),
+        (5, 2, 4, 11, 5, 2, 2, false),
+        (2, 64, 64, 8, 3, 1, 1, true),
+    ] {
+        let what = format!("conv {cin}->{cout} k{k} s{stride} side {side}");
+        let x = var(&[G * b, cin, side, side], 1);
+        let w = var(&[G * cout, cin, k, k], 2);
+        let bias = var(&[G * cout], 3);
+        let run = |m: usize| {
+            move |t: &[&Tensor]| {
+                super::conv2d(t[0], t[1], Some(t[2]), pad, stride, relu, Algo::Auto, m)
+                    .expect("conv")
+            }
+        };
+        check(&what, &[x, w, bias], &run(G), &run(1));
+    }
+    let (x, w, bias) = (var(&[G * 6, 10], 4), var(&[G * 7, 10], 5), var(&[G * 7], 6));
+    let run = |m: usize| move |t: &[&Tensor]| linear(t[0], t[1], t[2], m).expect("linear");
+    check("linear", &[x, w, bias], &run(G), &run(1));
+    for pool in [false, true] {
+        let x = var(&[G * 4, 3, 6, 6], 7);
+        let gamma = Var::from_tensor(&(rand(&[G * 3], 8) + 1.5).expect("g")).expect("v");
+        let beta = var(&[G * 3], 9);
+        let run = |m: usize| {
+            move |t: &[&Tensor]| {
+                let f = if pool {
+                    batch_norm_train_pool
+                } else {
+                    batch_norm_train
+                };
+                f(t[0], t[1], t[2], 1e-5, true, m).expect("bn").0
+            }
+        };
+        check(
+            &format!("batch norm pool {pool}"),
+            &[x, gamma, beta],
+            &run(G),
+            &run(1),
+        );
     }
 }

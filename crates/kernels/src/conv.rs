@@ -11,10 +11,12 @@ use std::sync::Arc;
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
 
 use super::gemm::{View, sgemm, sgemm_col_major};
+use super::members::block_dims;
 use super::winograd;
 use super::{
     ZeroLog, contiguous_f32, par_chunks_mut, par_map, relu_row, sum_partials, with_scratch,
 };
+use rayon::prelude::*;
 
 /// Most partial weight gradients (one per task) summed at the end: a fixed
 /// partition of the batch, so the sum order never depends on the thread count.
@@ -33,8 +35,8 @@ pub(super) struct Geom {
     pub stride: usize,
     pub ho: usize,
     pub wo: usize,
-    /// Which kernels run: [`Algo::Auto`], or [`Algo::Im2col`] under
-    /// `FER_WINOGRAD=0`; the conv bench sets it to compare the two.
+    /// Which kernels run (from the model's backend; the conv bench sets it to
+    /// compare them).
     pub algo: Algo,
 }
 
@@ -55,6 +57,7 @@ impl Geom {
         w: &[usize],
         pad: usize,
         stride: usize,
+        algo: Algo,
     ) -> candle_core::Result<Self> {
         let (&[b, cin, h, wd], &[cout, cin2, kh, kw]) = (x, w) else {
             candle_core::bail!("ferbayes conv: want 4-d input and kernel, got {x:?} {w:?}");
@@ -74,11 +77,7 @@ impl Geom {
             stride,
             ho: (h + 2 * pad - kh) / stride + 1,
             wo: (wd + 2 * pad - kw) / stride + 1,
-            algo: if super::winograd_enabled() {
-                Algo::Auto
-            } else {
-                Algo::Im2col
-            },
+            algo,
         })
     }
 
@@ -109,10 +108,6 @@ impl Geom {
             .div_ceil(self.p().max(1))
             .min(self.b.div_ceil(4))
             .max(1)
-    }
-
-    pub(super) fn out_shape(&self) -> Shape {
-        Shape::from((self.b, self.cout, self.ho, self.wo))
     }
 }
 
@@ -329,12 +324,19 @@ fn gather(g: &Geom, y: &[f32], n: usize, t: &mut [f32]) {
 }
 
 /// Adds the bias to, then applies the ReLU (if any) on, the outputs `o` of the
-/// samples from `s0` on.
-fn epilogue(g: &Geom, s0: usize, o: &mut [f32], bias: Option<&[f32]>, relu: Option<&ZeroLog>) {
+/// samples from `s0` on (`base`: the flat index of sample 0's first output in the
+/// op's whole output, for the ReLU's log).
+fn epilogue(
+    g: &Geom,
+    (base, s0): (usize, usize),
+    o: &mut [f32],
+    bias: Option<&[f32]>,
+    relu: Option<&ZeroLog>,
+) {
     if bias.is_none() && relu.is_none() {
         return;
     }
-    let (p, base) = (g.p(), s0 * g.out_len());
+    let (p, base) = (g.p(), base + s0 * g.out_len());
     for (i, row) in o.chunks_exact_mut(p).enumerate() {
         if let Some(bias) = bias {
             let b = bias[i % g.cout];
@@ -355,16 +357,54 @@ pub(super) fn forward(
     bias: Option<&[f32]>,
     relu: Option<&ZeroLog>,
 ) -> Vec<f32> {
-    let (k, p, gs) = (g.k(), g.p(), g.group());
     let mut out = vec![0f32; g.b * g.out_len()];
+    forward_into(g, x, w, bias, relu, 0, &mut out);
+    out
+}
+
+/// [`forward`] of `members` packed networks (see [`crate::members`]): `x`, `w` and
+/// `bias` hold the members' blocks one after the other, `g` is one member's geometry.
+fn forward_members(
+    g: &Geom,
+    members: usize,
+    (x, w, bias): (&[f32], &[f32], Option<&[f32]>),
+    relu: Option<&ZeroLog>,
+) -> Vec<f32> {
+    if members == 1 {
+        return forward(g, x, w, bias, relu);
+    }
+    let (xl, yl, wl) = (g.b * g.in_len(), g.b * g.out_len(), g.cout * g.k());
+    let mut out = vec![0f32; members * yl];
+    out.par_chunks_mut(yl.max(1))
+        .enumerate()
+        .for_each(|(m, o)| {
+            let bias = bias.map(|b| &b[m * g.cout..(m + 1) * g.cout]);
+            let (xm, wm) = (&x[m * xl..(m + 1) * xl], &w[m * wl..(m + 1) * wl]);
+            forward_into(g, xm, wm, bias, relu, m * yl, o);
+        });
+    out
+}
+
+/// [`forward`] into `out` (zeroed, B·Cout·P long), whose first element is flat
+/// index `base` of the op's output.
+fn forward_into(
+    g: &Geom,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    relu: Option<&ZeroLog>,
+    base: usize,
+    out: &mut [f32],
+) {
+    let (k, p, gs) = (g.k(), g.p(), g.group());
     if out.is_empty() {
-        return out;
+        return;
     }
     if let Some(kind) = winograd::alg(g) {
-        winograd::convolve(kind, g, x, w, false, &mut out, |s0, o| {
-            epilogue(g, s0, o, bias, relu)
+        winograd::convolve(kind, g, x, w, false, out, |s0, o| {
+            epilogue(g, (base, s0), o, bias, relu)
         });
-        return out;
+        return;
     }
     let single = g.b <= gs;
     let wv = View {
@@ -413,14 +453,13 @@ pub(super) fn forward(
                 }
             });
         }
-        epilogue(g, s0, o, bias, relu);
+        epilogue(g, (base, s0), o, bias, relu);
     };
     if single {
-        run(0, &mut out);
+        run(0, out);
     } else {
-        par_chunks_mut(&mut out, gs * g.out_len(), run);
+        par_chunks_mut(out, gs * g.out_len(), run);
     }
-    out
 }
 
 /// Input gradient: dx = col2im(Wᵀ · dy).
@@ -593,11 +632,25 @@ pub(super) struct Conv {
     pub pad: usize,
     pub stride: usize,
     pub relu: Option<Arc<ZeroLog>>,
+    pub algo: Algo,
+    /// Packed networks (see [`crate::members`]); 1 for one network.
+    pub members: usize,
 }
 
 impl Conv {
+    /// One member's geometry.
+    fn geom_of(&self, x: &[usize], w: &[usize]) -> candle_core::Result<Geom> {
+        let (x, w) = (block_dims(x, self.members)?, block_dims(w, self.members)?);
+        Geom::new(&x, &w, self.pad, self.stride, self.algo)
+    }
+
     fn geom(&self, l1: &Layout, l2: &Layout) -> candle_core::Result<Geom> {
-        Geom::new(l1.dims(), l2.dims(), self.pad, self.stride)
+        self.geom_of(l1.dims(), l2.dims())
+    }
+
+    /// The output shape of all members.
+    fn out_shape(&self, g: &Geom) -> Shape {
+        Shape::from((self.members * g.b, g.cout, g.ho, g.wo))
     }
 
     fn grads(
@@ -608,7 +661,8 @@ impl Conv {
         grad: &Tensor,
         bias: bool,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let g = Geom::new(x.dims(), w.dims(), self.pad, self.stride)?;
+        let g = self.geom_of(x.dims(), w.dims())?;
+        let members = self.members;
         let grad = match &self.relu {
             Some(log) => super::relu_grad(grad, res, log)?,
             None => grad.contiguous()?,
@@ -618,6 +672,7 @@ impl Conv {
                 &w.contiguous()?,
                 &Bwd {
                     g,
+                    members,
                     what: What::Input,
                 },
             )?)
@@ -629,6 +684,7 @@ impl Conv {
                 &grad,
                 &Bwd {
                     g,
+                    members,
                     what: What::Weight,
                 },
             )?)
@@ -640,6 +696,7 @@ impl Conv {
                 &grad,
                 &Bwd {
                     g,
+                    members,
                     what: What::Bias,
                 },
             )?)
@@ -664,8 +721,8 @@ impl CustomOp2 for Conv {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let g = self.geom(l1, l2)?;
         let (x, w) = (contiguous_f32(s1, l1)?, contiguous_f32(s2, l2)?);
-        let y = forward(&g, x, w, None, self.relu.as_deref());
-        Ok((CpuStorage::F32(y), g.out_shape()))
+        let y = forward_members(&g, self.members, (x, w, None), self.relu.as_deref());
+        Ok((CpuStorage::F32(y), self.out_shape(&g)))
     }
 
     fn bwd(
@@ -696,21 +753,16 @@ impl CustomOp3 for Conv {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let g = self.geom(l1, l2)?;
         let bias = contiguous_f32(s3, l3)?;
-        if bias.len() != g.cout {
+        if bias.len() != self.members * g.cout {
             candle_core::bail!(
                 "ferbayes conv: bias {:?} for {} channels",
                 l3.dims(),
                 g.cout
             );
         }
-        let y = forward(
-            &g,
-            contiguous_f32(s1, l1)?,
-            contiguous_f32(s2, l2)?,
-            Some(bias),
-            self.relu.as_deref(),
-        );
-        Ok((CpuStorage::F32(y), g.out_shape()))
+        let (x, w) = (contiguous_f32(s1, l1)?, contiguous_f32(s2, l2)?);
+        let y = forward_members(&g, self.members, (x, w, Some(bias)), self.relu.as_deref());
+        Ok((CpuStorage::F32(y), self.out_shape(&g)))
     }
 
     fn bwd(
@@ -738,7 +790,9 @@ enum What {
 /// The three gradients as no-backward ops.
 #[derive(Clone, Copy, Debug)]
 struct Bwd {
+    /// One member's geometry.
     g: Geom,
+    members: usize,
     what: What,
 }
 
@@ -754,7 +808,7 @@ impl CustomOp2 for Bwd {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let g = &self.g;
+        let (g, m) = (&self.g, self.members);
         let (a, b) = (contiguous_f32(s1, l1)?, contiguous_f32(s2, l2)?);
         let (xl, yl, wl) = (g.b * g.in_len(), g.b * g.out_len(), g.cout * g.k());
         let want = match self.what {
@@ -762,19 +816,30 @@ impl CustomOp2 for Bwd {
             What::Weight => (xl, yl),
             What::Bias => (yl, yl),
         };
-        if (a.len(), b.len()) != want {
+        if (a.len(), b.len()) != (m * want.0, m * want.1) {
             candle_core::bail!(
-                "ferbayes conv bwd: lengths {:?}, want {want:?}",
+                "ferbayes conv bwd: lengths {:?}, want {m} x {want:?}",
                 (a.len(), b.len())
             );
         }
-        let (v, shape) = match self.what {
-            What::Input => (backward_input(g, a, b), Shape::from((g.b, g.cin, g.h, g.w))),
-            What::Weight => (
-                backward_weight(g, a, b),
-                Shape::from((g.cout, g.cin, g.kh, g.kw)),
-            ),
-            What::Bias => (backward_bias(g, a), Shape::from(g.cout)),
+        // Member by member (in parallel when packed), each block as one network's.
+        let one = |i: usize| {
+            let (a, b) = (&a[i * want.0..][..want.0], &b[i * want.1..][..want.1]);
+            match self.what {
+                What::Input => backward_input(g, a, b),
+                What::Weight => backward_weight(g, a, b),
+                What::Bias => backward_bias(g, a),
+            }
+        };
+        let v = if m == 1 {
+            one(0)
+        } else {
+            par_map(m, one).concat()
+        };
+        let shape = match self.what {
+            What::Input => Shape::from((m * g.b, g.cin, g.h, g.w)),
+            What::Weight => Shape::from((m * g.cout, g.cin, g.kh, g.kw)),
+            What::Bias => Shape::from(m * g.cout),
         };
         Ok((CpuStorage::F32(v), shape))
     }

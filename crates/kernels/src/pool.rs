@@ -26,7 +26,7 @@ fn per_job(h: usize, w: usize) -> usize {
 }
 
 /// 2x2 / stride-2 max pool of a (B, C, H, W) CPU f32 tensor.
-pub(crate) fn max_pool2(xs: &Tensor) -> candle_core::Result<Tensor> {
+pub fn max_pool2(xs: &Tensor) -> candle_core::Result<Tensor> {
     xs.contiguous()?.apply_op1(MaxPool2)
 }
 
@@ -241,7 +241,7 @@ fn pool2_bwd_rows_v3(
 /// `ops::max_pool3_s2_p1` (zero padding, then `maximum` chains over rows and then
 /// columns: a gradient splits in halves between tied entries of each `maximum`),
 /// computed per plane in parallel instead of by a dozen single-threaded candle ops.
-pub(crate) fn max_pool3_s2_p1(xs: &Tensor) -> candle_core::Result<Tensor> {
+pub fn max_pool3_s2_p1(xs: &Tensor) -> candle_core::Result<Tensor> {
     xs.contiguous()?.apply_op1(MaxPool3)
 }
 

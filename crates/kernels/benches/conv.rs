@@ -1,4 +1,4 @@
-//! `cargo bench -p ferbayes-models --bench conv` (part of `just bench`): the fast conv kernels
+//! `cargo bench -p ferbayes-kernels --bench conv` (part of `just bench`): the fast conv kernels
 //! per layer shape, im2col + gemm against Winograd F(2x2, 3x3) / F(2x2, 5x5), batch 32, for
 //! the 3x3 and 5x5 'same' convs of the `paper` networks and a few narrow ones like the `cpu`
 //! networks'. Each time is the fastest of 5 calls after a warm-up; "chosen" is what the models
@@ -9,7 +9,7 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use ferbayes_models::conv_bench::{Algo, Layer};
+use ferbayes_kernels::bench::{Algo, Layer};
 
 const BATCH: usize = 32;
 const REPS: usize = 5;

@@ -19,12 +19,12 @@ fn bcr(dims: &[usize]) -> candle_core::Result<(usize, usize, usize)> {
 }
 
 /// `a` (B, Ca, ...) and `b` (B, Cb, ...) joined along dim 1 into (B, Ca + Cb, ...).
-pub(crate) fn cat_channels(a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
+pub fn cat_channels(a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
     a.contiguous()?.apply_op2(&b.contiguous()?, CatChannels)
 }
 
 /// `xs * mask`, elementwise (same shape).
-pub(crate) fn mul_mask(xs: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
+pub fn mul_mask(xs: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
     xs.contiguous()?.apply_op2(&mask.contiguous()?, MulMask)
 }
 

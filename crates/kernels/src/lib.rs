@@ -1,62 +1,222 @@
-//! Fused CPU kernels for training: convolution (im2col + single-threaded gemm,
-//! parallel over groups of samples), BatchNorm (one pass for the statistics, one
-//! for the normalisation, one fused backward), 2x2 and 3x3 max pooling, and
-//! DenseNet's channel concatenation, the dropout mask product and the fully
-//! connected layers. Convolution
-//! and BatchNorm can apply a ReLU to their output in the same pass (training
-//! BatchNorm also a 2x2 max pool after it); their backward passes the upstream
-//! gradient where the pre-activation was >= 0 (the conv records its exact zeros
-//! in the forward pass, BatchNorm re-evaluates its affine map), so the gradient
-//! equals candle's `relu` (`x >= 0`), not PyTorch's (`x > 0`): on VGG16, whose
-//! zero biases make many exact zeros early on, PyTorch's convention trained to
-//! 48.7 % valid accuracy after one epoch against candle's 52.6 %.
+//! ferbayes' CPU kernels for the networks' layers, and the process settings their
+//! speed depends on.
 //!
-//! They replace candle's general ops, which allocate a fresh buffer per
-//! elementwise step and run gemm's own threading on small matrices. Every op
-//! has its own backward; every reduction sums in a fixed order over a fixed
-//! partition of the batch, so results do not depend on thread timing.
+//! One [`Backend`] choice, made once per process and carried by each model, says which
+//! kernels a layer runs on:
 //!
-//! [`enabled`] is false when the environment variable `FER_REFERENCE_OPS` is
-//! set to `1` (read once), which routes the models back to candle's own ops;
-//! `FER_WINOGRAD=0` keeps the fast convs on im2col + gemm (see `winograd`).
+//! * [`Backend::Reference`]: candle's own ops ([`reference`]: convolution with a
+//!   conv-based backward, pools built from differentiable primitives), on any device;
+//! * [`Backend::Im2col`]: the fused CPU f32 kernels below, every conv as im2col + gemm;
+//! * [`Backend::Winograd`] (the default): the same, with Winograd F(2x2, 3x3) /
+//!   F(2x2, 5x5) for the wide 3x3 / 5x5 'same' convs where it pays (`winograd`).
+//!
+//! The fused kernels: convolution (im2col + single-threaded gemm, parallel over groups
+//! of samples), BatchNorm (one pass for the statistics, one for the normalisation, one
+//! fused backward), 2x2 and 3x3 max pooling, and DenseNet's channel concatenation, the
+//! dropout mask product and the fully connected layers. Convolution and BatchNorm can
+//! apply a ReLU to their output in the same pass (training BatchNorm also a 2x2 max pool
+//! after it); their backward passes the upstream gradient where the pre-activation was
+//! >= 0 (the conv records its exact zeros in the forward pass, BatchNorm re-evaluates its
+//! affine map), so the gradient equals candle's `relu` (`x >= 0`), not PyTorch's
+//! (`x > 0`): on VGG16, whose zero biases make many exact zeros early on, PyTorch's
+//! convention trained to 48.7 % valid accuracy after one epoch against candle's 52.6 %.
+//!
+//! They replace candle's general ops, which allocate a fresh buffer per elementwise step
+//! and run gemm's own threading on small matrices. Every op has its own backward; every
+//! reduction sums in a fixed order over a fixed partition of the batch, so results do
+//! not depend on thread timing. The few loops the compiler cannot vectorise (the pool
+//! gradient's window shuffles, BatchNorm's f64 lane sums) have AVX2 versions through
+//! `pulp`'s safe intrinsics, chosen at run time and equal to the scalar code bit for bit.
+//!
+//! [`runtime`] holds the process settings: [`tune_cpu_process`] and [`run_in_pool`].
 
 mod bn;
 mod concat;
 mod conv;
 mod gemm;
 mod linear;
+pub mod members;
 mod pool;
+pub mod reference;
+mod runtime;
 #[cfg(test)]
 mod tests;
 mod winograd;
 
 use std::cell::RefCell;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-pub(crate) use bn::{batch_norm_eval, batch_norm_train, batch_norm_train_pool};
-pub(crate) use concat::{cat_channels, mul_mask};
+pub use bn::{Stats, batch_norm_eval, batch_norm_train, batch_norm_train_pool};
+pub use concat::{cat_channels, mul_mask};
+pub use conv::Algo;
 use conv::Conv;
-pub(crate) use linear::linear;
-pub(crate) use pool::{max_pool2, max_pool3_s2_p1};
+pub use linear::linear;
+pub use pool::{max_pool2, max_pool3_s2_p1};
+pub use runtime::{Tuning, run_in_pool, tune_cpu_process};
 
-/// Whether the fast ops are on: true unless `FER_REFERENCE_OPS=1`.
-pub(crate) fn enabled() -> bool {
-    static ON: OnceLock<bool> = OnceLock::new();
-    *ON.get_or_init(|| std::env::var("FER_REFERENCE_OPS").map_or(true, |v| v.trim() != "1"))
+/// Which kernels the layers run on (see the crate docs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Backend {
+    /// candle's own ops, on any device.
+    Reference,
+    /// The fused CPU kernels, convolutions as im2col + gemm.
+    Im2col,
+    /// The fused CPU kernels, Winograd for the wide 3x3 / 5x5 'same' convs.
+    #[default]
+    Winograd,
 }
 
-/// Whether 3x3 and 5x5 'same' convs may run on the Winograd kernels: true
-/// unless `FER_WINOGRAD=0` (read once), which keeps every conv on im2col + gemm.
-pub(crate) fn winograd_enabled() -> bool {
-    #[cfg(test)]
-    if tests::NO_WINOGRAD.with(std::cell::Cell::get) {
-        return false;
+impl Backend {
+    /// The names [`Backend::from_name`] accepts.
+    pub const NAMES: [&'static str; 3] = ["reference", "im2col", "winograd"];
+
+    /// `reference`, `im2col` or `winograd`.
+    pub fn from_name(name: &str) -> Option<Backend> {
+        match name {
+            "reference" => Some(Backend::Reference),
+            "im2col" => Some(Backend::Im2col),
+            "winograd" => Some(Backend::Winograd),
+            _ => None,
+        }
     }
-    static ON: OnceLock<bool> = OnceLock::new();
-    *ON.get_or_init(|| std::env::var("FER_WINOGRAD").map_or(true, |v| v.trim() != "0"))
+
+    /// The name [`Backend::from_name`] reads.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Reference => "reference",
+            Backend::Im2col => "im2col",
+            Backend::Winograd => "winograd",
+        }
+    }
+
+    /// `default`, overridden by the environment: `FER_REFERENCE_OPS=1` gives
+    /// [`Backend::Reference`], else `FER_WINOGRAD=0` turns [`Backend::Winograd`] into
+    /// [`Backend::Im2col`].
+    pub fn with_env_overrides(self) -> Backend {
+        let var = |name: &str| std::env::var(name).map(|v| v.trim().to_owned()).ok();
+        if var("FER_REFERENCE_OPS").as_deref() == Some("1") {
+            return Backend::Reference;
+        }
+        if self == Backend::Winograd && var("FER_WINOGRAD").as_deref() == Some("0") {
+            return Backend::Im2col;
+        }
+        self
+    }
+
+    /// [`Backend::default`] with the environment's overrides.
+    pub fn from_env() -> Backend {
+        Backend::default().with_env_overrides()
+    }
+
+    /// Whether an op over `ts` runs on the fused kernels: not [`Backend::Reference`],
+    /// and every tensor f32 on the CPU.
+    pub fn fast(self, ts: &[&Tensor]) -> bool {
+        self != Backend::Reference && applies(ts)
+    }
+
+    /// The conv kernels of this backend.
+    pub fn algo(self) -> Algo {
+        match self {
+            Backend::Winograd => Algo::Auto,
+            Backend::Reference | Backend::Im2col => Algo::Im2col,
+        }
+    }
+}
+
+/// The layers' ops on this backend: the fused kernels where [`Backend::fast`], else
+/// the [`reference`] ops. Both give the same values; the fused ones are bit for bit
+/// candle's where their docs say so.
+impl Backend {
+    /// `xs` (B, Cin, H, W) convolved with `w` (Cout, Cin, k, k), plus `bias` (Cout),
+    /// then a ReLU when `relu`; `members` packed networks (see [`members`]) when > 1.
+    #[allow(clippy::too_many_arguments)]
+    pub fn conv2d(
+        self,
+        xs: &Tensor,
+        w: &Tensor,
+        bias: Option<&Tensor>,
+        padding: usize,
+        stride: usize,
+        relu: bool,
+        members: usize,
+    ) -> candle_core::Result<Tensor> {
+        let fast_bias = bias.is_none_or(|b| applies(&[b]));
+        if self.fast(&[xs, w]) && fast_bias {
+            return conv2d(xs, w, bias, padding, stride, relu, self.algo(), members);
+        }
+        members::per_member(members, &[xs], &[w], bias, |t, p, b| {
+            let ys = reference::conv2d(t[0], p[0], padding, stride)?;
+            let ys = match b {
+                Some(b) => ys.broadcast_add(&b.reshape((1, (), 1, 1))?)?,
+                None => ys,
+            };
+            if relu { ys.relu() } else { Ok(ys) }
+        })
+    }
+
+    /// `xs (B, in) · wᵀ + b` for `w` (out, in), `b` (out); `members` packed networks
+    /// when > 1.
+    pub fn linear(
+        self,
+        xs: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        members: usize,
+    ) -> candle_core::Result<Tensor> {
+        if self.fast(&[xs, w, b]) && xs.rank() == 2 {
+            return linear(xs, w, b, members);
+        }
+        members::per_member(members, &[xs], &[w], Some(b), |t, p, b| {
+            let b = b.ok_or_else(|| candle_core::Error::Msg("linear without bias".into()))?;
+            t[0].matmul(&p[0].t()?)?.broadcast_add(b)
+        })
+    }
+
+    /// `xs * mask` (same shapes).
+    pub fn mul_mask(self, xs: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
+        if self.fast(&[xs, mask]) {
+            return mul_mask(xs, mask);
+        }
+        xs.mul(mask)
+    }
+
+    /// `a` and `b` (B, C, H, W) concatenated on the channel dim.
+    pub fn cat_channels(self, a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
+        if self.fast(&[a, b]) {
+            return cat_channels(a, b);
+        }
+        Tensor::cat(&[a, b], 1)
+    }
+
+    /// 2x2 max pool, stride 2, output floored.
+    pub fn max_pool2(self, xs: &Tensor) -> candle_core::Result<Tensor> {
+        if self.fast(&[xs]) {
+            return max_pool2(xs);
+        }
+        reference::max_pool2(xs)
+    }
+
+    /// 3x3 max pool, stride 2, zero padding 1 (for inputs >= 0).
+    pub fn max_pool3_s2_p1(self, xs: &Tensor) -> candle_core::Result<Tensor> {
+        if self.fast(&[xs]) {
+            return max_pool3_s2_p1(xs);
+        }
+        reference::max_pool3_s2_p1(xs)
+    }
+
+    /// 2x2 average pool, stride 2, output floored (candle's op on every backend).
+    pub fn avg_pool2(self, xs: &Tensor) -> candle_core::Result<Tensor> {
+        reference::avg_pool2(xs)
+    }
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// The SIMD level of the hand-vectorised kernels: AVX2 + FMA (`pulp`'s V3, whose
@@ -80,8 +240,8 @@ fn simd() -> Option<Simd> {
     }
 }
 
-/// Whether every tensor is an f32 tensor on the CPU (what the kernels handle).
-pub(crate) fn applies(ts: &[&Tensor]) -> bool {
+/// Whether every tensor is an f32 tensor on the CPU (what the fused kernels handle).
+pub fn applies(ts: &[&Tensor]) -> bool {
     ts.iter()
         .all(|t| t.device().is_cpu() && t.dtype() == DType::F32)
 }
@@ -170,18 +330,26 @@ fn with_scratch<R>(n0: usize, n1: usize, f: impl FnOnce(&mut [f32], &mut [f32]) 
 
 /// `xs` (B, Cin, H, W) convolved with `w` (Cout, Cin, kh, kw), plus `bias`
 /// (Cout) when given, then a ReLU when `relu`; padding and stride as
-/// `Tensor::conv2d`. CPU f32 only.
-pub(crate) fn conv2d(
+/// `Tensor::conv2d`, on the kernels `algo` picks. CPU f32 only.
+///
+/// With `members` > 1, packed (see [`members`]): `xs` (G·B, Cin, H, W), `w`
+/// (G·Cout, Cin, kh, kw), `bias` (G·Cout); member g's samples through member g's kernel.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d(
     xs: &Tensor,
     w: &Tensor,
     bias: Option<&Tensor>,
     padding: usize,
     stride: usize,
     relu: bool,
+    algo: Algo,
+    members: usize,
 ) -> candle_core::Result<Tensor> {
     let op = Conv {
         pad: padding,
         stride,
+        algo,
+        members: members.max(1),
         relu: relu.then(|| ZeroLog::for_inputs(&[Some(xs), Some(w), bias])),
     };
     let (xs, w) = (xs.contiguous()?, w.contiguous()?);
@@ -307,8 +475,7 @@ pub mod bench {
             pad: usize,
             algo: Algo,
         ) -> Option<Layer> {
-            let mut g = Geom::new(&[b, cin, h, w], &[cout, cin, k, k], pad, 1).ok()?;
-            g.algo = algo;
+            let g = Geom::new(&[b, cin, h, w], &[cout, cin, k, k], pad, 1, algo).ok()?;
             Some(Layer(g))
         }
 
