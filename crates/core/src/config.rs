@@ -198,9 +198,19 @@ pub struct TrainSettings {
     /// The architectures of the soft-label comparison.
     #[serde(default)]
     pub compare_archs: Vec<Arch>,
+    /// Ensemble members trained (and sampled by infer) together as one packed network: each
+    /// op does the members' work in one call, and every member's weights are exactly those of
+    /// the member trained alone. Bounds the pack's memory (members × one network's batch);
+    /// 1 trains one member at a time. Not part of any fingerprint or stage key.
+    #[serde(default = "default_pack_members")]
+    pub pack_members: usize,
     pub alexnet: ArchTrainSettings,
     pub vgg16: ArchTrainSettings,
     pub densenet121: ArchTrainSettings,
+}
+
+fn default_pack_members() -> usize {
+    1
 }
 
 impl TrainSettings {

@@ -27,7 +27,7 @@ use ferbayes_core::cli::Selection;
 use ferbayes_core::manifest::Output;
 use ferbayes_core::seed::mix;
 use ferbayes_core::{Arch, IMAGE_PIXELS, Layout, Method, NUM_CLASSES, Settings, Split, schema};
-use ferbayes_models::{Mode, Model, ModelConfig, Noise};
+use ferbayes_models::{Backend, Mode, Model, ModelConfig, Noise};
 use tracing_indicatif::span_ext::IndicatifSpanExt;
 
 pub use error::{InferError, Result};
@@ -95,28 +95,46 @@ impl Predictor {
             Method::Ensemble => settings.train.ensemble_members,
             Method::McDropout | Method::McDropConnect => 1,
         };
-        let mut models = Vec::with_capacity(members);
-        for m in 0..members {
-            let path = layout.member_weights(arch.as_str(), method.as_str(), m);
-            let recipe = format!("just train --arch {arch} --method {method}");
-            if !path.is_file() {
-                return Err(InferError::MissingWeights { path, recipe });
-            }
-            let tensors =
-                candle_core::safetensors::load(&path, device).map_err(|e| InferError::Weights {
+        // Ensemble members run packed, up to `train.pack_members` per model (see
+        // `Model::packed`): member g of a pack computes exactly what it computes alone.
+        let pack = settings.train.pack_members.clamp(1, members.max(1));
+        let mut models = Vec::with_capacity(members.div_ceil(pack));
+        for first in (0..members).step_by(pack) {
+            let ids: Vec<usize> = (first..(first + pack).min(members)).collect();
+            let mut own = Vec::with_capacity(ids.len());
+            for &m in &ids {
+                let path = layout.member_weights(arch.as_str(), method.as_str(), m);
+                let recipe = format!("just train --arch {arch} --method {method}");
+                if !path.is_file() {
+                    return Err(InferError::MissingWeights { path, recipe });
+                }
+                let tensors = candle_core::safetensors::load(&path, device).map_err(|e| {
+                    InferError::Weights {
+                        path: path.clone(),
+                        message: format!("not a readable safetensors file: {e}"),
+                        recipe: recipe.clone(),
+                    }
+                })?;
+                // Each member's own file must fit the settings (so an error names it).
+                let vb = VarBuilder::from_tensors(tensors.clone(), DType::F32, device);
+                Model::new(&cfg, vb).map_err(|e| InferError::Weights {
                     path: path.clone(),
-                    message: format!("not a readable safetensors file: {e}"),
+                    message: format!(
+                        "does not fit the profile's {arch} settings (width {}, input {}): {e}",
+                        s.width, s.input_size
+                    ),
                     recipe: recipe.clone(),
                 })?;
-            let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
-            let model = Model::new(&cfg, vb).map_err(|e| InferError::Weights {
-                path: path.clone(),
-                message: format!(
-                    "does not fit the profile's {arch} settings (width {}, input {}): {e}",
-                    s.width, s.input_size
-                ),
-                recipe: recipe.clone(),
-            })?;
+                own.push(tensors);
+            }
+            let model = if own.len() == 1 {
+                let tensors = own.pop().unwrap_or_default();
+                Model::new(&cfg, VarBuilder::from_tensors(tensors, DType::F32, device))?
+            } else {
+                let packed = ferbayes_models::pack_members(&own)?;
+                let vb = VarBuilder::from_tensors(packed, DType::F32, device);
+                Model::packed(&cfg, Backend::from_env(), own.len(), vb)?
+            };
             models.push(model);
         }
         let samples = match method {
@@ -152,9 +170,20 @@ impl Predictor {
         let mut per_sample: Vec<Tensor> = Vec::with_capacity(self.samples);
         match self.method {
             Method::Ensemble => {
-                let mut noise = Noise::new(0);
                 for model in &self.models {
-                    per_sample.push(model.forward(&xs, Mode::EVAL, &mut noise)?);
+                    // A pack of G members sees G copies of the batch, member g's rows
+                    // g·B..(g+1)·B of the logits.
+                    let g = model.members();
+                    let mut noise: Vec<Noise> = (0..g).map(|_| Noise::new(0)).collect();
+                    let input = if g == 1 {
+                        xs.clone()
+                    } else {
+                        Tensor::cat(&vec![&xs; g], 0)?
+                    };
+                    let logits = model.forward_packed(&input, Mode::EVAL, &mut noise)?;
+                    for k in 0..g {
+                        per_sample.push(logits.narrow(0, k * b, b)?);
+                    }
                 }
             }
             Method::McDropout | Method::McDropConnect => {

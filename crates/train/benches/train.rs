@@ -85,6 +85,11 @@ struct TorchRow {
     forward_flops_per_image: f64,
     torch_version: String,
     threads: usize,
+    /// Members of the packed model PyTorch measured (absent in older files).
+    #[serde(default)]
+    packed_members: Option<usize>,
+    #[serde(default)]
+    packed_train_member_img_s: Option<f64>,
 }
 
 /// ferbayes' rates of one row, as `$FER_BENCH_RESULTS` keeps them.
@@ -96,6 +101,11 @@ struct OwnRow {
     input_size: usize,
     train_img_s: f64,
     forward_img_s: f64,
+    /// Member-images/s of the packed ensemble (see `measure_packed`) and its member count.
+    #[serde(default)]
+    packed_members: usize,
+    #[serde(default)]
+    packed_member_img_s: f64,
 }
 
 /// The rates an earlier run left in `$FER_BENCH_RESULTS`, by (profile, arch); none without it.
@@ -140,6 +150,10 @@ fn bench() {
             .to_owned(),
     );
     rows.push("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|".to_owned());
+    let mut packed_rows = vec![
+        "| profile | arch | members | one at a time img/s | packed member-img/s | packed / one at a time | PyTorch packed member-img/s | packed ratio | packed % peak |".to_owned(),
+        "|---|---|---|---|---|---|---|---|---|".to_owned(),
+    ];
     for profile in PROFILES {
         let settings = file.settings(profile).expect("profile");
         for arch in Arch::ALL {
@@ -151,6 +165,12 @@ fn bench() {
             }
             let s = settings.train.arch(arch).clone();
             let (mut train, mut fwd) = measure(arch, &s, profile, &mut rng);
+            let members = packed_members(profile, settings.train.ensemble_members);
+            let mut packed = if members > 1 {
+                measure_packed(arch, &s, profile, members, &mut rng)
+            } else {
+                0.0
+            };
             let key = (profile.to_owned(), arch.as_str().to_owned());
             if let Some(earlier) = own.get(&key)
                 && earlier.width == s.width
@@ -158,6 +178,9 @@ fn bench() {
             {
                 train = train.max(earlier.train_img_s);
                 fwd = fwd.max(earlier.forward_img_s);
+                if earlier.packed_members == members {
+                    packed = packed.max(earlier.packed_member_img_s);
+                }
             }
             own.insert(
                 key,
@@ -168,6 +191,8 @@ fn bench() {
                     input_size: s.input_size,
                     train_img_s: train,
                     forward_img_s: fwd,
+                    packed_members: members,
+                    packed_member_img_s: packed,
                 },
             );
             let t = torch.get(&(profile.to_owned(), arch.as_str().to_owned()));
@@ -221,6 +246,30 @@ fn bench() {
                 num(train),
                 num(fwd),
             ));
+            if members > 1 {
+                let torch_packed = t.and_then(|t| {
+                    (t.packed_members == Some(members))
+                        .then_some(t.packed_train_member_img_s)
+                        .flatten()
+                });
+                let (tp, rp) = match torch_packed {
+                    Some(v) => (num(v), format!("{:.2}", packed / v)),
+                    None => (dash(), dash()),
+                };
+                let gp = match t {
+                    Some(t) => format!(
+                        "{:.0} %",
+                        100.0 * 3.0 * t.forward_flops_per_image * packed / 1e9 / peak
+                    ),
+                    None => dash(),
+                };
+                packed_rows.push(format!(
+                    "| {profile} | {arch} | {members} | {} | {} | {:.2} | {tp} | {rp} | {gp} |",
+                    num(train),
+                    num(packed),
+                    packed / train,
+                ));
+            }
         }
     }
     let torch_note = match torch.values().next() {
@@ -253,6 +302,17 @@ fn bench() {
     };
     println!("{}", rows.join("\n"));
     println!();
+    if packed_rows.len() > 2 {
+        println!("{}", packed_rows.join("\n"));
+        println!();
+        println!(
+            "Packed ensembles: the members trained as one packed network (train.pack_members), \
+             each on its own batch of {BATCH}, against the same members one at a time (the \
+             train img/s above) and PyTorch's packed model (grouped convolutions, \
+             bench/torch_reference.py). FER_BENCH_PACK sets the members (0: no packed rows)."
+        );
+        println!();
+    }
     println!(
         "Batch {BATCH}, {threads} threads; {torch_note}. Peak = {peak:.1} GFLOP/s: the machine's \
          peak as candle's gemm reaches it, best of 5 {PEAK_N}x{PEAK_N}x{PEAK_N} f32 matmuls \
@@ -413,4 +473,67 @@ fn measure(
         s.width
     );
     (train, forward)
+}
+
+/// Members of the packed rows: `$FER_BENCH_PACK` when set, else the profile's ensemble size
+/// (at most 5 at the paper size: a 15-member paper-size pack takes minutes a step on 2 cores).
+fn packed_members(profile: &str, ensemble: usize) -> usize {
+    match std::env::var("FER_BENCH_PACK")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        Some(n) => n,
+        None if profile == "paper" => ensemble.min(5),
+        None => ensemble,
+    }
+}
+
+/// Member-images/s of `members` ensemble members trained as one packed network, each on its
+/// own batch: a step as `train_epoch` takes it (packed forward, each member's NLL summed,
+/// backward, one optimiser step over the packed variables).
+fn measure_packed(
+    arch: Arch,
+    s: &ferbayes_core::ArchTrainSettings,
+    profile: &str,
+    members: usize,
+    rng: &mut ChaCha8Rng,
+) -> f64 {
+    let device = Device::Cpu;
+    let seeds: Vec<u64> = (0..members as u64).map(|k| 7 + k).collect();
+    let Network {
+        model,
+        mut optimizer,
+        ..
+    } = Network::packed(arch, Method::Ensemble, s, &device, &seeds).expect("packed network");
+    let size = s.input_size;
+    let n = members * BATCH;
+    let pixels: Vec<f32> = (0..n * size * size).map(|_| rng.random()).collect();
+    let xs = Tensor::from_vec(pixels, (n, 1, size, size), &device).expect("xs");
+    let labels: Vec<u32> = (0..n)
+        .map(|_| rng.random_range(0..CLASSES as u32))
+        .collect();
+    let target = Tensor::new(labels.as_slice(), &device).expect("labels");
+    let mut noise: Vec<Noise> = seeds.iter().map(|&k| Noise::new(k)).collect();
+    let rate = steps_per_second(profile, || {
+        let logits = model
+            .forward_packed(&xs, Mode::TRAIN, &mut noise)
+            .expect("forward");
+        let log_probs = candle_nn::ops::log_softmax(&logits, 1).expect("log_softmax");
+        let mut total: Option<Tensor> = None;
+        for g in 0..members {
+            let lp = log_probs.narrow(0, g * BATCH, BATCH).expect("rows");
+            let tg = target.narrow(0, g * BATCH, BATCH).expect("labels");
+            let loss = candle_nn::loss::nll(&lp, &tg).expect("nll");
+            loss.to_scalar::<f32>().expect("loss");
+            total = Some(match total {
+                Some(t) => (t + loss).expect("sum"),
+                None => loss,
+            });
+        }
+        let grads = total.expect("members").backward().expect("backward");
+        optimizer.step(&grads).expect("step");
+        let _: Vec<u32> = logits.argmax(1).and_then(|a| a.to_vec1()).expect("argmax");
+    }) * n as f64;
+    eprintln!("ferbayes {profile:5} {arch:11} packed x{members}: train {rate:8.1} member-img/s");
+    rate
 }

@@ -17,9 +17,11 @@
 pub mod data;
 pub mod error;
 pub mod optim;
+#[cfg(test)]
+mod pack_tests;
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -30,7 +32,7 @@ use ferbayes_core::cli::Selection;
 use ferbayes_core::manifest::Output;
 use ferbayes_core::seed::mix;
 use ferbayes_core::{Arch, ArchTrainSettings, LabelMode, Layout, Method, Settings, Split};
-use ferbayes_models::{Mode, Model, ModelConfig, Noise, VarRole};
+use ferbayes_models::{Backend, Mode, Model, ModelConfig, Noise, VarRole};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -215,11 +217,14 @@ fn train_combo(
     let members = ferbayes_core::plan::members(settings, method);
     let started = Instant::now();
     let mut manifest = plan.manifest(check);
-    let mut history = Vec::new();
+    let mut histories: Vec<Option<Vec<EpochRecord>>> = vec![None; members];
     let mut trained = 0;
     let span = ferbayes_core::cli::progress_span(&format!("{arch}/{method}"), members as u64);
     let _enter = span.enter();
     let mut left_to_others = false;
+    // This process's members (a shard takes every n-th member slot), less the finished ones;
+    // the rest train in packs of up to `pack_members`, grouped by the epoch they resume from.
+    let mut todo: Vec<MemberJob> = Vec::new();
     for member in 0..members {
         let mine = options.shard.is_none_or(|(k, n)| *slot % n == k);
         *slot += 1;
@@ -228,31 +233,63 @@ fn train_combo(
             span.pb_inc(1);
             continue;
         }
-        let outcome = train_member(
-            layout, settings, arch, method, member, train, valid, options, budget,
-        )?;
-        span.pb_inc(1);
-        match outcome {
-            MemberOutcome::Complete {
-                history: h,
-                trained: t,
-            } => {
-                history.extend(h);
-                trained += usize::from(t);
-            }
-            MemberOutcome::Interrupted => {
-                return Ok(ComboSummary {
-                    arch,
-                    method,
-                    members,
-                    trained: trained + 1,
-                    interrupted: true,
-                    skipped: false,
-                    history,
-                });
+        let job = MemberJob::new(layout, settings, arch, method, member, (train, valid));
+        if let Some(history) = finished_member(&job.weights, &job.fingerprint) {
+            tracing::info!("{arch}/{method} member {member:02} is up to date; skipping");
+            histories[member] = Some(history);
+            span.pb_inc(1);
+            continue;
+        }
+        todo.push(job);
+    }
+    let device = &options.device;
+    let mut groups: Vec<(usize, Vec<(MemberJob, Option<Resume>)>)> = Vec::new();
+    for job in todo {
+        let resume = job.resume(device);
+        let epoch = resume.as_ref().map_or(0, |r| r.epochs_done);
+        match groups.iter_mut().find(|(e, _)| *e == epoch) {
+            Some((_, g)) => g.push((job, resume)),
+            None => groups.push((epoch, vec![(job, resume)])),
+        }
+    }
+    let pack_size = settings.train.pack_members.max(1);
+    for (_, group) in groups {
+        let mut group = group.into_iter().peekable();
+        while group.peek().is_some() {
+            let pack: Vec<(MemberJob, Option<Resume>)> = group.by_ref().take(pack_size).collect();
+            let n = pack.len();
+            let outcome = train_pack(
+                settings,
+                arch,
+                method,
+                pack,
+                (train, valid),
+                options,
+                budget,
+            )?;
+            span.pb_inc(n as u64);
+            match outcome {
+                PackOutcome::Complete(done) => {
+                    for (member, h) in done {
+                        histories[member] = Some(h);
+                        trained += 1;
+                    }
+                }
+                PackOutcome::Interrupted => {
+                    return Ok(ComboSummary {
+                        arch,
+                        method,
+                        members,
+                        trained: trained + n,
+                        interrupted: true,
+                        skipped: false,
+                        history: histories.into_iter().flatten().flatten().collect(),
+                    });
+                }
             }
         }
     }
+    let history: Vec<EpochRecord> = histories.into_iter().flatten().flatten().collect();
     if left_to_others {
         // Another shard trains the rest; the final run without a shard writes the history and
         // the manifest once every member is there.
@@ -318,11 +355,100 @@ fn train_combo(
     })
 }
 
-enum MemberOutcome {
-    Complete {
-        history: Vec<EpochRecord>,
-        trained: bool,
-    },
+/// One member to train: its seed, fingerprint and files.
+#[derive(Debug, Clone)]
+struct MemberJob {
+    member: usize,
+    seed: u64,
+    fingerprint: String,
+    weights: PathBuf,
+    checkpoint: PathBuf,
+}
+
+impl MemberJob {
+    fn new(
+        layout: &Layout,
+        settings: &Settings,
+        arch: Arch,
+        method: Method,
+        member: usize,
+        (train, valid): (&Dataset, &Dataset),
+    ) -> Self {
+        let seed = settings.seed.wrapping_add(member as u64);
+        let fingerprint = fingerprint(&FingerprintInput {
+            arch,
+            method,
+            member,
+            seed,
+            batch_size: settings.train.batch_size,
+            label_mode: settings.train.label_mode,
+            arch_settings: settings.train.arch(arch),
+            train_faces: train.len(),
+            valid_faces: valid.len(),
+            ferbayes_version: env!("CARGO_PKG_VERSION"),
+        });
+        MemberJob {
+            member,
+            seed,
+            fingerprint,
+            weights: layout.member_weights(arch.as_str(), method.as_str(), member),
+            checkpoint: layout.member_checkpoint(arch.as_str(), method.as_str(), member),
+        }
+    }
+
+    /// The member's checkpoint, if one made with the same fingerprint is readable.
+    fn resume(&self, device: &Device) -> Option<Resume> {
+        let path = &self.checkpoint;
+        if !path.is_file() {
+            return None;
+        }
+        match read_safetensors(path, device) {
+            Ok((tensors, meta)) if meta.get(META_FINGERPRINT) == Some(&self.fingerprint) => {
+                let parse = |key: &str| meta.get(key).and_then(|v| v.parse::<u64>().ok());
+                let (Some(epochs), Some(step)) = (parse(META_EPOCHS), parse(META_STEP)) else {
+                    tracing::warn!("{}: metadata incomplete; starting afresh", path.display());
+                    return None;
+                };
+                let history = meta
+                    .get(META_HISTORY)
+                    .and_then(|h| serde_json::from_str(h).ok())
+                    .unwrap_or_default();
+                Some(Resume {
+                    tensors,
+                    epochs_done: epochs as usize,
+                    step,
+                    history,
+                })
+            }
+            Ok(_) => {
+                tracing::info!(
+                    "{}: made with other settings; starting member {:02} afresh",
+                    path.display(),
+                    self.member
+                );
+                None
+            }
+            Err(e) => {
+                tracing::warn!("ignoring unreadable checkpoint: {e}");
+                None
+            }
+        }
+    }
+}
+
+/// A member's state after its last completed epoch, from its checkpoint.
+#[derive(Debug)]
+struct Resume {
+    /// Weights and optimiser state, under the member's own names.
+    tensors: HashMap<String, Tensor>,
+    epochs_done: usize,
+    step: u64,
+    history: Vec<EpochRecord>,
+}
+
+enum PackOutcome {
+    /// (member, its history) for each member of the pack.
+    Complete(Vec<(usize, Vec<EpochRecord>)>),
     Interrupted,
 }
 
@@ -436,14 +562,29 @@ impl Network {
         device: &Device,
         seed: u64,
     ) -> Result<Self> {
+        Self::packed(arch, method, s, device, &[seed])
+    }
+
+    /// `seeds.len()` networks packed into one (`Model::packed`), member g drawing its weights
+    /// from `seeds[g]` exactly as [`Network::new`] would, with one optimiser over the packed
+    /// variables (every update is elementwise, so each member's is its own).
+    pub fn packed(
+        arch: Arch,
+        method: Method,
+        s: &ArchTrainSettings,
+        device: &Device,
+        seeds: &[u64],
+    ) -> Result<Self> {
         let mut config = ModelConfig::new(arch, method, s.width, s.input_size);
         config.drop_rate = s.drop_rate;
         let varmap = VarMap::new();
-        let model = Model::new(
+        let model = Model::packed(
             &config,
+            Backend::from_env(),
+            seeds.len(),
             VarBuilder::from_varmap(&varmap, DType::F32, device),
         )?;
-        ferbayes_models::init_seeded(&varmap, seed)?;
+        ferbayes_models::init_packed(&varmap, seeds)?;
         let named_vars = ferbayes_models::sorted_vars(&varmap);
         let trainable: Vec<_> = named_vars
             .iter()
@@ -458,240 +599,299 @@ impl Network {
             optimizer,
         })
     }
+
+    /// Networks packed into this one.
+    pub fn members(&self) -> usize {
+        self.model.members()
+    }
+
+    /// Member g's weights (every variable, under the single network's names).
+    pub fn member_weights(&self, g: usize) -> Result<HashMap<String, Tensor>> {
+        let all: Vec<(String, Tensor)> = self
+            .named_vars
+            .iter()
+            .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
+            .collect();
+        Ok(ferbayes_models::unpack_member(
+            all.iter().map(|(n, t)| (n, t)),
+            self.members(),
+            g,
+        )?)
+    }
+
+    /// Member g's optimiser state (the names [`Optimizer::state`] gives).
+    pub fn member_state(&self, g: usize) -> Result<HashMap<String, Tensor>> {
+        let state = self.optimizer.state()?;
+        Ok(ferbayes_models::unpack_member(&state, self.members(), g)?)
+    }
+
+    /// Restores every member's weights and optimiser state from their checkpoints' tensors
+    /// (one map per member, in pack order) and the step count they share.
+    fn restore(
+        &mut self,
+        members: &[&HashMap<String, Tensor>],
+        step: u64,
+        at: &Path,
+    ) -> Result<()> {
+        let owned: Vec<HashMap<String, Tensor>> = members.iter().map(|m| (*m).clone()).collect();
+        let packed = ferbayes_models::pack_members(&owned).map_err(|e| TrainError::Checkpoint {
+            path: at.to_owned(),
+            message: e.to_string(),
+        })?;
+        for (name, var) in &self.named_vars {
+            let t = packed.get(name).ok_or_else(|| TrainError::Checkpoint {
+                path: at.to_owned(),
+                message: format!("lacks weight `{name}`"),
+            })?;
+            var.set(t)?;
+        }
+        self.optimizer.restore(&packed, step)
+    }
 }
 
+/// Trains one pack of members (all resuming from the same epoch) as one packed network,
+/// writing each member's checkpoint after every epoch and its weights after the last.
 #[allow(clippy::too_many_arguments)]
-fn train_member(
-    layout: &Layout,
+fn train_pack(
     settings: &Settings,
     arch: Arch,
     method: Method,
-    member: usize,
-    train: &Dataset,
-    valid: &Dataset,
+    pack: Vec<(MemberJob, Option<Resume>)>,
+    (train, valid): (&Dataset, &Dataset),
     options: &TrainOptions,
     budget: &mut Option<usize>,
-) -> Result<MemberOutcome> {
+) -> Result<PackOutcome> {
     let s = settings.train.arch(arch);
-    let seed = settings.seed.wrapping_add(member as u64);
-    let fp = fingerprint(&FingerprintInput {
-        arch,
-        method,
-        member,
-        seed,
-        batch_size: settings.train.batch_size,
-        label_mode: settings.train.label_mode,
-        arch_settings: s,
-        train_faces: train.len(),
-        valid_faces: valid.len(),
-        ferbayes_version: env!("CARGO_PKG_VERSION"),
-    });
-    let weights_path = layout.member_weights(arch.as_str(), method.as_str(), member);
-    if let Some(history) = finished_member(&weights_path, &fp) {
-        tracing::info!("{arch}/{method} member {member:02} is up to date; skipping");
-        return Ok(MemberOutcome::Complete {
-            history,
-            trained: false,
-        });
-    }
-
     let device = &options.device;
-    let Network {
-        model,
-        named_vars,
-        mut optimizer,
-        ..
-    } = Network::new(arch, method, s, device, seed)?;
-    optimizer.set_steps_per_epoch(optim::steps_per_epoch(
+    let (jobs, resumes): (Vec<MemberJob>, Vec<Option<Resume>>) = pack.into_iter().unzip();
+    let seeds: Vec<u64> = jobs.iter().map(|j| j.seed).collect();
+    let mut net = Network::packed(arch, method, s, device, &seeds)?;
+    net.optimizer.set_steps_per_epoch(optim::steps_per_epoch(
         train.len(),
         settings.train.batch_size,
     ));
-    let mut history: Vec<EpochRecord> = Vec::new();
+    let names: Vec<String> = jobs.iter().map(|j| format!("{:02}", j.member)).collect();
+    let label = format!(
+        "{arch}/{method} member{} {}",
+        if jobs.len() > 1 { "s" } else { "" },
+        names.join(",")
+    );
+    let mut histories: Vec<Vec<EpochRecord>> = vec![Vec::new(); jobs.len()];
     let mut first_epoch = 0;
-
-    let checkpoint = layout.member_checkpoint(arch.as_str(), method.as_str(), member);
-    if checkpoint.is_file() {
-        match read_safetensors(&checkpoint, device) {
-            Ok((tensors, meta)) if meta.get(META_FINGERPRINT) == Some(&fp) => {
-                for (name, var) in &named_vars {
-                    let t = tensors.get(name).ok_or_else(|| TrainError::Checkpoint {
-                        path: checkpoint.clone(),
-                        message: format!("lacks weight `{name}`"),
-                    })?;
-                    var.set(t)?;
-                }
-                let parse = |key: &str| -> Result<u64> {
-                    meta.get(key).and_then(|v| v.parse().ok()).ok_or_else(|| {
-                        TrainError::Checkpoint {
-                            path: checkpoint.clone(),
-                            message: format!("metadata `{key}` missing or invalid"),
-                        }
-                    })
-                };
-                first_epoch = parse(META_EPOCHS)? as usize;
-                optimizer.restore(&tensors, parse(META_STEP)?)?;
-                history = meta
-                    .get(META_HISTORY)
-                    .and_then(|h| serde_json::from_str(h).ok())
-                    .unwrap_or_default();
-                tracing::info!(
-                    "{arch}/{method} member {member:02}: resuming after epoch {first_epoch}"
-                );
-            }
-            Ok(_) => tracing::info!(
-                "{}: made with other settings; starting member {member:02} afresh",
-                checkpoint.display()
-            ),
-            Err(e) => tracing::warn!("ignoring unreadable checkpoint: {e}"),
+    if let Some(Some(r0)) = resumes.first() {
+        let states: Vec<&HashMap<String, Tensor>> =
+            resumes.iter().flatten().map(|r| &r.tensors).collect();
+        net.restore(&states, r0.step, &jobs[0].checkpoint)?;
+        first_epoch = r0.epochs_done;
+        for (h, r) in histories.iter_mut().zip(resumes.iter().flatten()) {
+            h.clone_from(&r.history);
         }
+        tracing::info!("{label}: resuming after epoch {first_epoch}");
     }
-
-    let span = ferbayes_core::cli::progress_span(&format!("member {member:02}"), s.epochs as u64);
+    let span = ferbayes_core::cli::progress_span(&label, s.epochs as u64);
     span.pb_set_position(first_epoch as u64);
     let _enter = span.enter();
     for epoch in first_epoch..s.epochs {
         let t0 = Instant::now();
-        let lr = optimizer.learning_rate();
-        let (train_loss, train_accuracy) =
-            train_epoch(&model, train, settings, &mut optimizer, seed, epoch, device)?;
-        let (valid_loss, valid_accuracy) = evaluate(&model, valid, device)?;
+        let lr = net.optimizer.learning_rate();
+        let train_stats = train_epoch(
+            &net.model,
+            train,
+            settings,
+            &mut net.optimizer,
+            &seeds,
+            epoch,
+            device,
+        )?;
+        let valid_stats = evaluate_packed(&net.model, valid, device)?;
         let seconds = t0.elapsed().as_secs_f64();
-        let record = EpochRecord {
-            member: member as u16,
-            epoch: (epoch + 1) as u32,
-            train_loss,
-            train_accuracy,
-            valid_loss,
-            valid_accuracy,
-            learning_rate: lr,
-            seconds,
-        };
+        for (g, job) in jobs.iter().enumerate() {
+            let ((train_loss, train_accuracy), (valid_loss, valid_accuracy)) =
+                (train_stats[g], valid_stats[g]);
+            tracing::info!(
+                "{arch}/{method} member {:02} epoch {}/{}: train loss {train_loss:.4} acc {:.2}%, valid nll {valid_loss:.4} acc {:.2}%, {seconds:.1}s",
+                job.member,
+                epoch + 1,
+                s.epochs,
+                100.0 * train_accuracy,
+                100.0 * valid_accuracy,
+            );
+            histories[g].push(EpochRecord {
+                member: job.member as u16,
+                epoch: (epoch + 1) as u32,
+                train_loss,
+                train_accuracy,
+                valid_loss,
+                valid_accuracy,
+                learning_rate: lr,
+                seconds,
+            });
+        }
         span.pb_inc(1);
         span.pb_set_message(&format!(
-            "member {member:02} loss {train_loss:.3} acc {:.1}% val {:.1}% {:.0} img/s",
-            100.0 * train_accuracy,
-            100.0 * valid_accuracy,
-            train.len() as f64 / seconds
+            "{:.0} member-img/s",
+            (jobs.len() * train.len()) as f64 / seconds
         ));
-        tracing::info!(
-            "{arch}/{method} member {member:02} epoch {}/{}: train loss {train_loss:.4} acc {:.2}%, valid nll {valid_loss:.4} acc {:.2}%, {seconds:.1}s",
-            epoch + 1,
-            s.epochs,
-            100.0 * train_accuracy,
-            100.0 * valid_accuracy,
-        );
-        history.push(record);
-
-        let mut tensors: HashMap<String, Tensor> = named_vars
-            .iter()
-            .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
-            .collect();
-        let mut meta = HashMap::from([
-            (META_FINGERPRINT.to_owned(), fp.clone()),
-            (
-                META_HISTORY.to_owned(),
-                serde_json::to_string(&history).unwrap_or_default(),
-            ),
-        ]);
-        if epoch + 1 == s.epochs {
-            meta.insert(META_COMPLETE.to_owned(), "true".to_owned());
-            write_safetensors(&weights_path, &tensors, meta)?;
-        } else {
-            tensors.extend(optimizer.state()?);
-            meta.insert(META_EPOCHS.to_owned(), (epoch + 1).to_string());
-            meta.insert(META_STEP.to_owned(), optimizer.step.to_string());
-            write_safetensors(&checkpoint, &tensors, meta)?;
+        let last = epoch + 1 == s.epochs;
+        for (g, job) in jobs.iter().enumerate() {
+            let mut tensors = net.member_weights(g)?;
+            let mut meta = HashMap::from([
+                (META_FINGERPRINT.to_owned(), job.fingerprint.clone()),
+                (
+                    META_HISTORY.to_owned(),
+                    serde_json::to_string(&histories[g]).unwrap_or_default(),
+                ),
+            ]);
+            if last {
+                meta.insert(META_COMPLETE.to_owned(), "true".to_owned());
+                write_safetensors(&job.weights, &tensors, meta)?;
+            } else {
+                tensors.extend(net.member_state(g)?);
+                meta.insert(META_EPOCHS.to_owned(), (epoch + 1).to_string());
+                meta.insert(META_STEP.to_owned(), net.optimizer.step.to_string());
+                write_safetensors(&job.checkpoint, &tensors, meta)?;
+            }
         }
         if let Some(left) = budget.as_mut() {
             *left = left.saturating_sub(1);
-            if *left == 0 && epoch + 1 < s.epochs {
-                return Ok(MemberOutcome::Interrupted);
+            if *left == 0 && !last {
+                return Ok(PackOutcome::Interrupted);
             }
         }
     }
-    if checkpoint.is_file() {
-        std::fs::remove_file(&checkpoint).map_err(|e| ferbayes_core::Error::io(&checkpoint, e))?;
+    for job in &jobs {
+        if job.checkpoint.is_file() {
+            std::fs::remove_file(&job.checkpoint)
+                .map_err(|e| ferbayes_core::Error::io(&job.checkpoint, e))?;
+        }
     }
-    Ok(MemberOutcome::Complete {
-        history,
-        trained: true,
-    })
+    Ok(PackOutcome::Complete(
+        jobs.iter().map(|j| j.member).zip(histories).collect(),
+    ))
 }
 
-/// A (B, 1, S, S) tensor of the faces at `indices`.
-fn gather(data: &Dataset, indices: &[usize], device: &Device) -> Result<Tensor> {
+/// The faces of several index lists one after the other: a packed model's input
+/// ((G·B, 1, S, S) for G lists of B indices).
+fn gather_packed(data: &Dataset, lists: &[&[usize]], device: &Device) -> Result<Tensor> {
     let n = data.face_len();
-    let mut values = Vec::with_capacity(indices.len() * n);
-    for &i in indices {
+    let total: usize = lists.iter().map(|l| l.len()).sum();
+    let mut values = Vec::with_capacity(total * n);
+    for &i in lists.iter().flat_map(|l| l.iter()) {
         values.extend_from_slice(&data.inputs[i * n..(i + 1) * n]);
     }
     Ok(Tensor::from_vec(
         values,
-        (indices.len(), 1, data.input_size, data.input_size),
+        (total, 1, data.input_size, data.input_size),
         device,
     )?)
 }
 
-/// One epoch; returns mean training loss and accuracy (against the target served).
+/// One epoch of a packed model, member g seeded by `seeds[g]` (its data order, label draws
+/// and masks exactly as if trained alone); per member, the mean training loss and accuracy
+/// (against the target served).
 fn train_epoch(
     model: &Model,
     data: &Dataset,
     settings: &Settings,
     optimizer: &mut Optimizer,
-    seed: u64,
+    seeds: &[u64],
     epoch: usize,
     device: &Device,
-) -> Result<(f64, f64)> {
-    let mut order: Vec<usize> = (0..data.len()).collect();
-    let mut rng = ChaCha8Rng::seed_from_u64(mix(seed, 2 * epoch as u64));
-    order.shuffle(&mut rng);
-    let mut noise = Noise::new(mix(seed, 2 * epoch as u64 + 1));
+) -> Result<Vec<(f64, f64)>> {
+    let g_count = seeds.len();
+    let mut rngs: Vec<ChaCha8Rng> = Vec::with_capacity(g_count);
+    let mut orders: Vec<Vec<usize>> = Vec::with_capacity(g_count);
+    let mut noise: Vec<Noise> = Vec::with_capacity(g_count);
+    for &seed in seeds {
+        let mut order: Vec<usize> = (0..data.len()).collect();
+        let mut rng = ChaCha8Rng::seed_from_u64(mix(seed, 2 * epoch as u64));
+        order.shuffle(&mut rng);
+        orders.push(order);
+        rngs.push(rng);
+        noise.push(Noise::new(mix(seed, 2 * epoch as u64 + 1)));
+    }
     let mode = settings.train.label_mode;
-    let (mut loss_sum, mut correct, mut seen) = (0.0, 0usize, 0usize);
-    for batch in order.chunks(settings.train.batch_size) {
-        if batch.len() < 2 {
+    let b = settings.train.batch_size;
+    let mut sums = vec![(0.0f64, 0usize); g_count];
+    let mut seen = 0usize;
+    let batches = data.len().div_ceil(b.max(1));
+    for j in 0..batches {
+        let lists: Vec<&[usize]> = orders
+            .iter()
+            .map(|o| &o[j * b..((j + 1) * b).min(o.len())])
+            .collect();
+        let n = lists[0].len();
+        if n < 2 {
             continue;
         }
-        let xs = gather(data, batch, device)?;
-        let logits = model.forward(&xs, Mode::TRAIN, &mut noise)?;
+        let xs = gather_packed(data, &lists, device)?;
+        let logits = model.forward_packed(&xs, Mode::TRAIN, &mut noise)?;
         let log_probs = candle_nn::ops::log_softmax(&logits, 1)?;
-        let (loss, served): (Tensor, Vec<u32>) = match mode {
-            LabelMode::Majority | LabelMode::Probability => {
-                let labels: Vec<u32> = batch
-                    .iter()
-                    .map(|&i| match mode {
-                        LabelMode::Probability => sample_class(&data.soft[i], &mut rng),
-                        _ => u32::from(data.majority[i]),
-                    })
-                    .collect();
-                let target = Tensor::new(labels.as_slice(), device)?;
-                (candle_nn::loss::nll(&log_probs, &target)?, labels)
-            }
-            LabelMode::CrossEntropy => {
-                let soft: Vec<f32> = batch.iter().flat_map(|&i| data.soft[i]).collect();
-                let target =
-                    Tensor::from_vec(soft, (batch.len(), ferbayes_core::NUM_CLASSES), device)?;
-                let loss = (target * &log_probs)?.sum(1)?.mean(0)?.neg()?;
-                let labels = batch
-                    .iter()
-                    .map(|&i| argmax(&data.soft[i]) as u32)
-                    .collect();
-                (loss, labels)
-            }
-        };
-        let grads = loss.backward()?;
+        // Each member's loss as it alone computes it; their sum's gradient reaches each
+        // member's logits exactly as its own loss's would.
+        let mut served: Vec<Vec<u32>> = Vec::with_capacity(g_count);
+        let mut losses: Vec<Tensor> = Vec::with_capacity(g_count);
+        for (g, list) in lists.iter().enumerate() {
+            let lp = log_probs.narrow(0, g * n, n)?;
+            let (loss, labels) = member_loss(&lp, data, list, mode, &mut rngs[g], device)?;
+            losses.push(loss);
+            served.push(labels);
+        }
+        let mut total = losses[0].clone();
+        for l in &losses[1..] {
+            total = (total + l)?;
+        }
+        let grads = total.backward()?;
         optimizer.step(&grads)?;
         let predicted: Vec<u32> = logits.argmax(1)?.to_vec1()?;
-        correct += predicted
-            .iter()
-            .zip(&served)
-            .filter(|(p, t)| p == t)
-            .count();
-        loss_sum += f64::from(loss.to_scalar::<f32>()?) * batch.len() as f64;
-        seen += batch.len();
+        for (g, labels) in served.iter().enumerate() {
+            let correct = predicted[g * n..(g + 1) * n]
+                .iter()
+                .zip(labels)
+                .filter(|(p, t)| p == t)
+                .count();
+            sums[g].0 += f64::from(losses[g].to_scalar::<f32>()?) * n as f64;
+            sums[g].1 += correct;
+        }
+        seen += n;
     }
     let seen = seen.max(1) as f64;
-    Ok((loss_sum / seen, correct as f64 / seen))
+    Ok(sums
+        .into_iter()
+        .map(|(loss, correct)| (loss / seen, correct as f64 / seen))
+        .collect())
+}
+
+/// One member's loss on its batch `list` (its rows `log_probs` of the packed output) and the
+/// labels it was served.
+fn member_loss(
+    log_probs: &Tensor,
+    data: &Dataset,
+    list: &[usize],
+    mode: LabelMode,
+    rng: &mut ChaCha8Rng,
+    device: &Device,
+) -> Result<(Tensor, Vec<u32>)> {
+    Ok(match mode {
+        LabelMode::Majority | LabelMode::Probability => {
+            let labels: Vec<u32> = list
+                .iter()
+                .map(|&i| match mode {
+                    LabelMode::Probability => sample_class(&data.soft[i], rng),
+                    _ => u32::from(data.majority[i]),
+                })
+                .collect();
+            let target = Tensor::new(labels.as_slice(), device)?;
+            (candle_nn::loss::nll(log_probs, &target)?, labels)
+        }
+        LabelMode::CrossEntropy => {
+            let soft: Vec<f32> = list.iter().flat_map(|&i| data.soft[i]).collect();
+            let target = Tensor::from_vec(soft, (list.len(), ferbayes_core::NUM_CLASSES), device)?;
+            let loss = (target * log_probs)?.sum(1)?.mean(0)?.neg()?;
+            let labels = list.iter().map(|&i| argmax(&data.soft[i]) as u32).collect();
+            (loss, labels)
+        }
+    })
 }
 
 fn sample_class(p: &[f32; ferbayes_core::NUM_CLASSES], rng: &mut ChaCha8Rng) -> u32 {
@@ -718,21 +918,35 @@ fn argmax(p: &[f32]) -> usize {
 
 /// Majority-label NLL and accuracy of the deterministic network on `data`.
 pub fn evaluate(model: &Model, data: &Dataset, device: &Device) -> Result<(f64, f64)> {
-    let mut noise = Noise::new(0);
-    let (mut nll, mut correct) = (0.0, 0usize);
+    Ok(evaluate_packed(model, data, device)?[0])
+}
+
+/// [`evaluate`] for every member of a packed model: each sees all of `data`.
+pub fn evaluate_packed(model: &Model, data: &Dataset, device: &Device) -> Result<Vec<(f64, f64)>> {
+    let members = model.members();
+    let mut noise: Vec<Noise> = (0..members).map(|_| Noise::new(0)).collect();
+    let mut sums = vec![(0.0f64, 0usize); members];
     let indices: Vec<usize> = (0..data.len()).collect();
-    for batch in indices.chunks(EVAL_BATCH) {
-        let xs = gather(data, batch, device)?;
-        let logits = model.forward(&xs, Mode::EVAL, &mut noise)?;
+    // About EVAL_BATCH faces per pass whatever the pack size (bounded memory).
+    let per_member = EVAL_BATCH.div_ceil(members).max(16);
+    for batch in indices.chunks(per_member) {
+        let lists = vec![batch; members];
+        let xs = gather_packed(data, &lists, device)?;
+        let logits = model.forward_packed(&xs, Mode::EVAL, &mut noise)?;
         let log_probs: Vec<Vec<f32>> = candle_nn::ops::log_softmax(&logits, 1)?.to_vec2()?;
-        for (row, &i) in log_probs.iter().zip(batch) {
-            let y = usize::from(data.majority[i]);
-            nll -= f64::from(row[y]);
-            correct += usize::from(argmax(row) == y);
+        for (g, rows) in log_probs.chunks(batch.len()).enumerate() {
+            for (row, &i) in rows.iter().zip(batch) {
+                let y = usize::from(data.majority[i]);
+                sums[g].0 -= f64::from(row[y]);
+                sums[g].1 += usize::from(argmax(row) == y);
+            }
         }
     }
     let n = data.len() as f64;
-    Ok((nll / n, correct as f64 / n))
+    Ok(sums
+        .into_iter()
+        .map(|(nll, correct)| (nll / n, correct as f64 / n))
+        .collect())
 }
 
 fn history_batch(rows: &[EpochRecord]) -> RecordBatch {

@@ -289,3 +289,71 @@ fn shards_agree_on_members_when_one_finds_a_combination_already_done() {
     assert_eq!(last[1].trained, 0);
     assert!(layout.history("alexnet", "ensemble").is_file());
 }
+
+/// An ensemble trained in one pack of three equals, bit for bit, the same ensemble trained one
+/// member at a time, for a BatchNorm network and DenseNet's dropout inside; a packed run killed
+/// after its first epoch resumes to the same bits.
+#[test]
+fn packed_ensembles_equal_one_at_a_time_and_resume_after_a_kill() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut settings = tiny(2, 3);
+    for arch in [Arch::AlexNet, Arch::DenseNet121] {
+        let opts = only(arch, Method::Ensemble);
+        let a = arch.as_str();
+        let root = dir.path().join(a);
+        let single = ingested(&root, "single", 64);
+        let packed = ingested(&root, "packed", 64);
+        let killed = ingested(&root, "killed", 64);
+        settings.train.pack_members = 1;
+        ferbayes_train::run(&single, &settings, &opts).expect("one at a time");
+        settings.train.pack_members = 3;
+        let out = ferbayes_train::run(&packed, &settings, &opts).expect("packed");
+        assert_eq!(out[0].trained, 3);
+        let stop = TrainOptions {
+            stop_after_epochs: Some(1),
+            ..opts.clone()
+        };
+        let out = ferbayes_train::run(&killed, &settings, &stop).expect("killed");
+        assert!(out[0].interrupted);
+        for m in 0..3 {
+            assert!(killed.member_checkpoint(a, "ensemble", m).is_file());
+            assert!(!killed.member_weights(a, "ensemble", m).exists());
+        }
+        let out = ferbayes_train::run(&killed, &settings, &opts).expect("resumed");
+        assert!(!out[0].interrupted);
+        assert_eq!(out[0].history.len(), 6, "two epochs of three members");
+        for m in 0..3 {
+            let w = |l: &Layout| l.member_weights(a, "ensemble", m);
+            assert_same_weights(&w(&single), &w(&packed));
+            assert_same_weights(&w(&packed), &w(&killed));
+        }
+    }
+}
+
+/// Shards of packs (members 0 and 2 packed in one process, member 1 in another) give the
+/// members one packed process gives.
+#[test]
+fn shards_of_packs_train_the_same_members_as_one_packed_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let one = ingested(dir.path(), "one", 64);
+    let sharded = ingested(dir.path(), "sharded", 64);
+    let mut settings = tiny(1, 3);
+    settings.train.pack_members = 3;
+    let opts = only(Arch::AlexNet, Method::Ensemble);
+    ferbayes_train::run(&one, &settings, &opts).expect("one run");
+    for k in 0..2 {
+        let shard = TrainOptions {
+            shard: Some((k, 2)),
+            ..opts.clone()
+        };
+        ferbayes_train::run(&sharded, &settings, &shard).expect("shard");
+    }
+    let out = ferbayes_train::run(&sharded, &settings, &opts).expect("final");
+    assert_eq!(out[0].trained, 0);
+    for m in 0..3 {
+        assert_same_weights(
+            &one.member_weights("alexnet", "ensemble", m),
+            &sharded.member_weights("alexnet", "ensemble", m),
+        );
+    }
+}
