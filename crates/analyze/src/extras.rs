@@ -5,7 +5,6 @@
 use std::path::PathBuf;
 
 use ferbayes_core::io::write_parquet;
-use ferbayes_core::manifest::Output;
 use ferbayes_core::{Arch, Layout, Method, Settings, Split, plan};
 use rayon::prelude::*;
 
@@ -104,7 +103,7 @@ pub(crate) fn compute(
             x.read.push(ingest);
             let mut todo = Vec::new();
             for (arch, method) in combinations(settings) {
-                let path = layout.infer_shift(arch.as_str(), method.as_str());
+                let path = layout.infer_shift(arch, method);
                 let what = format!("the dataset shift of {arch}/{method}");
                 if exists(&path, &what, &mut x.missing) {
                     todo.push((arch, method, path));
@@ -135,7 +134,7 @@ pub(crate) fn compute(
                 let Some(test) = tests.iter().find(|i| i.arch == arch && i.method == method) else {
                     continue;
                 };
-                let path = layout.infer_ood(arch.as_str(), method.as_str());
+                let path = layout.infer_ood(arch, method);
                 let what = format!("the OOD detection of {arch}/{method}");
                 if exists(&path, &what, &mut x.missing) {
                     todo.push((arch, method, path, test.samples));
@@ -180,7 +179,7 @@ pub(crate) fn compute(
         let mut todo = Vec::new();
         for (variant, vs) in plan::variants(layout, settings).into_iter().skip(1) {
             for (arch, method) in combinations(&vs) {
-                let path = variant.infer_split(arch.as_str(), method.as_str(), Split::Test);
+                let path = variant.infer_split(arch, method, Split::Test);
                 let what = format!("{arch}/{method} trained on {} labels", vs.train.label_mode);
                 if exists(&path, &what, &mut x.missing) {
                     todo.push((vs.train.label_mode, arch, method, path));
@@ -208,24 +207,18 @@ pub(crate) fn compute(
 }
 
 /// Writes every table of [`plan::analyze_outputs`] besides `metrics.parquet` (each atomically,
-/// possibly with zero rows); returns their paths and manifest entries.
+/// possibly with zero rows); returns their paths and row counts.
 pub(crate) fn write_tables(
     layout: &Layout,
     settings: &Settings,
     x: &Extras,
-) -> Result<Vec<(PathBuf, Output)>> {
+) -> Result<Vec<(PathBuf, u64)>> {
     let level = settings.ingest.zstd_level;
     let mut out = Vec::new();
     let mut push = |name: &str, batch: arrow_array::RecordBatch, schema| -> Result<()> {
         let rows = batch.num_rows() as u64;
         let path = write_parquet(layout.analyze_table(name), &schema, [batch], level)?.commit()?;
-        out.push((
-            path,
-            Output {
-                file: format!("{name}.parquet"),
-                rows,
-            },
-        ));
+        out.push((path, rows));
         Ok(())
     };
     let path = layout.analyze_table("selective");

@@ -61,7 +61,6 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use ferbayes_core::io::write_parquet;
-use ferbayes_core::manifest::Output;
 use ferbayes_core::{Arch, Layout, Method, Settings, Split, Stage, schema};
 use rayon::prelude::*;
 use tracing_indicatif::span_ext::IndicatifSpanExt;
@@ -168,7 +167,7 @@ fn run_plan(
     for &arch in &settings.train.archs {
         for &method in &settings.train.methods {
             for split in SPLITS {
-                let path = layout.infer_split(arch.as_str(), method.as_str(), split);
+                let path = layout.infer_split(arch, method, split);
                 if path.is_file() {
                     inputs.push(Input {
                         arch,
@@ -307,31 +306,23 @@ fn run_plan(
         .chain(inputs.iter().map(|i| i.path.display().to_string()))
         .chain(extra.read.iter().map(|p| p.display().to_string()))
         .collect();
-    manifest.outputs.push(Output {
-        file: "metrics.parquet".into(),
-        rows: rows as u64,
-    });
+    manifest
+        .outputs
+        .push(plan.output(&metrics_path, rows as u64)?);
     let table_paths: Vec<(PathBuf, usize)> = tables
         .iter()
-        .map(|(path, o)| (path.clone(), o.rows as usize))
+        .map(|(path, rows)| (path.clone(), *rows as usize))
         .collect();
-    manifest.outputs.extend(tables.into_iter().map(|t| t.1));
-    manifest.outputs.push(Output {
-        file: "report.html".into(),
-        rows: 1,
-    });
-    manifest.outputs.push(Output {
-        file: "report.md".into(),
-        rows: 1,
-    });
+    for (path, rows) in &tables {
+        manifest.outputs.push(plan.output(path, *rows)?);
+    }
+    manifest
+        .outputs
+        .push(plan.output(&layout.report_html(), 1)?);
+    manifest.outputs.push(plan.output(&layout.report_md(), 1)?);
     for fig in &figures {
         for file in &fig.files {
-            if let Some(name) = file.file_name() {
-                manifest.outputs.push(Output {
-                    file: format!("figures/{}", name.to_string_lossy()),
-                    rows: 1,
-                });
-            }
+            manifest.outputs.push(plan.file_entry(file, 1)?);
         }
     }
     manifest.finish(&Layout::manifest_in(&layout.stage_dir(Stage::Analyze)))?;

@@ -81,6 +81,10 @@ pub fn write_atomic(dest: impl Into<PathBuf>, bytes: &[u8]) -> Result<PathBuf> {
     pending.commit()
 }
 
+/// zstd level of the train and infer stages' Parquet tables (ingest and analyze use
+/// `ingest.zstd_level`).
+pub const TABLE_ZSTD_LEVEL: i32 = 3;
+
 /// Writes record batches as a zstd-compressed Parquet file under a temporary name; the caller
 /// commits the returned [`PendingFile`] (possibly together with sibling files).
 pub fn write_parquet(

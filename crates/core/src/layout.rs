@@ -14,6 +14,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::names::{Arch, Method};
 use crate::split::Split;
 
 /// Default artifact root when neither `--artifacts` nor `FER_ARTIFACTS` says.
@@ -119,41 +120,45 @@ impl Layout {
     }
 
     /// `train/[<variant>/]<arch>/<method>/`.
-    pub fn train_dir(&self, arch: &str, method: &str) -> PathBuf {
-        self.variant_dir(Stage::Train).join(arch).join(method)
+    pub fn train_dir(&self, arch: Arch, method: Method) -> PathBuf {
+        self.variant_dir(Stage::Train)
+            .join(arch.as_str())
+            .join(method.as_str())
     }
 
     /// `train/<arch>/<method>/member-NN.safetensors`.
-    pub fn member_weights(&self, arch: &str, method: &str, member: usize) -> PathBuf {
+    pub fn member_weights(&self, arch: Arch, method: Method, member: usize) -> PathBuf {
         self.train_dir(arch, method)
             .join(format!("member-{member:02}.safetensors"))
     }
 
     /// `train/<arch>/<method>/.resume/member-NN.safetensors`: the checkpoint of an unfinished
     /// member (weights, optimiser state, history so far), replaced after every epoch.
-    pub fn member_checkpoint(&self, arch: &str, method: &str, member: usize) -> PathBuf {
+    pub fn member_checkpoint(&self, arch: Arch, method: Method, member: usize) -> PathBuf {
         self.train_dir(arch, method)
             .join(".resume")
             .join(format!("member-{member:02}.safetensors"))
     }
 
     /// `train/<arch>/<method>/history.parquet`.
-    pub fn history(&self, arch: &str, method: &str) -> PathBuf {
+    pub fn history(&self, arch: Arch, method: Method) -> PathBuf {
         self.train_dir(arch, method).join("history.parquet")
     }
 
     /// `infer/[<variant>/]<arch>/<method>/`.
-    pub fn infer_dir(&self, arch: &str, method: &str) -> PathBuf {
-        self.variant_dir(Stage::Infer).join(arch).join(method)
+    pub fn infer_dir(&self, arch: Arch, method: Method) -> PathBuf {
+        self.variant_dir(Stage::Infer)
+            .join(arch.as_str())
+            .join(method.as_str())
     }
 
     /// `infer/<arch>/<method>/shift.parquet`.
-    pub fn infer_shift(&self, arch: &str, method: &str) -> PathBuf {
+    pub fn infer_shift(&self, arch: Arch, method: Method) -> PathBuf {
         self.infer_dir(arch, method).join("shift.parquet")
     }
 
     /// `infer/<arch>/<method>/ood.parquet`.
-    pub fn infer_ood(&self, arch: &str, method: &str) -> PathBuf {
+    pub fn infer_ood(&self, arch: Arch, method: Method) -> PathBuf {
         self.infer_dir(arch, method).join("ood.parquet")
     }
 
@@ -165,7 +170,7 @@ impl Layout {
     }
 
     /// `infer/<arch>/<method>/<split>.parquet`.
-    pub fn infer_split(&self, arch: &str, method: &str, split: Split) -> PathBuf {
+    pub fn infer_split(&self, arch: Arch, method: Method, split: Split) -> PathBuf {
         self.infer_dir(arch, method)
             .join(format!("{}.parquet", split.name()))
     }
@@ -203,25 +208,25 @@ mod tests {
             Path::new("art/smoke/ingest/valid.parquet")
         );
         assert_eq!(
-            l.member_weights("vgg16", "ensemble", 3),
+            l.member_weights(Arch::Vgg16, Method::Ensemble, 3),
             Path::new("art/smoke/train/vgg16/ensemble/member-03.safetensors")
         );
         assert_eq!(
-            l.history("alexnet", "mc_dropout"),
+            l.history(Arch::AlexNet, Method::McDropout),
             Path::new("art/smoke/train/alexnet/mc_dropout/history.parquet")
         );
         assert_eq!(
-            l.infer_split("densenet121", "mc_dropconnect", Split::Test),
+            l.infer_split(Arch::DenseNet121, Method::McDropConnect, Split::Test),
             Path::new("art/smoke/infer/densenet121/mc_dropconnect/test.parquet")
         );
         assert_eq!(l.metrics(), Path::new("art/smoke/analyze/metrics.parquet"));
         let v = l.variant("label-crossentropy");
         assert_eq!(
-            v.member_weights("alexnet", "ensemble", 0),
+            v.member_weights(Arch::AlexNet, Method::Ensemble, 0),
             Path::new("art/smoke/train/label-crossentropy/alexnet/ensemble/member-00.safetensors")
         );
         assert_eq!(
-            v.infer_split("alexnet", "mc_dropout", Split::Test),
+            v.infer_split(Arch::AlexNet, Method::McDropout, Split::Test),
             Path::new("art/smoke/infer/label-crossentropy/alexnet/mc_dropout/test.parquet")
         );
         assert_eq!(
@@ -229,7 +234,7 @@ mod tests {
             Path::new("art/smoke/ingest/shift.parquet")
         );
         assert_eq!(
-            l.infer_ood("vgg16", "ensemble"),
+            l.infer_ood(Arch::Vgg16, Method::Ensemble),
             Path::new("art/smoke/infer/vgg16/ensemble/ood.parquet")
         );
         assert_eq!(

@@ -112,6 +112,15 @@ pub fn members(settings: &Settings, method: Method) -> usize {
     }
 }
 
+/// Probability samples per face infer writes for `method`: T stochastic passes for the MC
+/// methods, one per member (N) for ensembles.
+pub fn samples(settings: &Settings, method: Method) -> usize {
+    match method {
+        Method::Ensemble => members(settings, method),
+        Method::McDropout | Method::McDropConnect => settings.infer.samples,
+    }
+}
+
 fn artifact(layout: &Layout, path: PathBuf, from: Stage) -> PlanInput {
     let name = path
         .strip_prefix(layout.profile_dir())
@@ -189,7 +198,7 @@ pub fn ingest(layout: &Layout, data_root: &Path, settings: &IngestSettings) -> P
 /// The train stage for one combination.
 pub fn train(layout: &Layout, settings: &Settings, arch: Arch, method: Method) -> Plan {
     let members = members(settings, method);
-    let (a, m) = (arch.as_str(), method.as_str());
+    let (a, m) = (arch, method);
     let mut outputs: Vec<String> = (0..members)
         .map(|k| file_name(&layout.member_weights(a, m, k)))
         .collect();
@@ -223,12 +232,9 @@ pub fn train_settings(settings: &Settings, arch: Arch, method: Method) -> serde_
 
 /// The infer stage for one combination.
 pub fn infer(layout: &Layout, settings: &Settings, arch: Arch, method: Method) -> Plan {
-    let (a, m) = (arch.as_str(), method.as_str());
+    let (a, m) = (arch, method);
     let members = members(settings, method);
-    let samples = match method {
-        Method::Ensemble => members,
-        Method::McDropout | Method::McDropConnect => settings.infer.samples,
-    };
+    let samples = samples(settings, method);
     let mut inputs: Vec<PlanInput> = (0..members)
         .map(|k| artifact(layout, layout.member_weights(a, m, k), Stage::Train))
         .collect();
@@ -312,7 +318,7 @@ pub fn analyze(layout: &Layout, settings: &Settings) -> Plan {
         let (shift, ood) = extras(&variant, &vs);
         for &arch in &vs.train.archs {
             for &method in &vs.train.methods {
-                let (a, m) = (arch.as_str(), method.as_str());
+                let (a, m) = (arch, method);
                 let mut paths: Vec<PathBuf> = [Split::Valid, Split::Test]
                     .into_iter()
                     .map(|split| variant.infer_split(a, m, split))
@@ -620,6 +626,42 @@ impl Plan {
 
     /// A manifest for this plan, started now, recording the input hashes, the key and the git
     /// commit of the build.
+    /// The manifest entry of a file the stage wrote at `path` (a path [`Layout`] gave it):
+    /// its name relative to the plan's folder, which must be one of the plan's outputs, so a
+    /// stage never spells an output's name and a layout that disagrees with the plan is an
+    /// error naming the file.
+    pub fn output(&self, path: &Path, rows: u64) -> crate::Result<crate::manifest::Output> {
+        let entry = self.file_entry(path, rows)?;
+        if !self.outputs.contains(&entry.file) {
+            return Err(crate::Error::Artifact {
+                path: path.to_owned(),
+                message: format!(
+                    "is not among the outputs of {} ({})",
+                    self.label,
+                    self.outputs.join(", ")
+                ),
+                hint: None,
+            });
+        }
+        Ok(entry)
+    }
+
+    /// The manifest entry of a file the stage wrote in its folder that the plan does not list
+    /// one by one (analyze's figures): its name relative to the plan's folder.
+    pub fn file_entry(&self, path: &Path, rows: u64) -> crate::Result<crate::manifest::Output> {
+        let file = path
+            .strip_prefix(&self.dir)
+            .map_err(|_| crate::Error::Artifact {
+                path: path.to_owned(),
+                message: format!("lies outside {} of {}", self.dir.display(), self.label),
+                hint: None,
+            })?;
+        Ok(crate::manifest::Output {
+            file: file.to_string_lossy().into_owned(),
+            rows,
+        })
+    }
+
     pub fn manifest(&self, check: &Check) -> Manifest {
         let mut m = Manifest::start(self.stage.name(), &self.profile, self.settings.clone());
         m.inputs = self

@@ -217,3 +217,39 @@ fn inputs_of_another_profile_or_schema_are_refused_with_the_recipe() {
         "{err}"
     );
 }
+
+/// A stage's manifest entries come from the plan's outputs: a file the layout gives is named
+/// relative to the plan's folder, and a file the plan does not list (a layout that disagreed
+/// with the plan) is an error naming it, not a silently wrong manifest.
+#[test]
+fn manifest_outputs_come_from_the_plan() {
+    use ferbayes_core::{Arch, Method};
+    let file = PipelineFile::load(&repo().join("pipeline.toml")).expect("pipeline.toml");
+    let settings = file.settings("smoke").expect("smoke");
+    let layout = Layout::new("/tmp/artifacts-of-a-test", "smoke");
+    let p = plan::train(&layout, &settings, Arch::Vgg16, Method::Ensemble);
+    let out = p
+        .output(&layout.member_weights(Arch::Vgg16, Method::Ensemble, 2), 1)
+        .expect("member 2 is an output");
+    assert_eq!((out.file.as_str(), out.rows), ("member-02.safetensors", 1));
+    let history = p
+        .output(&layout.history(Arch::Vgg16, Method::Ensemble), 6)
+        .expect("history");
+    assert_eq!(history.file, "history.parquet");
+    let beyond = layout.member_weights(
+        Arch::Vgg16,
+        Method::Ensemble,
+        settings.train.ensemble_members,
+    );
+    let err = p.output(&beyond, 1).expect_err("not an output").to_string();
+    assert!(
+        err.contains("member-03.safetensors") && err.contains("not among the outputs"),
+        "{err}"
+    );
+    let elsewhere = layout.history(Arch::AlexNet, Method::Ensemble);
+    let err = p
+        .output(&elsewhere, 1)
+        .expect_err("other folder")
+        .to_string();
+    assert!(err.contains("lies outside"), "{err}");
+}

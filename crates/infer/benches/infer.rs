@@ -66,7 +66,7 @@ fn bench() {
                 )
                 .expect("model");
                 ferbayes_models::init_seeded(&varmap, m as u64).expect("init");
-                let path = layout.member_weights(arch.as_str(), method.as_str(), m);
+                let path = layout.member_weights(arch, method, m);
                 std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
                 varmap.save(&path).expect("save");
             }

@@ -24,7 +24,6 @@ use arrow_schema::{DataType, Field};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use ferbayes_core::cli::Selection;
-use ferbayes_core::manifest::Output;
 use ferbayes_core::seed::mix;
 use ferbayes_core::{Arch, IMAGE_PIXELS, Layout, Method, NUM_CLASSES, Settings, Split, schema};
 use ferbayes_models::{Backend, Mode, Model, ModelConfig, Noise};
@@ -91,10 +90,7 @@ impl Predictor {
         let s = settings.train.arch(arch);
         let mut cfg = ModelConfig::new(arch, method, s.width, s.input_size);
         cfg.drop_rate = s.drop_rate;
-        let members = match method {
-            Method::Ensemble => settings.train.ensemble_members,
-            Method::McDropout | Method::McDropConnect => 1,
-        };
+        let members = ferbayes_core::plan::members(settings, method);
         // Ensemble members run packed, up to `train.pack_members` per model (see
         // `Model::packed`): member g of a pack computes exactly what it computes alone.
         let pack = settings.train.pack_members.clamp(1, members.max(1));
@@ -103,7 +99,7 @@ impl Predictor {
             let ids: Vec<usize> = (first..(first + pack).min(members)).collect();
             let mut own = Vec::with_capacity(ids.len());
             for &m in &ids {
-                let path = layout.member_weights(arch.as_str(), method.as_str(), m);
+                let path = layout.member_weights(arch, method, m);
                 let recipe = format!("just train --arch {arch} --method {method}");
                 if !path.is_file() {
                     return Err(InferError::MissingWeights { path, recipe });
@@ -137,10 +133,7 @@ impl Predictor {
             };
             models.push(model);
         }
-        let samples = match method {
-            Method::Ensemble => members,
-            Method::McDropout | Method::McDropConnect => settings.infer.samples,
-        };
+        let samples = ferbayes_core::plan::samples(settings, method);
         Ok(Predictor {
             arch,
             method,
@@ -296,10 +289,7 @@ pub fn run(
             out.push(InferSummary {
                 arch,
                 method,
-                samples: match method {
-                    Method::Ensemble => ferbayes_core::plan::members(settings, method),
-                    Method::McDropout | Method::McDropConnect => settings.infer.samples,
-                },
+                samples: ferbayes_core::plan::samples(settings, method),
                 splits: Vec::new(),
                 skipped: true,
             });
@@ -343,20 +333,20 @@ pub fn run(
                 predictor.samples(),
                 faces.len() as f64 / seconds
             );
-            manifest.outputs.push(Output {
-                file: format!("{}.parquet", split.name()),
-                rows: batch.num_rows() as u64,
-            });
+            let path = layout.infer_split(arch, method, split);
+            manifest
+                .outputs
+                .push(plan.output(&path, batch.num_rows() as u64)?);
             pending.push(ferbayes_core::io::write_parquet(
-                layout.infer_split(arch.as_str(), method.as_str(), split),
+                path,
                 &schema::infer(),
                 [batch],
-                3,
+                ferbayes_core::io::TABLE_ZSTD_LEVEL,
             )?);
             summary.splits.push((split, faces.len(), seconds));
         }
         let (shift, ood) = ferbayes_core::plan::extras(layout, settings);
-        let (a, m) = (arch.as_str(), method.as_str());
+        let (a, m) = (arch, method);
         if shift {
             let t0 = Instant::now();
             let (faces, corruption, severity) = load_shift(&layout.ingest_shift())?;
@@ -389,15 +379,15 @@ pub fn run(
                 faces.len(),
                 t0.elapsed().as_secs_f64()
             );
-            manifest.outputs.push(Output {
-                file: "shift.parquet".into(),
-                rows: batch.num_rows() as u64,
-            });
+            let path = layout.infer_shift(a, m);
+            manifest
+                .outputs
+                .push(plan.output(&path, batch.num_rows() as u64)?);
             pending.push(ferbayes_core::io::write_parquet(
-                layout.infer_shift(a, m),
+                path,
                 &schema::infer_shift(),
                 [batch],
-                3,
+                ferbayes_core::io::TABLE_ZSTD_LEVEL,
             )?);
         }
         if ood {
@@ -427,15 +417,15 @@ pub fn run(
                 faces.len(),
                 t0.elapsed().as_secs_f64()
             );
-            manifest.outputs.push(Output {
-                file: "ood.parquet".into(),
-                rows: batch.num_rows() as u64,
-            });
+            let path = layout.infer_ood(a, m);
+            manifest
+                .outputs
+                .push(plan.output(&path, batch.num_rows() as u64)?);
             pending.push(ferbayes_core::io::write_parquet(
-                layout.infer_ood(a, m),
+                path,
                 &schema::infer_ood(),
                 [batch],
-                3,
+                ferbayes_core::io::TABLE_ZSTD_LEVEL,
             )?);
         }
         for p in pending {

@@ -20,7 +20,6 @@ use arrow_array::{ArrayRef, FixedSizeListArray, Float32Array, RecordBatch, UInt8
 use arrow_buffer::NullBuffer;
 use arrow_schema::Field;
 use ferbayes_core::io::{PendingFile, write_parquet};
-use ferbayes_core::manifest::Output;
 use ferbayes_core::{IngestSettings, Layout, NUM_CLASSES, Split, Stage, schema};
 
 pub use error::{IngestError, Result};
@@ -146,10 +145,7 @@ fn write(
             "dataset shift: {} corrupted copies",
             batch.num_rows()
         );
-        extra_outputs.push(Output {
-            file: "shift.parquet".into(),
-            rows: batch.num_rows() as u64,
-        });
+        extra_outputs.push(plan.output(&layout.ingest_shift(), batch.num_rows() as u64)?);
         pending.push(write_parquet(
             layout.ingest_shift(),
             &schema::ingest_shift(),
@@ -160,10 +156,7 @@ fn write(
     if settings.ood.enabled() {
         let batch = extra::ood_batch(test, &settings.ood)?;
         tracing::info!(rows = batch.num_rows(), "out-of-distribution images");
-        extra_outputs.push(Output {
-            file: "ood.parquet".into(),
-            rows: batch.num_rows() as u64,
-        });
+        extra_outputs.push(plan.output(&layout.ingest_ood(), batch.num_rows() as u64)?);
         pending.push(write_parquet(
             layout.ingest_ood(),
             &schema::ingest_ood(),
@@ -182,12 +175,9 @@ fn write(
     );
     manifest.outputs = summaries
         .iter()
-        .map(|s| Output {
-            file: format!("{}.parquet", s.split.name()),
-            rows: s.faces as u64,
-        })
-        .chain(extra_outputs)
-        .collect();
+        .map(|s| plan.output(&layout.ingest_split(s.split), s.faces as u64))
+        .chain(extra_outputs.into_iter().map(Ok))
+        .collect::<ferbayes_core::Result<_>>()?;
     manifest.finish(&Layout::manifest_in(&layout.stage_dir(Stage::Ingest)))?;
     tracing::info!(
         seconds = format!("{:.2}", started.elapsed().as_secs_f64()),

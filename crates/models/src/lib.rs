@@ -154,4 +154,4 @@ pub use noise::Noise;
 pub use preprocess::{SOURCE_SIZE, batch_tensor, preprocess, resize_bilinear};
 
 /// Number of emotion classes (logits per sample).
-pub const NUM_CLASSES: usize = 8;
+pub use ferbayes_core::NUM_CLASSES;

@@ -29,7 +29,6 @@ use arrow_array::{ArrayRef, Float32Array, Float64Array, RecordBatch, UInt16Array
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use ferbayes_core::cli::Selection;
-use ferbayes_core::manifest::Output;
 use ferbayes_core::seed::mix;
 use ferbayes_core::{Arch, ArchTrainSettings, LabelMode, Layout, Method, Settings, Split};
 use ferbayes_models::{Backend, Mode, Model, ModelConfig, Noise, VarRole};
@@ -225,7 +224,7 @@ fn train_combo(
     // This process's members (a shard takes every n-th member slot), less the finished ones;
     // the rest train in packs of up to `pack_members`, grouped by the epoch they resume from.
     let mut todo: Vec<MemberJob> = Vec::new();
-    for member in 0..members {
+    for (member, done) in histories.iter_mut().enumerate() {
         let mine = options.shard.is_none_or(|(k, n)| *slot % n == k);
         *slot += 1;
         if !mine {
@@ -236,14 +235,14 @@ fn train_combo(
         let job = MemberJob::new(layout, settings, arch, method, member, (train, valid));
         if let Some(history) = finished_member(&job.weights, &job.fingerprint) {
             tracing::info!("{arch}/{method} member {member:02} is up to date; skipping");
-            histories[member] = Some(history);
+            *done = Some(history);
             span.pb_inc(1);
             continue;
         }
         todo.push(job);
     }
     let device = &options.device;
-    let mut groups: Vec<(usize, Vec<(MemberJob, Option<Resume>)>)> = Vec::new();
+    let mut groups: Vec<(usize, Vec<PackEntry>)> = Vec::new();
     for job in todo {
         let resume = job.resume(device);
         let epoch = resume.as_ref().map_or(0, |r| r.epochs_done);
@@ -256,7 +255,7 @@ fn train_combo(
     for (_, group) in groups {
         let mut group = group.into_iter().peekable();
         while group.peek().is_some() {
-            let pack: Vec<(MemberJob, Option<Resume>)> = group.by_ref().take(pack_size).collect();
+            let pack: Vec<PackEntry> = group.by_ref().take(pack_size).collect();
             let n = pack.len();
             let outcome = train_pack(
                 settings,
@@ -303,12 +302,12 @@ fn train_combo(
             history,
         });
     }
-    let history_path = layout.history(arch.as_str(), method.as_str());
+    let history_path = layout.history(arch, method);
     ferbayes_core::io::write_parquet(
         &history_path,
         &ferbayes_core::schema::history(),
         [history_batch(&history)],
-        3,
+        ferbayes_core::io::TABLE_ZSTD_LEVEL,
     )?
     .commit()?;
     let best: Vec<serde_json::Value> = (0..members)
@@ -329,16 +328,12 @@ fn train_combo(
         map.insert("seconds".into(), started.elapsed().as_secs_f64().into());
     }
     manifest.outputs = (0..members)
-        .map(|m| Output {
-            file: format!("member-{m:02}.safetensors"),
-            rows: 1,
-        })
-        .chain(std::iter::once(Output {
-            file: "history.parquet".into(),
-            rows: history.len() as u64,
-        }))
-        .collect();
-    let dir = layout.train_dir(arch.as_str(), method.as_str());
+        .map(|m| plan.output(&layout.member_weights(arch, method, m), 1))
+        .chain(std::iter::once(
+            plan.output(&history_path, history.len() as u64),
+        ))
+        .collect::<ferbayes_core::Result<_>>()?;
+    let dir = layout.train_dir(arch, method);
     manifest.finish(&Layout::manifest_in(&dir))?;
     let resume = dir.join(".resume");
     if resume.is_dir() {
@@ -391,8 +386,8 @@ impl MemberJob {
             member,
             seed,
             fingerprint,
-            weights: layout.member_weights(arch.as_str(), method.as_str(), member),
-            checkpoint: layout.member_checkpoint(arch.as_str(), method.as_str(), member),
+            weights: layout.member_weights(arch, method, member),
+            checkpoint: layout.member_checkpoint(arch, method, member),
         }
     }
 
@@ -435,6 +430,9 @@ impl MemberJob {
         }
     }
 }
+
+/// A member to train and, when it resumes, its checkpointed state.
+type PackEntry = (MemberJob, Option<Resume>);
 
 /// A member's state after its last completed epoch, from its checkpoint.
 #[derive(Debug)]
@@ -504,7 +502,7 @@ fn finished_history(
 ) -> Option<Vec<EpochRecord>> {
     let mut history = Vec::new();
     for m in 0..members {
-        let path = layout.member_weights(arch.as_str(), method.as_str(), m);
+        let path = layout.member_weights(arch, method, m);
         let bytes = std::fs::read(&path).ok()?;
         let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).ok()?;
         let meta = meta.metadata().clone()?;
@@ -656,7 +654,7 @@ fn train_pack(
     settings: &Settings,
     arch: Arch,
     method: Method,
-    pack: Vec<(MemberJob, Option<Resume>)>,
+    pack: Vec<PackEntry>,
     (train, valid): (&Dataset, &Dataset),
     options: &TrainOptions,
     budget: &mut Option<usize>,

@@ -168,7 +168,11 @@ fn smoke_profile_runs_the_whole_chain_reproducibly() {
     }
     assert!(
         layout
-            .infer_split("densenet121", "ensemble", Split::Test)
+            .infer_split(
+                ferbayes_core::Arch::DenseNet121,
+                ferbayes_core::Method::Ensemble,
+                Split::Test
+            )
             .is_file()
     );
     eprintln!("smoke chain: {:.1} s", start.elapsed().as_secs_f64());

@@ -440,7 +440,7 @@ fn write_infer_shift(
         }
     }
     commit(
-        layout.infer_shift(arch.as_str(), method.as_str()),
+        layout.infer_shift(arch, method),
         &schema::infer_shift(),
         vec![
             Arc::new(StringArray::from(image)),
@@ -494,7 +494,7 @@ fn write_ood(layout: &Layout, combos: &[(Arch, Method)], per_set: usize, t: usiz
             }
         }
         commit(
-            layout.infer_ood(arch.as_str(), method.as_str()),
+            layout.infer_ood(arch, method),
             &schema::infer_ood(),
             vec![
                 Arc::new(StringArray::from(s_col)),

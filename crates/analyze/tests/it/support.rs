@@ -114,7 +114,7 @@ pub fn write_infer(
         Arc::new(list),
     ];
     let batch = RecordBatch::try_new(schema::infer(), columns).expect("infer batch");
-    let path = layout.infer_split(arch.as_str(), method.as_str(), split);
+    let path = layout.infer_split(arch, method, split);
     ferbayes_core::io::write_parquet(&path, &schema::infer(), [batch], 3)
         .expect("write infer")
         .commit()

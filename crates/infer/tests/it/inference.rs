@@ -57,8 +57,8 @@ fn trained() -> &'static (tempfile::TempDir, Layout, Settings) {
 
 fn infer_table(
     layout: &Layout,
-    arch: &str,
-    method: &str,
+    arch: Arch,
+    method: Method,
     split: Split,
 ) -> arrow_array::RecordBatch {
     let batches = ferbayes_core::io::read_parquet(
@@ -75,11 +75,11 @@ fn infer_table(
 fn tables_cover_every_face_and_sample_and_are_reproducible() {
     let (_dir, layout, s) = trained();
     ferbayes_infer::run(layout, s, &InferOptions::default()).expect("infer");
-    let first =
-        std::fs::read(layout.infer_split("alexnet", "mc_dropout", Split::Test)).expect("read");
-    for arch in ["alexnet", "densenet121"] {
-        for method in ["mc_dropout", "mc_dropconnect", "ensemble"] {
-            let samples = if method == "ensemble" {
+    let first = std::fs::read(layout.infer_split(Arch::AlexNet, Method::McDropout, Split::Test))
+        .expect("read");
+    for arch in [Arch::AlexNet, Arch::DenseNet121] {
+        for method in [Method::McDropout, Method::McDropConnect, Method::Ensemble] {
+            let samples = if method == Method::Ensemble {
                 MEMBERS
             } else {
                 SAMPLES
@@ -110,8 +110,8 @@ fn tables_cover_every_face_and_sample_and_are_reproducible() {
         ood_faces.len(),
         s.ingest.ood.faces * s.ingest.ood.generated.len()
     );
-    for method in ["mc_dropout", "ensemble"] {
-        let samples = if method == "ensemble" {
+    for method in [Method::McDropout, Method::Ensemble] {
+        let samples = if method == Method::Ensemble {
             MEMBERS
         } else {
             SAMPLES
@@ -121,7 +121,10 @@ fn tables_cover_every_face_and_sample_and_are_reproducible() {
                 ferbayes_core::io::read_parquet(&path, &schema, None, "just infer").expect("table");
             arrow_select::concat::concat_batches(&schema, &b).expect("concat")
         };
-        let t = read(layout.infer_shift("alexnet", method), schema::infer_shift());
+        let t = read(
+            layout.infer_shift(Arch::AlexNet, method),
+            schema::infer_shift(),
+        );
         assert_eq!(t.num_rows(), shift_faces.len() * samples);
         let kinds = t.column(1).as_string::<i32>();
         let sev = t.column(2).as_primitive::<arrow_array::types::UInt8Type>();
@@ -129,7 +132,7 @@ fn tables_cover_every_face_and_sample_and_are_reproducible() {
             assert_eq!(kinds.value(row), corruption[row / samples]);
             assert_eq!(sev.value(row), severity[row / samples]);
         }
-        let o = read(layout.infer_ood("alexnet", method), schema::infer_ood());
+        let o = read(layout.infer_ood(Arch::AlexNet, method), schema::infer_ood());
         assert_eq!(o.num_rows(), ood_faces.len() * samples);
         let sets = o.column(0).as_string::<i32>();
         assert!((0..o.num_rows()).all(|r| sets.value(r) == set[r / samples]));
@@ -137,7 +140,7 @@ fn tables_cover_every_face_and_sample_and_are_reproducible() {
 
     // All faces of the split are there, labelled or not, in ingest order.
     let faces = Faces::load(&layout.ingest_split(Split::Test)).expect("faces");
-    let t = infer_table(layout, "densenet121", "ensemble", Split::Test);
+    let t = infer_table(layout, Arch::DenseNet121, Method::Ensemble, Split::Test);
     let image = t.column(0).as_string::<i32>();
     for (i, name) in faces.images.iter().enumerate() {
         assert_eq!(image.value(i * MEMBERS), name);
@@ -153,8 +156,8 @@ fn tables_cover_every_face_and_sample_and_are_reproducible() {
         },
     )
     .expect("rerun");
-    let second =
-        std::fs::read(layout.infer_split("alexnet", "mc_dropout", Split::Test)).expect("read");
+    let second = std::fs::read(layout.infer_split(Arch::AlexNet, Method::McDropout, Split::Test))
+        .expect("read");
     assert!(first == second, "rerun changed the table");
 }
 
@@ -205,7 +208,7 @@ fn ensemble_sample_k_is_member_k_alone() {
     let probs = p.predict(pixels, 0).expect("predict");
     for k in 0..MEMBERS {
         let tensors = candle_core::safetensors::load(
-            layout.member_weights("alexnet", "ensemble", k),
+            layout.member_weights(Arch::AlexNet, Method::Ensemble, k),
             &Device::Cpu,
         )
         .expect("weights");

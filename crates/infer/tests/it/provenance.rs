@@ -49,11 +49,11 @@ fn rerun_skips_until_samples_or_weights_change() {
     let dir = tempfile::tempdir().expect("tempdir");
     let s = settings();
     let layout = trained(dir.path(), "smoke", &s);
-    let test = layout.infer_split("alexnet", "mc_dropout", Split::Test);
+    let test = layout.infer_split(Arch::AlexNet, Method::McDropout, Split::Test);
 
     let first = ferbayes_infer::run(&layout, &s, &InferOptions::default()).expect("first");
     assert!(!first[0].skipped);
-    let m = plan::read_manifest(&layout.infer_dir("alexnet", "mc_dropout"))
+    let m = plan::read_manifest(&layout.infer_dir(Arch::AlexNet, Method::McDropout))
         .expect("read")
         .expect("written");
     let names: Vec<&str> = m.input_hashes.iter().map(|h| h.file.as_str()).collect();
@@ -100,7 +100,7 @@ fn weights_of_another_profile_are_refused_and_truncated_weights_are_named() {
     let layout = trained(dir.path(), "smoke", &s);
 
     // Truncated member weights: a clear error naming the file and the recipe, no panic.
-    let member = layout.member_weights("alexnet", "mc_dropout", 0);
+    let member = layout.member_weights(Arch::AlexNet, Method::McDropout, 0);
     let bytes = std::fs::read(&member).expect("read");
     std::fs::write(&member, &bytes[..bytes.len() / 2]).expect("truncate");
     let err = ferbayes_infer::run(&layout, &s, &InferOptions::default())
@@ -114,7 +114,7 @@ fn weights_of_another_profile_are_refused_and_truncated_weights_are_named() {
     std::fs::write(&member, &bytes).expect("restore");
 
     // The train folder's manifest says another profile.
-    let dir_ = layout.train_dir("alexnet", "mc_dropout");
+    let dir_ = layout.train_dir(Arch::AlexNet, Method::McDropout);
     let mut m = plan::read_manifest(&dir_).expect("read").expect("exists");
     m.profile = "paper".into();
     std::fs::write(

@@ -28,9 +28,9 @@ fn up_to_date_combinations_are_skipped_and_changes_rerun() {
     let first = ferbayes_train::run(&layout, &settings, &only()).expect("first");
     assert!(!first[0].skipped);
     assert_eq!(first[0].trained, 1);
-    let manifest = Layout::manifest_in(&layout.train_dir("alexnet", "mc_dropout"));
+    let manifest = Layout::manifest_in(&layout.train_dir(Arch::AlexNet, Method::McDropout));
     let before = mtime(&manifest);
-    let m = plan::read_manifest(&layout.train_dir("alexnet", "mc_dropout"))
+    let m = plan::read_manifest(&layout.train_dir(Arch::AlexNet, Method::McDropout))
         .expect("read")
         .expect("written");
     let names: Vec<&str> = m.input_hashes.iter().map(|h| h.file.as_str()).collect();

@@ -69,7 +69,8 @@ fn same_seed_same_weights_and_resume_after_a_kill() {
     let opts = only(Arch::AlexNet, Method::McDropConnect);
     ferbayes_train::run(&a, &settings, &opts).expect("uninterrupted");
     ferbayes_train::run(&b, &settings, &opts).expect("second run");
-    let member = |l: &ferbayes_core::Layout| l.member_weights("alexnet", "mc_dropconnect", 0);
+    let member =
+        |l: &ferbayes_core::Layout| l.member_weights(Arch::AlexNet, Method::McDropConnect, 0);
     assert_same_weights(&member(&a), &member(&b));
 
     // Killed after its first epoch: only the checkpoint exists; the rerun resumes from it.
@@ -80,7 +81,10 @@ fn same_seed_same_weights_and_resume_after_a_kill() {
     let out = ferbayes_train::run(&c, &settings, &killed).expect("killed run");
     assert!(out[0].interrupted);
     assert!(!member(&c).exists());
-    assert!(c.member_checkpoint("alexnet", "mc_dropconnect", 0).exists());
+    assert!(
+        c.member_checkpoint(Arch::AlexNet, Method::McDropConnect, 0)
+            .exists()
+    );
     let out = ferbayes_train::run(&c, &settings, &opts).expect("resumed run");
     assert!(!out[0].interrupted);
     assert_eq!(
@@ -90,7 +94,7 @@ fn same_seed_same_weights_and_resume_after_a_kill() {
     );
     assert_same_weights(&member(&a), &member(&c));
     assert!(
-        !c.train_dir("alexnet", "mc_dropconnect")
+        !c.train_dir(Arch::AlexNet, Method::McDropConnect)
             .join(".resume")
             .exists()
     );
@@ -120,7 +124,7 @@ fn finished_members_are_not_retrained_but_changed_settings_are() {
     let opts = only(Arch::AlexNet, Method::Ensemble);
     let first = ferbayes_train::run(&layout, &settings, &opts).expect("first");
     assert_eq!((first[0].members, first[0].trained), (3, 3));
-    let path = layout.member_weights("alexnet", "ensemble", 1);
+    let path = layout.member_weights(Arch::AlexNet, Method::Ensemble, 1);
     let before = std::fs::metadata(&path)
         .expect("meta")
         .modified()
@@ -151,7 +155,7 @@ fn all_nine_combinations_train_and_write_their_artifacts() {
     let out = ferbayes_train::run(&layout, &settings, &TrainOptions::default()).expect("train");
     assert_eq!(out.len(), 9);
     for s in &out {
-        let (arch, method) = (s.arch.as_str(), s.method.as_str());
+        let (arch, method) = (s.arch, s.method);
         let members = if s.method == Method::Ensemble { 2 } else { 1 };
         assert_eq!(s.members, members, "{arch}/{method}");
         for m in 0..members {
@@ -239,20 +243,20 @@ fn sharded_processes_train_the_same_members_as_one_run() {
             expected.iter().map(|&m| m as u16).collect::<Vec<_>>()
         );
     }
-    let dir_of = |l: &Layout| l.train_dir("alexnet", "ensemble");
-    assert!(!sharded.history("alexnet", "ensemble").exists());
+    let dir_of = |l: &Layout| l.train_dir(Arch::AlexNet, Method::Ensemble);
+    assert!(!sharded.history(Arch::AlexNet, Method::Ensemble).exists());
     assert!(!Layout::manifest_in(&dir_of(&sharded)).exists());
 
     // The final run without a shard trains nothing and writes history and manifest.
     let out = ferbayes_train::run(&sharded, &settings, &opts).expect("final");
     assert_eq!(out[0].trained, 0);
     assert_eq!(out[0].history.len(), 3);
-    assert!(sharded.history("alexnet", "ensemble").is_file());
+    assert!(sharded.history(Arch::AlexNet, Method::Ensemble).is_file());
     assert!(Layout::manifest_in(&dir_of(&sharded)).is_file());
     for m in 0..3 {
         assert_same_weights(
-            &one.member_weights("alexnet", "ensemble", m),
-            &sharded.member_weights("alexnet", "ensemble", m),
+            &one.member_weights(Arch::AlexNet, Method::Ensemble, m),
+            &sharded.member_weights(Arch::AlexNet, Method::Ensemble, m),
         );
     }
 }
@@ -287,7 +291,7 @@ fn shards_agree_on_members_when_one_finds_a_combination_already_done() {
     // Nothing is left for the final pass.
     let last = ferbayes_train::run(&layout, &settings, &both).expect("final");
     assert_eq!(last[1].trained, 0);
-    assert!(layout.history("alexnet", "ensemble").is_file());
+    assert!(layout.history(Arch::AlexNet, Method::Ensemble).is_file());
 }
 
 /// An ensemble trained in one pack of three equals, bit for bit, the same ensemble trained one
@@ -299,8 +303,8 @@ fn packed_ensembles_equal_one_at_a_time_and_resume_after_a_kill() {
     let mut settings = tiny(2, 3);
     for arch in [Arch::AlexNet, Arch::DenseNet121] {
         let opts = only(arch, Method::Ensemble);
-        let a = arch.as_str();
-        let root = dir.path().join(a);
+        let a = arch;
+        let root = dir.path().join(a.as_str());
         let single = ingested(&root, "single", 64);
         let packed = ingested(&root, "packed", 64);
         let killed = ingested(&root, "killed", 64);
@@ -316,14 +320,14 @@ fn packed_ensembles_equal_one_at_a_time_and_resume_after_a_kill() {
         let out = ferbayes_train::run(&killed, &settings, &stop).expect("killed");
         assert!(out[0].interrupted);
         for m in 0..3 {
-            assert!(killed.member_checkpoint(a, "ensemble", m).is_file());
-            assert!(!killed.member_weights(a, "ensemble", m).exists());
+            assert!(killed.member_checkpoint(a, Method::Ensemble, m).is_file());
+            assert!(!killed.member_weights(a, Method::Ensemble, m).exists());
         }
         let out = ferbayes_train::run(&killed, &settings, &opts).expect("resumed");
         assert!(!out[0].interrupted);
         assert_eq!(out[0].history.len(), 6, "two epochs of three members");
         for m in 0..3 {
-            let w = |l: &Layout| l.member_weights(a, "ensemble", m);
+            let w = |l: &Layout| l.member_weights(a, Method::Ensemble, m);
             assert_same_weights(&w(&single), &w(&packed));
             assert_same_weights(&w(&packed), &w(&killed));
         }
@@ -352,8 +356,8 @@ fn shards_of_packs_train_the_same_members_as_one_packed_run() {
     assert_eq!(out[0].trained, 0);
     for m in 0..3 {
         assert_same_weights(
-            &one.member_weights("alexnet", "ensemble", m),
-            &sharded.member_weights("alexnet", "ensemble", m),
+            &one.member_weights(Arch::AlexNet, Method::Ensemble, m),
+            &sharded.member_weights(Arch::AlexNet, Method::Ensemble, m),
         );
     }
 }
