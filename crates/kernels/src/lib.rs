@@ -15,8 +15,8 @@
 //! fused backward), 2x2 and 3x3 max pooling, and DenseNet's channel concatenation, the
 //! dropout mask product and the fully connected layers. Convolution and BatchNorm can
 //! apply a ReLU to their output in the same pass (training BatchNorm also a 2x2 max pool
-//! after it); their backward passes the upstream gradient where the pre-activation was
-//! >= 0 (the conv records its exact zeros in the forward pass, BatchNorm re-evaluates its
+//! after it); their backward passes the upstream gradient where the pre-activation is at
+//! least 0 (the conv records its exact zeros in the forward pass, BatchNorm re-evaluates its
 //! affine map), so the gradient equals candle's `relu` (`x >= 0`), not PyTorch's
 //! (`x > 0`): on VGG16, whose zero biases make many exact zeros early on, PyTorch's
 //! convention trained to 48.7 % valid accuracy after one epoch against candle's 52.6 %.
@@ -39,6 +39,9 @@ pub mod members;
 mod pool;
 pub mod reference;
 mod runtime;
+#[cfg(any(test, feature = "testing"))]
+#[doc(hidden)]
+pub mod testing;
 #[cfg(test)]
 mod tests;
 mod winograd;

@@ -29,11 +29,11 @@ pub fn conv2d(xs: &Tensor, w: &Tensor, padding: usize, stride: usize) -> Result<
         && xs.dtype() == DType::F32
         && w.dtype() == DType::F32;
     if !custom {
-        return Ok(xs.conv2d(w, padding, stride, 1, 1)?);
+        return xs.conv2d(w, padding, stride, 1, 1);
     }
     let xs = xs.contiguous()?;
     let w = w.contiguous()?;
-    Ok(xs.apply_op2(&w, Conv2dOp { padding, stride })?)
+    xs.apply_op2(&w, Conv2dOp { padding, stride })
 }
 
 /// Custom op: forward = candle's CPU conv2d, backward = conv-based gradients.
@@ -158,18 +158,18 @@ pub fn max_pool2(xs: &Tensor) -> Result<Tensor> {
     let a = xs.reshape((b, c, h2, 2, w2, 2))?;
     let rows = a.narrow(3, 0, 1)?.maximum(&a.narrow(3, 1, 1)?)?;
     let cols = rows.narrow(5, 0, 1)?.maximum(&rows.narrow(5, 1, 1)?)?;
-    Ok(cols.reshape((b, c, h2, w2))?)
+    cols.reshape((b, c, h2, w2))
 }
 
 /// 2x2 average pool, stride 2, output size floored.
 pub fn avg_pool2(xs: &Tensor) -> Result<Tensor> {
-    Ok(trim(xs, 2)?.avg_pool2d(2)?)
+    trim(xs, 2)?.avg_pool2d(2)
 }
 
 /// Row / column indices `start + stride * i` for i < n.
 fn strided_ids(start: usize, stride: usize, n: usize, device: &Device) -> Result<Tensor> {
     let ids: Vec<u32> = (0..n).map(|i| (start + stride * i) as u32).collect();
-    Ok(Tensor::from_vec(ids, n, device)?)
+    Tensor::from_vec(ids, n, device)
 }
 
 /// 3x3 max pool, stride 2, padding 1, for inputs >= 0 (zero padding then equals
@@ -180,7 +180,7 @@ pub fn max_pool3_s2_p1(xs: &Tensor) -> Result<Tensor> {
     for dim in [2, 3] {
         let n = (out.dim(dim)? - 3) / 2 + 1;
         let pick = |k: usize| -> Result<Tensor> {
-            Ok(out.index_select(&strided_ids(k, 2, n, out.device())?, dim)?)
+            out.index_select(&strided_ids(k, 2, n, out.device())?, dim)
         };
         let m = pick(0)?.maximum(&pick(1)?)?.maximum(&pick(2)?)?;
         out = m;
@@ -191,31 +191,8 @@ pub fn max_pool3_s2_p1(xs: &Tensor) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{Shapes, distinct as rand, grads_of as grads, rel_close, to_vec};
     use candle_core::Var;
-
-    /// Distinct, strictly positive values at least 1/n apart in random order (so
-    /// zero padding never wins a max and a finite-difference step cannot swap the
-    /// order of two values).
-    fn rand(shape: &[usize], seed: u64) -> Tensor {
-        let n: usize = shape.iter().product();
-        let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
-        let mut ranks: Vec<usize> = (0..n).collect();
-        for i in (1..n).rev() {
-            ranks.swap(i, (next() % (i as u64 + 1)) as usize);
-        }
-        let v: Vec<f32> = ranks.iter().map(|&r| 0.05 + r as f32 / n as f32).collect();
-        Tensor::from_vec(v, shape, &Device::Cpu).expect("rand")
-    }
-
-    fn to_vec(t: &Tensor) -> Vec<f32> {
-        t.flatten_all().and_then(|t| t.to_vec1()).expect("to_vec")
-    }
 
     fn close(a: &Tensor, b: &Tensor, tol: f32) {
         assert_eq!(a.dims(), b.dims());
@@ -346,42 +323,6 @@ mod tests {
     }
 
     // ----- Against candle's reference implementation -----------------------------------------
-
-    /// A xorshift stream for the random test shapes.
-    struct Shapes(u64);
-
-    impl Shapes {
-        /// Uniform in `lo..=hi`.
-        fn range(&mut self, lo: usize, hi: usize) -> usize {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            lo + (self.0 % (hi - lo + 1) as u64) as usize
-        }
-    }
-
-    /// Elementwise `|a - b| <= 1e-4 * (|b| + mean |b|)`: 1e-4 relative, with the tensor's
-    /// mean magnitude as the floor where a value cancels to nearly zero.
-    fn rel_close(what: &str, a: &Tensor, b: &Tensor) {
-        assert_eq!(a.dims(), b.dims(), "{what}: shapes");
-        let (a, b) = (to_vec(a), to_vec(b));
-        let scale = b.iter().map(|v| v.abs()).sum::<f32>() / b.len().max(1) as f32;
-        for (i, (x, y)) in a.iter().zip(&b).enumerate() {
-            let tol = 1e-4 * (y.abs() + scale);
-            assert!((x - y).abs() <= tol, "{what}[{i}]: {x} vs reference {y}");
-        }
-    }
-
-    /// Gradients of `sum(y * up)` with respect to each of `vars`.
-    fn grads(y: &Tensor, up: &Tensor, vars: &[&Tensor]) -> Vec<Tensor> {
-        let g = (y * up)
-            .and_then(|t| t.sum_all())
-            .and_then(|t| t.backward())
-            .expect("backward");
-        vars.iter()
-            .map(|v| g.get(v).expect("gradient").clone())
-            .collect()
-    }
 
     /// Reference pool gradient by direct scatter: each output's upstream gradient goes to the
     /// window's (unique) maximum, or in equal parts to the whole window for `avg`. Windows

@@ -4,6 +4,7 @@
 use candle_core::{DType, Device, Tensor, Var};
 
 use super::*;
+use crate::testing::{close, grads, same_bits, to_vec, uniform as rand, var};
 
 /// The fused conv on the kernels the default backend picks.
 fn conv2d(
@@ -15,53 +16,6 @@ fn conv2d(
     relu: bool,
 ) -> candle_core::Result<Tensor> {
     super::conv2d(x, w, bias, pad, stride, relu, Algo::Auto, 1)
-}
-
-/// Uniform values in [-1, 1) from a xorshift stream.
-fn rand(shape: &[usize], seed: u64) -> Tensor {
-    let n: usize = shape.iter().product();
-    let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let v: Vec<f32> = (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-        })
-        .collect();
-    Tensor::from_vec(v, shape, &Device::Cpu).expect("rand")
-}
-
-fn var(shape: &[usize], seed: u64) -> Var {
-    Var::from_tensor(&rand(shape, seed)).expect("var")
-}
-
-fn to_vec(t: &Tensor) -> Vec<f32> {
-    t.flatten_all().and_then(|t| t.to_vec1()).expect("to_vec")
-}
-
-/// max |a - b| <= 1e-4 · max(1, max |b|).
-fn close(what: &str, a: &Tensor, b: &Tensor) {
-    assert_eq!(a.dims(), b.dims(), "{what}: shapes");
-    let (a, b) = (to_vec(a), to_vec(b));
-    let scale = b.iter().fold(1f32, |m, v| m.max(v.abs()));
-    let d = a
-        .iter()
-        .zip(&b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0f32, f32::max);
-    assert!(d <= 1e-4 * scale, "{what}: max diff {d} (scale {scale})");
-}
-
-/// Gradients of sum(f() · up) with respect to `vars`.
-fn grads(y: &Tensor, up: &Tensor, vars: &[&Var]) -> Vec<Tensor> {
-    let g = (y * up)
-        .and_then(|t| t.sum_all())
-        .and_then(|t| t.backward())
-        .expect("backward");
-    vars.iter()
-        .map(|v| g.get(v.as_tensor()).expect("grad").clone())
-        .collect()
 }
 
 /// (B, Cin, Cout, H, W, k, pad, stride). Stride-2 cases have H and W equal mod 2:
@@ -393,13 +347,6 @@ fn winograd_gives_exact_zeros_on_all_zero_fields() {
         close(&format!("k {k} grad x"), &g1[0], &g2[0]);
         close(&format!("k {k} grad w"), &g1[1], &g2[1]);
     }
-}
-
-/// Bit-for-bit equality of two tensors' values and shapes.
-fn same_bits(what: &str, a: &Tensor, b: &Tensor) {
-    assert_eq!(a.dims(), b.dims(), "{what}: shapes");
-    let bits = |t: &Tensor| to_vec(t).iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-    assert!(bits(a) == bits(b), "{what}: values differ");
 }
 
 /// The channel concatenation equals `Tensor::cat` on dim 1, values and both

@@ -156,28 +156,31 @@ fn bn_then(
         return Ok(ys);
     }
     if members > 1 {
-        if mode.batchnorm_train {
-            return Err(Error::Config(format!(
-                "packed BatchNorm training needs the fused CPU kernels (f32 on the CPU), not \
-                 backend `{backend}` on {:?}",
-                xs.device()
-            )));
-        }
-        // Evaluation: candle's BatchNorm of each member's own parameters.
+        // candle's BatchNorm of each member's own parameters and running statistics (copies,
+        // updated in training and then written back into the packed ones).
         let (g, b) = affine.ok_or_else(|| Error::Config("BatchNorm without affine".into()))?;
         let c = rm.dim(0)? / members;
+        let stats = std::cell::RefCell::new(Vec::with_capacity(members));
         let ys = per_member(members, &[xs], &[g, b, rm, rv], None, |t, p, _| {
             let one = BatchNorm::new(
                 c,
-                p[2].clone(),
-                p[3].clone(),
+                p[2].copy()?,
+                p[3].copy()?,
                 p[0].clone(),
                 p[1].clone(),
                 layer.eps(),
             )?;
-            let ys = one.forward_t(t[0], false)?;
+            let ys = one.forward_t(t[0], mode.batchnorm_train)?;
+            stats
+                .borrow_mut()
+                .push((one.running_mean().clone(), one.running_var().clone()));
             if relu { ys.relu() } else { Ok(ys) }
         })?;
+        if mode.batchnorm_train {
+            let (means, vars): (Vec<Tensor>, Vec<Tensor>) = stats.into_inner().into_iter().unzip();
+            Var::from_tensor(rm)?.set(&Tensor::cat(&means, 0)?)?;
+            Var::from_tensor(rv)?.set(&Tensor::cat(&vars, 0)?)?;
+        }
         return pooled(ys);
     }
     let ys = layer.forward_t(xs, mode.batchnorm_train)?;

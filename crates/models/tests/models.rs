@@ -825,3 +825,93 @@ fn features_then_head_equals_forward() {
     assert!(ferbayes_models::device("cpu").is_ok());
     assert!(ferbayes_models::device("tpu").is_err());
 }
+
+/// A packed model of three members against the three members alone, on every backend (the
+/// fused kernels and candle's reference ops, the path a GPU takes): the same logits in every
+/// mode, the same parameter gradients and the same BatchNorm running statistics after a
+/// training pass, member by member (bit for bit on the fused kernels, 1e-5 on the reference
+/// ops, whose packed BatchNorm runs member by member too).
+#[test]
+fn packed_models_equal_their_members_on_every_backend() {
+    use ferbayes_models::{Backend, init_packed, unpack_member};
+    const G: usize = 3;
+    let seeds = [5u64, 6, 7];
+    for backend in [Backend::Winograd, Backend::Reference] {
+        for arch in Arch::ALL {
+            for method in [Method::Ensemble, Method::McDropConnect] {
+                let what = format!("{backend} {arch}/{method}");
+                let cfg = ModelConfig::new(arch, method, 0.125, 32);
+                let pm = VarMap::new();
+                let vb = VarBuilder::from_varmap(&pm, DType::F32, &CPU);
+                let packed = Model::packed(&cfg, backend, G, vb).expect("packed");
+                init_packed(&pm, &seeds).expect("init");
+                let b = 4;
+                let xs: Vec<Tensor> = (0..G).map(|g| random_input(b, 32, 40 + g as u64)).collect();
+                let packed_x = Tensor::cat(&xs, 0).expect("cat");
+                for mode in [Mode::TRAIN, Mode::MC, Mode::EVAL] {
+                    // The packed state before this pass (deep copies: `set` writes in place).
+                    let named: Vec<(String, Tensor)> = sorted_vars(&pm)
+                        .into_iter()
+                        .map(|(n, v)| (n, v.as_tensor().copy().expect("copy")))
+                        .collect();
+                    let mut noise: Vec<Noise> = (0..G).map(|g| Noise::new(90 + g as u64)).collect();
+                    let y = packed
+                        .forward_packed(&packed_x, mode, &mut noise)
+                        .expect("fwd");
+                    let grads = y.sum_all().and_then(|t| t.backward()).expect("bwd");
+                    for g in 0..G {
+                        let (vm, one) = {
+                            let vm = VarMap::new();
+                            let vb = VarBuilder::from_varmap(&vm, DType::F32, &CPU);
+                            let one = Model::with_backend(&cfg, backend, vb).expect("one");
+                            init_seeded(&vm, seeds[g]).expect("init");
+                            (vm, one)
+                        };
+                        // The member's state so far (running stats moved in earlier modes).
+                        let own =
+                            unpack_member(named.iter().map(|(n, t)| (n, t)), G, g).expect("unpack");
+                        for (name, var) in sorted_vars(&vm) {
+                            var.set(&own[&name]).expect("set");
+                        }
+                        let mut n1 = Noise::new(90 + g as u64);
+                        let yo = one.forward(&xs[g], mode, &mut n1).expect("fwd one");
+                        let go = yo.sum_all().and_then(|t| t.backward()).expect("bwd one");
+                        let yp = y.narrow(0, g * b, b).expect("rows");
+                        let tol = if backend == Backend::Reference {
+                            1e-5
+                        } else {
+                            0.0
+                        };
+                        let close = |a: &Tensor, o: &Tensor, what: &str| {
+                            let scale = values(o).iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+                            let d = max_abs_diff(a, o);
+                            assert!(d <= tol * scale, "{what}: differs by {d} (scale {scale})");
+                        };
+                        close(&yp, &yo, &format!("{what} {mode:?} member {g} logits"));
+                        for (name, var) in sorted_vars(&vm) {
+                            let pv = &sorted_vars(&pm)
+                                .into_iter()
+                                .find(|(n, _)| *n == name)
+                                .expect("packed var")
+                                .1;
+                            let rows = var.dim(0).expect("rows");
+                            let after = pv.as_tensor().narrow(0, g * rows, rows).expect("block");
+                            if mode.batchnorm_train
+                                && !VarRole::of(&name, var.rank()).is_trainable()
+                            {
+                                close(&after, var.as_tensor(), &format!("{what} {name} stats"));
+                                continue;
+                            }
+                            if let (Some(a), Some(o)) =
+                                (grads.get(pv.as_tensor()), go.get(var.as_tensor()))
+                            {
+                                let a = a.narrow(0, g * rows, rows).expect("grad block");
+                                close(&a, o, &format!("{what} {mode:?} {name} grad"));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
