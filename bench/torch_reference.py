@@ -505,7 +505,7 @@ def bench(profile: str, arch: str, s: dict, threads: int, packed: bool) -> dict:
     print(f"torch {profile:5} {arch:11} width {width:<5} input {size:3}: train {train:8.1f} "
           f"img/s, forward {fwd:8.1f} img/s, {flops / 1e9:.3f} GFLOP/img forward, "
           f"{sum(p.numel() for p in model.parameters())} parameters", file=sys.stderr, flush=True)
-    if packed:
+    if packed and packed_members(profile, s) >= 2:
         del model, opt
         members = int(s["train"].get("ensemble_members", 15))
         start = time.perf_counter()

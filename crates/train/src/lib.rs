@@ -4,6 +4,10 @@
 //! - `mc_dropout` / `mc_dropconnect`: one network (member 00) trained with its stochastic layers
 //!   on; `ensemble`: N members, member k seeded with `seed + k` (initial weights, data order,
 //!   dropout masks), trained classically.
+//! - Members train `train.pack_members` at a time as one packed network (`Model::packed`): the
+//!   pack's input is the members' own batches one after the other, each member draws its own
+//!   masks and labels, its loss is its own mean NLL (the pack's loss is their sum) and the
+//!   optimiser's update is elementwise, so every member's weights are those it gets alone.
 //! - Batches of `batch_size` faces in an order shuffled each epoch from (member seed, epoch);
 //!   masks drawn from a generator seeded from (member seed, epoch). A trailing batch of a single
 //!   face is skipped (BatchNorm has no batch variance for it).
