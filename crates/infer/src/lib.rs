@@ -87,6 +87,18 @@ impl Predictor {
         method: Method,
         device: &Device,
     ) -> Result<Predictor> {
+        Self::load_on(layout, settings, arch, method, device, Backend::from_env())
+    }
+
+    /// [`Predictor::load`] with the networks on the kernels of `kernels`.
+    pub fn load_on(
+        layout: &Layout,
+        settings: &Settings,
+        arch: Arch,
+        method: Method,
+        device: &Device,
+        kernels: Backend,
+    ) -> Result<Predictor> {
         let s = settings.train.arch(arch);
         let mut cfg = ModelConfig::new(arch, method, s.width, s.input_size);
         cfg.drop_rate = s.drop_rate;
@@ -125,11 +137,12 @@ impl Predictor {
             }
             let model = if own.len() == 1 {
                 let tensors = own.pop().unwrap_or_default();
-                Model::new(&cfg, VarBuilder::from_tensors(tensors, DType::F32, device))?
+                let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
+                Model::with_backend(&cfg, kernels, vb)?
             } else {
                 let packed = ferbayes_models::pack_members(&own)?;
                 let vb = VarBuilder::from_tensors(packed, DType::F32, device);
-                Model::packed(&cfg, Backend::from_env(), own.len(), vb)?
+                Model::packed(&cfg, kernels, own.len(), vb)?
             };
             models.push(model);
         }
@@ -255,6 +268,8 @@ pub struct InferOptions {
     pub device: Device,
     /// Rerun combinations that are up to date.
     pub force: bool,
+    /// The kernels the networks run on (default: [`Backend::from_env`]).
+    pub kernels: Backend,
 }
 
 impl Default for InferOptions {
@@ -263,6 +278,7 @@ impl Default for InferOptions {
             selection: Selection::default(),
             device: Device::Cpu,
             force: false,
+            kernels: Backend::from_env(),
         }
     }
 }
@@ -295,7 +311,14 @@ pub fn run(
             });
             continue;
         }
-        let predictor = Predictor::load(layout, settings, arch, method, &options.device)?;
+        let predictor = Predictor::load_on(
+            layout,
+            settings,
+            arch,
+            method,
+            &options.device,
+            options.kernels,
+        )?;
         let faces = match &loaded {
             Some(f) => f,
             None => {

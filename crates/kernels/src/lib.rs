@@ -216,6 +216,19 @@ impl Backend {
     }
 }
 
+impl std::str::FromStr for Backend {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Backend::from_name(s.trim()).ok_or_else(|| {
+            format!(
+                "unknown kernels `{s}` (one of {})",
+                Backend::NAMES.join(", ")
+            )
+        })
+    }
+}
+
 impl std::fmt::Display for Backend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())

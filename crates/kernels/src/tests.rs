@@ -537,3 +537,23 @@ fn packed_ops_equal_each_members_own_op_bit_for_bit() {
         );
     }
 }
+
+/// Backend names parse and print back; an unknown one is refused naming the choices; the
+/// environment only ever moves the choice towards the reference ops.
+#[test]
+fn backend_names_round_trip_and_unknown_names_are_refused() {
+    for name in Backend::NAMES {
+        let b: Backend = name.parse().expect("known name");
+        assert_eq!(b.to_string(), name);
+    }
+    let err = "fast".parse::<Backend>().expect_err("unknown");
+    assert!(
+        err.contains("`fast`") && err.contains("reference, im2col, winograd"),
+        "{err}"
+    );
+    assert_eq!(Backend::default(), Backend::Winograd);
+    assert_eq!(Backend::Winograd.algo(), Algo::Auto);
+    assert_eq!(Backend::Im2col.algo(), Algo::Im2col);
+    assert!(!Backend::Reference.fast(&[]));
+    assert!(Backend::Im2col.fast(&[]));
+}

@@ -64,11 +64,14 @@ pub struct TrainOptions {
     /// order), starting at member k, and leave each combination's history and manifest to a
     /// final run without a shard. Lets n processes train one profile in parallel.
     pub shard: Option<(usize, usize)>,
+    /// The kernels the networks run on (default: [`Backend::from_env`]).
+    pub kernels: Backend,
 }
 
 impl Default for TrainOptions {
     fn default() -> Self {
         TrainOptions {
+            kernels: Backend::from_env(),
             selection: Selection::default(),
             device: Device::Cpu,
             stop_after_epochs: None,
@@ -577,12 +580,24 @@ impl Network {
         device: &Device,
         seeds: &[u64],
     ) -> Result<Self> {
+        Self::packed_on(arch, method, s, device, seeds, Backend::from_env())
+    }
+
+    /// [`Network::packed`] on the kernels of `kernels`.
+    pub fn packed_on(
+        arch: Arch,
+        method: Method,
+        s: &ArchTrainSettings,
+        device: &Device,
+        seeds: &[u64],
+        kernels: Backend,
+    ) -> Result<Self> {
         let mut config = ModelConfig::new(arch, method, s.width, s.input_size);
         config.drop_rate = s.drop_rate;
         let varmap = VarMap::new();
         let model = Model::packed(
             &config,
-            Backend::from_env(),
+            kernels,
             seeds.len(),
             VarBuilder::from_varmap(&varmap, DType::F32, device),
         )?;
@@ -667,7 +682,7 @@ fn train_pack(
     let device = &options.device;
     let (jobs, resumes): (Vec<MemberJob>, Vec<Option<Resume>>) = pack.into_iter().unzip();
     let seeds: Vec<u64> = jobs.iter().map(|j| j.seed).collect();
-    let mut net = Network::packed(arch, method, s, device, &seeds)?;
+    let mut net = Network::packed_on(arch, method, s, device, &seeds, options.kernels)?;
     net.optimizer.set_steps_per_epoch(optim::steps_per_epoch(
         train.len(),
         settings.train.batch_size,

@@ -20,6 +20,10 @@ struct Args {
     /// Rerun combinations that are up to date (same settings, weights and ingest tables).
     #[arg(long)]
     force: bool,
+    /// CPU kernels: winograd, im2col or reference (candle's ops); FER_REFERENCE_OPS=1 and
+    /// FER_WINOGRAD=0 override it.
+    #[arg(long, default_value = "winograd")]
+    kernels: ferbayes_models::Backend,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -32,6 +36,7 @@ fn main() -> anyhow::Result<()> {
         selection: args.selection.clone(),
         device: ferbayes_models::device(&args.device)?,
         force: args.force,
+        kernels: args.kernels.with_env_overrides(),
     };
     // The main run, then each soft-label comparison run (`train.compare_label_modes`),
     // on a worker of the kernels' thread pool.

@@ -42,6 +42,10 @@ enum Command {
         /// Compute device: cpu, or cuda (needs a build with `--features cuda`).
         #[arg(long, default_value = "cpu")]
         device: String,
+        /// CPU kernels: winograd, im2col or reference (candle's ops); FER_REFERENCE_OPS=1 and
+        /// FER_WINOGRAD=0 override it.
+        #[arg(long, default_value = "winograd")]
+        kernels: ferbayes_models::Backend,
         #[command(flatten)]
         common: CommonArgs,
     },
@@ -60,6 +64,7 @@ fn main() -> anyhow::Result<()> {
             samples,
             json,
             device,
+            kernels,
             common,
         } => {
             let ctx = common.context()?;
@@ -69,14 +74,21 @@ fn main() -> anyhow::Result<()> {
                 settings.infer.samples = t;
             }
             let device = ferbayes_models::device(&device)?;
-            let predictor =
-                ferbayes_infer::Predictor::load(&ctx.layout, &settings, arch, method, &device)
-                    .with_context(|| {
-                        format!(
-                            "loading the {arch}/{method} model of profile `{}`",
-                            ctx.profile
-                        )
-                    })?;
+            let kernels = kernels.with_env_overrides();
+            let predictor = ferbayes_infer::Predictor::load_on(
+                &ctx.layout,
+                &settings,
+                arch,
+                method,
+                &device,
+                kernels,
+            )
+            .with_context(|| {
+                format!(
+                    "loading the {arch}/{method} model of profile `{}`",
+                    ctx.profile
+                )
+            })?;
             let predictions = ferbayes_infer::predict::predict_images(&predictor, &images)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&predictions)?);

@@ -355,3 +355,32 @@ fn predict_a_real_face_and_a_colour_photo() {
             .contains("120x90")
     );
 }
+
+/// `--kernels` picks the kernel backend: candle's reference ops give the probabilities of the
+/// default fused kernels (within 1e-4), and an unknown name is refused naming the choices.
+#[test]
+fn predict_on_each_kernel_backend_and_refuse_unknown_ones() {
+    let real = ferbayes_core::test_data_root().join("FER2013Test/fer0032220.png");
+    let args = |k: &'static str| ["--arch", "alexnet", "--method", "ensemble", "--kernels", k];
+    let probs = |json: &serde_json::Value| -> Vec<f64> {
+        json[0]["probabilities"]
+            .as_array()
+            .expect("probs")
+            .iter()
+            .map(|e| e[1].as_f64().expect("p"))
+            .collect()
+    };
+    let fused = probs(&predict_json(&args("winograd"), &[&real]));
+    let reference = probs(&predict_json(&args("reference"), &[&real]));
+    for (a, b) in fused.iter().zip(&reference) {
+        assert!((a - b).abs() < 1e-4, "{fused:?} vs {reference:?}");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_ferbayes"))
+        .args(["predict", "--kernels", "fastest"])
+        .arg(&real)
+        .output()
+        .expect("run ferbayes");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown kernels `fastest`"), "{err}");
+}

@@ -25,6 +25,10 @@ struct Args {
     /// each combination's history and manifest.
     #[arg(long, value_parser = parse_shard)]
     shard: Option<(usize, usize)>,
+    /// CPU kernels: winograd, im2col or reference (candle's ops); FER_REFERENCE_OPS=1 and
+    /// FER_WINOGRAD=0 override it.
+    #[arg(long, default_value = "winograd")]
+    kernels: ferbayes_models::Backend,
 }
 
 fn parse_shard(s: &str) -> Result<(usize, usize), String> {
@@ -57,6 +61,7 @@ fn main() -> anyhow::Result<()> {
         stop_after_epochs: None,
         force: args.force,
         shard: args.shard,
+        kernels: args.kernels.with_env_overrides(),
     };
     // The main run, then each soft-label comparison run (`train.compare_label_modes`),
     // on a worker of the kernels' thread pool.
