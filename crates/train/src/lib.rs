@@ -246,6 +246,11 @@ fn train_combo(
             span.pb_inc(1);
             continue;
         }
+        if let Some(history) = copy_twin(layout, settings, arch, method, &job, (train, valid))? {
+            *done = Some(history);
+            span.pb_inc(1);
+            continue;
+        }
         todo.push(job);
     }
     let device = &options.device;
@@ -355,6 +360,45 @@ fn train_combo(
         skipped: false,
         history,
     })
+}
+
+/// The MC-Dropout network and ensemble member 0 train identically: the same seed (weights,
+/// data order, masks), dropout on the activations in both, the same settings. When one of
+/// them is finished, the other is a copy of its weights under its own fingerprint (and its
+/// history), not a second training. Returns that history when it copied.
+fn copy_twin(
+    layout: &Layout,
+    settings: &Settings,
+    arch: Arch,
+    method: Method,
+    job: &MemberJob,
+    data: (&Dataset, &Dataset),
+) -> Result<Option<Vec<EpochRecord>>> {
+    let twin = match method {
+        _ if job.member != 0 => return Ok(None),
+        Method::McDropout => Method::Ensemble,
+        Method::Ensemble => Method::McDropout,
+        Method::McDropConnect => return Ok(None),
+    };
+    let other = MemberJob::new(layout, settings, arch, twin, 0, data);
+    let Some(history) = finished_member(&other.weights, &other.fingerprint) else {
+        return Ok(None);
+    };
+    let (tensors, _) = read_safetensors(&other.weights, &Device::Cpu)?;
+    let meta = HashMap::from([
+        (META_FINGERPRINT.to_owned(), job.fingerprint.clone()),
+        (
+            META_HISTORY.to_owned(),
+            serde_json::to_string(&history).unwrap_or_default(),
+        ),
+        (META_COMPLETE.to_owned(), "true".to_owned()),
+    ]);
+    write_safetensors(&job.weights, &tensors, meta)?;
+    tracing::info!(
+        "{arch}/{method} member 00: the weights of {arch}/{twin} member 00, which trains \
+         identically (copied, not retrained)"
+    );
+    Ok(Some(history))
 }
 
 /// One member to train: its seed, fingerprint and files.

@@ -282,10 +282,16 @@ fn shards_agree_on_members_when_one_finds_a_combination_already_done() {
     // Shard 0 (slots 0 and 2): mc_dropout and ensemble member 1.
     let out0 = ferbayes_train::run(&layout, &settings, &shard(0)).expect("shard 0");
     assert_eq!((out0[0].trained, out0[1].trained), (1, 1));
-    // Shard 1 (slot 1): ensemble member 0 only, although mc_dropout is now up to date.
+    // Shard 1 (slot 1): ensemble member 0 only, although mc_dropout is now up to date (and,
+    // since member 0 trains exactly as mc_dropout, it is a copy of it rather than trained).
     let out1 = ferbayes_train::run(&layout, &settings, &shard(1)).expect("shard 1");
     assert!(out1[0].skipped);
-    assert_eq!(out1[1].trained, 1);
+    assert_eq!(out1[1].trained, 0);
+    assert!(
+        layout
+            .member_weights(Arch::AlexNet, Method::Ensemble, 0)
+            .is_file()
+    );
     let members: Vec<u16> = out1[1].history.iter().map(|r| r.member).collect();
     assert_eq!(members, vec![0]);
     // Nothing is left for the final pass.
@@ -359,5 +365,35 @@ fn shards_of_packs_train_the_same_members_as_one_packed_run() {
             &one.member_weights(Arch::AlexNet, Method::Ensemble, m),
             &sharded.member_weights(Arch::AlexNet, Method::Ensemble, m),
         );
+    }
+}
+
+/// The MC-Dropout network and ensemble member 0 train identically (same seed, dropout on the
+/// activations): once one exists the other is copied, not trained again, and equals the
+/// member trained on its own bit for bit, whichever comes first.
+#[test]
+fn mc_dropout_and_ensemble_member_0_are_trained_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let settings = tiny(1, 2);
+    let alone = ingested(dir.path(), "alone", 48);
+    ferbayes_train::run(&alone, &settings, &only(Arch::AlexNet, Method::Ensemble)).expect("alone");
+    for (first, then) in [
+        (Method::McDropout, Method::Ensemble),
+        (Method::Ensemble, Method::McDropout),
+    ] {
+        let l = ingested(dir.path(), &format!("{first}-first"), 48);
+        ferbayes_train::run(&l, &settings, &only(Arch::AlexNet, first)).expect("first");
+        let out = ferbayes_train::run(&l, &settings, &only(Arch::AlexNet, then)).expect("then");
+        let trained_then = if then == Method::Ensemble { 1 } else { 0 };
+        assert_eq!(
+            out[0].trained, trained_then,
+            "{then} after {first}: member 0 copied"
+        );
+        for m in [Method::McDropout, Method::Ensemble] {
+            assert_same_weights(
+                &alone.member_weights(Arch::AlexNet, Method::Ensemble, 0),
+                &l.member_weights(Arch::AlexNet, m, 0),
+            );
+        }
     }
 }
