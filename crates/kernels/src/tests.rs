@@ -181,7 +181,7 @@ fn conv_gradients_match_finite_differences() {
 }
 
 /// Stride 2 with H and W of different parity (candle's own conv2d backward fails
-/// there): the fast conv against the reference `ops::conv2d` (`Conv2dOp`, itself
+/// there): the fast conv against the reference `reference::conv2d` (`Conv2dOp`, itself
 /// checked by finite differences on these shapes).
 #[test]
 fn conv_stride2_with_h_and_w_of_different_parity_matches_the_reference_op() {
