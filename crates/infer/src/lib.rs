@@ -228,7 +228,10 @@ impl Predictor {
     }
 
     /// The probabilities of T *full* passes with the same seeds as [`Predictor::predict`]
-    /// (no prefix caching): the reference the cached path is tested against.
+    /// (no prefix caching): the reference the cached path is tested against (feature
+    /// `testing`).
+    #[cfg(feature = "testing")]
+    #[doc(hidden)]
     pub fn predict_uncached(&self, pixels: &[u8], batch: u64) -> Result<Vec<[f32; NUM_CLASSES]>> {
         let uncached = Predictor {
             arch: self.arch,

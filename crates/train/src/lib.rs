@@ -55,7 +55,10 @@ pub struct TrainOptions {
     /// Combinations to train (default: the profile's).
     pub selection: Selection,
     pub device: Device,
-    /// Test hook: stop (as if killed) after this many epochs have been checkpointed in this run.
+    /// Test hook (feature `testing`): stop (as if killed) after this many pack-epochs have
+    /// been checkpointed in this run.
+    #[cfg(feature = "testing")]
+    #[doc(hidden)]
     pub stop_after_epochs: Option<usize>,
     /// Retrain combinations whose manifest key is up to date (members with a matching
     /// fingerprint are still reused).
@@ -74,6 +77,7 @@ impl Default for TrainOptions {
             kernels: Backend::from_env(),
             selection: Selection::default(),
             device: Device::Cpu,
+            #[cfg(feature = "testing")]
             stop_after_epochs: None,
             force: false,
             shard: None,
@@ -115,7 +119,10 @@ pub fn run(
     settings: &Settings,
     options: &TrainOptions,
 ) -> Result<Vec<ComboSummary>> {
+    #[cfg(feature = "testing")]
     let mut budget = options.stop_after_epochs;
+    #[cfg(not(feature = "testing"))]
+    let mut budget = None;
     let mut slot = 0usize;
     let mut out = Vec::new();
     // Data are loaded once per distinct input size (the label mode is the profile's).

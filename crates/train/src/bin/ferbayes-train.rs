@@ -55,13 +55,15 @@ fn main() -> anyhow::Result<()> {
     tracing::debug!(?tuning, "cpu runtime");
     let args = Args::parse();
     let ctx = args.common.context()?;
+    // The struct update fills the test hook that exists only with feature `testing`.
+    #[allow(clippy::needless_update)]
     let options = ferbayes_train::TrainOptions {
         selection: args.selection.clone(),
         device: ferbayes_models::device(&args.device)?,
-        stop_after_epochs: None,
         force: args.force,
         shard: args.shard,
         kernels: args.kernels.with_env_overrides(),
+        ..ferbayes_train::TrainOptions::default()
     };
     // The main run, then each soft-label comparison run (`train.compare_label_modes`),
     // on a worker of the kernels' thread pool.
