@@ -110,6 +110,7 @@ impl Predictor {
         for first in (0..members).step_by(pack) {
             let ids: Vec<usize> = (first..(first + pack).min(members)).collect();
             let mut own = Vec::with_capacity(ids.len());
+            let mut single = None;
             for &m in &ids {
                 let path = layout.member_weights(arch, method, m);
                 let recipe = format!("just train --arch {arch} --method {method}");
@@ -123,26 +124,28 @@ impl Predictor {
                         recipe: recipe.clone(),
                     }
                 })?;
-                // Each member's own file must fit the settings (so an error names it).
+                // Each member's own file must fit the settings (so an error names it); a pack
+                // of one keeps this model.
                 let vb = VarBuilder::from_tensors(tensors.clone(), DType::F32, device);
-                Model::new(&cfg, vb).map_err(|e| InferError::Weights {
-                    path: path.clone(),
-                    message: format!(
-                        "does not fit the profile's {arch} settings (width {}, input {}): {e}",
-                        s.width, s.input_size
-                    ),
-                    recipe: recipe.clone(),
-                })?;
+                let model =
+                    Model::with_backend(&cfg, kernels, vb).map_err(|e| InferError::Weights {
+                        path: path.clone(),
+                        message: format!(
+                            "does not fit the profile's {arch} settings (width {}, input {}): {e}",
+                            s.width, s.input_size
+                        ),
+                        recipe: recipe.clone(),
+                    })?;
+                single = Some(model);
                 own.push(tensors);
             }
-            let model = if own.len() == 1 {
-                let tensors = own.pop().unwrap_or_default();
-                let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
-                Model::with_backend(&cfg, kernels, vb)?
-            } else {
-                let packed = ferbayes_models::pack_members(&own)?;
-                let vb = VarBuilder::from_tensors(packed, DType::F32, device);
-                Model::packed(&cfg, kernels, own.len(), vb)?
+            let model = match single {
+                Some(model) if own.len() == 1 => model,
+                _ => {
+                    let packed = ferbayes_models::pack_members(&own)?;
+                    let vb = VarBuilder::from_tensors(packed, DType::F32, device);
+                    Model::packed(&cfg, kernels, own.len(), vb)?
+                }
             };
             models.push(model);
         }

@@ -689,8 +689,15 @@ impl Network {
 
     /// Member g's optimiser state (the names [`Optimizer::state`] gives).
     pub fn member_state(&self, g: usize) -> Result<HashMap<String, Tensor>> {
+        Ok(self.member_states()?.swap_remove(g))
+    }
+
+    /// Every member's optimiser state, in pack order, from one copy of the packed state.
+    pub fn member_states(&self) -> Result<Vec<HashMap<String, Tensor>>> {
         let state = self.optimizer.state()?;
-        Ok(ferbayes_models::unpack_member(&state, self.members(), g)?)
+        (0..self.members())
+            .map(|g| Ok(ferbayes_models::unpack_member(&state, self.members(), g)?))
+            .collect()
     }
 
     /// Restores every member's weights and optimiser state from their checkpoints' tensors
@@ -801,6 +808,13 @@ fn train_pack(
             (jobs.len() * train.len()) as f64 / seconds
         ));
         let last = epoch + 1 == s.epochs;
+        // Checkpoints take the optimiser state, copied once for the whole pack.
+        let mut states = if last {
+            Vec::new()
+        } else {
+            net.member_states()?
+        }
+        .into_iter();
         for (g, job) in jobs.iter().enumerate() {
             let mut tensors = net.member_weights(g)?;
             let mut meta = HashMap::from([
@@ -814,7 +828,7 @@ fn train_pack(
                 meta.insert(META_COMPLETE.to_owned(), "true".to_owned());
                 write_safetensors(&job.weights, &tensors, meta)?;
             } else {
-                tensors.extend(net.member_state(g)?);
+                tensors.extend(states.next().unwrap_or_default());
                 meta.insert(META_EPOCHS.to_owned(), (epoch + 1).to_string());
                 meta.insert(META_STEP.to_owned(), net.optimizer.step.to_string());
                 write_safetensors(&job.checkpoint, &tensors, meta)?;
