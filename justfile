@@ -94,7 +94,8 @@ bench:
     fi
     cargo bench --quiet -p ferbayes-train --bench train
 
-# CUDA build of the binaries for the lent GPU machine (see gpu/README.md).
+# CUDA build of the binaries on a machine without a GPU, for a GPU machine without a Rust
+# toolchain (see gpu/README.md).
 gpu-build:
     bash gpu/build.sh
 

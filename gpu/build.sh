@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # CUDA build of the ferbayes binaries (ferbayes-train, ferbayes-infer, ferbayes) on a machine
-# without a GPU, for the lent H100/H200 machine (driver 580 = CUDA 13.0). Writes stripped,
+# without a GPU, for an H100/H200 machine with driver 580 (CUDA 13.0). Writes stripped,
 # xz-compressed binaries to gpu/bin/. Run from the repository root: `just gpu-build`.
 #
 # Compiler and headers come from PyPI, pinned to CUDA 13.0 (newer nvcc emits PTX a 13.0 driver

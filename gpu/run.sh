@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Smoke run of the CUDA build on the lent GPU machine. Run from the repository root:
+# Smoke run of the CUDA build (gpu/build.sh) on a GPU machine. Run from the repository root:
 #   bash gpu/run.sh
-# Needs: gpu/bin/*.xz (this folder), pipeline.toml, artifacts/smoke/ingest/*.parquet (carried).
+# Needs: gpu/bin/*.xz (this folder), pipeline.toml, artifacts/smoke/ingest/*.parquet (copied there).
 # Writes gpu-run logs and small outputs to $OUT (default ./gpu-out); full log in $OUT/log.txt.
 set -euo pipefail
 
@@ -78,7 +78,7 @@ step "binaries start"
 "$BIN/ferbayes" --version
 
 step "prepare artifact roots from artifacts/smoke/ingest"
-[ -f artifacts/smoke/ingest/train.parquet ] || { echo "!! artifacts/smoke/ingest/*.parquet was not carried"; exit 1; }
+[ -f artifacts/smoke/ingest/train.parquet ] || { echo "!! artifacts/smoke/ingest/*.parquet was not copied here"; exit 1; }
 rm -rf artifacts-gpu artifacts-gpu-one artifacts-cpu
 for root in artifacts-gpu artifacts-gpu-one artifacts-cpu; do
     mkdir -p "$root/smoke" && cp -r artifacts/smoke/ingest "$root/smoke/"
