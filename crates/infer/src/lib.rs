@@ -11,6 +11,8 @@
 pub mod error;
 pub mod predict;
 
+use std::borrow::Cow;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -20,7 +22,7 @@ use arrow_array::types::UInt8Type;
 use arrow_array::{
     ArrayRef, FixedSizeListArray, Float32Array, RecordBatch, StringArray, UInt8Array,
 };
-use arrow_schema::{DataType, Field};
+use arrow_schema::{DataType, Field, SchemaRef};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use ferbayes_core::cli::Selection;
@@ -295,8 +297,7 @@ pub fn run(
     settings: &Settings,
     options: &InferOptions,
 ) -> Result<Vec<InferSummary>> {
-    let splits = [Split::Valid, Split::Test];
-    let mut loaded: Option<Vec<Faces>> = None;
+    let mut splits: Option<Vec<Faces>> = None;
     let mut out = Vec::new();
     for (arch, method) in options.selection.combos(&settings.train) {
         let plan = ferbayes_core::plan::infer(layout, settings, arch, method);
@@ -325,16 +326,21 @@ pub fn run(
             &options.device,
             options.kernels,
         )?;
-        let faces = match &loaded {
+        let splits = match &mut splits {
             Some(f) => f,
-            None => {
-                let f = splits
+            None => splits.insert(
+                SPLITS
                     .iter()
                     .map(|&s| Faces::load(&layout.ingest_split(s)))
-                    .collect::<Result<Vec<_>>>()?;
-                loaded.insert(f)
-            }
+                    .collect::<Result<Vec<_>>>()?,
+            ),
         };
+        let tables = tables(layout, settings, &predictor, splits)?;
+        let mut manifest = plan.manifest(&check);
+        if let serde_json::Value::Object(map) = &mut manifest.settings {
+            map.insert("prefix_cached".into(), predictor.cache_prefix.into());
+        }
+        let mut pending = Vec::new();
         let mut summary = InferSummary {
             arch,
             method,
@@ -342,117 +348,26 @@ pub fn run(
             splits: Vec::new(),
             skipped: false,
         };
-        let mut manifest = plan.manifest(&check);
-        if let serde_json::Value::Object(map) = &mut manifest.settings {
-            map.insert("prefix_cached".into(), predictor.cache_prefix.into());
-        }
-        let mut pending = Vec::new();
-        for (&split, faces) in splits.iter().zip(faces) {
+        for table in tables {
             let t0 = Instant::now();
-            let batch = infer_split(
-                &predictor,
-                faces,
-                settings.infer.batch_size,
-                &format!("{arch}/{method}/{split}"),
-            )?;
+            let batch = table.sample(&predictor, settings.infer.batch_size)?;
             let seconds = t0.elapsed().as_secs_f64();
             tracing::info!(
-                "{arch}/{method} {split}: {} faces × {} samples in {seconds:.1}s ({:.0} faces/s)",
-                faces.len(),
+                "{arch}/{method} {}: {} images × {} samples in {seconds:.1}s ({:.0} images/s)",
+                table.name,
+                table.faces.len(),
                 predictor.samples(),
-                faces.len() as f64 / seconds
+                table.faces.len() as f64 / seconds
             );
-            let path = layout.infer_split(arch, method, split);
+            if let Some(split) = table.split {
+                summary.splits.push((split, table.faces.len(), seconds));
+            }
             manifest
                 .outputs
-                .push(plan.output(&path, batch.num_rows() as u64)?);
+                .push(plan.output(&table.path, batch.num_rows() as u64)?);
             pending.push(ferbayes_core::io::write_parquet(
-                path,
-                &schema::infer(),
-                [batch],
-                ferbayes_core::io::TABLE_ZSTD_LEVEL,
-            )?);
-            summary.splits.push((split, faces.len(), seconds));
-        }
-        let (shift, ood) = ferbayes_core::plan::extras(layout, settings);
-        let (a, m) = (arch, method);
-        if shift {
-            let t0 = Instant::now();
-            let (faces, corruption, severity) = load_shift(&layout.ingest_shift())?;
-            let batch = infer_split(
-                &predictor,
-                &faces,
-                settings.infer.batch_size,
-                &format!("{arch}/{method}/shift"),
-            )?;
-            let s = predictor.samples();
-            let corruption: StringArray = corruption
-                .iter()
-                .flat_map(|c| std::iter::repeat_n(Some(c.as_str()), s))
-                .collect();
-            let severity: UInt8Array = severity
-                .iter()
-                .flat_map(|&v| std::iter::repeat_n(v, s))
-                .collect();
-            let columns: Vec<ArrayRef> = vec![
-                batch.column(0).clone(),
-                Arc::new(corruption),
-                Arc::new(severity),
-                batch.column(1).clone(),
-                batch.column(2).clone(),
-            ];
-            let batch = RecordBatch::try_new(schema::infer_shift(), columns)
-                .expect("columns match the infer shift schema");
-            tracing::info!(
-                "{arch}/{method} shift: {} corrupted faces × {s} samples in {:.1}s",
-                faces.len(),
-                t0.elapsed().as_secs_f64()
-            );
-            let path = layout.infer_shift(a, m);
-            manifest
-                .outputs
-                .push(plan.output(&path, batch.num_rows() as u64)?);
-            pending.push(ferbayes_core::io::write_parquet(
-                path,
-                &schema::infer_shift(),
-                [batch],
-                ferbayes_core::io::TABLE_ZSTD_LEVEL,
-            )?);
-        }
-        if ood {
-            let t0 = Instant::now();
-            let (faces, set) = load_ood(&layout.ingest_ood())?;
-            let batch = infer_split(
-                &predictor,
-                &faces,
-                settings.infer.batch_size,
-                &format!("{arch}/{method}/ood"),
-            )?;
-            let s = predictor.samples();
-            let set: StringArray = set
-                .iter()
-                .flat_map(|c| std::iter::repeat_n(Some(c.as_str()), s))
-                .collect();
-            let columns: Vec<ArrayRef> = vec![
-                Arc::new(set),
-                batch.column(0).clone(),
-                batch.column(1).clone(),
-                batch.column(2).clone(),
-            ];
-            let batch = RecordBatch::try_new(schema::infer_ood(), columns)
-                .expect("columns match the infer ood schema");
-            tracing::info!(
-                "{arch}/{method} ood: {} images × {s} samples in {:.1}s",
-                faces.len(),
-                t0.elapsed().as_secs_f64()
-            );
-            let path = layout.infer_ood(a, m);
-            manifest
-                .outputs
-                .push(plan.output(&path, batch.num_rows() as u64)?);
-            pending.push(ferbayes_core::io::write_parquet(
-                path,
-                &schema::infer_ood(),
+                table.path,
+                &table.schema,
                 [batch],
                 ferbayes_core::io::TABLE_ZSTD_LEVEL,
             )?);
@@ -464,6 +379,106 @@ pub fn run(
         out.push(summary);
     }
     Ok(out)
+}
+
+/// The ingest splits every combination samples.
+const SPLITS: [Split; 2] = [Split::Valid, Split::Test];
+
+/// One table infer writes for a combination: which images it samples, where it goes, and the
+/// per-image columns it carries beside [`infer_split`]'s `image`, `sample` and `probs`.
+struct Table<'a> {
+    name: String,
+    /// Set for the valid and test tables (reported in [`InferSummary::splits`]).
+    split: Option<Split>,
+    faces: Cow<'a, Faces>,
+    path: PathBuf,
+    schema: SchemaRef,
+    /// Per-image columns, already repeated once per sample.
+    extra: Vec<(&'static str, ArrayRef)>,
+}
+
+impl Table<'_> {
+    /// Samples every image and lays the columns out in the table's schema order.
+    fn sample(&self, predictor: &Predictor, batch_size: usize) -> Result<RecordBatch> {
+        let task = format!("{}/{}/{}", predictor.arch, predictor.method, self.name);
+        let base = infer_split(predictor, &self.faces, batch_size, &task)?;
+        let columns: Vec<ArrayRef> = self
+            .schema
+            .fields()
+            .iter()
+            .map(|field| {
+                let name = field.name().as_str();
+                base.column_by_name(name)
+                    .or_else(|| self.extra.iter().find(|(n, _)| *n == name).map(|(_, c)| c))
+                    .unwrap_or_else(|| panic!("infer builds column {name}"))
+                    .clone()
+            })
+            .collect();
+        Ok(RecordBatch::try_new(Arc::clone(&self.schema), columns)
+            .expect("columns match the table's schema"))
+    }
+}
+
+/// The valid and test tables, and the shift and OOD tables where the profile has them.
+fn tables<'a>(
+    layout: &Layout,
+    settings: &Settings,
+    predictor: &Predictor,
+    splits: &'a [Faces],
+) -> Result<Vec<Table<'a>>> {
+    let (arch, method, s) = (predictor.arch, predictor.method, predictor.samples());
+    let mut tables: Vec<Table<'a>> = SPLITS
+        .iter()
+        .zip(splits)
+        .map(|(&split, faces)| Table {
+            name: split.to_string(),
+            split: Some(split),
+            faces: Cow::Borrowed(faces),
+            path: layout.infer_split(arch, method, split),
+            schema: schema::infer(),
+            extra: Vec::new(),
+        })
+        .collect();
+    let (shift, ood) = ferbayes_core::plan::extras(layout, settings);
+    if shift {
+        let (faces, corruption, severity) = load_shift(&layout.ingest_shift())?;
+        let severity: UInt8Array = severity
+            .iter()
+            .flat_map(|&v| std::iter::repeat_n(v, s))
+            .collect();
+        tables.push(Table {
+            name: "shift".into(),
+            split: None,
+            faces: Cow::Owned(faces),
+            path: layout.infer_shift(arch, method),
+            schema: schema::infer_shift(),
+            extra: vec![
+                ("corruption", repeat_strings(&corruption, s)),
+                ("severity", Arc::new(severity)),
+            ],
+        });
+    }
+    if ood {
+        let (faces, set) = load_ood(&layout.ingest_ood())?;
+        tables.push(Table {
+            name: "ood".into(),
+            split: None,
+            faces: Cow::Owned(faces),
+            path: layout.infer_ood(arch, method),
+            schema: schema::infer_ood(),
+            extra: vec![("set", repeat_strings(&set, s))],
+        });
+    }
+    Ok(tables)
+}
+
+/// Each value `samples` times, in order: a per-image column of a long-format table.
+fn repeat_strings(values: &[String], samples: usize) -> ArrayRef {
+    let column: StringArray = values
+        .iter()
+        .flat_map(|v| std::iter::repeat_n(Some(v.as_str()), samples))
+        .collect();
+    Arc::new(column)
 }
 
 /// The corrupted faces of `ingest/shift.parquet` with each face's corruption and severity.
