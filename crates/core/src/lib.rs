@@ -11,6 +11,7 @@ pub mod layout;
 pub mod manifest;
 pub mod names;
 pub mod plan;
+pub mod runner;
 pub mod schema;
 pub mod seed;
 pub mod split;
@@ -26,8 +27,9 @@ pub use names::{Arch, LabelMode, Method, OptimizerKind};
 pub use split::Split;
 
 /// The real FER+ copy the tests run on: `FER_DATA` if set, else `../shared/ferplus` beside the
-/// workspace. Tests fail with this message when neither exists.
-#[doc(hidden)]
+/// workspace. Tests fail with this message when neither exists (feature `testing`, which the
+/// other crates enable for their tests only).
+#[cfg(feature = "testing")]
 pub fn test_data_root() -> std::path::PathBuf {
     let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let given = std::env::var_os("FER_DATA").map(std::path::PathBuf::from);

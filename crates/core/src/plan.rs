@@ -624,8 +624,6 @@ impl Plan {
         Freshness::UpToDate
     }
 
-    /// A manifest for this plan, started now, recording the input hashes, the key and the git
-    /// commit of the build.
     /// The manifest entry of a file the stage wrote at `path` (a path [`Layout`] gave it):
     /// its name relative to the plan's folder, which must be one of the plan's outputs, so a
     /// stage never spells an output's name and a layout that disagrees with the plan is an
@@ -662,6 +660,8 @@ impl Plan {
         })
     }
 
+    /// A manifest for this plan, started now, recording the input hashes, the key and the git
+    /// commit of the build.
     pub fn manifest(&self, check: &Check) -> Manifest {
         let mut m = Manifest::start(self.stage.name(), &self.profile, self.settings.clone());
         m.inputs = self

@@ -26,6 +26,7 @@ use arrow_schema::{DataType, Field, SchemaRef};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use ferbayes_core::cli::Selection;
+use ferbayes_core::runner::Begin;
 use ferbayes_core::seed::mix;
 use ferbayes_core::{Arch, IMAGE_PIXELS, Layout, Method, NUM_CLASSES, Settings, Split, schema};
 use ferbayes_models::{Backend, Mode, Model, ModelConfig, Noise};
@@ -301,23 +302,19 @@ pub fn run(
     let mut out = Vec::new();
     for (arch, method) in options.selection.combos(&settings.train) {
         let plan = ferbayes_core::plan::infer(layout, settings, arch, method);
-        let check = plan.check()?;
-        if check.up_to_date() && !options.force {
-            tracing::info!(
-                "{}: up to date ({}, key {})",
-                plan.label,
-                plan.dir.display(),
-                check.short_key()
-            );
-            out.push(InferSummary {
-                arch,
-                method,
-                samples: ferbayes_core::plan::samples(settings, method),
-                splits: Vec::new(),
-                skipped: true,
-            });
-            continue;
-        }
+        let mut stage = match plan.begin(options.force)? {
+            Begin::Run(stage) => *stage,
+            Begin::UpToDate(_) => {
+                out.push(InferSummary {
+                    arch,
+                    method,
+                    samples: ferbayes_core::plan::samples(settings, method),
+                    splits: Vec::new(),
+                    skipped: true,
+                });
+                continue;
+            }
+        };
         let predictor = Predictor::load_on(
             layout,
             settings,
@@ -336,11 +333,7 @@ pub fn run(
             ),
         };
         let tables = tables(layout, settings, &predictor, splits)?;
-        let mut manifest = plan.manifest(&check);
-        if let serde_json::Value::Object(map) = &mut manifest.settings {
-            map.insert("prefix_cached".into(), predictor.cache_prefix.into());
-        }
-        let mut pending = Vec::new();
+        stage.note("prefix_cached", predictor.cache_prefix);
         let mut summary = InferSummary {
             arch,
             method,
@@ -362,20 +355,14 @@ pub fn run(
             if let Some(split) = table.split {
                 summary.splits.push((split, table.faces.len(), seconds));
             }
-            manifest
-                .outputs
-                .push(plan.output(&table.path, batch.num_rows() as u64)?);
-            pending.push(ferbayes_core::io::write_parquet(
+            stage.write_table(
                 table.path,
                 &table.schema,
-                [batch],
+                vec![batch],
                 ferbayes_core::io::TABLE_ZSTD_LEVEL,
-            )?);
+            )?;
         }
-        for p in pending {
-            p.commit()?;
-        }
-        manifest.finish(&Layout::manifest_in(&plan.dir))?;
+        stage.finish()?;
         out.push(summary);
     }
     Ok(out)

@@ -19,8 +19,8 @@ use arrow_array::builder::{StringBuilder, UInt8Builder, UInt32Builder};
 use arrow_array::{ArrayRef, FixedSizeListArray, Float32Array, RecordBatch, UInt8Array};
 use arrow_buffer::NullBuffer;
 use arrow_schema::Field;
-use ferbayes_core::io::{PendingFile, write_parquet};
-use ferbayes_core::{IngestSettings, Layout, NUM_CLASSES, Split, Stage, schema};
+use ferbayes_core::runner::{Begin, StageRun};
+use ferbayes_core::{IngestSettings, Layout, NUM_CLASSES, Split, schema};
 
 pub use error::{IngestError, Result};
 pub use labels::Labels;
@@ -59,25 +59,22 @@ pub fn run_checked(
     force: bool,
 ) -> Result<IngestRun> {
     let plan = ferbayes_core::plan::ingest(layout, data_root, settings);
-    let check = plan.check()?;
-    if check.up_to_date() && !force {
-        tracing::info!(
-            "ingest: up to date ({}, key {})",
-            plan.dir.display(),
-            check.short_key()
-        );
-        return Ok(IngestRun {
+    match plan.begin(force)? {
+        Begin::UpToDate(check) => Ok(IngestRun {
             skipped: true,
             key: check.key.unwrap_or_default(),
             splits: Vec::new(),
-        });
+        }),
+        Begin::Run(stage) => {
+            let key = stage.check().key.clone().unwrap_or_default();
+            let splits = write(data_root, layout, settings, *stage)?;
+            Ok(IngestRun {
+                skipped: false,
+                key,
+                splits,
+            })
+        }
     }
-    let splits = write(data_root, layout, settings, &plan, &check)?;
-    Ok(IngestRun {
-        skipped: false,
-        key: check.key.unwrap_or_default(),
-        splits,
-    })
 }
 
 /// Reads FER+ under `data_root` and writes `ingest/{train,valid,test}.parquet` and the manifest
@@ -93,15 +90,14 @@ pub fn run(
 ) -> Result<Vec<SplitSummary>> {
     let plan = ferbayes_core::plan::ingest(layout, data_root, settings);
     let check = plan.check()?;
-    write(data_root, layout, settings, &plan, &check)
+    write(data_root, layout, settings, StageRun::new(&plan, check))
 }
 
 fn write(
     data_root: &Path,
     layout: &Layout,
     settings: &IngestSettings,
-    plan: &ferbayes_core::plan::Plan,
-    check: &ferbayes_core::plan::Check,
+    mut stage: StageRun<'_>,
 ) -> Result<Vec<SplitSummary>> {
     let started = Instant::now();
     let source_layout = source::detect(data_root)?;
@@ -112,24 +108,32 @@ fn write(
         "read {} faces",
         splits.iter().map(|(_, f)| f.len()).sum::<usize>()
     );
-
-    let mut pending: Vec<PendingFile> = Vec::new();
+    stage.manifest_mut().inputs.insert(
+        0,
+        format!("{} ({source_layout:?} layout)", data_root.display()),
+    );
     let mut summaries = Vec::new();
     for (split, faces) in &splits {
         let batch = to_batch(*split, faces);
+        let labelled = |column: &str| {
+            let c = batch
+                .column_by_name(column)
+                .expect("the ingest schema has it");
+            c.len() - c.null_count()
+        };
         let summary = SplitSummary {
             split: *split,
             path: layout.ingest_split(*split),
             faces: faces.len(),
-            majority: batch.column(5).len() - batch.column(5).null_count(),
-            soft: batch.column(6).len() - batch.column(6).null_count(),
+            majority: labelled("majority"),
+            soft: labelled("soft"),
         };
-        pending.push(write_parquet(
+        stage.write_table(
             &summary.path,
             &schema::ingest(),
-            [batch],
+            vec![batch],
             settings.zstd_level,
-        )?);
+        )?;
         summaries.push(summary);
     }
     let test: &[Face] = splits
@@ -137,7 +141,6 @@ fn write(
         .find(|(s, _)| *s == Split::Test)
         .map(|(_, f)| f.as_slice())
         .unwrap_or_default();
-    let mut extra_outputs = Vec::new();
     if settings.shift.enabled() {
         let batch = extra::shift_batch(test, &settings.shift)?;
         tracing::info!(
@@ -145,40 +148,24 @@ fn write(
             "dataset shift: {} corrupted copies",
             batch.num_rows()
         );
-        extra_outputs.push(plan.output(&layout.ingest_shift(), batch.num_rows() as u64)?);
-        pending.push(write_parquet(
+        stage.write_table(
             layout.ingest_shift(),
             &schema::ingest_shift(),
-            [batch],
+            vec![batch],
             settings.zstd_level,
-        )?);
+        )?;
     }
     if settings.ood.enabled() {
         let batch = extra::ood_batch(test, &settings.ood)?;
         tracing::info!(rows = batch.num_rows(), "out-of-distribution images");
-        extra_outputs.push(plan.output(&layout.ingest_ood(), batch.num_rows() as u64)?);
-        pending.push(write_parquet(
+        stage.write_table(
             layout.ingest_ood(),
             &schema::ingest_ood(),
-            [batch],
+            vec![batch],
             settings.zstd_level,
-        )?);
+        )?;
     }
-    for file in pending {
-        file.commit()?;
-    }
-
-    let mut manifest = plan.manifest(check);
-    manifest.inputs.insert(
-        0,
-        format!("{} ({source_layout:?} layout)", data_root.display()),
-    );
-    manifest.outputs = summaries
-        .iter()
-        .map(|s| plan.output(&layout.ingest_split(s.split), s.faces as u64))
-        .chain(extra_outputs.into_iter().map(Ok))
-        .collect::<ferbayes_core::Result<_>>()?;
-    manifest.finish(&Layout::manifest_in(&layout.stage_dir(Stage::Ingest)))?;
+    stage.finish()?;
     tracing::info!(
         seconds = format!("{:.2}", started.elapsed().as_secs_f64()),
         "ingest done"

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::io::Cursor;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use ferbayes_core::{IMAGE_PIXELS, IMAGE_SIDE, NUM_VOTES, Split};
 use rayon::prelude::*;
@@ -82,7 +82,7 @@ pub fn detect(root: &Path) -> Result<SourceLayout> {
 }
 
 /// The file a face's `line` refers to.
-pub fn label_file(root: &Path, layout: SourceLayout, split: Split) -> std::path::PathBuf {
+pub fn label_file(root: &Path, layout: SourceLayout, split: Split) -> PathBuf {
     match layout {
         SourceLayout::Folders => root.join(split.ferplus_folder()).join(LABEL_CSV),
         SourceLayout::Csv => root.join(FER2013NEW_CSV),
@@ -273,45 +273,52 @@ pub fn read_png(path: &Path) -> Result<Vec<u8>> {
     Ok(pixels)
 }
 
-/// Reads `fer2013.csv` and `fer2013new.csv` row for row.
-fn read_csv_pair(root: &Path, limit: Option<usize>) -> Result<Vec<(Split, Vec<Face>)>> {
-    let pix_path = root.join(FER2013_CSV);
-    let new_path = root.join(FER2013NEW_CSV);
-    let open = |p: &Path| -> Result<csv::Reader<std::io::BufReader<std::fs::File>>> {
-        let file = std::fs::File::open(p).map_err(|e| IngestError::io(p, e))?;
-        Ok(csv::ReaderBuilder::new()
-            .has_headers(true)
-            .flexible(true)
-            .from_reader(std::io::BufReader::new(file)))
-    };
-    let mut pix = open(&pix_path)?;
-    let mut new = open(&new_path)?;
-    let pix_cols = header_index(&mut pix, &pix_path, &["emotion", "pixels", "Usage"])?;
-    let new_cols = header_index(&mut new, &new_path, &["Usage", "Image name"])?;
-    let vote_start = new_cols[1] + 1;
+type CsvReader = csv::Reader<std::io::BufReader<std::fs::File>>;
 
-    // (split, image, row, votes, pixel text): pixel parsing runs in parallel afterwards.
-    let mut pending: Vec<(Split, String, u32, [u8; NUM_VOTES], String, usize)> = Vec::new();
-    let mut kept = [0usize; 3];
-    let mut pix_records = pix.records();
-    for (i, new_rec) in new.records().enumerate() {
-        let line = i + 2; // 1-based, after the header
-        let new_rec = new_rec.map_err(|e| IngestError::csv(&new_path, line, e.to_string()))?;
-        let pix_rec = match pix_records.next() {
-            Some(r) => r.map_err(|e| IngestError::csv(&pix_path, line, e.to_string()))?,
-            None => {
-                return Err(IngestError::csv(
-                    &pix_path,
-                    line,
-                    format!(
-                        "ends before {FER2013NEW_CSV} does (the two files must have the same rows)"
-                    ),
-                ));
-            }
-        };
+fn open_csv(path: &Path) -> Result<CsvReader> {
+    let file = std::fs::File::open(path).map_err(|e| IngestError::io(path, e))?;
+    Ok(csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(true)
+        .from_reader(std::io::BufReader::new(file)))
+}
+
+/// A face of the CSV pair whose pixel text is still to be parsed (in parallel, afterwards).
+struct PendingFace {
+    split: Split,
+    image: String,
+    row: u32,
+    votes: [u8; NUM_VOTES],
+    pixel_text: String,
+    line: usize,
+}
+
+/// The two files, their paths and the columns this reader needs.
+struct CsvPair {
+    pix_path: PathBuf,
+    new_path: PathBuf,
+    /// `emotion`, `pixels`, `Usage` in fer2013.csv.
+    pix_cols: Vec<usize>,
+    /// `Usage`, `Image name` in fer2013new.csv.
+    new_cols: Vec<usize>,
+}
+
+impl CsvPair {
+    fn vote_start(&self) -> usize {
+        self.new_cols[1] + 1
+    }
+
+    /// Checks one row of each file against the other and returns the row's split.
+    fn check_rows(
+        &self,
+        line: usize,
+        new_rec: &csv::StringRecord,
+        pix_rec: &csv::StringRecord,
+    ) -> Result<Split> {
+        let vote_start = self.vote_start();
         if new_rec.len() != vote_start + NUM_VOTES {
             return Err(IngestError::csv(
-                &new_path,
+                &self.new_path,
                 line,
                 format!(
                     "expected {} columns (Usage, Image name, {NUM_VOTES} vote counts), found {}",
@@ -322,7 +329,7 @@ fn read_csv_pair(root: &Path, limit: Option<usize>) -> Result<Vec<(Split, Vec<Fa
         }
         if pix_rec.len() != 3 {
             return Err(IngestError::csv(
-                &pix_path,
+                &self.pix_path,
                 line,
                 format!(
                     "expected 3 columns (emotion, pixels, Usage), found {}",
@@ -330,62 +337,120 @@ fn read_csv_pair(root: &Path, limit: Option<usize>) -> Result<Vec<(Split, Vec<Fa
                 ),
             ));
         }
-        let usage = new_rec[new_cols[0]].trim();
+        let usage = new_rec[self.new_cols[0]].trim();
         let split = Split::from_usage(usage).ok_or_else(|| {
             IngestError::csv(
-                &new_path,
+                &self.new_path,
                 line,
                 format!("unknown Usage `{usage}` (expected Training, PublicTest or PrivateTest)"),
             )
         })?;
-        if pix_rec[pix_cols[2]].trim() != usage {
+        let pix_usage = pix_rec[self.pix_cols[2]].trim();
+        if pix_usage != usage {
             return Err(IngestError::csv(
-                &pix_path,
+                &self.pix_path,
                 line,
                 format!(
-                    "Usage `{}` differs from `{usage}` in {FER2013NEW_CSV}: the files are not row-aligned",
-                    pix_rec[pix_cols[2]].trim()
+                    "Usage `{pix_usage}` differs from `{usage}` in {FER2013NEW_CSV}: the files are not row-aligned"
                 ),
             ));
         }
-        let name = new_rec[new_cols[1]].trim();
+        Ok(split)
+    }
+
+    /// The face a checked row pair describes; `None` for FER2013's non-face rows, which FER+
+    /// gives no image name.
+    fn face(
+        &self,
+        line: usize,
+        split: Split,
+        new_rec: &csv::StringRecord,
+        pix_rec: &csv::StringRecord,
+    ) -> Result<Option<PendingFace>> {
+        let name = new_rec[self.new_cols[1]].trim();
         if name.is_empty() {
-            continue; // a non-face row of FER2013: FER+ gives it no image
-        }
-        let k = split as usize;
-        if limit.is_some_and(|n| kept[k] >= n) {
-            continue;
+            return Ok(None);
         }
         let (image, row) =
-            parse_image_name(name).map_err(|m| IngestError::csv(&new_path, line, m))?;
-        let votes = parse_votes(new_rec.iter().skip(vote_start), VOTE_NAMES)
-            .map_err(|m| IngestError::csv(&new_path, line, m))?;
-        kept[k] += 1;
-        pending.push((
+            parse_image_name(name).map_err(|m| IngestError::csv(&self.new_path, line, m))?;
+        let votes = parse_votes(new_rec.iter().skip(self.vote_start()), VOTE_NAMES)
+            .map_err(|m| IngestError::csv(&self.new_path, line, m))?;
+        Ok(Some(PendingFace {
             split,
             image,
             row,
             votes,
-            pix_rec[pix_cols[1]].to_owned(),
+            pixel_text: pix_rec[self.pix_cols[1]].to_owned(),
             line,
-        ));
+        }))
     }
-    let faces: Vec<(Split, Face)> = pending
-        .into_par_iter()
-        .map(|(split, image, row, votes, text, line)| {
-            let pixels = parse_pixels(&text).map_err(|m| IngestError::csv(&pix_path, line, m))?;
-            Ok((
-                split,
-                Face {
-                    image,
-                    row,
-                    pixels,
-                    votes,
+}
+
+/// Reads `fer2013.csv` and `fer2013new.csv` row for row.
+fn read_csv_pair(root: &Path, limit: Option<usize>) -> Result<Vec<(Split, Vec<Face>)>> {
+    let pix_path = root.join(FER2013_CSV);
+    let new_path = root.join(FER2013NEW_CSV);
+    let mut pix = open_csv(&pix_path)?;
+    let mut new = open_csv(&new_path)?;
+    let pair = CsvPair {
+        pix_cols: header_index(&mut pix, &pix_path, &["emotion", "pixels", "Usage"])?,
+        new_cols: header_index(&mut new, &new_path, &["Usage", "Image name"])?,
+        pix_path,
+        new_path,
+    };
+    let mut pending: Vec<PendingFace> = Vec::new();
+    let mut kept = [0usize; 3];
+    let mut pix_records = pix.records();
+    for (i, new_rec) in new.records().enumerate() {
+        let line = i + 2; // 1-based, after the header
+        let new_rec = new_rec.map_err(|e| IngestError::csv(&pair.new_path, line, e.to_string()))?;
+        let pix_rec = match pix_records.next() {
+            Some(r) => r.map_err(|e| IngestError::csv(&pair.pix_path, line, e.to_string()))?,
+            None => {
+                return Err(IngestError::csv(
+                    &pair.pix_path,
                     line,
+                    format!(
+                        "ends before {FER2013NEW_CSV} does (the two files must have the same rows)"
+                    ),
+                ));
+            }
+        };
+        let split = pair.check_rows(line, &new_rec, &pix_rec)?;
+        if limit.is_some_and(|n| kept[split as usize] >= n) {
+            continue;
+        }
+        if let Some(face) = pair.face(line, split, &new_rec, &pix_rec)? {
+            kept[split as usize] += 1;
+            pending.push(face);
+        }
+    }
+    group_by_split(parse_pending(pending, &pair.pix_path)?, &pair.new_path)
+}
+
+/// Parses the pending faces' pixel text, in parallel.
+fn parse_pending(pending: Vec<PendingFace>, pix_path: &Path) -> Result<Vec<(Split, Face)>> {
+    pending
+        .into_par_iter()
+        .map(|p| {
+            let pixels =
+                parse_pixels(&p.pixel_text).map_err(|m| IngestError::csv(pix_path, p.line, m))?;
+            Ok((
+                p.split,
+                Face {
+                    image: p.image,
+                    row: p.row,
+                    pixels,
+                    votes: p.votes,
+                    line: p.line,
                 },
             ))
         })
-        .collect::<Result<_>>()?;
+        .collect()
+}
+
+/// The faces of each split, in file order; an error names a split without faces.
+fn group_by_split(faces: Vec<(Split, Face)>, new_path: &Path) -> Result<Vec<(Split, Vec<Face>)>> {
     let mut out: Vec<(Split, Vec<Face>)> = Split::ALL.iter().map(|&s| (s, Vec::new())).collect();
     for (split, face) in faces {
         out[split as usize].1.push(face);
@@ -393,7 +458,7 @@ fn read_csv_pair(root: &Path, limit: Option<usize>) -> Result<Vec<(Split, Vec<Fa
     for (split, faces) in &out {
         if faces.is_empty() {
             return Err(IngestError::csv(
-                &new_path,
+                new_path,
                 0,
                 format!("no faces with Usage `{}`", split.usage()),
             ));
@@ -402,11 +467,7 @@ fn read_csv_pair(root: &Path, limit: Option<usize>) -> Result<Vec<(Split, Vec<Fa
     Ok(out)
 }
 
-fn header_index(
-    reader: &mut csv::Reader<std::io::BufReader<std::fs::File>>,
-    path: &Path,
-    wanted: &[&str],
-) -> Result<Vec<usize>> {
+fn header_index(reader: &mut CsvReader, path: &Path, wanted: &[&str]) -> Result<Vec<usize>> {
     let headers = reader
         .headers()
         .map_err(|e| IngestError::csv(path, 1, e.to_string()))?

@@ -1020,29 +1020,7 @@ fn weight_grad_with<A: Alg>(g: &Geom, x: &[f32], dy: &[f32]) -> Vec<f32> {
         return vec![0f32; cout * cin * a.r * a.r];
     }
     if whole_batch(g) {
-        let cols = g.b * th * tw;
-        let mut s = vec![0f32; slen];
-        let cs = skew(cols);
-        with_scratch(aa * cin * cs, aa * cout * cs, |v, d| {
-            transform_all::<A>(g, x, cin, v, false);
-            transform_all::<A>(g, dy, cout, d, true);
-            let (v, d) = (&*v, &*d);
-            par_chunks_mut(&mut s, cout * cin, |xi, sx| {
-                let da = View {
-                    data: &d[xi * cs..],
-                    rs: aa * cs,
-                    cs: 1,
-                };
-                // vᵀ: element (j, c) = v[c][ξ][j].
-                let vb = View {
-                    data: &v[xi * cs..],
-                    rs: 1,
-                    cs: aa * cs,
-                };
-                sgemm(cout, cin, cols, da, vb, sx, cin, false, false);
-            });
-        });
-        return inverse_all::<A>(g, &s);
+        return weight_grad_whole::<A>(g, x, dy);
     }
     let pw = padded(a, tw).0;
     let partial = |task: usize| -> Vec<f32> {
@@ -1094,6 +1072,39 @@ fn weight_grad_with<A: Alg>(g: &Geom, x: &[f32], dy: &[f32]) -> Vec<f32> {
         acc
     };
     inverse_all::<A>(g, &sum_partials(tasks, partial))
+}
+
+/// [`weight_grad_with`] for small maps: every plane transformed at once, one gemm per ξ over the
+/// whole batch (in parallel over ξ).
+fn weight_grad_whole<A: Alg>(g: &Geom, x: &[f32], dy: &[f32]) -> Vec<f32> {
+    let a = A::T;
+    let (th, tw) = tiles(g);
+    let (cin, cout) = (g.cin, g.cout);
+    let aa = a.alpha * a.alpha;
+    let slen = aa * cout * cin;
+    let cols = g.b * th * tw;
+    let mut s = vec![0f32; slen];
+    let cs = skew(cols);
+    with_scratch(aa * cin * cs, aa * cout * cs, |v, d| {
+        transform_all::<A>(g, x, cin, v, false);
+        transform_all::<A>(g, dy, cout, d, true);
+        let (v, d) = (&*v, &*d);
+        par_chunks_mut(&mut s, cout * cin, |xi, sx| {
+            let da = View {
+                data: &d[xi * cs..],
+                rs: aa * cs,
+                cs: 1,
+            };
+            // vᵀ: element (j, c) = v[c][ξ][j].
+            let vb = View {
+                data: &v[xi * cs..],
+                rs: 1,
+                cs: aa * cs,
+            };
+            sgemm(cout, cin, cols, da, vb, sx, cin, false, false);
+        });
+    });
+    inverse_all::<A>(g, &s)
 }
 
 /// The weight gradient (Cout, Cin, r, r) from its transform `s` (α², Cout, Cin).

@@ -113,8 +113,7 @@ fn bn_then(
     pool: bool,
     ops: Ops,
 ) -> Result<Tensor> {
-    let (backend, members) = (ops.backend, ops.members);
-    let (rm, rv) = (layer.running_mean(), layer.running_var());
+    let backend = ops.backend;
     let pooled = |ys: Tensor| -> Result<Tensor> {
         if pool {
             Ok(backend.max_pool2(&ys)?)
@@ -122,69 +121,98 @@ fn bn_then(
             Ok(ys)
         }
     };
-    let affine = layer.weight_and_bias();
-    if let Some((g, b)) = affine
+    let (rm, rv) = (layer.running_mean(), layer.running_var());
+    if let Some((g, b)) = layer.weight_and_bias()
         && backend.fast(&[xs, g, b, rm, rv])
     {
-        use ferbayes_kernels as k;
-        if !mode.batchnorm_train {
-            // A per-channel affine map of the running statistics, member by member.
-            let ys = per_member(members, &[xs], &[g, b, rm, rv], None, |t, p, _| {
-                k::batch_norm_eval(t[0], p[0], p[1], p[2], p[3], layer.eps(), relu)
-            })?;
-            return pooled(ys);
-        }
-        let (ys, stats) = if pool {
-            k::batch_norm_train_pool(xs, g, b, layer.eps(), relu, members)?
-        } else {
-            k::batch_norm_train(xs, g, b, layer.eps(), relu, members)?
-        };
-        // Running-stat update exactly as candle's `BatchNorm::forward_train`
-        // (unbiased batch variance), elementwise over every member's channels.
-        // candle-nn's BatchNorm holds its running stats as variables (whatever the
-        // VarBuilder), and `Var::from_tensor` on a variable shares its storage, so
-        // `set` updates the layer's own buffers.
-        let c = stats.mean.len();
-        let m = layer.momentum();
-        let n = stats.count as f64;
-        let mean = Tensor::from_vec(stats.mean, c, xs.device())?;
-        let var = Tensor::from_vec(stats.var, c, xs.device())?;
-        let new_rm = ((rm * (1.0 - m))? + (mean * m)?)?;
-        let new_rv = ((rv * (1.0 - m))? + (var * (m * n / (n - 1.0)))?)?;
-        Var::from_tensor(rm)?.set(&new_rm)?;
-        Var::from_tensor(rv)?.set(&new_rv)?;
-        return Ok(ys);
-    }
-    if members > 1 {
-        // candle's BatchNorm of each member's own parameters and running statistics (copies,
-        // updated in training and then written back into the packed ones).
-        let (g, b) = affine.ok_or_else(|| Error::Config("BatchNorm without affine".into()))?;
-        let c = rm.dim(0)? / members;
-        let stats = std::cell::RefCell::new(Vec::with_capacity(members));
-        let ys = per_member(members, &[xs], &[g, b, rm, rv], None, |t, p, _| {
-            let one = BatchNorm::new(
-                c,
-                p[2].copy()?,
-                p[3].copy()?,
-                p[0].clone(),
-                p[1].clone(),
-                layer.eps(),
-            )?;
-            let ys = one.forward_t(t[0], mode.batchnorm_train)?;
-            stats
-                .borrow_mut()
-                .push((one.running_mean().clone(), one.running_var().clone()));
-            if relu { ys.relu() } else { Ok(ys) }
-        })?;
         if mode.batchnorm_train {
-            let (means, vars): (Vec<Tensor>, Vec<Tensor>) = stats.into_inner().into_iter().unzip();
-            Var::from_tensor(rm)?.set(&Tensor::cat(&means, 0)?)?;
-            Var::from_tensor(rv)?.set(&Tensor::cat(&vars, 0)?)?;
+            // The training kernels fuse the pool.
+            return bn_train_fast(layer, xs, relu, pool, ops.members);
         }
+        // A per-channel affine map of the running statistics, member by member.
+        let ys = per_member(ops.members, &[xs], &[g, b, rm, rv], None, |t, p, _| {
+            ferbayes_kernels::batch_norm_eval(t[0], p[0], p[1], p[2], p[3], layer.eps(), relu)
+        })?;
         return pooled(ys);
+    }
+    if ops.members > 1 {
+        return pooled(bn_packed_reference(layer, xs, mode, relu, ops.members)?);
     }
     let ys = layer.forward_t(xs, mode.batchnorm_train)?;
     pooled(if relu { ys.relu()? } else { ys })
+}
+
+/// Training BatchNorm on the kernels (with the pool fused when `pool`), then the running
+/// statistics updated exactly as candle's `BatchNorm::forward_train` (unbiased batch variance),
+/// elementwise over every member's channels.
+fn bn_train_fast(
+    layer: &BatchNorm,
+    xs: &Tensor,
+    relu: bool,
+    pool: bool,
+    members: usize,
+) -> Result<Tensor> {
+    use ferbayes_kernels as k;
+    let (g, b) = layer
+        .weight_and_bias()
+        .ok_or_else(|| Error::Config("BatchNorm without affine".into()))?;
+    let (rm, rv) = (layer.running_mean(), layer.running_var());
+    let (ys, stats) = if pool {
+        k::batch_norm_train_pool(xs, g, b, layer.eps(), relu, members)?
+    } else {
+        k::batch_norm_train(xs, g, b, layer.eps(), relu, members)?
+    };
+    // candle-nn's BatchNorm holds its running stats as variables (whatever the VarBuilder), and
+    // `Var::from_tensor` on a variable shares its storage, so `set` updates the layer's own
+    // buffers.
+    let c = stats.mean.len();
+    let m = layer.momentum();
+    let n = stats.count as f64;
+    let mean = Tensor::from_vec(stats.mean, c, xs.device())?;
+    let var = Tensor::from_vec(stats.var, c, xs.device())?;
+    let new_rm = ((rm * (1.0 - m))? + (mean * m)?)?;
+    let new_rv = ((rv * (1.0 - m))? + (var * (m * n / (n - 1.0)))?)?;
+    Var::from_tensor(rm)?.set(&new_rm)?;
+    Var::from_tensor(rv)?.set(&new_rv)?;
+    Ok(ys)
+}
+
+/// candle's BatchNorm of each member's own parameters and running statistics (copies, updated in
+/// training and then written back into the packed ones): the reference ops' packed BatchNorm.
+fn bn_packed_reference(
+    layer: &BatchNorm,
+    xs: &Tensor,
+    mode: Mode,
+    relu: bool,
+    members: usize,
+) -> Result<Tensor> {
+    let (g, b) = layer
+        .weight_and_bias()
+        .ok_or_else(|| Error::Config("BatchNorm without affine".into()))?;
+    let (rm, rv) = (layer.running_mean(), layer.running_var());
+    let c = rm.dim(0)? / members;
+    let stats = std::cell::RefCell::new(Vec::with_capacity(members));
+    let ys = per_member(members, &[xs], &[g, b, rm, rv], None, |t, p, _| {
+        let one = BatchNorm::new(
+            c,
+            p[2].copy()?,
+            p[3].copy()?,
+            p[0].clone(),
+            p[1].clone(),
+            layer.eps(),
+        )?;
+        let ys = one.forward_t(t[0], mode.batchnorm_train)?;
+        stats
+            .borrow_mut()
+            .push((one.running_mean().clone(), one.running_var().clone()));
+        if relu { ys.relu() } else { Ok(ys) }
+    })?;
+    if mode.batchnorm_train {
+        let (means, vars): (Vec<Tensor>, Vec<Tensor>) = stats.into_inner().into_iter().unzip();
+        Var::from_tensor(rm)?.set(&Tensor::cat(&means, 0)?)?;
+        Var::from_tensor(rv)?.set(&Tensor::cat(&vars, 0)?)?;
+    }
+    Ok(ys)
 }
 
 /// 2-D convolution whose weight can be swapped for a masked copy (DropConnect).

@@ -33,6 +33,7 @@ use arrow_array::{ArrayRef, Float32Array, Float64Array, RecordBatch, UInt16Array
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use ferbayes_core::cli::Selection;
+use ferbayes_core::runner::StageRun;
 use ferbayes_core::seed::mix;
 use ferbayes_core::{Arch, ArchTrainSettings, LabelMode, Layout, Method, Settings, Split};
 use ferbayes_models::{Backend, Mode, Model, ModelConfig, Noise, VarRole};
@@ -222,45 +223,117 @@ fn train_combo(
     settings: &Settings,
     arch: Arch,
     method: Method,
-    (train, valid): (&Dataset, &Dataset),
+    data: (&Dataset, &Dataset),
     options: &TrainOptions,
     (budget, slot): (&mut Option<usize>, &mut usize),
     (plan, check): (&ferbayes_core::plan::Plan, &ferbayes_core::plan::Check),
 ) -> Result<ComboSummary> {
     let members = ferbayes_core::plan::members(settings, method);
     let started = Instant::now();
-    let mut manifest = plan.manifest(check);
-    let mut histories: Vec<Option<Vec<EpochRecord>>> = vec![None; members];
-    let mut trained = 0;
+    let stage = StageRun::new(plan, check.clone());
     let span = ferbayes_core::cli::progress_span(&format!("{arch}/{method}"), members as u64);
     let _enter = span.enter();
-    let mut left_to_others = false;
-    // This process's members (a shard takes every n-th member slot), less the finished ones;
-    // the rest train in packs of up to `pack_members`, grouped by the epoch they resume from.
-    let mut todo: Vec<MemberJob> = Vec::new();
-    for (member, done) in histories.iter_mut().enumerate() {
+    let mut assigned = assign_members(layout, settings, arch, method, data, options, slot)?;
+    span.pb_inc((members - assigned.todo.len()) as u64);
+    let mut summary = ComboSummary {
+        arch,
+        method,
+        members,
+        trained: 0,
+        interrupted: false,
+        skipped: false,
+        history: Vec::new(),
+    };
+    let pack_size = settings.train.pack_members.max(1);
+    for group in group_by_resume(assigned.todo, &options.device) {
+        let mut group = group.into_iter().peekable();
+        while group.peek().is_some() {
+            let pack: Vec<PackEntry> = group.by_ref().take(pack_size).collect();
+            let n = pack.len();
+            let outcome = train_pack(settings, arch, method, pack, data, options, budget)?;
+            span.pb_inc(n as u64);
+            match outcome {
+                PackOutcome::Complete(done) => {
+                    for (member, h) in done {
+                        assigned.histories[member] = Some(h);
+                        summary.trained += 1;
+                    }
+                }
+                PackOutcome::Interrupted => {
+                    summary.trained += n;
+                    summary.interrupted = true;
+                    summary.history = assigned.histories.into_iter().flatten().flatten().collect();
+                    return Ok(summary);
+                }
+            }
+        }
+    }
+    summary.history = assigned.histories.into_iter().flatten().flatten().collect();
+    if !assigned.left_to_others {
+        // Without a shard (or once the other shards are done), the history and the manifest.
+        finish_combo(
+            layout,
+            arch,
+            method,
+            members,
+            stage,
+            &summary.history,
+            started,
+        )?;
+    }
+    Ok(summary)
+}
+
+/// The members of a combination this process trains, and what is already there.
+struct Assigned {
+    /// Each member's history where it is finished (here, by another shard, or as a twin).
+    histories: Vec<Option<Vec<EpochRecord>>>,
+    /// This process's unfinished members.
+    todo: Vec<MemberJob>,
+    /// Some members belong to other shards: they write the history and manifest.
+    left_to_others: bool,
+}
+
+/// This process's members (a shard takes every n-th member slot, counted over all
+/// combinations), less the finished ones and those copied from their twin.
+fn assign_members(
+    layout: &Layout,
+    settings: &Settings,
+    arch: Arch,
+    method: Method,
+    data: (&Dataset, &Dataset),
+    options: &TrainOptions,
+    slot: &mut usize,
+) -> Result<Assigned> {
+    let members = ferbayes_core::plan::members(settings, method);
+    let mut assigned = Assigned {
+        histories: vec![None; members],
+        todo: Vec::new(),
+        left_to_others: false,
+    };
+    for member in 0..members {
         let mine = options.shard.is_none_or(|(k, n)| *slot % n == k);
         *slot += 1;
         if !mine {
-            left_to_others = true;
-            span.pb_inc(1);
+            assigned.left_to_others = true;
             continue;
         }
-        let job = MemberJob::new(layout, settings, arch, method, member, (train, valid));
+        let job = MemberJob::new(layout, settings, arch, method, member, data);
         if let Some(history) = finished_member(&job.weights, &job.fingerprint) {
             tracing::info!("{arch}/{method} member {member:02} is up to date; skipping");
-            *done = Some(history);
-            span.pb_inc(1);
-            continue;
+            assigned.histories[member] = Some(history);
+        } else if let Some(history) = copy_twin(layout, settings, arch, method, &job, data)? {
+            assigned.histories[member] = Some(history);
+        } else {
+            assigned.todo.push(job);
         }
-        if let Some(history) = copy_twin(layout, settings, arch, method, &job, (train, valid))? {
-            *done = Some(history);
-            span.pb_inc(1);
-            continue;
-        }
-        todo.push(job);
     }
-    let device = &options.device;
+    Ok(assigned)
+}
+
+/// The jobs grouped by the epoch they resume from (a pack's members train in step), in order of
+/// first appearance.
+fn group_by_resume(todo: Vec<MemberJob>, device: &Device) -> Vec<Vec<PackEntry>> {
     let mut groups: Vec<(usize, Vec<PackEntry>)> = Vec::new();
     for job in todo {
         let resume = job.resume(device);
@@ -270,65 +343,29 @@ fn train_combo(
             None => groups.push((epoch, vec![(job, resume)])),
         }
     }
-    let pack_size = settings.train.pack_members.max(1);
-    for (_, group) in groups {
-        let mut group = group.into_iter().peekable();
-        while group.peek().is_some() {
-            let pack: Vec<PackEntry> = group.by_ref().take(pack_size).collect();
-            let n = pack.len();
-            let outcome = train_pack(
-                settings,
-                arch,
-                method,
-                pack,
-                (train, valid),
-                options,
-                budget,
-            )?;
-            span.pb_inc(n as u64);
-            match outcome {
-                PackOutcome::Complete(done) => {
-                    for (member, h) in done {
-                        histories[member] = Some(h);
-                        trained += 1;
-                    }
-                }
-                PackOutcome::Interrupted => {
-                    return Ok(ComboSummary {
-                        arch,
-                        method,
-                        members,
-                        trained: trained + n,
-                        interrupted: true,
-                        skipped: false,
-                        history: histories.into_iter().flatten().flatten().collect(),
-                    });
-                }
-            }
-        }
+    groups.into_iter().map(|(_, g)| g).collect()
+}
+
+/// Writes a finished combination's history and manifest (each member's best epoch, the
+/// seconds taken) and removes its resume folder.
+fn finish_combo(
+    layout: &Layout,
+    arch: Arch,
+    method: Method,
+    members: usize,
+    mut stage: StageRun<'_>,
+    history: &[EpochRecord],
+    started: Instant,
+) -> Result<()> {
+    for m in 0..members {
+        stage.record(&layout.member_weights(arch, method, m), 1)?;
     }
-    let history: Vec<EpochRecord> = histories.into_iter().flatten().flatten().collect();
-    if left_to_others {
-        // Another shard trains the rest; the final run without a shard writes the history and
-        // the manifest once every member is there.
-        return Ok(ComboSummary {
-            arch,
-            method,
-            members,
-            trained,
-            interrupted: false,
-            skipped: false,
-            history,
-        });
-    }
-    let history_path = layout.history(arch, method);
-    ferbayes_core::io::write_parquet(
-        &history_path,
+    stage.write_table(
+        layout.history(arch, method),
         &ferbayes_core::schema::history(),
-        [history_batch(&history)],
+        vec![history_batch(history)],
         ferbayes_core::io::TABLE_ZSTD_LEVEL,
-    )?
-    .commit()?;
+    )?;
     let best: Vec<serde_json::Value> = (0..members)
         .map(|m| {
             let best = history
@@ -342,31 +379,14 @@ fn train_combo(
             })
         })
         .collect();
-    if let serde_json::Value::Object(map) = &mut manifest.settings {
-        map.insert("best_epochs".into(), serde_json::Value::Array(best));
-        map.insert("seconds".into(), started.elapsed().as_secs_f64().into());
-    }
-    manifest.outputs = (0..members)
-        .map(|m| plan.output(&layout.member_weights(arch, method, m), 1))
-        .chain(std::iter::once(
-            plan.output(&history_path, history.len() as u64),
-        ))
-        .collect::<ferbayes_core::Result<_>>()?;
-    let dir = layout.train_dir(arch, method);
-    manifest.finish(&Layout::manifest_in(&dir))?;
-    let resume = dir.join(".resume");
+    stage.note("best_epochs", best);
+    stage.note("seconds", started.elapsed().as_secs_f64());
+    stage.finish()?;
+    let resume = layout.train_dir(arch, method).join(".resume");
     if resume.is_dir() {
         std::fs::remove_dir_all(&resume).map_err(|e| ferbayes_core::Error::io(&resume, e))?;
     }
-    Ok(ComboSummary {
-        arch,
-        method,
-        members,
-        trained,
-        interrupted: false,
-        skipped: false,
-        history,
-    })
+    Ok(())
 }
 
 /// The MC-Dropout network and ensemble member 0 train identically: the same seed (weights,
@@ -419,6 +439,15 @@ struct MemberJob {
 }
 
 impl MemberJob {
+    /// Removes the member's checkpoint once its final weights are written.
+    fn remove_checkpoint(&self) -> Result<()> {
+        if self.checkpoint.is_file() {
+            std::fs::remove_file(&self.checkpoint)
+                .map_err(|e| ferbayes_core::Error::io(&self.checkpoint, e))?;
+        }
+        Ok(())
+    }
+
     fn new(
         layout: &Layout,
         settings: &Settings,
@@ -745,22 +774,10 @@ fn train_pack(
         train.len(),
         settings.train.batch_size,
     ));
-    let names: Vec<String> = jobs.iter().map(|j| format!("{:02}", j.member)).collect();
-    let label = format!(
-        "{arch}/{method} member{} {}",
-        if jobs.len() > 1 { "s" } else { "" },
-        names.join(",")
-    );
+    let label = pack_label(arch, method, &jobs);
     let mut histories: Vec<Vec<EpochRecord>> = vec![Vec::new(); jobs.len()];
-    let mut first_epoch = 0;
-    if let Some(Some(r0)) = resumes.first() {
-        let states: Vec<&HashMap<String, Tensor>> =
-            resumes.iter().flatten().map(|r| &r.tensors).collect();
-        net.restore(&states, r0.step, &jobs[0].checkpoint)?;
-        first_epoch = r0.epochs_done;
-        for (h, r) in histories.iter_mut().zip(resumes.iter().flatten()) {
-            h.clone_from(&r.history);
-        }
+    let first_epoch = resume_pack(&mut net, &jobs, &resumes, &mut histories)?;
+    if first_epoch > 0 {
         tracing::info!("{label}: resuming after epoch {first_epoch}");
     }
     let span = ferbayes_core::cli::progress_span(&label, s.epochs as u64);
@@ -781,26 +798,18 @@ fn train_pack(
         let valid_stats = evaluate_packed(&net.model, valid, device)?;
         let seconds = t0.elapsed().as_secs_f64();
         for (g, job) in jobs.iter().enumerate() {
-            let ((train_loss, train_accuracy), (valid_loss, valid_accuracy)) =
-                (train_stats[g], valid_stats[g]);
-            tracing::info!(
-                "{arch}/{method} member {:02} epoch {}/{}: train loss {train_loss:.4} acc {:.2}%, valid nll {valid_loss:.4} acc {:.2}%, {seconds:.1}s",
-                job.member,
-                epoch + 1,
-                s.epochs,
-                100.0 * train_accuracy,
-                100.0 * valid_accuracy,
-            );
-            histories[g].push(EpochRecord {
+            let record = EpochRecord {
                 member: job.member as u16,
                 epoch: (epoch + 1) as u32,
-                train_loss,
-                train_accuracy,
-                valid_loss,
-                valid_accuracy,
+                train_loss: train_stats[g].0,
+                train_accuracy: train_stats[g].1,
+                valid_loss: valid_stats[g].0,
+                valid_accuracy: valid_stats[g].1,
                 learning_rate: lr,
                 seconds,
-            });
+            };
+            log_epoch(arch, method, s.epochs, &record);
+            histories[g].push(record);
         }
         span.pb_inc(1);
         span.pb_set_message(&format!(
@@ -808,32 +817,7 @@ fn train_pack(
             (jobs.len() * train.len()) as f64 / seconds
         ));
         let last = epoch + 1 == s.epochs;
-        // Checkpoints take the optimiser state, copied once for the whole pack.
-        let mut states = if last {
-            Vec::new()
-        } else {
-            net.member_states()?
-        }
-        .into_iter();
-        for (g, job) in jobs.iter().enumerate() {
-            let mut tensors = net.member_weights(g)?;
-            let mut meta = HashMap::from([
-                (META_FINGERPRINT.to_owned(), job.fingerprint.clone()),
-                (
-                    META_HISTORY.to_owned(),
-                    serde_json::to_string(&histories[g]).unwrap_or_default(),
-                ),
-            ]);
-            if last {
-                meta.insert(META_COMPLETE.to_owned(), "true".to_owned());
-                write_safetensors(&job.weights, &tensors, meta)?;
-            } else {
-                tensors.extend(states.next().unwrap_or_default());
-                meta.insert(META_EPOCHS.to_owned(), (epoch + 1).to_string());
-                meta.insert(META_STEP.to_owned(), net.optimizer.step.to_string());
-                write_safetensors(&job.checkpoint, &tensors, meta)?;
-            }
-        }
+        save_pack(&net, &jobs, &histories, epoch, last)?;
         if let Some(left) = budget.as_mut() {
             *left = left.saturating_sub(1);
             if *left == 0 && !last {
@@ -842,14 +826,88 @@ fn train_pack(
         }
     }
     for job in &jobs {
-        if job.checkpoint.is_file() {
-            std::fs::remove_file(&job.checkpoint)
-                .map_err(|e| ferbayes_core::Error::io(&job.checkpoint, e))?;
-        }
+        job.remove_checkpoint()?;
     }
     Ok(PackOutcome::Complete(
         jobs.iter().map(|j| j.member).zip(histories).collect(),
     ))
+}
+
+/// `alexnet/ensemble members 00,01,02`: a pack in log lines and progress bars.
+fn pack_label(arch: Arch, method: Method, jobs: &[MemberJob]) -> String {
+    let names: Vec<String> = jobs.iter().map(|j| format!("{:02}", j.member)).collect();
+    let plural = if jobs.len() > 1 { "s" } else { "" };
+    format!("{arch}/{method} member{plural} {}", names.join(","))
+}
+
+/// Restores a pack from its members' checkpoints (all from the same epoch) and their
+/// histories so far; returns the epoch to start from (0 for a fresh pack).
+fn resume_pack(
+    net: &mut Network,
+    jobs: &[MemberJob],
+    resumes: &[Option<Resume>],
+    histories: &mut [Vec<EpochRecord>],
+) -> Result<usize> {
+    let Some(Some(r0)) = resumes.first() else {
+        return Ok(0);
+    };
+    let states: Vec<&HashMap<String, Tensor>> =
+        resumes.iter().flatten().map(|r| &r.tensors).collect();
+    net.restore(&states, r0.step, &jobs[0].checkpoint)?;
+    for (h, r) in histories.iter_mut().zip(resumes.iter().flatten()) {
+        h.clone_from(&r.history);
+    }
+    Ok(r0.epochs_done)
+}
+
+fn log_epoch(arch: Arch, method: Method, epochs: usize, r: &EpochRecord) {
+    tracing::info!(
+        "{arch}/{method} member {:02} epoch {}/{epochs}: train loss {:.4} acc {:.2}%, valid nll {:.4} acc {:.2}%, {:.1}s",
+        r.member,
+        r.epoch,
+        r.train_loss,
+        100.0 * r.train_accuracy,
+        r.valid_loss,
+        100.0 * r.valid_accuracy,
+        r.seconds,
+    );
+}
+
+/// Writes each member's checkpoint after an epoch (weights, optimiser state copied once for the
+/// whole pack, history, epoch and step), or its final weights after the last epoch.
+fn save_pack(
+    net: &Network,
+    jobs: &[MemberJob],
+    histories: &[Vec<EpochRecord>],
+    epoch: usize,
+    last: bool,
+) -> Result<()> {
+    let mut states = if last {
+        Vec::new()
+    } else {
+        net.member_states()?
+    }
+    .into_iter();
+    for (g, job) in jobs.iter().enumerate() {
+        let mut tensors = net.member_weights(g)?;
+        let mut meta = HashMap::from([
+            (META_FINGERPRINT.to_owned(), job.fingerprint.clone()),
+            (
+                META_HISTORY.to_owned(),
+                serde_json::to_string(&histories[g]).unwrap_or_default(),
+            ),
+        ]);
+        if last {
+            meta.insert(META_COMPLETE.to_owned(), "true".to_owned());
+            write_safetensors(&job.weights, &tensors, meta)?;
+        } else {
+            tensors.extend(states.next().unwrap_or_default());
+            meta.insert(META_EPOCHS.to_owned(), (epoch + 1).to_string());
+            meta.insert(META_STEP.to_owned(), net.optimizer.step.to_string());
+            write_safetensors(&job.checkpoint, &tensors, meta)?;
+        }
+    }
+    Ok(())
 }
 
 /// The faces of several index lists one after the other: a packed model's input

@@ -982,7 +982,7 @@ mod tests {
         assert_eq!(explicit.warmup_and_total(10), (5, 20));
     }
 
-    /// The constant schedule without warm-up is the old Keras-style rate to the bit, and needs
+    /// The constant schedule without warm-up is Keras' time-based decay to the bit, and needs
     /// no steps per epoch.
     #[test]
     fn constant_schedule_is_the_keras_decay_bit_for_bit() {
