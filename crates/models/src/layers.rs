@@ -105,6 +105,15 @@ pub(crate) fn bn_pool(
     bn_then(layer, xs, mode, relu, true, Ops::single(backend))
 }
 
+/// A BatchNorm layer's affine parameters and running statistics (packed: every member's, stacked).
+#[derive(Clone, Copy)]
+struct BnParams<'a> {
+    g: &'a Tensor,
+    b: &'a Tensor,
+    rm: &'a Tensor,
+    rv: &'a Tensor,
+}
+
 fn bn_then(
     layer: &BatchNorm,
     xs: &Tensor,
@@ -122,12 +131,14 @@ fn bn_then(
         }
     };
     let (rm, rv) = (layer.running_mean(), layer.running_var());
-    if let Some((g, b)) = layer.weight_and_bias()
+    let affine = layer.weight_and_bias();
+    if let Some((g, b)) = affine
         && backend.fast(&[xs, g, b, rm, rv])
     {
+        let params = BnParams { g, b, rm, rv };
         if mode.batchnorm_train {
             // The training kernels fuse the pool.
-            return bn_train_fast(layer, xs, relu, pool, ops.members);
+            return bn_train_fast(layer, params, xs, relu, pool, ops.members);
         }
         // A per-channel affine map of the running statistics, member by member.
         let ys = per_member(ops.members, &[xs], &[g, b, rm, rv], None, |t, p, _| {
@@ -136,7 +147,16 @@ fn bn_then(
         return pooled(ys);
     }
     if ops.members > 1 {
-        return pooled(bn_packed_reference(layer, xs, mode, relu, ops.members)?);
+        let (g, b) = affine.ok_or_else(|| Error::Config("BatchNorm without affine".into()))?;
+        let params = BnParams { g, b, rm, rv };
+        return pooled(bn_packed_reference(
+            layer,
+            params,
+            xs,
+            mode,
+            relu,
+            ops.members,
+        )?);
     }
     let ys = layer.forward_t(xs, mode.batchnorm_train)?;
     pooled(if relu { ys.relu()? } else { ys })
@@ -147,16 +167,14 @@ fn bn_then(
 /// elementwise over every member's channels.
 fn bn_train_fast(
     layer: &BatchNorm,
+    params: BnParams<'_>,
     xs: &Tensor,
     relu: bool,
     pool: bool,
     members: usize,
 ) -> Result<Tensor> {
     use ferbayes_kernels as k;
-    let (g, b) = layer
-        .weight_and_bias()
-        .ok_or_else(|| Error::Config("BatchNorm without affine".into()))?;
-    let (rm, rv) = (layer.running_mean(), layer.running_var());
+    let BnParams { g, b, rm, rv } = params;
     let (ys, stats) = if pool {
         k::batch_norm_train_pool(xs, g, b, layer.eps(), relu, members)?
     } else {
@@ -181,15 +199,13 @@ fn bn_train_fast(
 /// training and then written back into the packed ones): the reference ops' packed BatchNorm.
 fn bn_packed_reference(
     layer: &BatchNorm,
+    params: BnParams<'_>,
     xs: &Tensor,
     mode: Mode,
     relu: bool,
     members: usize,
 ) -> Result<Tensor> {
-    let (g, b) = layer
-        .weight_and_bias()
-        .ok_or_else(|| Error::Config("BatchNorm without affine".into()))?;
-    let (rm, rv) = (layer.running_mean(), layer.running_var());
+    let BnParams { g, b, rm, rv } = params;
     let c = rm.dim(0)? / members;
     let stats = std::cell::RefCell::new(Vec::with_capacity(members));
     let ys = per_member(members, &[xs], &[g, b, rm, rv], None, |t, p, _| {
