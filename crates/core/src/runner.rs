@@ -147,13 +147,14 @@ mod tests {
     }
 
     fn batch(values: &[i32]) -> RecordBatch {
-        RecordBatch::try_new(schema(), vec![Arc::new(Int32Array::from(values.to_vec()))]).unwrap()
+        RecordBatch::try_new(schema(), vec![Arc::new(Int32Array::from(values.to_vec()))])
+            .expect("test step")
     }
 
     /// A plan with one input file and two table outputs in a temporary folder.
     fn plan(root: &Path) -> Plan {
         let input = root.join("input.txt");
-        std::fs::write(&input, b"faces").unwrap();
+        std::fs::write(&input, b"faces").expect("test step");
         Plan {
             stage: Stage::Infer,
             label: "infer test".into(),
@@ -170,7 +171,7 @@ mod tests {
     }
 
     fn run_both(plan: &Plan, force: bool) -> Option<PathBuf> {
-        let mut stage = match plan.begin(force).unwrap() {
+        let mut stage = match plan.begin(force).expect("test step") {
             Begin::UpToDate(_) => return None,
             Begin::Run(stage) => *stage,
         };
@@ -182,23 +183,25 @@ mod tests {
                     vec![batch(&[1, 2])],
                     3
                 )
-                .unwrap(),
+                .expect("test step"),
             2
         );
         stage
             .write_table(plan.dir.join("b.parquet"), &schema(), vec![batch(&[3])], 3)
-            .unwrap();
+            .expect("test step");
         stage.note("seconds", 1.5);
-        Some(stage.finish().unwrap())
+        Some(stage.finish().expect("test step"))
     }
 
     #[test]
     fn outputs_and_manifest_then_the_skip() {
-        let tmp = tempfile::tempdir().unwrap();
+        let tmp = tempfile::tempdir().expect("test step");
         let plan = plan(tmp.path());
         let manifest = run_both(&plan, false).expect("a first run writes");
         assert_eq!(manifest, Layout::manifest_in(&plan.dir));
-        let m = read_manifest(&plan.dir).unwrap().unwrap();
+        let m = read_manifest(&plan.dir)
+            .expect("test step")
+            .expect("test step");
         let outputs: Vec<(&str, u64)> = m
             .outputs
             .iter()
@@ -213,28 +216,28 @@ mod tests {
         // Up to date: skipped; forced: rewritten; a changed input: rewritten.
         assert!(run_both(&plan, false).is_none());
         assert!(run_both(&plan, true).is_some());
-        std::fs::write(tmp.path().join("input.txt"), b"other faces").unwrap();
+        std::fs::write(tmp.path().join("input.txt"), b"other faces").expect("test step");
         assert!(run_both(&plan, false).is_some());
     }
 
     #[test]
     fn a_run_that_fails_before_finish_leaves_the_previous_outputs() {
-        let tmp = tempfile::tempdir().unwrap();
+        let tmp = tempfile::tempdir().expect("test step");
         let plan = plan(tmp.path());
-        run_both(&plan, false).unwrap();
-        let before = std::fs::read(plan.dir.join("a.parquet")).unwrap();
-        let manifest_before = std::fs::read(Layout::manifest_in(&plan.dir)).unwrap();
+        run_both(&plan, false).expect("test step");
+        let before = std::fs::read(plan.dir.join("a.parquet")).expect("test step");
+        let manifest_before = std::fs::read(Layout::manifest_in(&plan.dir)).expect("test step");
         {
-            let Begin::Run(mut stage) = plan.begin(true).unwrap() else {
+            let Begin::Run(mut stage) = plan.begin(true).expect("test step") else {
                 panic!("forced runs run");
             };
             stage
                 .write_table(plan.dir.join("a.parquet"), &schema(), vec![batch(&[9])], 3)
-                .unwrap();
+                .expect("test step");
             // A file the plan does not list is refused, naming it.
             let err = stage
                 .write_table(plan.dir.join("c.parquet"), &schema(), vec![batch(&[9])], 3)
-                .unwrap_err()
+                .expect_err("c.parquet is not in the plan")
                 .to_string();
             assert!(
                 err.contains("c.parquet") && err.contains("not among the outputs"),
@@ -242,14 +245,22 @@ mod tests {
             );
             // Dropped without finish: as if the stage failed here.
         }
-        assert_eq!(std::fs::read(plan.dir.join("a.parquet")).unwrap(), before);
         assert_eq!(
-            std::fs::read(Layout::manifest_in(&plan.dir)).unwrap(),
+            std::fs::read(plan.dir.join("a.parquet")).expect("test step"),
+            before
+        );
+        assert_eq!(
+            std::fs::read(Layout::manifest_in(&plan.dir)).expect("test step"),
             manifest_before
         );
         let leftovers: Vec<_> = std::fs::read_dir(&plan.dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .expect("test step")
+            .map(|e| {
+                e.expect("test step")
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned()
+            })
             .filter(|n| n.ends_with(".tmp"))
             .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
@@ -257,14 +268,16 @@ mod tests {
 
     #[test]
     fn recorded_files_are_checked_against_the_plan() {
-        let tmp = tempfile::tempdir().unwrap();
+        let tmp = tempfile::tempdir().expect("test step");
         let plan = plan(tmp.path());
-        let mut stage = StageRun::new(&plan, plan.check().unwrap());
-        stage.record(&plan.dir.join("a.parquet"), 7).unwrap();
+        let mut stage = StageRun::new(&plan, plan.check().expect("test step"));
+        stage
+            .record(&plan.dir.join("a.parquet"), 7)
+            .expect("test step");
         assert!(stage.record(&plan.dir.join("weights.bin"), 1).is_err());
         stage
             .record_file(&plan.dir.join("figures/x.png"), 1)
-            .unwrap();
+            .expect("test step");
         assert!(
             stage
                 .record_file(&tmp.path().join("elsewhere.png"), 1)
