@@ -53,7 +53,7 @@ analyze *ARGS:
 status *ARGS:
     {{cargo}} ferbayes-status -- {{ARGS}}
 
-# Predict the emotion of your own face photos, e.g. `just predict me.jpg --arch alexnet`.
+# Find the faces in your photos and predict each one's emotion, e.g. `just predict me.jpg --arch alexnet`.
 predict *ARGS:
     {{cargo}} ferbayes -- predict {{ARGS}}
 
@@ -70,6 +70,7 @@ bench:
     set -euo pipefail
     cargo bench --quiet -p ferbayes-ingest --bench ingest
     cargo bench --quiet -p ferbayes-infer --bench infer
+    RAYON_NUM_THREADS=1 cargo bench --quiet -p ferbayes-predict --bench predict
     cargo bench --quiet -p ferbayes-kernels --bench conv
     # Training speed against PyTorch, both measured twice and interleaved (PyTorch, ferbayes,
     # PyTorch, ferbayes); the final table takes each side's fastest (see benches/train.rs).

@@ -46,7 +46,7 @@ pub mod detection;
 pub mod error;
 mod extras;
 pub mod figures;
-mod glyphs;
+pub mod glyphs;
 pub mod labels;
 pub mod metrics;
 pub mod ood;

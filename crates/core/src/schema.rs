@@ -266,3 +266,35 @@ pub fn analyze_labels() -> SchemaRef {
     });
     Arc::clone(&SCHEMA)
 }
+
+/// The schema of the table `ferbayes predict DIR` writes for a folder of photos, long format as
+/// the infer tables, one row per (image, face, sample):
+///
+/// | column | type | meaning |
+/// |---|---|---|
+/// | `image` | utf8 | path of the photo relative to the folder |
+/// | `face` | u16 | face index in the photo (left to right) |
+/// | `box_x`, `box_y`, `box_width`, `box_height` | u32 | the face's box in the photo's pixels |
+/// | `sample` | u16 | pass t (MC methods) or member index (ensembles) |
+/// | `probs` | 8 × f32 | softmax output of that sample, sums to 1 |
+/// | `predictive_entropy`, `aleatoric`, `epistemic` | f32 | the face's entropy parts (nats; same on every sample row) |
+/// | `verdict` | utf8 | `confident`, `ambiguous face` or `unsure model` (same on every sample row) |
+pub fn predict_faces() -> SchemaRef {
+    static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+        Arc::new(Schema::new(vec![
+            Field::new("image", DataType::Utf8, false),
+            Field::new("face", DataType::UInt16, false),
+            Field::new("box_x", DataType::UInt32, false),
+            Field::new("box_y", DataType::UInt32, false),
+            Field::new("box_width", DataType::UInt32, false),
+            Field::new("box_height", DataType::UInt32, false),
+            Field::new("sample", DataType::UInt16, false),
+            Field::new("probs", fixed_list(DataType::Float32, NUM_CLASSES), false),
+            Field::new("predictive_entropy", DataType::Float32, false),
+            Field::new("aleatoric", DataType::Float32, false),
+            Field::new("epistemic", DataType::Float32, false),
+            Field::new("verdict", DataType::Utf8, false),
+        ]))
+    });
+    Arc::clone(&SCHEMA)
+}

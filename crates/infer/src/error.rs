@@ -1,4 +1,4 @@
-//! Errors of the infer stage and of predict.
+//! Errors of the infer stage and of its sampler.
 
 use std::path::PathBuf;
 
@@ -10,8 +10,6 @@ pub type Result<T, E = InferError> = std::result::Result<T, E>;
 pub enum InferError {
     #[error(transparent)]
     Core(#[from] ferbayes_core::Error),
-    #[error(transparent)]
-    Ingest(#[from] ferbayes_ingest::IngestError),
     #[error(transparent)]
     Model(#[from] ferbayes_models::Error),
     #[error("candle: {0}")]

@@ -9,7 +9,8 @@
 //! same seeds (checked by the tests). DenseNet-121 has dropout throughout and pays T full passes.
 
 pub mod error;
-pub mod predict;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use std::borrow::Cow;
 use std::path::PathBuf;

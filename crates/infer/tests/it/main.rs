@@ -1,4 +1,4 @@
-//! Integration tests of the infer stage and of `ferbayes predict` on real faces.
+//! Integration tests of the infer stage on real faces.
 
 mod inference;
 mod provenance;

@@ -56,3 +56,36 @@ fn colour_images_are_grayed_centre_cropped_and_resized() {
         "{err}"
     );
 }
+
+#[test]
+fn face_pixels_crop_a_square_and_repeat_the_edges_past_the_border() {
+    use ferbayes_ingest::photo::{Square, face_pixels};
+    // 100x80 image whose pixel (x, y) is x + y (mod 256).
+    let img = image::GrayImage::from_fn(100, 80, |x, y| image::Luma([(x + y) as u8]));
+    // A 48 square inside: exactly those pixels, nothing resampled.
+    let inside = face_pixels(
+        &img,
+        Square {
+            x: 10,
+            y: 20,
+            side: 48,
+        },
+    );
+    for (i, &p) in inside.iter().enumerate() {
+        let (x, y) = (10 + i % 48, 20 + i / 48);
+        assert_eq!(usize::from(p), x + y);
+    }
+    // A 48 square reaching 8 px past the left and top edges: those rows and columns repeat the
+    // edge, so the first 9 pixels of row 0 all equal pixel (0, 0) = 0.
+    let outside = face_pixels(
+        &img,
+        Square {
+            x: -8,
+            y: -8,
+            side: 48,
+        },
+    );
+    assert!(outside[..9].iter().all(|&p| p == 0), "{:?}", &outside[..10]);
+    assert_eq!(outside[9], 1);
+    assert_eq!(outside[48 * 47 + 47], 39 + 39);
+}

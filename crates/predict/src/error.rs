@@ -1,0 +1,26 @@
+//! Errors of `ferbayes predict`; each names the file it is about.
+
+use std::path::PathBuf;
+
+/// Result alias of the predict crate.
+pub type Result<T, E = PredictError> = std::result::Result<T, E>;
+
+/// Why a prediction failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PredictError {
+    #[error(transparent)]
+    Core(#[from] ferbayes_core::Error),
+    #[error(transparent)]
+    Ingest(#[from] ferbayes_ingest::IngestError),
+    #[error(transparent)]
+    Infer(#[from] ferbayes_infer::InferError),
+    #[error(
+        "no face found in {}; if the image is already a face crop, use --no-detect",
+        path.display()
+    )]
+    NoFace { path: PathBuf },
+    #[error("the face detector's embedded model is unreadable: {0}")]
+    DetectorModel(String),
+    #[error("{}: {message}", path.display())]
+    Output { path: PathBuf, message: String },
+}

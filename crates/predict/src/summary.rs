@@ -1,0 +1,263 @@
+//! One face's prediction: the mean probabilities over the samples, the predictive entropy split
+//! into its aleatoric and epistemic parts, and a verdict in plain words.
+
+use std::path::{Path, PathBuf};
+
+use ferbayes_core::{EMOTIONS, NUM_CLASSES};
+use serde::Serialize;
+
+use crate::detect::FaceBox;
+
+/// Mutual information (nats) above which the samples disagree enough to call the input
+/// unfamiliar; a quarter of ln 2, the largest MI two equally likely opposite samples could have.
+pub const EPISTEMIC_THRESHOLD: f64 = 0.25 * std::f64::consts::LN_2;
+/// Largest mean probability below which the face is called ambiguous.
+pub const CONFIDENT_PROBABILITY: f64 = 0.6;
+
+/// What the uncertainty says about a face.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Verdict {
+    /// One emotion dominates and the samples agree.
+    #[serde(rename = "confident")]
+    Confident,
+    /// The samples agree, but on a spread over emotions: the face itself is ambiguous.
+    #[serde(rename = "ambiguous face")]
+    AmbiguousFace,
+    /// The samples disagree: the input may look unlike the training faces.
+    #[serde(rename = "unsure model")]
+    UnsureModel,
+}
+
+impl Verdict {
+    pub fn name(self) -> &'static str {
+        match self {
+            Verdict::Confident => "confident",
+            Verdict::AmbiguousFace => "ambiguous face",
+            Verdict::UnsureModel => "unsure model",
+        }
+    }
+}
+
+/// The prediction for one face of one image.
+#[derive(Debug, Clone, Serialize)]
+pub struct FacePrediction {
+    pub image: PathBuf,
+    /// Index of the face in its image (left to right).
+    pub face: usize,
+    /// Where the face is, in pixels of the original image.
+    #[serde(rename = "box")]
+    pub bbox: FaceBox,
+    /// Mean probability of each emotion over the samples, FER+ order.
+    pub probabilities: Vec<(String, f64)>,
+    pub emotion: String,
+    pub confidence: f64,
+    /// Entropy of the mean prediction (nats) = aleatoric + epistemic.
+    pub predictive_entropy: f64,
+    /// Mean entropy of the individual samples: ambiguity in the face itself (nats).
+    pub aleatoric: f64,
+    /// Mutual information between prediction and model: disagreement of the samples (nats).
+    pub epistemic: f64,
+    pub samples: usize,
+    pub verdict: Verdict,
+    /// The verdict in a sentence.
+    pub explanation: String,
+    /// Set when a whole image (`--no-detect`) was not already a 48x48 grayscale face.
+    pub warning: Option<String>,
+    /// Every sample's probabilities (for the folder table).
+    #[serde(skip)]
+    pub sample_probs: Vec<[f32; NUM_CLASSES]>,
+}
+
+fn entropy(p: &[f64]) -> f64 {
+    -p.iter()
+        .filter(|&&v| v > 0.0)
+        .map(|&v| v * v.ln())
+        .sum::<f64>()
+}
+
+/// Where a face is and how it was found.
+#[derive(Debug, Clone)]
+pub struct FaceSource<'a> {
+    pub image: &'a Path,
+    pub face: usize,
+    pub bbox: FaceBox,
+    pub warning: Option<String>,
+}
+
+/// Summarises the samples of one face (each a probability vector).
+pub fn summarise(source: FaceSource<'_>, samples: &[[f32; NUM_CLASSES]]) -> FacePrediction {
+    let s = samples.len().max(1) as f64;
+    let mut mean = [0.0f64; NUM_CLASSES];
+    let mut aleatoric = 0.0;
+    for p in samples {
+        let p64: Vec<f64> = p.iter().map(|&v| f64::from(v)).collect();
+        aleatoric += entropy(&p64) / s;
+        for k in 0..NUM_CLASSES {
+            mean[k] += p64[k] / s;
+        }
+    }
+    let total = entropy(&mean);
+    let epistemic = (total - aleatoric).max(0.0);
+    let (best, &confidence) = mean
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .unwrap_or((0, &0.0));
+    let (verdict, explanation) = judge(&mean, best, aleatoric, epistemic);
+    FacePrediction {
+        image: source.image.to_owned(),
+        face: source.face,
+        bbox: source.bbox,
+        probabilities: EMOTIONS
+            .iter()
+            .zip(mean)
+            .map(|(e, p)| ((*e).to_owned(), p))
+            .collect(),
+        emotion: EMOTIONS[best].to_owned(),
+        confidence,
+        predictive_entropy: total,
+        aleatoric,
+        epistemic,
+        samples: samples.len(),
+        verdict,
+        explanation,
+        warning: source.warning,
+        sample_probs: samples.to_vec(),
+    }
+}
+
+/// The verdict on a face whose mean probabilities are `mean` (largest at `best`).
+fn judge(mean: &[f64], best: usize, aleatoric: f64, epistemic: f64) -> (Verdict, String) {
+    let emotion = EMOTIONS[best];
+    let confidence = mean[best];
+    if epistemic > EPISTEMIC_THRESHOLD {
+        (
+            Verdict::UnsureModel,
+            format!(
+                "unsure: the samples disagree (epistemic {epistemic:.2} nats), so this input may look unlike the training faces; treat `{emotion}` with caution"
+            ),
+        )
+    } else if confidence < CONFIDENT_PROBABILITY {
+        let second = mean
+            .iter()
+            .enumerate()
+            .filter(|(k, _)| *k != best)
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map(|(k, _)| EMOTIONS[k])
+            .unwrap_or("another emotion");
+        (
+            Verdict::AmbiguousFace,
+            format!(
+                "ambiguous face: mostly `{emotion}` but also `{second}`; people would likely disagree about it too (aleatoric {aleatoric:.2} nats)"
+            ),
+        )
+    } else {
+        (
+            Verdict::Confident,
+            format!("clear `{emotion}` ({:.0}% probability)", 100.0 * confidence),
+        )
+    }
+}
+
+/// The terminal rendering of a prediction: where the face is, a bar per emotion and the verdict.
+pub fn render(p: &FacePrediction) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let b = &p.bbox;
+    let _ = writeln!(
+        s,
+        "{} face {} at x {}, y {}, {}x{} px",
+        p.image.display(),
+        p.face + 1,
+        b.x,
+        b.y,
+        b.width,
+        b.height
+    );
+    if let Some(w) = &p.warning {
+        let _ = writeln!(s, "  note: {w}");
+    }
+    for (name, prob) in &p.probabilities {
+        let width = (prob * 40.0).round() as usize;
+        let _ = writeln!(
+            s,
+            "  {name:>10} {:>5.1}% {}",
+            100.0 * prob,
+            "█".repeat(width)
+        );
+    }
+    let _ = writeln!(
+        s,
+        "  predicted: {} ({:.1}%)",
+        p.emotion,
+        100.0 * p.confidence
+    );
+    let _ = writeln!(
+        s,
+        "  uncertainty: predictive entropy {:.3} nats = aleatoric {:.3} + epistemic {:.3} ({} samples)",
+        p.predictive_entropy, p.aleatoric, p.epistemic, p.samples
+    );
+    let _ = writeln!(s, "  verdict: {} — {}", p.verdict.name(), p.explanation);
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one_hot(k: usize) -> [f32; NUM_CLASSES] {
+        let mut p = [0.0; NUM_CLASSES];
+        p[k] = 1.0;
+        p
+    }
+
+    fn source() -> FaceSource<'static> {
+        FaceSource {
+            image: Path::new("x.png"),
+            face: 0,
+            bbox: FaceBox {
+                x: 1,
+                y: 2,
+                width: 30,
+                height: 30,
+                score: None,
+            },
+            warning: None,
+        }
+    }
+
+    #[test]
+    fn entropy_splits_into_aleatoric_and_epistemic() {
+        // Two confident samples that disagree: mean (0.5, 0.5) → H = ln 2, aleatoric 0,
+        // epistemic ln 2.
+        let p = summarise(source(), &[one_hot(0), one_hot(1)]);
+        assert!((p.predictive_entropy - std::f64::consts::LN_2).abs() < 1e-9);
+        assert!(p.aleatoric.abs() < 1e-9);
+        assert!((p.epistemic - std::f64::consts::LN_2).abs() < 1e-9);
+        assert_eq!(p.verdict, Verdict::UnsureModel);
+        assert!(p.explanation.starts_with("unsure"), "{}", p.explanation);
+
+        // Two identical uncertain samples (0.5, 0.5): all aleatoric, no epistemic.
+        let mut half = [0.0; NUM_CLASSES];
+        half[3] = 0.5;
+        half[4] = 0.5;
+        let p = summarise(source(), &[half, half]);
+        assert!((p.aleatoric - std::f64::consts::LN_2).abs() < 1e-6);
+        assert!(p.epistemic.abs() < 1e-6);
+        assert_eq!(p.verdict, Verdict::AmbiguousFace);
+        assert!(p.explanation.contains("anger"), "{}", p.explanation);
+
+        let p = summarise(source(), &[one_hot(1); 3]);
+        assert_eq!(p.emotion, "happiness");
+        assert_eq!(p.verdict, Verdict::Confident);
+        let text = render(&p);
+        assert!(text.contains("happiness 100.0%"), "{text}");
+        assert!(
+            text.contains("x.png face 1 at x 1, y 2, 30x30 px"),
+            "{text}"
+        );
+        let json = serde_json::to_value(&p).expect("json");
+        assert_eq!(json["verdict"], "confident");
+        assert_eq!(json["box"]["width"], 30);
+    }
+}

@@ -1,0 +1,88 @@
+//! Shared fixtures: an artifact root with seeded (untrained) smoke-profile weights, and the
+//! `ferbayes` binary run against it. Detection, cropping, output formats and errors do not
+//! depend on the weights' values.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use ferbayes_core::{Arch, Layout, Method, PipelineFile};
+
+pub fn repo() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+}
+
+/// `shared/photos` beside the FER+ copy (see its README).
+pub fn photos() -> PathBuf {
+    ferbayes_core::test_data_root().join("../photos")
+}
+
+/// `shared/ood/natural-patches`: 48x48 crops of non-face photos.
+pub fn natural_patches() -> PathBuf {
+    ferbayes_core::test_data_root().join("../ood/natural-patches")
+}
+
+/// The artifact root with seeded weights for AlexNet × {mc_dropout, ensemble}.
+pub fn artifacts() -> &'static Path {
+    static ROOT: OnceLock<tempfile::TempDir> = OnceLock::new();
+    ROOT.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = PipelineFile::load(&repo().join("pipeline.toml")).expect("pipeline.toml");
+        let settings = file.settings("smoke").expect("smoke");
+        let layout = Layout::new(dir.path(), "smoke");
+        for method in [Method::McDropout, Method::Ensemble] {
+            ferbayes_infer::testing::write_seeded_weights(
+                &layout,
+                &settings,
+                Arch::AlexNet,
+                method,
+            )
+            .expect("seeded weights");
+        }
+        dir
+    })
+    .path()
+}
+
+/// Runs `ferbayes predict ARGS --arch alexnet --method mc_dropout` on the seeded smoke weights.
+pub fn predict(args: &[&std::ffi::OsStr]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ferbayes"))
+        .arg("predict")
+        .args(args)
+        .args([
+            "--arch",
+            "alexnet",
+            "--method",
+            "mc_dropout",
+            "--profile",
+            "smoke",
+        ])
+        .arg("--artifacts")
+        .arg(artifacts())
+        .arg("--config")
+        .arg(repo().join("pipeline.toml"))
+        .env("RAYON_NUM_THREADS", "1")
+        .output()
+        .expect("run ferbayes")
+}
+
+/// [`predict`] with `--json`, which must succeed; the parsed list of faces.
+pub fn predict_json(args: &[&std::ffi::OsStr]) -> Vec<serde_json::Value> {
+    let mut all: Vec<&std::ffi::OsStr> = args.to_vec();
+    all.push("--json".as_ref());
+    let out = predict(&all);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
+    json.as_array().expect("a list of faces").clone()
+}
+
+/// A face's box as (x, y, width, height).
+pub fn face_box(face: &serde_json::Value) -> (f64, f64, f64, f64) {
+    let b = &face["box"];
+    let get = |k: &str| b[k].as_f64().expect("box field");
+    (get("x"), get("y"), get("width"), get("height"))
+}
