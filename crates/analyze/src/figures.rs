@@ -387,6 +387,11 @@ impl Figure for VsN {
 #[derive(Debug, Clone)]
 pub struct ReliabilityPanel {
     pub title: String,
+    /// What each bin's bar measures: `accuracy` (the majority label's hit rate) or the crowd's
+    /// vote share on the predicted class.
+    pub y_label: String,
+    /// The name of the calibration error printed in the panel (`ECE`, `crowd ECE`).
+    pub ece_name: String,
     pub bins: Vec<Bin>,
     pub ece: f64,
     pub error: f64,
@@ -402,9 +407,16 @@ pub struct Reliability {
     pub panels: Vec<ReliabilityPanel>,
 }
 
+/// Pixels of the figure title's font.
+const TITLE_SIZE: u32 = 20;
+
 impl Figure for Reliability {
+    /// 440 pixels per panel, wider where the title would not fit (it is centred, so a title wider
+    /// than the figure would start left of it).
     fn size(&self) -> (u32, u32) {
-        (440 * self.panels.len().max(1) as u32, 600)
+        let panels = 440 * self.panels.len().max(1) as u32;
+        let title = crate::glyphs::text_width(&self.title, f64::from(TITLE_SIZE)) + 40;
+        (panels.max(title), 600)
     }
 
     fn draw<DB: DrawingBackend>(
@@ -412,7 +424,7 @@ impl Figure for Reliability {
         root: &DrawingArea<DB, Shift>,
         _: &mut Vec<Placed>,
     ) -> DrawResult<DB> {
-        let body = root.titled(&self.title, (FONT, 20))?;
+        let body = root.titled(&self.title, (FONT, TITLE_SIZE))?;
         let columns = body.split_evenly((1, self.panels.len().max(1)));
         for (area, panel) in columns.iter().zip(&self.panels) {
             let (top, bottom) = area.split_vertically(area.dim_in_pixel().1 * 68 / 100);
@@ -425,7 +437,7 @@ impl Figure for Reliability {
             chart
                 .configure_mesh()
                 .x_desc("confidence")
-                .y_desc("accuracy")
+                .y_desc(panel.y_label.as_str())
                 .label_style((FONT, 12))
                 .axis_desc_style((FONT, 13))
                 .bold_line_style(GRID)
@@ -437,7 +449,7 @@ impl Figure for Reliability {
                 .draw_series(filled.iter().map(|b| {
                     Rectangle::new([(b.lo, 0.0), (b.hi, b.accuracy)], color.mix(0.85).filled())
                 }))?
-                .label("accuracy")
+                .label(panel.y_label.as_str())
                 .legend(move |(x, y)| {
                     Rectangle::new([(x, y - 5), (x + 14, y + 5)], color.mix(0.85).filled())
                 });
@@ -477,7 +489,10 @@ impl Figure for Reliability {
                     PathElement::new(vec![(x, y), (x + 20, y)], BLACK.stroke_width(1))
                 });
             chart.draw_series(std::iter::once(Text::new(
-                format!("ECE {:.4}   error {:.4}", panel.ece, panel.error),
+                format!(
+                    "{} {:.4}   error {:.4}",
+                    panel.ece_name, panel.ece, panel.error
+                ),
                 (0.03, 0.97),
                 (FONT, 14).into_font(),
             )))?;

@@ -9,12 +9,14 @@ use crate::curves::Curve;
 use crate::data::Faces;
 use crate::error::Result;
 use crate::figures::{
-    CROWD_COLOR, Cell, FaceGrid, Figure, Line, Reliability, ReliabilityPanel, Scatter,
-    ScatterPanel, VsN, class_name, method_color, save,
+    CROWD_COLOR, Cell, FaceGrid, Figure, Line, LinePanels, PanelLine, Reliability,
+    ReliabilityPanel, Scatter, ScatterPanel, VsN, class_name, method_color, save,
 };
 use crate::metrics::{self, entropy, mean_prediction};
 use crate::output::shown_for;
+use crate::posthoc::{DECILES, PostHoc};
 use crate::{FigureEntry, InputView};
+use ferbayes_core::schema::SHOWN_ALPHA;
 
 /// A figure to draw: stem, caption and the drawing (see [`job`]).
 pub(crate) type Job<'a> = (
@@ -77,9 +79,21 @@ pub fn draw_all(
             .push((c, i));
     }
     let archs: Vec<ArchCurves<'_, '_>> = by_arch.into_values().collect();
-    let orderings = settings.analyze.orderings;
     let mut jobs: Vec<Job<'_>> = Vec::new();
+    vs_n_jobs(layout, settings, &archs, &mut jobs);
+    reliability_jobs(layout, settings, faces, &archs, &mut jobs);
+    face_jobs(layout, settings, faces, &archs, &mut jobs);
+    draw_jobs(jobs)
+}
 
+/// Fig. 1–3: error, NLL and ECE against n, one panel per architecture.
+fn vs_n_jobs<'a>(
+    layout: &'a Layout,
+    settings: &Settings,
+    archs: &[ArchCurves<'_, '_>],
+    jobs: &mut Vec<Job<'a>>,
+) {
+    let orderings = settings.analyze.orderings;
     // Fig. 1–3.
     for (stem, metric, label, what) in [
         (
@@ -148,7 +162,16 @@ pub fn draw_all(
             },
         ));
     }
+}
 
+/// Fig. 5: reliability diagrams at the best-accuracy and the best-ECE n.
+fn reliability_jobs<'a>(
+    layout: &'a Layout,
+    settings: &Settings,
+    faces: &Faces,
+    archs: &[ArchCurves<'_, '_>],
+    jobs: &mut Vec<Job<'a>>,
+) {
     // Fig. 5: reliability diagrams at the best-accuracy and the best-ECE n.
     let labelled: Vec<usize> = (0..faces.len())
         .filter(|&i| faces.evaluator.majority()[i].is_some())
@@ -158,7 +181,7 @@ pub fn draw_all(
         .filter_map(|&i| faces.evaluator.majority()[i])
         .collect();
     let bins = settings.analyze.ece_bins;
-    for (_, list) in &archs {
+    for (_, list) in archs {
         for (c, input) in list {
             let (n_acc, n_ece) = (c.best_accuracy_n(), c.best_ece_n());
             let choices: Vec<(usize, String)> = if n_acc == n_ece {
@@ -178,6 +201,8 @@ pub fn draw_all(
                     let bins = metrics::reliability(&probs, &labels, bins);
                     ReliabilityPanel {
                         title,
+                        y_label: "accuracy".into(),
+                        ece_name: "ECE".into(),
                         ece: metrics::ece_of_bins(&bins),
                         error: metrics::error(&probs, &labels),
                         bins,
@@ -201,11 +226,20 @@ pub fn draw_all(
             ));
         }
     }
+}
 
+/// Fig. 4/6/7 and the crowd comparison, per architecture.
+fn face_jobs<'a>(
+    layout: &'a Layout,
+    settings: &Settings,
+    faces: &Faces,
+    archs: &[ArchCurves<'_, '_>],
+    jobs: &mut Vec<Job<'a>>,
+) {
     // Fig. 4/6/7 and the crowd comparison, per architecture.
     let k = settings.analyze.top_uncertain;
     let mut scatter = Vec::new();
-    for (arch, list) in &archs {
+    for (arch, list) in archs {
         let ensemble = list.iter().find(|(c, _)| c.method == Method::Ensemble);
         // The best method: lowest test JSD at its largest n.
         let best = list
@@ -336,8 +370,6 @@ pub fn draw_all(
             Scatter { panels: scatter },
         ));
     }
-
-    draw_jobs(jobs)
 }
 
 /// Draws the jobs in parallel; the figures in job order.
@@ -395,4 +427,101 @@ fn crowd_cell(faces: &Faces, i: usize) -> Cell {
         series: vec![(crowd, CROWD_COLOR)],
         footer: vec![(class_name(&crowd).to_owned(), CROWD_COLOR)],
     }
+}
+
+/// The crowd figures: a crowd reliability diagram per arch × method at n = T (the majority
+/// label's accuracy beside the crowd's vote share on the predicted class), and the mean
+/// conformal set size per crowd-entropy decile, one panel per architecture, one line per method.
+pub(crate) fn draw_crowd(
+    layout: &Layout,
+    settings: &Settings,
+    posthoc: &PostHoc,
+) -> Result<Vec<FigureEntry>> {
+    let mut jobs: Vec<Job<'_>> = Vec::new();
+    let n_of = |arch: Arch, method: Method| {
+        posthoc
+            .temperature
+            .iter()
+            .filter(|r| r.arch == arch && r.method == method)
+            .map(|r| r.n)
+            .max()
+            .unwrap_or(0)
+    };
+    for d in &posthoc.diagrams {
+        let n = n_of(d.arch, d.method);
+        let panel =
+            |title: &str, y_label: &str, ece_name: &str, bins: &[metrics::Bin]| ReliabilityPanel {
+                title: title.to_owned(),
+                y_label: y_label.to_owned(),
+                ece_name: ece_name.to_owned(),
+                ece: metrics::ece_of_bins(bins),
+                error: f64::NAN,
+                bins: bins.to_vec(),
+            };
+        let mut panels = vec![
+            panel("majority label", "accuracy", "ECE", &d.majority),
+            panel("crowd", "crowd vote share on ŷ", "crowd ECE", &d.crowd),
+        ];
+        let error = 1.0 - {
+            let (hits, count) = d.majority.iter().fold((0.0, 0usize), |(h, c), b| {
+                if b.count > 0 {
+                    (h + b.accuracy * b.count as f64, c + b.count)
+                } else {
+                    (h, c)
+                }
+            });
+            hits / count.max(1) as f64
+        };
+        for p in &mut panels {
+            p.error = error;
+        }
+        let fig = Reliability {
+            title: format!(
+                "{} / {}: calibration against the label and the crowd (n = {n})",
+                d.arch, d.method
+            ),
+            color: method_color(d.method),
+            panels,
+        };
+        let caption = format!(
+            "{} / {}: with all {n} samples on the test split, the majority label's accuracy per confidence bin (left) beside the mean share of the crowd's votes on the predicted class (right); the gap to the diagonal on the right is what crowd ECE sums.",
+            d.arch, d.method
+        );
+        let stem = format!("crowd_reliability_{}_{}", d.arch, d.method);
+        jobs.push(job(layout, stem, caption, fig));
+    }
+    let mut panels: Vec<(String, Vec<PanelLine>)> = Vec::new();
+    for &arch in &settings.train.archs {
+        let lines: Vec<PanelLine> = posthoc
+            .diagrams
+            .iter()
+            .filter(|d| d.arch == arch && !d.set_size_by_decile.is_empty())
+            .map(|d| PanelLine {
+                label: d.method.to_string(),
+                color: method_color(d.method),
+                dashed: false,
+                markers: true,
+                points: d.set_size_by_decile.clone(),
+            })
+            .collect();
+        if !lines.is_empty() {
+            panels.push((arch.to_string(), lines));
+        }
+    }
+    if !panels.is_empty() {
+        let fig = LinePanels {
+            title: format!("Conformal set size by crowd-entropy decile (α = {SHOWN_ALPHA}, n = T)"),
+            x_label: "crowd-entropy decile (1 = most agreed)".into(),
+            y_label: "mean set size |C|".into(),
+            x_range: (0.5, DECILES as f64 + 0.5),
+            integer_x: true,
+            columns: panels.len().min(3),
+            panels,
+        };
+        let caption = format!(
+            "Mean size of the split-conformal prediction sets (α = {SHOWN_ALPHA}, calibrated on the valid split, all T samples) of the test faces in each decile of the crowd's vote entropy, one panel per architecture, one line per method; rising lines mean that faces the crowd disagrees on get bigger sets."
+        );
+        jobs.push(job(layout, "set_size_vs_entropy".to_owned(), caption, fig));
+    }
+    draw_jobs(jobs)
 }

@@ -142,7 +142,7 @@ fn smoke_profile_runs_the_whole_chain_reproducibly() {
         .collect();
     assert_eq!(
         tables.len(),
-        1 + usize::from(shift)
+        3 + usize::from(shift)
             + usize::from(ood)
             + usize::from(!settings.train.compare_label_modes.is_empty()),
         "{tables:?}"
@@ -160,6 +160,13 @@ fn smoke_profile_runs_the_whole_chain_reproducibly() {
         );
         assert!(report.contains("The study's claims, as measured here"));
         assert!(report.contains("Error falls as n grows") && report.contains("ECE rises with n"));
+        assert!(report.contains("Calibration against the crowd"));
+        assert!(
+            report.contains("Does ECE rise with n because the predictions become more crowd-like")
+        );
+        assert!(
+            report.contains("figures/set_size_vs_entropy.png") || report.contains("data:image/png")
+        );
     }
     for figure in &summary.figures {
         for file in &figure.files {

@@ -121,6 +121,8 @@ fn end_to_end_on_real_ingest_and_synthetic_inference() {
             "soft_accuracy",
             "kl_crowd",
             "entropy_corr",
+            "crowd_ece",
+            "crowd_cw_ece",
         ] {
             assert!(
                 !column(&batch, name).is_null(i),
@@ -238,6 +240,12 @@ fn end_to_end_on_real_ingest_and_synthetic_inference() {
     }
     stems.push("entropy_scatter".to_owned());
     for a in archs {
+        for m in methods {
+            stems.push(format!("crowd_reliability_{a}_{m}"));
+        }
+    }
+    stems.push("set_size_vs_entropy".to_owned());
+    for a in archs {
         stems.push(format!("risk_coverage_{a}"));
     }
     let got: Vec<&str> = summary.figures.iter().map(|f| f.stem.as_str()).collect();
@@ -295,11 +303,14 @@ fn end_to_end_on_real_ingest_and_synthetic_inference() {
             .iter()
             .any(|o| o.file == "metrics.parquet" && o.rows == 24)
     );
-    // The tables of this profile: metrics and selective, no shift, OOD or labels.
+    // The tables of this profile: metrics, temperature, conformal and selective; no shift, OOD
+    // or labels.
     assert_eq!(
         ferbayes_core::plan::analyze_outputs(&layout, &settings),
         vec![
             layout.metrics(),
+            layout.temperature(),
+            layout.conformal(),
             layout.analyze_table("selective"),
             layout.report_html(),
             layout.report_md(),
