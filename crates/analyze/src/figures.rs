@@ -1090,4 +1090,53 @@ mod tests {
     fn bundled_font_registers() {
         ensure_font().expect("DejaVu Sans parses");
     }
+
+    /// The leftmost column of a non-white pixel in the title strip (the top 30 rows) of a
+    /// figure drawn as the PNG is, and the figure's width.
+    fn title_extent<F: Figure>(figure: &F) -> (Option<u32>, u32) {
+        ensure_font().expect("font");
+        let (w, h) = figure.size();
+        let mut buf = vec![255u8; w as usize * h as usize * 3];
+        {
+            let root = GlyphBitMap::with_buffer(&mut buf, (w, h)).into_drawing_area();
+            figure.draw(&root, &mut Vec::new()).expect("draws");
+            root.present().expect("presents");
+        }
+        let left = (0..w).find(|&x| {
+            (0..30u32).any(|y| {
+                let at = (y as usize * w as usize + x as usize) * 3;
+                buf[at..at + 3].iter().any(|&v| v < 128)
+            })
+        });
+        (left, w)
+    }
+
+    /// A reliability figure whose two panels collapse into one (the same n is best for
+    /// accuracy and ECE) keeps its whole title inside the canvas: it starts right of the left
+    /// edge and ends left of the right edge.
+    #[test]
+    fn one_panel_reliability_title_is_not_clipped() {
+        let bins = crate::metrics::reliability(&[[0.7f32, 0.3], [0.4, 0.6]], &[0, 1], 10);
+        let figure = Reliability {
+            title: "densenet121 / mc_dropconnect: reliability on the test split".into(),
+            color: RGBColor(10, 10, 10),
+            panels: vec![ReliabilityPanel {
+                title: "n = 3: best accuracy and lowest ECE".into(),
+                y_label: "accuracy".into(),
+                ece_name: "ECE".into(),
+                bins,
+                ece: 0.1,
+                error: 0.2,
+            }],
+        };
+        let (left, w) = title_extent(&figure);
+        let left = left.expect("the title is drawn");
+        assert!(left >= 5, "title starts at column {left}");
+        let width = crate::glyphs::text_width(&figure.title, f64::from(TITLE_SIZE));
+        assert!(
+            left + width <= w - 5,
+            "title ends at {} of {w}",
+            left + width
+        );
+    }
 }

@@ -129,12 +129,7 @@ impl CrowdAnswers {
     }
 }
 
-fn row_at(
-    rows: &[ConformalRow],
-    arch: Arch,
-    method: Method,
-    n: usize,
-) -> Option<&ConformalRow> {
+fn row_at(rows: &[ConformalRow], arch: Arch, method: Method, n: usize) -> Option<&ConformalRow> {
     rows.iter().find(|r| {
         r.arch == arch && r.method == method && r.n == n && (r.alpha - SHOWN_ALPHA).abs() < 1e-12
     })

@@ -399,6 +399,9 @@ fn definitions(ctx: &Context<'_>, doc: &mut Vec<Block>) {
         "JSD: Jensen–Shannon divergence in bits between crowd and prediction; KL(crowd ‖ prediction) in nats; soft accuracy: Σ_k min(crowd_k, p_k).".into(),
         "Ensemble `_std`: population std over random member orderings; 0 for the MC methods (null where the metric is undefined).".into(),
         "Selective prediction: faces ranked by a confidence score, accuracy at coverage c on the ⌈c·n⌉ most confident faces; coverage at 90 % accuracy: the largest fraction of most confident faces whose accuracy is still ≥ 0.9; AURC: mean risk over all coverages k/n. Mutual information = predictive entropy − mean entropy of the samples (nats).".into(),
+        "Crowd ECE: the ECE bins, each bin's mean confidence against the mean share of the crowd's votes on the predicted class; crowd classwise ECE: every class's probability binned, its mean against the crowd's mean share of that class, averaged over the 8 classes.".into(),
+        "Temperature scaling: p_T = softmax(log(max(p̄, 1e-12)) / T) with one T per arch, method and n, minimising the valid split's NLL (golden-section search on log T over [0.05, 20] to 1e-3 relative).".into(),
+        "Split conformal: score 1 − p̄[y] on the valid split's m labelled faces, q̂ = the ⌈(m+1)(1−α)⌉-th smallest (+∞ when that exceeds m), set C = {k : 1 − p̄[k] ≤ q̂}; M = the FER+ `multi_target` classes; Spearman with average ranks for ties.".into(),
         "OOD detection: scores where higher means more likely out-of-distribution (1 − maximum probability, predictive entropy, mutual information); AUROC = P(OOD score > test-face score), ties counting ½; AUPR = average precision with OOD as the positive class; FPR95 = fraction of test faces flagged at the highest threshold that flags ≥ 95 % of the OOD images.".into(),
     ]));
 }

@@ -102,9 +102,13 @@ pub(super) fn html(title: &str, doc: &[Block], base: &Path) -> String {
                     |_| escape(src),
                     |png| format!("data:image/png;base64,{}", crate::figures::base64(&png)),
                 );
+                let stem = Path::new(src)
+                    .file_stem()
+                    .map_or_else(String::new, |s| s.to_string_lossy().into_owned());
                 let _ = writeln!(
                     out,
-                    "<figure><img src=\"{}\" alt=\"{}\"><figcaption>{}</figcaption></figure>",
+                    "<figure id=\"fig-{}\"><img src=\"{}\" alt=\"{}\"><figcaption>{}</figcaption></figure>",
+                    escape(&stem),
                     data,
                     escape(caption),
                     inline_html(caption)

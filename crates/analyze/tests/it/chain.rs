@@ -173,6 +173,25 @@ fn smoke_profile_runs_the_whole_chain_reproducibly() {
             assert!(file.is_file(), "{} missing", file.display());
         }
     }
+    // The crowd figures are in the report, and a headless browser shows every figure.
+    let mut crowd: Vec<String> = vec!["set_size_vs_entropy".to_owned()];
+    for arch in &settings.train.archs {
+        for method in &settings.train.methods {
+            crowd.push(format!("crowd_reliability_{arch}_{method}"));
+        }
+    }
+    crate::browser::assert_figures_render(&summary.report_html, &crowd);
+    for (table, schema) in [
+        (layout.temperature(), schema::analyze_temperature()),
+        (layout.conformal(), schema::analyze_conformal()),
+    ] {
+        let rows: usize = ferbayes_core::io::read_parquet(&table, &schema, None, "just analyze")
+            .expect("table")
+            .iter()
+            .map(RecordBatch::num_rows)
+            .sum();
+        assert!(rows > 0, "{} is empty", table.display());
+    }
     assert!(
         layout
             .infer_split(
