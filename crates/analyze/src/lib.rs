@@ -193,30 +193,14 @@ fn run_plan(
         "computed the extra analyses"
     );
 
-    // Figures and report.
-    let mut figures = plots::draw_all(layout, settings, &curves, &views, faces.get(&Split::Test))?;
-    let crowd_figures = plots::draw_crowd(layout, settings, &posthoc)?;
-    extras::draw(layout, settings, &mut extra)?;
+    let (report_html, report_md, figures) = figures_and_report(
+        layout, settings, &curves, &posthoc, &views, &faces, &missing, &mut extra,
+    )?;
     tracing::info!(
         figures = figures.len(),
         seconds = elapsed(),
-        "drew the figures"
+        "wrote the report"
     );
-    let context = report::Context {
-        layout,
-        settings,
-        curves: &curves,
-        figures: &figures,
-        crowd_figures: &crowd_figures,
-        posthoc: &posthoc,
-        missing: &missing,
-        faces: &faces,
-        inputs: &views,
-        extras: &extra,
-    };
-    let (report_html, report_md) = report::write(&context)?;
-    figures.extend(crowd_figures);
-    figures.extend(extra.figures().cloned());
 
     let read: Vec<String> = faces
         .values()
@@ -244,6 +228,40 @@ fn run_plan(
         shown_n: settings.analyze.shown_n.clone(),
         seconds,
     })
+}
+
+/// Draws every figure and writes the report; returns the report's paths and the figures in
+/// report order.
+#[allow(clippy::too_many_arguments)]
+fn figures_and_report(
+    layout: &Layout,
+    settings: &Settings,
+    curves: &[Curve],
+    posthoc: &posthoc::PostHoc,
+    views: &[InputView<'_>],
+    faces: &BTreeMap<Split, data::Faces>,
+    missing: &[PathBuf],
+    extra: &mut extras::Extras,
+) -> Result<(PathBuf, PathBuf, Vec<FigureEntry>)> {
+    let mut figures = plots::draw_all(layout, settings, curves, views, faces.get(&Split::Test))?;
+    let crowd_figures = plots::draw_crowd(layout, settings, posthoc)?;
+    extras::draw(layout, settings, extra)?;
+    let context = report::Context {
+        layout,
+        settings,
+        curves,
+        figures: &figures,
+        crowd_figures: &crowd_figures,
+        posthoc,
+        missing,
+        faces,
+        inputs: views,
+        extras: extra,
+    };
+    let (report_html, report_md) = report::write(&context)?;
+    figures.extend(crowd_figures);
+    figures.extend(extra.figures().cloned());
+    Ok((report_html, report_md, figures))
 }
 
 /// The infer files of the profile that exist, and those that do not (warned about); an error
@@ -398,6 +416,31 @@ fn inputs_view<'a>(inputs: &'a [Input], samples: &'a [data::Samples]) -> Vec<Inp
         .collect()
 }
 
+/// The sample orders of every input: index order, then (ensembles) the random orderings.
+fn member_orders(
+    settings: &Settings,
+    inputs: &[Input],
+    samples: &[data::Samples],
+) -> Vec<Vec<Vec<usize>>> {
+    inputs
+        .iter()
+        .zip(samples)
+        .map(|(input, s)| {
+            let mut all = vec![(0..s.count).collect::<Vec<_>>()];
+            if input.method == Method::Ensemble {
+                all.extend(curves::orderings(
+                    settings.seed,
+                    input.arch,
+                    input.method,
+                    s.count,
+                    settings.analyze.orderings,
+                ));
+            }
+            all
+        })
+        .collect()
+}
+
 /// The curves of every input: the index-order curve and, for ensembles, the random orderings,
 /// all (input, ordering) pairs in parallel.
 fn compute_curves(
@@ -416,23 +459,7 @@ fn compute_curves(
                 .collect()
         })
         .collect();
-    let orders: Vec<Vec<Vec<usize>>> = inputs
-        .iter()
-        .zip(samples)
-        .map(|(input, s)| {
-            let mut all = vec![(0..s.count).collect::<Vec<_>>()];
-            if input.method == Method::Ensemble {
-                all.extend(curves::orderings(
-                    settings.seed,
-                    input.arch,
-                    input.method,
-                    s.count,
-                    settings.analyze.orderings,
-                ));
-            }
-            all
-        })
-        .collect();
+    let orders = member_orders(settings, inputs, samples);
     let tasks: Vec<(usize, usize)> = orders
         .iter()
         .enumerate()

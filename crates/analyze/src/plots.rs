@@ -14,7 +14,7 @@ use crate::figures::{
 };
 use crate::metrics::{self, entropy, mean_prediction};
 use crate::output::shown_for;
-use crate::posthoc::{DECILES, PostHoc};
+use crate::posthoc::{CrowdDiagram, DECILES, PostHoc};
 use crate::{FigureEntry, InputView};
 use ferbayes_core::schema::SHOWN_ALPHA;
 
@@ -260,105 +260,19 @@ fn face_jobs<'a>(
         let top = most_uncertain(faces, &prediction(chosen_input, chosen_curve.samples), k);
 
         if let Some((c, input)) = ensemble {
-            let ns = shown_for(&settings.analyze.shown_n, c.samples);
-            let preds: Vec<(usize, Vec<[f32; NUM_CLASSES]>)> =
-                ns.iter().map(|&n| (n, prediction(input, n))).collect();
-            let color = method_color(c.method);
-            let rows = top
-                .iter()
-                .map(|&(i, h)| {
-                    let mut row = vec![face_cell(faces, i, h), crowd_cell(faces, i)];
-                    for (n, p) in &preds {
-                        row.push(Cell::Bars {
-                            caption: format!("{n} member{}", if *n == 1 { "" } else { "s" }),
-                            series: vec![(p[i], color)],
-                            footer: vec![(class_name(&p[i]).to_owned(), color)],
-                        });
-                    }
-                    row
-                })
-                .collect();
-            let mut widths = vec![180, 200];
-            widths.extend(std::iter::repeat_n(200, preds.len()));
-            let fig = FaceGrid {
-                title: format!(
-                    "{arch} ensemble: the {} test faces with the highest predictive entropy (n = {})",
-                    top.len(),
-                    c.samples
-                ),
-                column_widths: widths,
-                row_height: 190,
-                rows,
-            };
-            let caption = format!(
-                "{arch} ensemble: the {} most uncertain test faces (predictive entropy with all {} members), their crowd votes, and the prediction with n ∈ {{{}}} members (predicted class under each).",
-                top.len(),
-                c.samples,
-                ns.iter()
-                    .map(usize::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-            jobs.push(job(layout, format!("uncertain_{arch}"), caption, fig));
+            jobs.push(uncertain_job(
+                layout,
+                settings,
+                faces,
+                *arch,
+                (c, input),
+                &top,
+            ));
         }
-
         if let Some((c, input)) = best {
-            let p = prediction(input, c.samples);
-            let color = method_color(c.method);
-            let rows = top
-                .iter()
-                .map(|&(i, h)| {
-                    let crowd = faces.evaluator.crowd()[i].unwrap_or([0.0; NUM_CLASSES]);
-                    let jsd = metrics::jsd(&crowd, &p[i]);
-                    vec![
-                        face_cell(faces, i, h),
-                        Cell::Bars {
-                            caption: format!("crowd (grey) vs {} with n = {}", c.method, c.samples),
-                            series: vec![(crowd, CROWD_COLOR), (p[i], color)],
-                            footer: vec![
-                                (format!("crowd: {}", class_name(&crowd)), CROWD_COLOR),
-                                (
-                                    format!(
-                                        "{}: {}   (JSD {jsd:.3} bits)",
-                                        c.method,
-                                        class_name(&p[i])
-                                    ),
-                                    color,
-                                ),
-                            ],
-                        },
-                    ]
-                })
-                .collect();
-            let fig = FaceGrid {
-                title: format!(
-                    "{arch}: crowd vs predicted distribution ({}, lowest test JSD)",
-                    c.method
-                ),
-                column_widths: vec![180, 420],
-                row_height: 200,
-                rows,
-            };
-            let caption = format!(
-                "{arch}: crowd vote distribution vs the prediction of {} (lowest test JSD at n = {}) on the same faces as the uncertainty figure.",
-                c.method, c.samples
-            );
-            jobs.push(job(layout, format!("crowd_{arch}"), caption, fig));
-
-            let h: Vec<f64> = p.iter().map(|row| entropy(row)).collect();
-            let points: Vec<(f64, f64)> = faces
-                .evaluator
-                .crowd_entropy()
-                .iter()
-                .zip(&h)
-                .filter_map(|(ch, &h)| ch.map(|ch| (f64::from(ch), h)))
-                .collect();
-            let r = c.last().map_or(f64::NAN, |m| m.entropy_corr);
-            scatter.push(ScatterPanel {
-                title: format!("{arch} / {} (n = {}), r = {r:.3}", c.method, c.samples),
-                points,
-                color,
-            });
+            let (job, panel) = crowd_job(layout, faces, *arch, (c, input), &top);
+            jobs.push(job);
+            scatter.push(panel);
         }
     }
     if !scatter.is_empty() {
@@ -370,6 +284,121 @@ fn face_jobs<'a>(
             Scatter { panels: scatter },
         ));
     }
+}
+
+/// Fig. 4: the most uncertain test faces under an ensemble with n ∈ `shown_n` members.
+fn uncertain_job<'a>(
+    layout: &'a Layout,
+    settings: &Settings,
+    faces: &Faces,
+    arch: Arch,
+    (c, input): (&Curve, &InputView<'_>),
+    top: &[(usize, f64)],
+) -> Job<'a> {
+    let ns = shown_for(&settings.analyze.shown_n, c.samples);
+    let preds: Vec<(usize, Vec<[f32; NUM_CLASSES]>)> =
+        ns.iter().map(|&n| (n, prediction(input, n))).collect();
+    let color = method_color(c.method);
+    let rows = top
+        .iter()
+        .map(|&(i, h)| {
+            let mut row = vec![face_cell(faces, i, h), crowd_cell(faces, i)];
+            for (n, p) in &preds {
+                row.push(Cell::Bars {
+                    caption: format!("{n} member{}", if *n == 1 { "" } else { "s" }),
+                    series: vec![(p[i], color)],
+                    footer: vec![(class_name(&p[i]).to_owned(), color)],
+                });
+            }
+            row
+        })
+        .collect();
+    let mut widths = vec![180, 200];
+    widths.extend(std::iter::repeat_n(200, preds.len()));
+    let fig = FaceGrid {
+        title: format!(
+            "{arch} ensemble: the {} test faces with the highest predictive entropy (n = {})",
+            top.len(),
+            c.samples
+        ),
+        column_widths: widths,
+        row_height: 190,
+        rows,
+    };
+    let caption = format!(
+        "{arch} ensemble: the {} most uncertain test faces (predictive entropy with all {} members), their crowd votes, and the prediction with n ∈ {{{}}} members (predicted class under each).",
+        top.len(),
+        c.samples,
+        ns.iter()
+            .map(usize::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    job(layout, format!("uncertain_{arch}"), caption, fig)
+}
+
+/// The crowd against the best method's prediction on the same faces, and that method's
+/// entropy-scatter panel.
+fn crowd_job<'a>(
+    layout: &'a Layout,
+    faces: &Faces,
+    arch: Arch,
+    (c, input): (&Curve, &InputView<'_>),
+    top: &[(usize, f64)],
+) -> (Job<'a>, ScatterPanel) {
+    let p = prediction(input, c.samples);
+    let color = method_color(c.method);
+    let rows = top
+        .iter()
+        .map(|&(i, h)| {
+            let crowd = faces.evaluator.crowd()[i].unwrap_or([0.0; NUM_CLASSES]);
+            let jsd = metrics::jsd(&crowd, &p[i]);
+            vec![
+                face_cell(faces, i, h),
+                Cell::Bars {
+                    caption: format!("crowd (grey) vs {} with n = {}", c.method, c.samples),
+                    series: vec![(crowd, CROWD_COLOR), (p[i], color)],
+                    footer: vec![
+                        (format!("crowd: {}", class_name(&crowd)), CROWD_COLOR),
+                        (
+                            format!("{}: {}   (JSD {jsd:.3} bits)", c.method, class_name(&p[i])),
+                            color,
+                        ),
+                    ],
+                },
+            ]
+        })
+        .collect();
+    let fig = FaceGrid {
+        title: format!(
+            "{arch}: crowd vs predicted distribution ({}, lowest test JSD)",
+            c.method
+        ),
+        column_widths: vec![180, 420],
+        row_height: 200,
+        rows,
+    };
+    let caption = format!(
+        "{arch}: crowd vote distribution vs the prediction of {} (lowest test JSD at n = {}) on the same faces as the uncertainty figure.",
+        c.method, c.samples
+    );
+    let crowd_job = job(layout, format!("crowd_{arch}"), caption, fig);
+
+    let h: Vec<f64> = p.iter().map(|row| entropy(row)).collect();
+    let points: Vec<(f64, f64)> = faces
+        .evaluator
+        .crowd_entropy()
+        .iter()
+        .zip(&h)
+        .filter_map(|(ch, &h)| ch.map(|ch| (f64::from(ch), h)))
+        .collect();
+    let r = c.last().map_or(f64::NAN, |m| m.entropy_corr);
+    let panel = ScatterPanel {
+        title: format!("{arch} / {} (n = {}), r = {r:.3}", c.method, c.samples),
+        points,
+        color,
+    };
+    (crowd_job, panel)
 }
 
 /// Draws the jobs in parallel; the figures in job order.
@@ -438,58 +467,66 @@ pub(crate) fn draw_crowd(
     posthoc: &PostHoc,
 ) -> Result<Vec<FigureEntry>> {
     let mut jobs: Vec<Job<'_>> = Vec::new();
-    let n_of = |arch: Arch, method: Method| {
-        posthoc
+    for d in &posthoc.diagrams {
+        let n = posthoc
             .temperature
             .iter()
-            .filter(|r| r.arch == arch && r.method == method)
+            .filter(|r| r.arch == d.arch && r.method == d.method)
             .map(|r| r.n)
             .max()
-            .unwrap_or(0)
-    };
-    for d in &posthoc.diagrams {
-        let n = n_of(d.arch, d.method);
-        let panel =
-            |title: &str, y_label: &str, ece_name: &str, bins: &[metrics::Bin]| ReliabilityPanel {
-                title: title.to_owned(),
-                y_label: y_label.to_owned(),
-                ece_name: ece_name.to_owned(),
-                ece: metrics::ece_of_bins(bins),
-                error: f64::NAN,
-                bins: bins.to_vec(),
-            };
-        let mut panels = vec![
+            .unwrap_or(0);
+        jobs.push(crowd_reliability_job(layout, d, n));
+    }
+    if let Some(job) = set_size_job(layout, settings, posthoc) {
+        jobs.push(job);
+    }
+    draw_jobs(jobs)
+}
+
+/// The error of the faces of reliability bins (1 − their pooled accuracy).
+fn error_of_bins(bins: &[metrics::Bin]) -> f64 {
+    let (hits, count) = bins
+        .iter()
+        .filter(|b| b.count > 0)
+        .fold((0.0, 0usize), |(h, c), b| {
+            (h + b.accuracy * b.count as f64, c + b.count)
+        });
+    1.0 - hits / count.max(1) as f64
+}
+
+/// `crowd_reliability_<arch>_<method>`: the label's and the crowd's reliability side by side.
+fn crowd_reliability_job<'a>(layout: &'a Layout, d: &CrowdDiagram, n: usize) -> Job<'a> {
+    let error = error_of_bins(&d.majority);
+    let panel =
+        |title: &str, y_label: &str, ece_name: &str, bins: &[metrics::Bin]| ReliabilityPanel {
+            title: title.to_owned(),
+            y_label: y_label.to_owned(),
+            ece_name: ece_name.to_owned(),
+            ece: metrics::ece_of_bins(bins),
+            error,
+            bins: bins.to_vec(),
+        };
+    let fig = Reliability {
+        title: format!(
+            "{} / {}: calibration against the label and the crowd (n = {n})",
+            d.arch, d.method
+        ),
+        color: method_color(d.method),
+        panels: vec![
             panel("majority label", "accuracy", "ECE", &d.majority),
             panel("crowd", "crowd vote share on ŷ", "crowd ECE", &d.crowd),
-        ];
-        let error = 1.0 - {
-            let (hits, count) = d.majority.iter().fold((0.0, 0usize), |(h, c), b| {
-                if b.count > 0 {
-                    (h + b.accuracy * b.count as f64, c + b.count)
-                } else {
-                    (h, c)
-                }
-            });
-            hits / count.max(1) as f64
-        };
-        for p in &mut panels {
-            p.error = error;
-        }
-        let fig = Reliability {
-            title: format!(
-                "{} / {}: calibration against the label and the crowd (n = {n})",
-                d.arch, d.method
-            ),
-            color: method_color(d.method),
-            panels,
-        };
-        let caption = format!(
-            "{} / {}: with all {n} samples on the test split, the majority label's accuracy per confidence bin (left) beside the mean share of the crowd's votes on the predicted class (right); the gap to the diagonal on the right is what crowd ECE sums.",
-            d.arch, d.method
-        );
-        let stem = format!("crowd_reliability_{}_{}", d.arch, d.method);
-        jobs.push(job(layout, stem, caption, fig));
-    }
+        ],
+    };
+    let caption = format!(
+        "{} / {}: with all {n} samples on the test split, the majority label's accuracy per confidence bin (left) beside the mean share of the crowd's votes on the predicted class (right); the gap to the diagonal on the right is what crowd ECE sums.",
+        d.arch, d.method
+    );
+    let stem = format!("crowd_reliability_{}_{}", d.arch, d.method);
+    job(layout, stem, caption, fig)
+}
+
+/// `set_size_vs_entropy`: mean conformal set size per crowd-entropy decile; None without data.
+fn set_size_job<'a>(layout: &'a Layout, settings: &Settings, posthoc: &PostHoc) -> Option<Job<'a>> {
     let mut panels: Vec<(String, Vec<PanelLine>)> = Vec::new();
     for &arch in &settings.train.archs {
         let lines: Vec<PanelLine> = posthoc
@@ -508,20 +545,20 @@ pub(crate) fn draw_crowd(
             panels.push((arch.to_string(), lines));
         }
     }
-    if !panels.is_empty() {
-        let fig = LinePanels {
-            title: format!("Conformal set size by crowd-entropy decile (α = {SHOWN_ALPHA}, n = T)"),
-            x_label: "crowd-entropy decile (1 = most agreed)".into(),
-            y_label: "mean set size |C|".into(),
-            x_range: (0.5, DECILES as f64 + 0.5),
-            integer_x: true,
-            columns: panels.len().min(3),
-            panels,
-        };
-        let caption = format!(
-            "Mean size of the split-conformal prediction sets (α = {SHOWN_ALPHA}, calibrated on the valid split, all T samples) of the test faces in each decile of the crowd's vote entropy, one panel per architecture, one line per method; rising lines mean that faces the crowd disagrees on get bigger sets."
-        );
-        jobs.push(job(layout, "set_size_vs_entropy".to_owned(), caption, fig));
+    if panels.is_empty() {
+        return None;
     }
-    draw_jobs(jobs)
+    let fig = LinePanels {
+        title: format!("Conformal set size by crowd-entropy decile (α = {SHOWN_ALPHA}, n = T)"),
+        x_label: "crowd-entropy decile (1 = most agreed)".into(),
+        y_label: "mean set size |C|".into(),
+        x_range: (0.5, DECILES as f64 + 0.5),
+        integer_x: true,
+        columns: panels.len().min(3),
+        panels,
+    };
+    let caption = format!(
+        "Mean size of the split-conformal prediction sets (α = {SHOWN_ALPHA}, calibrated on the valid split, all T samples) of the test faces in each decile of the crowd's vote entropy, one panel per architecture, one line per method; rising lines mean that faces the crowd disagrees on get bigger sets."
+    );
+    Some(job(layout, "set_size_vs_entropy".to_owned(), caption, fig))
 }

@@ -554,6 +554,49 @@ fn ood_section(ctx: &Context<'_>, doc: &mut Vec<Block>) {
     figures_of(&ctx.extras.ood_figures, doc);
 }
 
+/// One line per architecture: which label mode gives the lowest NLL, ECE and JSD.
+fn best_mode_items(rows: &[crate::labels::LabelRow]) -> Vec<String> {
+    let names = [("nll", "NLL"), ("ece", "ECE"), ("jsd", "JSD")];
+    let best = crate::labels::best_modes(rows, &["nll", "ece", "jsd"]);
+    let mut archs: Vec<ferbayes_core::Arch> = Vec::new();
+    for b in &best {
+        if !archs.contains(&b.arch) {
+            archs.push(b.arch);
+        }
+    }
+    let mut items = Vec::new();
+    for arch in archs {
+        let parts: Vec<String> = best
+            .iter()
+            .filter(|b| b.arch == arch)
+            .map(|b| {
+                let name = names
+                    .iter()
+                    .find(|n| n.0 == b.metric)
+                    .map_or(b.metric, |n| n.1);
+                let others: Vec<String> = b
+                    .means
+                    .iter()
+                    .filter(|(m, _)| *m != b.mode)
+                    .map(|(m, v)| format!("{m} {}", fmt4(*v)))
+                    .collect();
+                if others.is_empty() {
+                    format!("lowest {name} with `{}` ({})", b.mode, fmt4(b.value))
+                } else {
+                    format!(
+                        "lowest {name} with `{}` ({}; {})",
+                        b.mode,
+                        fmt4(b.value),
+                        others.join(", ")
+                    )
+                }
+            })
+            .collect();
+        items.push(format!("{arch}: {}.", parts.join("; ")));
+    }
+    items
+}
+
 /// The soft-label comparison: the table of `labels.parquet` and which mode wins per arch.
 fn labels_section(ctx: &Context<'_>, doc: &mut Vec<Block>) {
     let Some(rows) = &ctx.extras.labels else {
@@ -602,44 +645,7 @@ fn labels_section(ctx: &Context<'_>, doc: &mut Vec<Block>) {
             })
             .collect(),
     });
-    let names = [("nll", "NLL"), ("ece", "ECE"), ("jsd", "JSD")];
-    let best = crate::labels::best_modes(rows, &["nll", "ece", "jsd"]);
-    let mut archs: Vec<ferbayes_core::Arch> = Vec::new();
-    for b in &best {
-        if !archs.contains(&b.arch) {
-            archs.push(b.arch);
-        }
-    }
-    let mut items = Vec::new();
-    for arch in archs {
-        let parts: Vec<String> = best
-            .iter()
-            .filter(|b| b.arch == arch)
-            .map(|b| {
-                let name = names
-                    .iter()
-                    .find(|n| n.0 == b.metric)
-                    .map_or(b.metric, |n| n.1);
-                let others: Vec<String> = b
-                    .means
-                    .iter()
-                    .filter(|(m, _)| *m != b.mode)
-                    .map(|(m, v)| format!("{m} {}", fmt4(*v)))
-                    .collect();
-                if others.is_empty() {
-                    format!("lowest {name} with `{}` ({})", b.mode, fmt4(b.value))
-                } else {
-                    format!(
-                        "lowest {name} with `{}` ({}; {})",
-                        b.mode,
-                        fmt4(b.value),
-                        others.join(", ")
-                    )
-                }
-            })
-            .collect();
-        items.push(format!("{arch}: {}.", parts.join("; ")));
-    }
+    let items = best_mode_items(rows);
     if !items.is_empty() {
         doc.push(Block::Paragraph(
             "Which label mode gives the lowest NLL, ECE and JSD, per architecture (mean over the methods every mode has):".into(),
