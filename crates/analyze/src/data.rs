@@ -22,6 +22,8 @@ pub struct Faces {
     pub images: Vec<String>,
     /// Row-major 48x48 grayscale of every face (`IMAGE_PIXELS` each); empty unless requested.
     pub pixels: Vec<u8>,
+    /// The FER+ `multi_target` set of every face as a bit mask (bit k = class k; 0 when null).
+    pub multi_target: Vec<u8>,
     pub evaluator: Evaluator<NUM_CLASSES>,
 }
 
@@ -98,7 +100,13 @@ fn f32_row(list: &FixedSizeListArray, i: usize, len: usize) -> Option<Option<&[f
 
 /// Reads the faces of an ingest split; `pixels` also reads the images (for the figures).
 pub fn read_faces(path: &Path, pixels: bool, bins: usize) -> Result<Faces> {
-    let mut cols = vec!["image", "majority", "crowd", "crowd_entropy"];
+    let mut cols = vec![
+        "image",
+        "majority",
+        "crowd",
+        "crowd_entropy",
+        "multi_target",
+    ];
     if pixels {
         cols.push("pixels");
     }
@@ -109,6 +117,7 @@ pub fn read_faces(path: &Path, pixels: bool, bins: usize) -> Result<Faces> {
     let mut majority = Vec::with_capacity(rows);
     let mut crowd = Vec::with_capacity(rows);
     let mut crowd_entropy = Vec::with_capacity(rows);
+    let mut multi_target = Vec::with_capacity(rows);
     let mut pixel_data = Vec::with_capacity(if pixels { rows * IMAGE_PIXELS } else { 0 });
     for batch in &batches {
         let image = column(batch, "image", &err)?
@@ -123,6 +132,9 @@ pub fn read_faces(path: &Path, pixels: bool, bins: usize) -> Result<Faces> {
         let entropy = column(batch, "crowd_entropy", &err)?
             .as_primitive_opt::<Float32Type>()
             .ok_or_else(|| err("column `crowd_entropy` is not f32".into()))?;
+        let multi_col = column(batch, "multi_target", &err)?
+            .as_fixed_size_list_opt()
+            .ok_or_else(|| err("column `multi_target` is not a fixed-size list".into()))?;
         let pixel_col = if pixels {
             Some(
                 column(batch, "pixels", &err)?
@@ -148,6 +160,14 @@ pub fn read_faces(path: &Path, pixels: bool, bins: usize) -> Result<Faces> {
                 row
             }));
             crowd_entropy.push((!entropy.is_null(i)).then(|| entropy.value(i)));
+            let m = f32_row(multi_col, i, NUM_CLASSES)
+                .ok_or_else(|| err(format!("{name}: malformed `multi_target` row")))?;
+            multi_target.push(m.map_or(0u8, |m| {
+                m.iter()
+                    .enumerate()
+                    .filter(|(_, v)| **v > 0.5)
+                    .fold(0u8, |mask, (k, _)| mask | (1 << k))
+            }));
             if let Some(list) = pixel_col {
                 let values = list
                     .values()
@@ -166,6 +186,7 @@ pub fn read_faces(path: &Path, pixels: bool, bins: usize) -> Result<Faces> {
         path: path.to_owned(),
         images,
         pixels: pixel_data,
+        multi_target,
         evaluator: Evaluator::new(majority, crowd, crowd_entropy, bins),
     })
 }

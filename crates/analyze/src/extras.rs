@@ -80,7 +80,6 @@ pub(crate) fn compute(
     test: Option<&Faces>,
 ) -> Result<Extras> {
     let mut x = Extras::default();
-    let bins = settings.analyze.ece_bins;
     let tests: Vec<&InputView<'_>> = inputs.iter().filter(|i| i.split == Split::Test).collect();
 
     // Selective prediction.
@@ -94,116 +93,139 @@ pub(crate) fn compute(
 
     let (shift_on, ood_on) = plan::extras(layout, settings);
 
-    // Dataset shift.
     if shift_on {
-        let mut rows = Vec::new();
-        let ingest = layout.ingest_shift();
-        if exists(&ingest, "the dataset-shift evaluation", &mut x.missing) {
-            let labels = data::read_shift_labels(&ingest)?;
-            x.read.push(ingest);
-            let mut todo = Vec::new();
-            for (arch, method) in combinations(settings) {
-                let path = layout.infer_shift(arch, method);
-                let what = format!("the dataset shift of {arch}/{method}");
-                if exists(&path, &what, &mut x.missing) {
-                    todo.push((arch, method, path));
-                }
-            }
-            let done: Vec<Vec<ShiftRow>> = todo
-                .par_iter()
-                .map(|(arch, method, path)| {
-                    let samples = data::read_shift_samples(path)?;
-                    shift::shift_rows(*arch, *method, &samples, &labels, bins)
-                })
-                .collect::<Result<_>>()?;
-            rows = done.into_iter().flatten().collect();
-            x.read.extend(todo.into_iter().map(|t| t.2));
-        }
-        x.shift = Some(rows);
+        x.shift = Some(shift_rows(layout, settings, &mut x)?);
     }
-
-    // OOD detection.
     if ood_on {
-        let mut results = Vec::new();
-        let ingest = layout.ingest_ood();
-        if exists(&ingest, "the OOD evaluation", &mut x.missing) {
-            let sets = data::read_ood_sets(&ingest)?;
-            x.read.push(ingest);
-            let mut todo = Vec::new();
-            for (arch, method) in combinations(settings) {
-                let Some(test) = tests.iter().find(|i| i.arch == arch && i.method == method) else {
-                    continue;
-                };
-                let path = layout.infer_ood(arch, method);
-                let what = format!("the OOD detection of {arch}/{method}");
-                if exists(&path, &what, &mut x.missing) {
-                    todo.push((arch, method, path, test.samples));
-                }
-            }
-            results = todo
-                .par_iter()
-                .map(|(arch, method, path, test)| {
-                    let samples = data::read_ood_samples(path)?;
-                    ood::ood_rows(*arch, *method, test, &samples, &sets)
-                })
-                .collect::<Result<_>>()?;
-            x.read.extend(todo.into_iter().map(|t| t.2));
-        }
-        x.ood = Some(results);
+        x.ood = Some(ood_results(layout, settings, &tests, &mut x)?);
     }
-
-    // Soft-label comparison.
     if !settings.train.compare_label_modes.is_empty() {
-        let owned;
-        let faces = match test {
-            Some(f) => f,
-            None => {
-                owned = data::read_faces(&layout.ingest_split(Split::Test), false, bins)?;
-                &owned
-            }
-        };
-        let compare = &settings.train.compare_archs;
-        let mut rows: Vec<LabelRow> = tests
-            .iter()
-            .filter(|i| compare.contains(&i.arch))
-            .map(|i| {
-                labels::label_row(
-                    settings.train.label_mode,
-                    i.arch,
-                    i.method,
-                    i.samples,
-                    &faces.evaluator,
-                )
-            })
-            .collect();
-        let mut todo = Vec::new();
-        for (variant, vs) in plan::variants(layout, settings).into_iter().skip(1) {
-            for (arch, method) in combinations(&vs) {
-                let path = variant.infer_split(arch, method, Split::Test);
-                let what = format!("{arch}/{method} trained on {} labels", vs.train.label_mode);
-                if exists(&path, &what, &mut x.missing) {
-                    todo.push((vs.train.label_mode, arch, method, path));
-                }
-            }
-        }
-        let variant_rows: Vec<LabelRow> = todo
-            .par_iter()
-            .map(|(mode, arch, method, path)| {
-                let samples = data::read_samples(path, faces)?;
-                Ok(labels::label_row(
-                    *mode,
-                    *arch,
-                    *method,
-                    &samples,
-                    &faces.evaluator,
-                ))
-            })
-            .collect::<Result<_>>()?;
-        rows.extend(variant_rows);
-        x.read.extend(todo.into_iter().map(|t| t.3));
-        x.labels = Some(rows);
+        x.labels = Some(label_rows(layout, settings, &tests, test, &mut x)?);
     }
     Ok(x)
+}
+
+/// The dataset-shift rows of every combination with its infer table.
+fn shift_rows(layout: &Layout, settings: &Settings, x: &mut Extras) -> Result<Vec<ShiftRow>> {
+    let bins = settings.analyze.ece_bins;
+    let mut rows = Vec::new();
+    let ingest = layout.ingest_shift();
+    if exists(&ingest, "the dataset-shift evaluation", &mut x.missing) {
+        let labels = data::read_shift_labels(&ingest)?;
+        x.read.push(ingest);
+        let mut todo = Vec::new();
+        for (arch, method) in combinations(settings) {
+            let path = layout.infer_shift(arch, method);
+            let what = format!("the dataset shift of {arch}/{method}");
+            if exists(&path, &what, &mut x.missing) {
+                todo.push((arch, method, path));
+            }
+        }
+        let done: Vec<Vec<ShiftRow>> = todo
+            .par_iter()
+            .map(|(arch, method, path)| {
+                let samples = data::read_shift_samples(path)?;
+                shift::shift_rows(*arch, *method, &samples, &labels, bins)
+            })
+            .collect::<Result<_>>()?;
+        rows = done.into_iter().flatten().collect();
+        x.read.extend(todo.into_iter().map(|t| t.2));
+    }
+    Ok(rows)
+}
+
+/// The OOD detection of every combination with its test and OOD tables.
+fn ood_results(
+    layout: &Layout,
+    settings: &Settings,
+    tests: &[&InputView<'_>],
+    x: &mut Extras,
+) -> Result<Vec<OodResult>> {
+    let mut results = Vec::new();
+    let ingest = layout.ingest_ood();
+    if exists(&ingest, "the OOD evaluation", &mut x.missing) {
+        let sets = data::read_ood_sets(&ingest)?;
+        x.read.push(ingest);
+        let mut todo = Vec::new();
+        for (arch, method) in combinations(settings) {
+            let Some(test) = tests.iter().find(|i| i.arch == arch && i.method == method) else {
+                continue;
+            };
+            let path = layout.infer_ood(arch, method);
+            let what = format!("the OOD detection of {arch}/{method}");
+            if exists(&path, &what, &mut x.missing) {
+                todo.push((arch, method, path, test.samples));
+            }
+        }
+        results = todo
+            .par_iter()
+            .map(|(arch, method, path, test)| {
+                let samples = data::read_ood_samples(path)?;
+                ood::ood_rows(*arch, *method, test, &samples, &sets)
+            })
+            .collect::<Result<_>>()?;
+        x.read.extend(todo.into_iter().map(|t| t.2));
+    }
+    Ok(results)
+}
+
+/// The soft-label comparison: the main run's rows and those of every comparison run.
+fn label_rows(
+    layout: &Layout,
+    settings: &Settings,
+    tests: &[&InputView<'_>],
+    test: Option<&Faces>,
+    x: &mut Extras,
+) -> Result<Vec<LabelRow>> {
+    let bins = settings.analyze.ece_bins;
+    let owned;
+    let faces = match test {
+        Some(f) => f,
+        None => {
+            owned = data::read_faces(&layout.ingest_split(Split::Test), false, bins)?;
+            &owned
+        }
+    };
+    let compare = &settings.train.compare_archs;
+    let mut rows: Vec<LabelRow> = tests
+        .iter()
+        .filter(|i| compare.contains(&i.arch))
+        .map(|i| {
+            labels::label_row(
+                settings.train.label_mode,
+                i.arch,
+                i.method,
+                i.samples,
+                &faces.evaluator,
+            )
+        })
+        .collect();
+    let mut todo = Vec::new();
+    for (variant, vs) in plan::variants(layout, settings).into_iter().skip(1) {
+        for (arch, method) in combinations(&vs) {
+            let path = variant.infer_split(arch, method, Split::Test);
+            let what = format!("{arch}/{method} trained on {} labels", vs.train.label_mode);
+            if exists(&path, &what, &mut x.missing) {
+                todo.push((vs.train.label_mode, arch, method, path));
+            }
+        }
+    }
+    let variant_rows: Vec<LabelRow> = todo
+        .par_iter()
+        .map(|(mode, arch, method, path)| {
+            let samples = data::read_samples(path, faces)?;
+            Ok(labels::label_row(
+                *mode,
+                *arch,
+                *method,
+                &samples,
+                &faces.evaluator,
+            ))
+        })
+        .collect::<Result<_>>()?;
+    rows.extend(variant_rows);
+    x.read.extend(todo.into_iter().map(|t| t.3));
+    Ok(rows)
 }
 
 /// Writes every table of [`plan::analyze_outputs`] besides `metrics.parquet` (each atomically,
@@ -269,9 +291,9 @@ fn in_order(settings: &Settings, mut archs: Vec<Arch>) -> Vec<Arch> {
     archs
 }
 
-/// Draws the figures of the extra sections into `x`.
-pub(crate) fn draw(layout: &Layout, settings: &Settings, x: &mut Extras) -> Result<()> {
-    let mut selective_jobs: Vec<Job<'_>> = Vec::new();
+/// The risk–coverage figures, one per architecture.
+fn selective_jobs<'a>(layout: &'a Layout, settings: &Settings, x: &Extras) -> Vec<Job<'a>> {
+    let mut selective_jobs: Vec<Job<'a>> = Vec::new();
     let archs = in_order(settings, x.selective.iter().map(|r| r.arch).collect());
     for arch in archs {
         let mut lines = Vec::new();
@@ -306,8 +328,12 @@ pub(crate) fn draw(layout: &Layout, settings: &Settings, x: &mut Extras) -> Resu
         );
         selective_jobs.push(job(layout, format!("risk_coverage_{arch}"), caption, fig));
     }
+    selective_jobs
+}
 
-    let mut shift_jobs: Vec<Job<'_>> = Vec::new();
+/// The dataset-shift figures: error and ECE per architecture, a panel per corruption.
+fn shift_jobs<'a>(layout: &'a Layout, settings: &Settings, x: &Extras) -> Vec<Job<'a>> {
+    let mut shift_jobs: Vec<Job<'a>> = Vec::new();
     if let Some(rows) = &x.shift {
         let archs = in_order(settings, rows.iter().map(|r| r.arch).collect());
         for arch in archs {
@@ -364,8 +390,12 @@ pub(crate) fn draw(layout: &Layout, settings: &Settings, x: &mut Extras) -> Resu
             }
         }
     }
+    shift_jobs
+}
 
-    let mut ood_jobs: Vec<Job<'_>> = Vec::new();
+/// The OOD entropy histograms, one per architecture.
+fn ood_jobs<'a>(layout: &'a Layout, settings: &Settings, x: &Extras) -> Vec<Job<'a>> {
+    let mut ood_jobs: Vec<Job<'a>> = Vec::new();
     if let Some(results) = &x.ood {
         let archs = in_order(settings, results.iter().map(|r| r.arch).collect());
         for arch in archs {
@@ -404,7 +434,14 @@ pub(crate) fn draw(layout: &Layout, settings: &Settings, x: &mut Extras) -> Resu
             ood_jobs.push(job(layout, format!("ood_hist_{arch}"), caption, fig));
         }
     }
+    ood_jobs
+}
 
+/// Draws the figures of the extra sections into `x`.
+pub(crate) fn draw(layout: &Layout, settings: &Settings, x: &mut Extras) -> Result<()> {
+    let selective_jobs = selective_jobs(layout, settings, x);
+    let shift_jobs = shift_jobs(layout, settings, x);
+    let ood_jobs = ood_jobs(layout, settings, x);
     let (ns, nh) = (selective_jobs.len(), shift_jobs.len());
     let mut all = selective_jobs;
     all.extend(shift_jobs);

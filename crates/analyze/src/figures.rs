@@ -387,6 +387,11 @@ impl Figure for VsN {
 #[derive(Debug, Clone)]
 pub struct ReliabilityPanel {
     pub title: String,
+    /// What each bin's bar measures: `accuracy` (the majority label's hit rate) or the crowd's
+    /// vote share on the predicted class.
+    pub y_label: String,
+    /// The name of the calibration error printed in the panel (`ECE`, `crowd ECE`).
+    pub ece_name: String,
     pub bins: Vec<Bin>,
     pub ece: f64,
     pub error: f64,
@@ -402,9 +407,16 @@ pub struct Reliability {
     pub panels: Vec<ReliabilityPanel>,
 }
 
+/// Pixels of the figure title's font.
+const TITLE_SIZE: u32 = 20;
+
 impl Figure for Reliability {
+    /// 440 pixels per panel, wider where the title would not fit (it is centred, so a title wider
+    /// than the figure would start left of it).
     fn size(&self) -> (u32, u32) {
-        (440 * self.panels.len().max(1) as u32, 600)
+        let panels = 440 * self.panels.len().max(1) as u32;
+        let title = crate::glyphs::text_width(&self.title, f64::from(TITLE_SIZE)) + 40;
+        (panels.max(title), 600)
     }
 
     fn draw<DB: DrawingBackend>(
@@ -412,7 +424,7 @@ impl Figure for Reliability {
         root: &DrawingArea<DB, Shift>,
         _: &mut Vec<Placed>,
     ) -> DrawResult<DB> {
-        let body = root.titled(&self.title, (FONT, 20))?;
+        let body = root.titled(&self.title, (FONT, TITLE_SIZE))?;
         let columns = body.split_evenly((1, self.panels.len().max(1)));
         for (area, panel) in columns.iter().zip(&self.panels) {
             let (top, bottom) = area.split_vertically(area.dim_in_pixel().1 * 68 / 100);
@@ -425,7 +437,7 @@ impl Figure for Reliability {
             chart
                 .configure_mesh()
                 .x_desc("confidence")
-                .y_desc("accuracy")
+                .y_desc(panel.y_label.as_str())
                 .label_style((FONT, 12))
                 .axis_desc_style((FONT, 13))
                 .bold_line_style(GRID)
@@ -437,7 +449,7 @@ impl Figure for Reliability {
                 .draw_series(filled.iter().map(|b| {
                     Rectangle::new([(b.lo, 0.0), (b.hi, b.accuracy)], color.mix(0.85).filled())
                 }))?
-                .label("accuracy")
+                .label(panel.y_label.as_str())
                 .legend(move |(x, y)| {
                     Rectangle::new([(x, y - 5), (x + 14, y + 5)], color.mix(0.85).filled())
                 });
@@ -477,7 +489,10 @@ impl Figure for Reliability {
                     PathElement::new(vec![(x, y), (x + 20, y)], BLACK.stroke_width(1))
                 });
             chart.draw_series(std::iter::once(Text::new(
-                format!("ECE {:.4}   error {:.4}", panel.ece, panel.error),
+                format!(
+                    "{} {:.4}   error {:.4}",
+                    panel.ece_name, panel.ece, panel.error
+                ),
                 (0.03, 0.97),
                 (FONT, 14).into_font(),
             )))?;
@@ -1074,5 +1089,54 @@ mod tests {
     #[test]
     fn bundled_font_registers() {
         ensure_font().expect("DejaVu Sans parses");
+    }
+
+    /// The leftmost column of a non-white pixel in the title strip (the top 30 rows) of a
+    /// figure drawn as the PNG is, and the figure's width.
+    fn title_extent<F: Figure>(figure: &F) -> (Option<u32>, u32) {
+        ensure_font().expect("font");
+        let (w, h) = figure.size();
+        let mut buf = vec![255u8; w as usize * h as usize * 3];
+        {
+            let root = GlyphBitMap::with_buffer(&mut buf, (w, h)).into_drawing_area();
+            figure.draw(&root, &mut Vec::new()).expect("draws");
+            root.present().expect("presents");
+        }
+        let left = (0..w).find(|&x| {
+            (0..30u32).any(|y| {
+                let at = (y as usize * w as usize + x as usize) * 3;
+                buf[at..at + 3].iter().any(|&v| v < 128)
+            })
+        });
+        (left, w)
+    }
+
+    /// A reliability figure whose two panels collapse into one (the same n is best for
+    /// accuracy and ECE) keeps its whole title inside the canvas: it starts right of the left
+    /// edge and ends left of the right edge.
+    #[test]
+    fn one_panel_reliability_title_is_not_clipped() {
+        let bins = crate::metrics::reliability(&[[0.7f32, 0.3], [0.4, 0.6]], &[0, 1], 10);
+        let figure = Reliability {
+            title: "densenet121 / mc_dropconnect: reliability on the test split".into(),
+            color: RGBColor(10, 10, 10),
+            panels: vec![ReliabilityPanel {
+                title: "n = 3: best accuracy and lowest ECE".into(),
+                y_label: "accuracy".into(),
+                ece_name: "ECE".into(),
+                bins,
+                ece: 0.1,
+                error: 0.2,
+            }],
+        };
+        let (left, w) = title_extent(&figure);
+        let left = left.expect("the title is drawn");
+        assert!(left >= 5, "title starts at column {left}");
+        let width = crate::glyphs::text_width(&figure.title, f64::from(TITLE_SIZE));
+        assert!(
+            left + width <= w - 5,
+            "title ends at {} of {w}",
+            left + width
+        );
     }
 }

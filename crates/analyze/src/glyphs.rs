@@ -39,6 +39,11 @@ fn layout(font: &FontRef<'static>, text: &str, size: f64) -> (u32, u32) {
     (width.ceil().max(0.0) as u32, (size / 1.24) as u32)
 }
 
+/// The drawn width of `text` at `size` pixels, as this backend lays it out (0 without the font).
+pub(crate) fn text_width(text: &str, size: f64) -> u32 {
+    font().map_or(0, |f| layout(f, text, size).0)
+}
+
 /// [`BitMapBackend`] with correct text.
 pub struct GlyphBitMap<'a> {
     inner: BitMapBackend<'a>,

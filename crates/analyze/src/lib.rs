@@ -40,6 +40,8 @@
 //! Architecture invariant: reads only ingest and infer Parquet (through `ferbayes_core::io`),
 //! writes only under `analyze/`, every file atomically.
 
+pub mod calibration;
+pub mod conformal;
 pub mod curves;
 pub mod data;
 pub mod detection;
@@ -52,6 +54,7 @@ pub mod metrics;
 pub mod ood;
 pub mod output;
 mod plots;
+pub mod posthoc;
 mod report;
 pub mod selective;
 pub mod shift;
@@ -159,9 +162,111 @@ fn run_plan(
     check: &ferbayes_core::plan::Check,
 ) -> Result<AnalyzeSummary> {
     let started = Instant::now();
-    let analyze = &settings.analyze;
+    let elapsed = || format!("{:.2}", started.elapsed().as_secs_f64());
+    let (inputs, mut missing) = find_inputs(layout, settings)?;
+    let (faces, samples) = read_inputs(layout, settings, &inputs)?;
+    tracing::info!(files = inputs.len(), seconds = elapsed(), "read the inputs");
+    let views = inputs_view(&inputs, &samples);
 
-    // Which infer files exist.
+    let curves = compute_curves(settings, &inputs, &samples, &faces);
+    let posthoc = posthoc::compute(
+        &views,
+        faces.get(&Split::Valid),
+        faces.get(&Split::Test),
+        settings.analyze.ece_bins,
+    );
+    tracing::info!(
+        curves = curves.len(),
+        seconds = elapsed(),
+        "computed the metrics"
+    );
+    let mut tables = write_main_tables(layout, settings, &curves, &posthoc)?;
+    let rows = tables[0].1 as usize;
+
+    // The analyses beyond the study and their tables.
+    let mut extra = extras::compute(layout, settings, &views, faces.get(&Split::Test))?;
+    missing.extend(extra.missing.iter().cloned());
+    tables.extend(extras::write_tables(layout, settings, &extra)?);
+    tracing::info!(
+        tables = tables.len(),
+        seconds = elapsed(),
+        "computed the extra analyses"
+    );
+
+    let (report_html, report_md, figures) = figures_and_report(
+        layout, settings, &curves, &posthoc, &views, &faces, &missing, &mut extra,
+    )?;
+    tracing::info!(
+        figures = figures.len(),
+        seconds = elapsed(),
+        "wrote the report"
+    );
+
+    let read: Vec<String> = faces
+        .values()
+        .map(|f| f.path.display().to_string())
+        .chain(inputs.iter().map(|i| i.path.display().to_string()))
+        .chain(extra.read.iter().map(|p| p.display().to_string()))
+        .collect();
+    write_manifest(layout, plan, check, read, &tables, &figures)?;
+    let seconds = started.elapsed().as_secs_f64();
+    tracing::info!(seconds = format!("{seconds:.2}"), "analyze done");
+
+    Ok(AnalyzeSummary {
+        metrics: layout.metrics(),
+        rows,
+        tables: tables
+            .iter()
+            .skip(1)
+            .map(|(path, rows)| (path.clone(), *rows as usize))
+            .collect(),
+        report_html,
+        report_md,
+        figures,
+        curves,
+        missing,
+        shown_n: settings.analyze.shown_n.clone(),
+        seconds,
+    })
+}
+
+/// Draws every figure and writes the report; returns the report's paths and the figures in
+/// report order.
+#[allow(clippy::too_many_arguments)]
+fn figures_and_report(
+    layout: &Layout,
+    settings: &Settings,
+    curves: &[Curve],
+    posthoc: &posthoc::PostHoc,
+    views: &[InputView<'_>],
+    faces: &BTreeMap<Split, data::Faces>,
+    missing: &[PathBuf],
+    extra: &mut extras::Extras,
+) -> Result<(PathBuf, PathBuf, Vec<FigureEntry>)> {
+    let mut figures = plots::draw_all(layout, settings, curves, views, faces.get(&Split::Test))?;
+    let crowd_figures = plots::draw_crowd(layout, settings, posthoc)?;
+    extras::draw(layout, settings, extra)?;
+    let context = report::Context {
+        layout,
+        settings,
+        curves,
+        figures: &figures,
+        crowd_figures: &crowd_figures,
+        posthoc,
+        missing,
+        faces,
+        inputs: views,
+        extras: extra,
+    };
+    let (report_html, report_md) = report::write(&context)?;
+    figures.extend(crowd_figures);
+    figures.extend(extra.figures().cloned());
+    Ok((report_html, report_md, figures))
+}
+
+/// The infer files of the profile that exist, and those that do not (warned about); an error
+/// when none exists.
+fn find_inputs(layout: &Layout, settings: &Settings) -> Result<(Vec<Input>, Vec<PathBuf>)> {
     let mut inputs = Vec::new();
     let mut missing = Vec::new();
     for &arch in &settings.train.archs {
@@ -176,7 +281,11 @@ fn run_plan(
                         path,
                     });
                 } else {
-                    missing.push((arch, method, split, path));
+                    tracing::warn!(
+                        "{} does not exist; skipping {arch}/{method} on {split}",
+                        path.display()
+                    );
+                    missing.push(path);
                 }
             }
         }
@@ -203,16 +312,15 @@ fn run_plan(
             },
         });
     }
+    Ok((inputs, missing))
+}
 
-    for (arch, method, split, path) in &missing {
-        tracing::warn!(
-            "{} does not exist; skipping {arch}/{method} on {split}",
-            path.display()
-        );
-    }
-    let mut missing: Vec<PathBuf> = missing.into_iter().map(|m| m.3).collect();
-
-    // The faces of each split used (test with pixels, for the figures), then the samples.
+/// The faces of each split used (test with pixels, for the figures), then the samples.
+fn read_inputs(
+    layout: &Layout,
+    settings: &Settings,
+    inputs: &[Input],
+) -> Result<(BTreeMap<Split, data::Faces>, Vec<data::Samples>)> {
     let splits: Vec<Split> = SPLITS
         .into_iter()
         .filter(|s| inputs.iter().any(|i| i.split == *s))
@@ -221,126 +329,67 @@ fn run_plan(
         .par_iter()
         .map(|&split| {
             let path = layout.ingest_split(split);
-            data::read_faces(&path, split == Split::Test, analyze.ece_bins).map(|f| (split, f))
+            data::read_faces(&path, split == Split::Test, settings.analyze.ece_bins)
+                .map(|f| (split, f))
         })
         .collect::<Result<_>>()?;
     let samples: Vec<data::Samples> = inputs
         .par_iter()
         .map(|input| data::read_samples(&input.path, &faces[&input.split]))
         .collect::<Result<_>>()?;
-    tracing::info!(
-        files = inputs.len(),
-        seconds = format!("{:.2}", started.elapsed().as_secs_f64()),
-        "read the inputs"
-    );
+    Ok((faces, samples))
+}
 
-    let curves = compute_curves(settings, &inputs, &samples, &faces);
-    tracing::info!(
-        curves = curves.len(),
-        seconds = format!("{:.2}", started.elapsed().as_secs_f64()),
-        "computed the metrics"
-    );
+/// Writes `metrics.parquet`, `temperature.parquet` and `conformal.parquet` (in that order);
+/// returns their paths and rows.
+fn write_main_tables(
+    layout: &Layout,
+    settings: &Settings,
+    curves: &[Curve],
+    posthoc: &posthoc::PostHoc,
+) -> Result<Vec<(PathBuf, u64)>> {
+    let level = settings.ingest.zstd_level;
+    let mut out = Vec::new();
+    let path = layout.metrics();
+    let batch = output::metrics_batch(curves, &path)?;
+    out.push((path.clone(), batch.num_rows() as u64));
+    write_parquet(&path, &schema::metrics(), [batch], level)?.commit()?;
+    let path = layout.temperature();
+    let batch = posthoc::temperature_batch(&posthoc.temperature, &path)?;
+    out.push((path.clone(), batch.num_rows() as u64));
+    write_parquet(&path, &schema::analyze_temperature(), [batch], level)?.commit()?;
+    let path = layout.conformal();
+    let batch = posthoc::conformal_batch(&posthoc.conformal, &path)?;
+    out.push((path.clone(), batch.num_rows() as u64));
+    write_parquet(&path, &schema::analyze_conformal(), [batch], level)?.commit()?;
+    Ok(out)
+}
 
-    // metrics.parquet
-    let metrics_path = layout.metrics();
-    let batch = output::metrics_batch(&curves, &metrics_path)?;
-    let rows = batch.num_rows();
-    write_parquet(
-        &metrics_path,
-        &schema::metrics(),
-        [batch],
-        settings.ingest.zstd_level,
-    )?
-    .commit()?;
-
-    // The analyses beyond the study and their tables.
-    let mut extra = extras::compute(
-        layout,
-        settings,
-        &inputs_view(&inputs, &samples),
-        faces.get(&Split::Test),
-    )?;
-    missing.extend(extra.missing.iter().cloned());
-    let tables = extras::write_tables(layout, settings, &extra)?;
-    tracing::info!(
-        tables = tables.len(),
-        seconds = format!("{:.2}", started.elapsed().as_secs_f64()),
-        "computed the extra analyses"
-    );
-
-    // Figures and report.
-    let figures = plots::draw_all(
-        layout,
-        settings,
-        &curves,
-        &inputs_view(&inputs, &samples),
-        faces.get(&Split::Test),
-    )?;
-    extras::draw(layout, settings, &mut extra)?;
-    tracing::info!(
-        figures = figures.len(),
-        seconds = format!("{:.2}", started.elapsed().as_secs_f64()),
-        "drew the figures"
-    );
-    let context = report::Context {
-        layout,
-        settings,
-        curves: &curves,
-        figures: &figures,
-        missing: &missing,
-        faces: &faces,
-        inputs: &inputs_view(&inputs, &samples),
-        extras: &extra,
-    };
-    let (report_html, report_md) = report::write(&context)?;
-    let figures: Vec<FigureEntry> = figures
-        .into_iter()
-        .chain(extra.figures().cloned())
-        .collect();
-
-    // Manifest.
+/// The manifest: the files read, every table, the report and every figure file.
+fn write_manifest(
+    layout: &Layout,
+    plan: &ferbayes_core::plan::Plan,
+    check: &ferbayes_core::plan::Check,
+    read: Vec<String>,
+    tables: &[(PathBuf, u64)],
+    figures: &[FigureEntry],
+) -> Result<()> {
     let mut manifest = plan.manifest(check);
-    manifest.inputs = faces
-        .values()
-        .map(|f| f.path.display().to_string())
-        .chain(inputs.iter().map(|i| i.path.display().to_string()))
-        .chain(extra.read.iter().map(|p| p.display().to_string()))
-        .collect();
-    manifest
-        .outputs
-        .push(plan.output(&metrics_path, rows as u64)?);
-    let table_paths: Vec<(PathBuf, usize)> = tables
-        .iter()
-        .map(|(path, rows)| (path.clone(), *rows as usize))
-        .collect();
-    for (path, rows) in &tables {
+    manifest.inputs = read;
+    for (path, rows) in tables {
         manifest.outputs.push(plan.output(path, *rows)?);
     }
     manifest
         .outputs
         .push(plan.output(&layout.report_html(), 1)?);
     manifest.outputs.push(plan.output(&layout.report_md(), 1)?);
-    for fig in &figures {
+    for fig in figures {
         for file in &fig.files {
             manifest.outputs.push(plan.file_entry(file, 1)?);
         }
     }
     manifest.finish(&Layout::manifest_in(&layout.stage_dir(Stage::Analyze)))?;
-    let seconds = started.elapsed().as_secs_f64();
-    tracing::info!(seconds = format!("{seconds:.2}"), "analyze done");
-
-    Ok(AnalyzeSummary {
-        metrics: metrics_path,
-        rows,
-        tables: table_paths,
-        report_html,
-        report_md,
-        figures,
-        curves,
-        missing,
-        shown_n: analyze.shown_n.clone(),
-        seconds,
-    })
+    Ok(())
 }
 
 /// An analysed infer file with its samples, as the figures and the report see it.
@@ -367,6 +416,31 @@ fn inputs_view<'a>(inputs: &'a [Input], samples: &'a [data::Samples]) -> Vec<Inp
         .collect()
 }
 
+/// The sample orders of every input: index order, then (ensembles) the random orderings.
+fn member_orders(
+    settings: &Settings,
+    inputs: &[Input],
+    samples: &[data::Samples],
+) -> Vec<Vec<Vec<usize>>> {
+    inputs
+        .iter()
+        .zip(samples)
+        .map(|(input, s)| {
+            let mut all = vec![(0..s.count).collect::<Vec<_>>()];
+            if input.method == Method::Ensemble {
+                all.extend(curves::orderings(
+                    settings.seed,
+                    input.arch,
+                    input.method,
+                    s.count,
+                    settings.analyze.orderings,
+                ));
+            }
+            all
+        })
+        .collect()
+}
+
 /// The curves of every input: the index-order curve and, for ensembles, the random orderings,
 /// all (input, ordering) pairs in parallel.
 fn compute_curves(
@@ -385,23 +459,7 @@ fn compute_curves(
                 .collect()
         })
         .collect();
-    let orders: Vec<Vec<Vec<usize>>> = inputs
-        .iter()
-        .zip(samples)
-        .map(|(input, s)| {
-            let mut all = vec![(0..s.count).collect::<Vec<_>>()];
-            if input.method == Method::Ensemble {
-                all.extend(curves::orderings(
-                    settings.seed,
-                    input.arch,
-                    input.method,
-                    s.count,
-                    settings.analyze.orderings,
-                ));
-            }
-            all
-        })
-        .collect();
+    let orders = member_orders(settings, inputs, samples);
     let tasks: Vec<(usize, usize)> = orders
         .iter()
         .enumerate()

@@ -195,6 +195,58 @@ pub fn classwise_ece<const K: usize>(probs: &[[f32; K]], labels: &[u8], bins: us
     total / K as f64
 }
 
+/// The crowd reliability diagram: the faces binned by confidence `conf[i]` as for ECE, each bin's
+/// `accuracy` being the mean crowd agreement `crowd_at_pred[i]` = c_i[ŷ_i], the share of the
+/// crowd's votes on the predicted class.
+pub fn crowd_reliability(conf: &[f64], crowd_at_pred: &[f64], bins: usize) -> Vec<Bin> {
+    let bins = bins.max(1);
+    let mut acc = vec![(0usize, 0.0f64, 0.0f64); bins];
+    for (&p, &c) in conf.iter().zip(crowd_at_pred) {
+        let slot = &mut acc[bin_index(p, bins)];
+        slot.0 += 1;
+        slot.1 += p;
+        slot.2 += c;
+    }
+    acc.into_iter()
+        .enumerate()
+        .map(|(b, (count, conf, agree))| Bin {
+            lo: b as f64 / bins as f64,
+            hi: (b + 1) as f64 / bins as f64,
+            count,
+            confidence: mean(conf, count),
+            accuracy: mean(agree, count),
+        })
+        .collect()
+}
+
+/// Crowd ECE: Σ_b (|B_b| / N) |mean_b conf − mean_b c[ŷ]| over the equal-width (lo, hi]
+/// confidence bins of ECE; `crowd_at_pred[i]` is c_i[ŷ_i].
+pub fn crowd_ece(conf: &[f64], crowd_at_pred: &[f64], bins: usize) -> f64 {
+    ece_of_bins(&crowd_reliability(conf, crowd_at_pred, bins))
+}
+
+/// Classwise crowd ECE: for every class k, bin all faces by p_k and take Σ_b (n_b / N)
+/// |mean_b c_k − mean_b p_k|; the mean of that over the K classes.
+pub fn crowd_cw_ece<const K: usize>(probs: &[[f32; K]], crowd: &[[f32; K]], bins: usize) -> f64 {
+    let faces = probs.len().min(crowd.len());
+    if faces == 0 {
+        return f64::NAN;
+    }
+    let bins = bins.max(1);
+    let mut total = 0.0;
+    for k in 0..K {
+        let mut acc = vec![(0.0f64, 0.0f64); bins];
+        for (p, c) in probs.iter().zip(crowd) {
+            let v = f64::from(p[k]);
+            let slot = &mut acc[bin_index(v, bins)];
+            slot.0 += v;
+            slot.1 += f64::from(c[k]);
+        }
+        total += acc.iter().map(|&(p, c)| (c - p).abs()).sum::<f64>() / faces as f64;
+    }
+    total / K as f64
+}
+
 /// Area under the risk–coverage curve from (confidence, correct) pairs: rank by confidence
 /// (descending, ties in input order), risk at coverage i/N = errors among the first i / i, and
 /// AURC = the mean of those N risks.
@@ -399,6 +451,9 @@ impl Pearson {
     }
 }
 
+/// Number of metrics in [`Metrics`] (= `ferbayes_core::schema::METRICS.len()`).
+pub const METRIC_COUNT: usize = ferbayes_core::schema::METRICS.len();
+
 /// Every metric of one prediction (one row of `metrics.parquet` without the `_std` columns).
 /// NaN marks a metric without data (no labelled faces, a constant series).
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -416,14 +471,18 @@ pub struct Metrics {
     pub soft_accuracy: f64,
     pub kl_crowd: f64,
     pub entropy_corr: f64,
+    /// ECE against the crowd's vote share on the predicted class ([`crowd_ece`]).
+    pub crowd_ece: f64,
+    /// Classwise ECE against the crowd distribution ([`crowd_cw_ece`]).
+    pub crowd_cw_ece: f64,
 }
 
 impl Metrics {
     /// The field names in the order of [`Metrics::to_array`] (= `ferbayes_core::schema::METRICS`).
-    pub const NAMES: [&'static str; 13] = ferbayes_core::schema::METRICS;
+    pub const NAMES: [&'static str; METRIC_COUNT] = ferbayes_core::schema::METRICS;
 
     /// The values in [`Metrics::NAMES`] order.
-    pub fn to_array(&self) -> [f64; 13] {
+    pub fn to_array(&self) -> [f64; METRIC_COUNT] {
         [
             self.error,
             self.nll,
@@ -438,11 +497,13 @@ impl Metrics {
             self.soft_accuracy,
             self.kl_crowd,
             self.entropy_corr,
+            self.crowd_ece,
+            self.crowd_cw_ece,
         ]
     }
 
     /// The inverse of [`Metrics::to_array`].
-    pub fn from_array(v: [f64; 13]) -> Self {
+    pub fn from_array(v: [f64; METRIC_COUNT]) -> Self {
         Metrics {
             error: v[0],
             nll: v[1],
@@ -457,6 +518,8 @@ impl Metrics {
             soft_accuracy: v[10],
             kl_crowd: v[11],
             entropy_corr: v[12],
+            crowd_ece: v[13],
+            crowd_cw_ece: v[14],
         }
     }
 
@@ -469,9 +532,9 @@ impl Metrics {
     /// Element-wise mean and population standard deviation (divide by the count) of `runs`;
     /// NaN entries are left out of their metric's statistics.
     pub fn mean_std(runs: &[Metrics]) -> (Metrics, Metrics) {
-        let mut m = [f64::NAN; 13];
-        let mut s = [f64::NAN; 13];
-        for j in 0..13 {
+        let mut m = [f64::NAN; METRIC_COUNT];
+        let mut s = [f64::NAN; METRIC_COUNT];
+        for j in 0..METRIC_COUNT {
             let vals: Vec<f64> = runs
                 .iter()
                 .map(|r| r.to_array()[j])
@@ -577,6 +640,7 @@ impl<const K: usize> Evaluator<K> {
         let (mut wrong, mut nll, mut brier, mut ent) = (0usize, 0.0, 0.0, 0.0);
         let (mut crowd_n, mut jsd, mut kl, mut soft) = (0usize, 0.0, 0.0, 0.0);
         let mut corr = Pearson::default();
+        let mut crowd_bins = CrowdBins::<K>::new(bins);
         let floor_ln = PROB_FLOOR.ln();
         for (i, p) in probs.iter().enumerate() {
             let label = self.majority.get(i).copied().flatten();
@@ -621,6 +685,9 @@ impl<const K: usize> Evaluator<K> {
                     slot.2 += f64::from(u8::from(k == y));
                 }
                 ranked.push((conf, correct));
+                if let Some(c) = crowd {
+                    crowd_bins.push(p, &c, pred, conf);
+                }
             }
             if let Some(c) = crowd {
                 let (clogs, hc) = &self.crowd_logs[i];
@@ -679,6 +746,53 @@ impl<const K: usize> Evaluator<K> {
             soft_accuracy: mean(soft, crowd_n),
             kl_crowd: mean(kl, crowd_n),
             entropy_corr: corr.value(),
+            crowd_ece: crowd_bins.ece(),
+            crowd_cw_ece: crowd_bins.classwise(),
         }
+    }
+}
+
+/// Running bins of [`crowd_ece`] and [`crowd_cw_ece`] over the faces with a label and a crowd.
+struct CrowdBins<const K: usize> {
+    bins: usize,
+    faces: usize,
+    /// Per confidence bin: count, Σ conf, Σ c[ŷ].
+    conf: Vec<(usize, f64, f64)>,
+    /// Per (class, bin of p_k): Σ p_k, Σ c_k.
+    class: Vec<(f64, f64)>,
+}
+
+impl<const K: usize> CrowdBins<K> {
+    fn new(bins: usize) -> Self {
+        CrowdBins {
+            bins,
+            faces: 0,
+            conf: vec![(0, 0.0, 0.0); bins],
+            class: vec![(0.0, 0.0); bins * K],
+        }
+    }
+
+    fn push(&mut self, p: &[f32; K], c: &[f32; K], pred: usize, conf: f64) {
+        self.faces += 1;
+        let slot = &mut self.conf[bin_index(conf, self.bins)];
+        slot.0 += 1;
+        slot.1 += conf;
+        slot.2 += f64::from(c[pred]);
+        for k in 0..K {
+            let v = f64::from(p[k]);
+            let slot = &mut self.class[k * self.bins + bin_index(v, self.bins)];
+            slot.0 += v;
+            slot.1 += f64::from(c[k]);
+        }
+    }
+
+    fn ece(&self) -> f64 {
+        let sum: f64 = self.conf.iter().map(|&(_, p, c)| (c - p).abs()).sum();
+        mean(sum, self.faces)
+    }
+
+    fn classwise(&self) -> f64 {
+        let sum: f64 = self.class.iter().map(|&(p, c)| (c - p).abs()).sum();
+        mean(sum, self.faces * K)
     }
 }

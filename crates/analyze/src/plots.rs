@@ -9,12 +9,14 @@ use crate::curves::Curve;
 use crate::data::Faces;
 use crate::error::Result;
 use crate::figures::{
-    CROWD_COLOR, Cell, FaceGrid, Figure, Line, Reliability, ReliabilityPanel, Scatter,
-    ScatterPanel, VsN, class_name, method_color, save,
+    CROWD_COLOR, Cell, FaceGrid, Figure, Line, LinePanels, PanelLine, Reliability,
+    ReliabilityPanel, Scatter, ScatterPanel, VsN, class_name, method_color, save,
 };
 use crate::metrics::{self, entropy, mean_prediction};
 use crate::output::shown_for;
+use crate::posthoc::{CrowdDiagram, DECILES, PostHoc};
 use crate::{FigureEntry, InputView};
+use ferbayes_core::schema::SHOWN_ALPHA;
 
 /// A figure to draw: stem, caption and the drawing (see [`job`]).
 pub(crate) type Job<'a> = (
@@ -77,9 +79,21 @@ pub fn draw_all(
             .push((c, i));
     }
     let archs: Vec<ArchCurves<'_, '_>> = by_arch.into_values().collect();
-    let orderings = settings.analyze.orderings;
     let mut jobs: Vec<Job<'_>> = Vec::new();
+    vs_n_jobs(layout, settings, &archs, &mut jobs);
+    reliability_jobs(layout, settings, faces, &archs, &mut jobs);
+    face_jobs(layout, settings, faces, &archs, &mut jobs);
+    draw_jobs(jobs)
+}
 
+/// Fig. 1–3: error, NLL and ECE against n, one panel per architecture.
+fn vs_n_jobs<'a>(
+    layout: &'a Layout,
+    settings: &Settings,
+    archs: &[ArchCurves<'_, '_>],
+    jobs: &mut Vec<Job<'a>>,
+) {
+    let orderings = settings.analyze.orderings;
     // Fig. 1–3.
     for (stem, metric, label, what) in [
         (
@@ -148,7 +162,16 @@ pub fn draw_all(
             },
         ));
     }
+}
 
+/// Fig. 5: reliability diagrams at the best-accuracy and the best-ECE n.
+fn reliability_jobs<'a>(
+    layout: &'a Layout,
+    settings: &Settings,
+    faces: &Faces,
+    archs: &[ArchCurves<'_, '_>],
+    jobs: &mut Vec<Job<'a>>,
+) {
     // Fig. 5: reliability diagrams at the best-accuracy and the best-ECE n.
     let labelled: Vec<usize> = (0..faces.len())
         .filter(|&i| faces.evaluator.majority()[i].is_some())
@@ -158,7 +181,7 @@ pub fn draw_all(
         .filter_map(|&i| faces.evaluator.majority()[i])
         .collect();
     let bins = settings.analyze.ece_bins;
-    for (_, list) in &archs {
+    for (_, list) in archs {
         for (c, input) in list {
             let (n_acc, n_ece) = (c.best_accuracy_n(), c.best_ece_n());
             let choices: Vec<(usize, String)> = if n_acc == n_ece {
@@ -178,6 +201,8 @@ pub fn draw_all(
                     let bins = metrics::reliability(&probs, &labels, bins);
                     ReliabilityPanel {
                         title,
+                        y_label: "accuracy".into(),
+                        ece_name: "ECE".into(),
                         ece: metrics::ece_of_bins(&bins),
                         error: metrics::error(&probs, &labels),
                         bins,
@@ -201,11 +226,20 @@ pub fn draw_all(
             ));
         }
     }
+}
 
+/// Fig. 4/6/7 and the crowd comparison, per architecture.
+fn face_jobs<'a>(
+    layout: &'a Layout,
+    settings: &Settings,
+    faces: &Faces,
+    archs: &[ArchCurves<'_, '_>],
+    jobs: &mut Vec<Job<'a>>,
+) {
     // Fig. 4/6/7 and the crowd comparison, per architecture.
     let k = settings.analyze.top_uncertain;
     let mut scatter = Vec::new();
-    for (arch, list) in &archs {
+    for (arch, list) in archs {
         let ensemble = list.iter().find(|(c, _)| c.method == Method::Ensemble);
         // The best method: lowest test JSD at its largest n.
         let best = list
@@ -226,105 +260,19 @@ pub fn draw_all(
         let top = most_uncertain(faces, &prediction(chosen_input, chosen_curve.samples), k);
 
         if let Some((c, input)) = ensemble {
-            let ns = shown_for(&settings.analyze.shown_n, c.samples);
-            let preds: Vec<(usize, Vec<[f32; NUM_CLASSES]>)> =
-                ns.iter().map(|&n| (n, prediction(input, n))).collect();
-            let color = method_color(c.method);
-            let rows = top
-                .iter()
-                .map(|&(i, h)| {
-                    let mut row = vec![face_cell(faces, i, h), crowd_cell(faces, i)];
-                    for (n, p) in &preds {
-                        row.push(Cell::Bars {
-                            caption: format!("{n} member{}", if *n == 1 { "" } else { "s" }),
-                            series: vec![(p[i], color)],
-                            footer: vec![(class_name(&p[i]).to_owned(), color)],
-                        });
-                    }
-                    row
-                })
-                .collect();
-            let mut widths = vec![180, 200];
-            widths.extend(std::iter::repeat_n(200, preds.len()));
-            let fig = FaceGrid {
-                title: format!(
-                    "{arch} ensemble: the {} test faces with the highest predictive entropy (n = {})",
-                    top.len(),
-                    c.samples
-                ),
-                column_widths: widths,
-                row_height: 190,
-                rows,
-            };
-            let caption = format!(
-                "{arch} ensemble: the {} most uncertain test faces (predictive entropy with all {} members), their crowd votes, and the prediction with n ∈ {{{}}} members (predicted class under each).",
-                top.len(),
-                c.samples,
-                ns.iter()
-                    .map(usize::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-            jobs.push(job(layout, format!("uncertain_{arch}"), caption, fig));
+            jobs.push(uncertain_job(
+                layout,
+                settings,
+                faces,
+                *arch,
+                (c, input),
+                &top,
+            ));
         }
-
         if let Some((c, input)) = best {
-            let p = prediction(input, c.samples);
-            let color = method_color(c.method);
-            let rows = top
-                .iter()
-                .map(|&(i, h)| {
-                    let crowd = faces.evaluator.crowd()[i].unwrap_or([0.0; NUM_CLASSES]);
-                    let jsd = metrics::jsd(&crowd, &p[i]);
-                    vec![
-                        face_cell(faces, i, h),
-                        Cell::Bars {
-                            caption: format!("crowd (grey) vs {} with n = {}", c.method, c.samples),
-                            series: vec![(crowd, CROWD_COLOR), (p[i], color)],
-                            footer: vec![
-                                (format!("crowd: {}", class_name(&crowd)), CROWD_COLOR),
-                                (
-                                    format!(
-                                        "{}: {}   (JSD {jsd:.3} bits)",
-                                        c.method,
-                                        class_name(&p[i])
-                                    ),
-                                    color,
-                                ),
-                            ],
-                        },
-                    ]
-                })
-                .collect();
-            let fig = FaceGrid {
-                title: format!(
-                    "{arch}: crowd vs predicted distribution ({}, lowest test JSD)",
-                    c.method
-                ),
-                column_widths: vec![180, 420],
-                row_height: 200,
-                rows,
-            };
-            let caption = format!(
-                "{arch}: crowd vote distribution vs the prediction of {} (lowest test JSD at n = {}) on the same faces as the uncertainty figure.",
-                c.method, c.samples
-            );
-            jobs.push(job(layout, format!("crowd_{arch}"), caption, fig));
-
-            let h: Vec<f64> = p.iter().map(|row| entropy(row)).collect();
-            let points: Vec<(f64, f64)> = faces
-                .evaluator
-                .crowd_entropy()
-                .iter()
-                .zip(&h)
-                .filter_map(|(ch, &h)| ch.map(|ch| (f64::from(ch), h)))
-                .collect();
-            let r = c.last().map_or(f64::NAN, |m| m.entropy_corr);
-            scatter.push(ScatterPanel {
-                title: format!("{arch} / {} (n = {}), r = {r:.3}", c.method, c.samples),
-                points,
-                color,
-            });
+            let (job, panel) = crowd_job(layout, faces, *arch, (c, input), &top);
+            jobs.push(job);
+            scatter.push(panel);
         }
     }
     if !scatter.is_empty() {
@@ -336,8 +284,121 @@ pub fn draw_all(
             Scatter { panels: scatter },
         ));
     }
+}
 
-    draw_jobs(jobs)
+/// Fig. 4: the most uncertain test faces under an ensemble with n ∈ `shown_n` members.
+fn uncertain_job<'a>(
+    layout: &'a Layout,
+    settings: &Settings,
+    faces: &Faces,
+    arch: Arch,
+    (c, input): (&Curve, &InputView<'_>),
+    top: &[(usize, f64)],
+) -> Job<'a> {
+    let ns = shown_for(&settings.analyze.shown_n, c.samples);
+    let preds: Vec<(usize, Vec<[f32; NUM_CLASSES]>)> =
+        ns.iter().map(|&n| (n, prediction(input, n))).collect();
+    let color = method_color(c.method);
+    let rows = top
+        .iter()
+        .map(|&(i, h)| {
+            let mut row = vec![face_cell(faces, i, h), crowd_cell(faces, i)];
+            for (n, p) in &preds {
+                row.push(Cell::Bars {
+                    caption: format!("{n} member{}", if *n == 1 { "" } else { "s" }),
+                    series: vec![(p[i], color)],
+                    footer: vec![(class_name(&p[i]).to_owned(), color)],
+                });
+            }
+            row
+        })
+        .collect();
+    let mut widths = vec![180, 200];
+    widths.extend(std::iter::repeat_n(200, preds.len()));
+    let fig = FaceGrid {
+        title: format!(
+            "{arch} ensemble: the {} test faces with the highest predictive entropy (n = {})",
+            top.len(),
+            c.samples
+        ),
+        column_widths: widths,
+        row_height: 190,
+        rows,
+    };
+    let caption = format!(
+        "{arch} ensemble: the {} most uncertain test faces (predictive entropy with all {} members), their crowd votes, and the prediction with n ∈ {{{}}} members (predicted class under each).",
+        top.len(),
+        c.samples,
+        ns.iter()
+            .map(usize::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    job(layout, format!("uncertain_{arch}"), caption, fig)
+}
+
+/// The crowd against the best method's prediction on the same faces, and that method's
+/// entropy-scatter panel.
+fn crowd_job<'a>(
+    layout: &'a Layout,
+    faces: &Faces,
+    arch: Arch,
+    (c, input): (&Curve, &InputView<'_>),
+    top: &[(usize, f64)],
+) -> (Job<'a>, ScatterPanel) {
+    let p = prediction(input, c.samples);
+    let color = method_color(c.method);
+    let rows = top
+        .iter()
+        .map(|&(i, h)| {
+            let crowd = faces.evaluator.crowd()[i].unwrap_or([0.0; NUM_CLASSES]);
+            let jsd = metrics::jsd(&crowd, &p[i]);
+            vec![
+                face_cell(faces, i, h),
+                Cell::Bars {
+                    caption: format!("crowd (grey) vs {} with n = {}", c.method, c.samples),
+                    series: vec![(crowd, CROWD_COLOR), (p[i], color)],
+                    footer: vec![
+                        (format!("crowd: {}", class_name(&crowd)), CROWD_COLOR),
+                        (
+                            format!("{}: {}   (JSD {jsd:.3} bits)", c.method, class_name(&p[i])),
+                            color,
+                        ),
+                    ],
+                },
+            ]
+        })
+        .collect();
+    let fig = FaceGrid {
+        title: format!(
+            "{arch}: crowd vs predicted distribution ({}, lowest test JSD)",
+            c.method
+        ),
+        column_widths: vec![180, 420],
+        row_height: 200,
+        rows,
+    };
+    let caption = format!(
+        "{arch}: crowd vote distribution vs the prediction of {} (lowest test JSD at n = {}) on the same faces as the uncertainty figure.",
+        c.method, c.samples
+    );
+    let crowd_job = job(layout, format!("crowd_{arch}"), caption, fig);
+
+    let h: Vec<f64> = p.iter().map(|row| entropy(row)).collect();
+    let points: Vec<(f64, f64)> = faces
+        .evaluator
+        .crowd_entropy()
+        .iter()
+        .zip(&h)
+        .filter_map(|(ch, &h)| ch.map(|ch| (f64::from(ch), h)))
+        .collect();
+    let r = c.last().map_or(f64::NAN, |m| m.entropy_corr);
+    let panel = ScatterPanel {
+        title: format!("{arch} / {} (n = {}), r = {r:.3}", c.method, c.samples),
+        points,
+        color,
+    };
+    (crowd_job, panel)
 }
 
 /// Draws the jobs in parallel; the figures in job order.
@@ -395,4 +456,109 @@ fn crowd_cell(faces: &Faces, i: usize) -> Cell {
         series: vec![(crowd, CROWD_COLOR)],
         footer: vec![(class_name(&crowd).to_owned(), CROWD_COLOR)],
     }
+}
+
+/// The crowd figures: a crowd reliability diagram per arch × method at n = T (the majority
+/// label's accuracy beside the crowd's vote share on the predicted class), and the mean
+/// conformal set size per crowd-entropy decile, one panel per architecture, one line per method.
+pub(crate) fn draw_crowd(
+    layout: &Layout,
+    settings: &Settings,
+    posthoc: &PostHoc,
+) -> Result<Vec<FigureEntry>> {
+    let mut jobs: Vec<Job<'_>> = Vec::new();
+    for d in &posthoc.diagrams {
+        let n = posthoc
+            .temperature
+            .iter()
+            .filter(|r| r.arch == d.arch && r.method == d.method)
+            .map(|r| r.n)
+            .max()
+            .unwrap_or(0);
+        jobs.push(crowd_reliability_job(layout, d, n));
+    }
+    if let Some(job) = set_size_job(layout, settings, posthoc) {
+        jobs.push(job);
+    }
+    draw_jobs(jobs)
+}
+
+/// The error of the faces of reliability bins (1 − their pooled accuracy).
+fn error_of_bins(bins: &[metrics::Bin]) -> f64 {
+    let (hits, count) = bins
+        .iter()
+        .filter(|b| b.count > 0)
+        .fold((0.0, 0usize), |(h, c), b| {
+            (h + b.accuracy * b.count as f64, c + b.count)
+        });
+    1.0 - hits / count.max(1) as f64
+}
+
+/// `crowd_reliability_<arch>_<method>`: the label's and the crowd's reliability side by side.
+fn crowd_reliability_job<'a>(layout: &'a Layout, d: &CrowdDiagram, n: usize) -> Job<'a> {
+    let error = error_of_bins(&d.majority);
+    let panel =
+        |title: &str, y_label: &str, ece_name: &str, bins: &[metrics::Bin]| ReliabilityPanel {
+            title: title.to_owned(),
+            y_label: y_label.to_owned(),
+            ece_name: ece_name.to_owned(),
+            ece: metrics::ece_of_bins(bins),
+            error,
+            bins: bins.to_vec(),
+        };
+    let fig = Reliability {
+        title: format!(
+            "{} / {}: calibration against the label and the crowd (n = {n})",
+            d.arch, d.method
+        ),
+        color: method_color(d.method),
+        panels: vec![
+            panel("majority label", "accuracy", "ECE", &d.majority),
+            panel("crowd", "crowd vote share on ŷ", "crowd ECE", &d.crowd),
+        ],
+    };
+    let caption = format!(
+        "{} / {}: with all {n} samples on the test split, the majority label's accuracy per confidence bin (left) beside the mean share of the crowd's votes on the predicted class (right); the gap to the diagonal on the right is what crowd ECE sums.",
+        d.arch, d.method
+    );
+    let stem = format!("crowd_reliability_{}_{}", d.arch, d.method);
+    job(layout, stem, caption, fig)
+}
+
+/// `set_size_vs_entropy`: mean conformal set size per crowd-entropy decile; None without data.
+fn set_size_job<'a>(layout: &'a Layout, settings: &Settings, posthoc: &PostHoc) -> Option<Job<'a>> {
+    let mut panels: Vec<(String, Vec<PanelLine>)> = Vec::new();
+    for &arch in &settings.train.archs {
+        let lines: Vec<PanelLine> = posthoc
+            .diagrams
+            .iter()
+            .filter(|d| d.arch == arch && !d.set_size_by_decile.is_empty())
+            .map(|d| PanelLine {
+                label: d.method.to_string(),
+                color: method_color(d.method),
+                dashed: false,
+                markers: true,
+                points: d.set_size_by_decile.clone(),
+            })
+            .collect();
+        if !lines.is_empty() {
+            panels.push((arch.to_string(), lines));
+        }
+    }
+    if panels.is_empty() {
+        return None;
+    }
+    let fig = LinePanels {
+        title: format!("Conformal set size by crowd-entropy decile (α = {SHOWN_ALPHA}, n = T)"),
+        x_label: "crowd-entropy decile (1 = most agreed)".into(),
+        y_label: "mean set size |C|".into(),
+        x_range: (0.5, DECILES as f64 + 0.5),
+        integer_x: true,
+        columns: panels.len().min(3),
+        panels,
+    };
+    let caption = format!(
+        "Mean size of the split-conformal prediction sets (α = {SHOWN_ALPHA}, calibrated on the valid split, all T samples) of the test faces in each decile of the crowd's vote entropy, one panel per architecture, one line per method; rising lines mean that faces the crowd disagrees on get bigger sets."
+    );
+    Some(job(layout, "set_size_vs_entropy".to_owned(), caption, fig))
 }

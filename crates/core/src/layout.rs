@@ -180,6 +180,16 @@ impl Layout {
         self.stage_dir(Stage::Analyze).join("metrics.parquet")
     }
 
+    /// `analyze/temperature.parquet` (temperature scaling per arch, method, n).
+    pub fn temperature(&self) -> PathBuf {
+        self.analyze_table("temperature")
+    }
+
+    /// `analyze/conformal.parquet` (split-conformal prediction sets per arch, method, n, alpha).
+    pub fn conformal(&self) -> PathBuf {
+        self.analyze_table("conformal")
+    }
+
     /// `analyze/report.html`.
     pub fn report_html(&self) -> PathBuf {
         self.stage_dir(Stage::Analyze).join("report.html")

@@ -362,7 +362,12 @@ pub fn analyze(layout: &Layout, settings: &Settings) -> Plan {
 
 /// The files the analyze stage writes (besides figures).
 pub fn analyze_outputs(layout: &Layout, settings: &Settings) -> Vec<PathBuf> {
-    let mut out = vec![layout.metrics(), layout.analyze_table("selective")];
+    let mut out = vec![
+        layout.metrics(),
+        layout.temperature(),
+        layout.conformal(),
+        layout.analyze_table("selective"),
+    ];
     let (shift, ood) = extras(layout, settings);
     if shift {
         out.push(layout.analyze_table("shift"));

@@ -146,7 +146,9 @@ pub fn infer_ood() -> SchemaRef {
 
 /// Columns of `analyze/metrics.parquet` that hold a metric (each also has a `<name>_std`
 /// column: the standard deviation over random ensemble member orderings, 0 for MC methods).
-pub const METRICS: [&str; 13] = [
+/// `crowd_ece` and `crowd_cw_ece` judge the confidence against the crowd's vote share instead of
+/// the majority label's hit rate.
+pub const METRICS: [&str; 15] = [
     "error",
     "nll",
     "ece",
@@ -160,7 +162,15 @@ pub const METRICS: [&str; 13] = [
     "soft_accuracy",
     "kl_crowd",
     "entropy_corr",
+    "crowd_ece",
+    "crowd_cw_ece",
 ];
+
+/// Miscoverage levels α of the split-conformal prediction sets (`analyze/conformal.parquet`).
+pub const CONFORMAL_ALPHAS: [f64; 3] = [0.05, 0.10, 0.20];
+
+/// The α whose prediction sets the report and `ferbayes predict` show.
+pub const SHOWN_ALPHA: f64 = 0.10;
 
 /// The schema of `analyze/metrics.parquet`: one row per (arch, method, split, n) with every
 /// metric of [`METRICS`] (f64) and its `_std` column.
@@ -298,3 +308,64 @@ pub fn predict_faces() -> SchemaRef {
     });
     Arc::clone(&SCHEMA)
 }
+/// The schema of `analyze/temperature.parquet`: temperature scaling, one row per
+/// (arch, method, n). `temperature` is the T > 0 fitted on the valid split (minimum NLL of
+/// softmax(log p̄ / T)); the `_before`/`_after` pairs are the test split's error, NLL, ECE,
+/// `crowd_ece` and JSD to the crowd (bits) without and with T (f64, null where undefined).
+pub fn analyze_temperature() -> SchemaRef {
+    static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+        let mut fields = vec![
+            Field::new("arch", DataType::Utf8, false),
+            Field::new("method", DataType::Utf8, false),
+            Field::new("n", DataType::UInt16, false),
+            Field::new("temperature", DataType::Float64, true),
+        ];
+        for name in TEMPERATURE_METRICS {
+            fields.push(Field::new(
+                format!("{name}_before"),
+                DataType::Float64,
+                true,
+            ));
+            fields.push(Field::new(format!("{name}_after"), DataType::Float64, true));
+        }
+        Arc::new(Schema::new(fields))
+    });
+    Arc::clone(&SCHEMA)
+}
+
+/// The test metrics of `analyze/temperature.parquet`, each with a `_before` and `_after` column.
+pub const TEMPERATURE_METRICS: [&str; 5] = ["error", "nll", "ece", "crowd_ece", "jsd"];
+
+/// The schema of `analyze/conformal.parquet`: split-conformal prediction sets, one row per
+/// (arch, method, n, alpha) with alpha in [`CONFORMAL_ALPHAS`]. `qhat` is the threshold on the
+/// score 1 − p̄[y] calibrated on the valid split (+inf when the valid split is too small for
+/// alpha: every class is in the set); on the test split `coverage` of the majority label,
+/// `set_size` (mean |C|), `crowd_recall` (mean |C ∩ M| / |M| against the FER+ `multi_target`
+/// set M), `crowd_precision` (mean |C ∩ M| / |C| over non-empty C), `crowd_exact` (fraction with
+/// C = M) and `size_entropy_spearman` (Spearman correlation of |C| with the crowd entropy).
+pub fn analyze_conformal() -> SchemaRef {
+    static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+        let mut fields = vec![
+            Field::new("arch", DataType::Utf8, false),
+            Field::new("method", DataType::Utf8, false),
+            Field::new("n", DataType::UInt16, false),
+            Field::new("alpha", DataType::Float64, false),
+            Field::new("qhat", DataType::Float64, false),
+        ];
+        for name in CONFORMAL_METRICS {
+            fields.push(Field::new(name, DataType::Float64, true));
+        }
+        Arc::new(Schema::new(fields))
+    });
+    Arc::clone(&SCHEMA)
+}
+
+/// The metric columns of `analyze/conformal.parquet`, after `qhat`.
+pub const CONFORMAL_METRICS: [&str; 6] = [
+    "coverage",
+    "set_size",
+    "crowd_recall",
+    "crowd_precision",
+    "crowd_exact",
+    "size_entropy_spearman",
+];

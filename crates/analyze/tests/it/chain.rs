@@ -142,7 +142,7 @@ fn smoke_profile_runs_the_whole_chain_reproducibly() {
         .collect();
     assert_eq!(
         tables.len(),
-        1 + usize::from(shift)
+        3 + usize::from(shift)
             + usize::from(ood)
             + usize::from(!settings.train.compare_label_modes.is_empty()),
         "{tables:?}"
@@ -160,11 +160,37 @@ fn smoke_profile_runs_the_whole_chain_reproducibly() {
         );
         assert!(report.contains("The study's claims, as measured here"));
         assert!(report.contains("Error falls as n grows") && report.contains("ECE rises with n"));
+        assert!(report.contains("Calibration against the crowd"));
+        assert!(
+            report.contains("Does ECE rise with n because the predictions become more crowd-like")
+        );
+        assert!(
+            report.contains("figures/set_size_vs_entropy.png") || report.contains("data:image/png")
+        );
     }
     for figure in &summary.figures {
         for file in &figure.files {
             assert!(file.is_file(), "{} missing", file.display());
         }
+    }
+    // The crowd figures are in the report, and a headless browser shows every figure.
+    let mut crowd: Vec<String> = vec!["set_size_vs_entropy".to_owned()];
+    for arch in &settings.train.archs {
+        for method in &settings.train.methods {
+            crowd.push(format!("crowd_reliability_{arch}_{method}"));
+        }
+    }
+    crate::browser::assert_figures_render(&summary.report_html, &crowd);
+    for (table, schema) in [
+        (layout.temperature(), schema::analyze_temperature()),
+        (layout.conformal(), schema::analyze_conformal()),
+    ] {
+        let rows: usize = ferbayes_core::io::read_parquet(&table, &schema, None, "just analyze")
+            .expect("table")
+            .iter()
+            .map(RecordBatch::num_rows)
+            .sum();
+        assert!(rows > 0, "{} is empty", table.display());
     }
     assert!(
         layout

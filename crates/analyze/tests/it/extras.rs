@@ -604,7 +604,7 @@ fn extra_analyses_end_to_end() {
 
     // Exactly the files of plan::analyze_outputs, and every one of them.
     let outputs = ferbayes_core::plan::analyze_outputs(&layout, &settings);
-    assert_eq!(outputs.len(), 7);
+    assert_eq!(outputs.len(), 9);
     for path in &outputs {
         assert!(path.is_file(), "{} written", path.display());
     }
@@ -768,7 +768,7 @@ fn extra_analyses_end_to_end() {
             "report.md lacks {title}"
         );
         assert!(
-            html.contains(&format!("<h2>{title}</h2>")),
+            html.contains(&format!("\">{title}</h2>")),
             "report.html lacks {title}"
         );
     }

@@ -297,8 +297,8 @@ fn metric_names_follow_the_schema() {
     assert_eq!(m.get("kl_crowd"), Some(11.0));
     assert_eq!(m.get("nope"), None);
     // Population std: values 1 and 3 have mean 2 and std 1.
-    let a = Metrics::from_array([1.0; 13]);
-    let b = Metrics::from_array([3.0; 13]);
+    let a = Metrics::from_array([1.0; metrics::METRIC_COUNT]);
+    let b = Metrics::from_array([3.0; metrics::METRIC_COUNT]);
     let (mean, std) = Metrics::mean_std(&[a, b]);
     assert_eq!(mean.error, 2.0);
     assert_eq!(std.jsd, 1.0);
@@ -361,6 +361,21 @@ fn evaluator_agrees_with_the_single_metrics() {
         .zip(&crowd_entropy)
         .filter_map(|(p, h)| h.map(|h| (metrics::entropy(p), f64::from(h))))
         .unzip();
+    // The crowd calibration: faces with a label and a crowd.
+    let (both_p, both_c): (Vec<[f32; 8]>, Vec<[f32; 8]>) = probs
+        .iter()
+        .zip(&majority)
+        .zip(&crowd)
+        .filter_map(|((p, y), c)| y.and(*c).map(|c| (*p, c)))
+        .unzip();
+    let (both_conf, both_agree): (Vec<f64>, Vec<f64>) = both_p
+        .iter()
+        .zip(&both_c)
+        .map(|(p, c)| {
+            let (k, conf) = metrics::predict(p);
+            (conf, f64::from(c[k]))
+        })
+        .unzip();
     let entropy = metrics::mean_entropy(&lp);
     let want = Metrics {
         error: metrics::error(&lp, &ly),
@@ -376,6 +391,8 @@ fn evaluator_agrees_with_the_single_metrics() {
         soft_accuracy: metrics::soft_accuracy(&cc, &cp),
         kl_crowd: metrics::mean_kl(&cc, &cp),
         entropy_corr: metrics::pearson(&hp, &hc),
+        crowd_ece: metrics::crowd_ece(&both_conf, &both_agree, 15),
+        crowd_cw_ece: metrics::crowd_cw_ece(&both_p, &both_c, 15),
     };
     for ((name, g), w) in Metrics::NAMES
         .iter()

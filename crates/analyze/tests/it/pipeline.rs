@@ -121,6 +121,8 @@ fn end_to_end_on_real_ingest_and_synthetic_inference() {
             "soft_accuracy",
             "kl_crowd",
             "entropy_corr",
+            "crowd_ece",
+            "crowd_cw_ece",
         ] {
             assert!(
                 !column(&batch, name).is_null(i),
@@ -238,6 +240,12 @@ fn end_to_end_on_real_ingest_and_synthetic_inference() {
     }
     stems.push("entropy_scatter".to_owned());
     for a in archs {
+        for m in methods {
+            stems.push(format!("crowd_reliability_{a}_{m}"));
+        }
+    }
+    stems.push("set_size_vs_entropy".to_owned());
+    for a in archs {
         stems.push(format!("risk_coverage_{a}"));
     }
     let got: Vec<&str> = summary.figures.iter().map(|f| f.stem.as_str()).collect();
@@ -274,6 +282,10 @@ fn end_to_end_on_real_ingest_and_synthetic_inference() {
             "report.md shows {stem}"
         );
     }
+    // A headless browser decodes every figure of report.html, the crowd figures among them.
+    crate::browser::assert_figures_render(&summary.report_html, &stems);
+    posthoc_tables_are_consistent(&layout, 2 * 2 * 3);
+
     // The face figures embed their faces in the SVG.
     let svg = std::fs::read_to_string(layout.figure("uncertain_alexnet.svg")).expect("svg");
     assert_eq!(
@@ -295,11 +307,14 @@ fn end_to_end_on_real_ingest_and_synthetic_inference() {
             .iter()
             .any(|o| o.file == "metrics.parquet" && o.rows == 24)
     );
-    // The tables of this profile: metrics and selective, no shift, OOD or labels.
+    // The tables of this profile: metrics, temperature, conformal and selective; no shift, OOD
+    // or labels.
     assert_eq!(
         ferbayes_core::plan::analyze_outputs(&layout, &settings),
         vec![
             layout.metrics(),
+            layout.temperature(),
+            layout.conformal(),
             layout.analyze_table("selective"),
             layout.report_html(),
             layout.report_md(),
@@ -450,4 +465,52 @@ fn full_size_runtime() {
     );
     eprint!("{}", summary.console_table());
     assert_eq!(summary.rows, 9 * 2 * 15);
+}
+
+/// `temperature.parquet` has one row per (arch, method, n) with T in the searched range and the
+/// error unchanged by it; `conformal.parquet` one per (arch, method, n, α) with coverage and set
+/// sizes in range and a finite q̂ wherever the valid split is large enough.
+fn posthoc_tables_are_consistent(layout: &Layout, combinations_n: usize) {
+    let read = |path: std::path::PathBuf, schema: arrow_schema::SchemaRef| {
+        let batches = ferbayes_core::io::read_parquet(&path, &schema, None, "just analyze")
+            .expect("table parses");
+        arrow_select_concat(&batches)
+    };
+    let t = read(
+        layout.temperature(),
+        ferbayes_core::schema::analyze_temperature(),
+    );
+    assert_eq!(t.num_rows(), combinations_n);
+    let f = |b: &RecordBatch, name: &str| {
+        column(b, name)
+            .as_primitive::<Float64Type>()
+            .values()
+            .to_vec()
+    };
+    let (temp, before, after) = (
+        f(&t, "temperature"),
+        f(&t, "error_before"),
+        f(&t, "error_after"),
+    );
+    for i in 0..t.num_rows() {
+        assert!((0.05..=20.0).contains(&temp[i]), "T = {}", temp[i]);
+        assert_eq!(before[i], after[i], "temperature scaling changed the error");
+    }
+    let c = read(
+        layout.conformal(),
+        ferbayes_core::schema::analyze_conformal(),
+    );
+    assert_eq!(
+        c.num_rows(),
+        combinations_n * ferbayes_core::schema::CONFORMAL_ALPHAS.len()
+    );
+    let (qhat, coverage, size) = (f(&c, "qhat"), f(&c, "coverage"), f(&c, "set_size"));
+    for i in 0..c.num_rows() {
+        assert!(
+            qhat[i].is_finite(),
+            "hundreds of valid faces give a finite q̂"
+        );
+        assert!((0.0..=1.0).contains(&coverage[i]));
+        assert!((0.0..=8.0).contains(&size[i]));
+    }
 }

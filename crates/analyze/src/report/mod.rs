@@ -1,7 +1,6 @@
 //! `report.html` and `report.md`: one document model rendered twice.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use ferbayes_core::io::write_atomic;
@@ -12,7 +11,14 @@ use crate::data::Faces;
 use crate::error::Result;
 use crate::extras::Extras;
 use crate::output::{fmt4, shown_for};
+use crate::posthoc::PostHoc;
 use crate::{FigureEntry, InputView};
+
+mod claims;
+mod crowd;
+mod render;
+
+use render::{html, markdown};
 
 /// What the report is made of.
 pub struct Context<'a> {
@@ -25,10 +31,17 @@ pub struct Context<'a> {
     pub inputs: &'a [InputView<'a>],
     /// The analyses beyond the study (selective prediction, shift, OOD, soft labels).
     pub extras: &'a Extras,
+    /// The crowd figures (crowd reliability, set size by crowd entropy).
+    pub crowd_figures: &'a [FigureEntry],
+    /// Temperature scaling and conformal sets.
+    pub posthoc: &'a PostHoc,
 }
 
 enum Block {
+    /// A section heading (its anchor is [`render::anchor`] of the text).
     Heading(String),
+    /// A table of contents: links to these headings.
+    Contents(Vec<String>),
     Paragraph(String),
     List(Vec<String>),
     Table {
@@ -61,16 +74,100 @@ fn relative(layout: &Layout, path: &Path) -> String {
 }
 
 fn document(ctx: &Context<'_>) -> Vec<Block> {
-    let s = ctx.settings;
-    let a = &s.analyze;
     let mut doc = Vec::new();
-
     doc.push(Block::Paragraph(format!(
         "Accuracy, calibration and uncertainty of each architecture × uncertainty method as a function of the number of samples n (MC passes or ensemble members), profile `{}`, following Matin & Valdenegro-Toro, \"Hey Human, If your Facial Emotions are Uncertain, You Should Use Bayesian Neural Networks!\", on FER+. Every number here is in `metrics.parquet` (one row per arch, method, split, n).",
         ctx.layout.profile()
     )));
 
-    doc.push(Block::Heading("Settings".into()));
+    let test: Vec<&Curve> = ctx
+        .curves
+        .iter()
+        .filter(|c| c.split == Split::Test)
+        .collect();
+    let claims = claims::claims(&test);
+    let answers = crowd::answers(&test, &ctx.posthoc.temperature);
+    summary(&test, claims.as_ref(), &answers, &mut doc);
+
+    let mut body = Vec::new();
+    test_section(ctx, &test, &mut body);
+    orderings_section(ctx, &test, &mut body);
+    if let Some(claims) = &claims {
+        claims::claims_section(claims, &mut body);
+    }
+    best_n_section(&test, &mut body);
+    figures_section(ctx, &mut body);
+    crowd::section(&test, ctx.posthoc, &answers, ctx.crowd_figures, &mut body);
+    selective_section(ctx, &mut body);
+    shift_section(ctx, &mut body);
+    ood_section(ctx, &mut body);
+    labels_section(ctx, &mut body);
+    definitions(ctx, &mut body);
+    body.push(Block::Heading("Appendix: settings".into()));
+    settings_table(ctx, &mut body);
+    body.push(Block::Heading("Appendix: inputs".into()));
+    inputs_list(ctx, &mut body);
+
+    doc.push(Block::Contents(
+        body.iter()
+            .filter_map(|b| match b {
+                Block::Heading(h) => Some(h.clone()),
+                _ => None,
+            })
+            .collect(),
+    ));
+    doc.extend(body);
+    doc
+}
+
+/// The summary the report opens with: the best accuracy, the claims' verdicts and the answers
+/// on calibration against the crowd.
+fn summary(
+    test: &[&Curve],
+    claims: Option<&claims::Claims>,
+    answers: &crowd::CrowdAnswers,
+    doc: &mut Vec<Block>,
+) {
+    doc.push(Block::Heading("Summary".into()));
+    let best = test
+        .iter()
+        .flat_map(|c| {
+            c.index
+                .iter()
+                .enumerate()
+                .map(move |(i, m)| (c, i + 1, m.error))
+        })
+        .filter(|(_, _, e)| e.is_finite())
+        .min_by(|a, b| a.2.total_cmp(&b.2));
+    if let Some((c, n, error)) = best {
+        doc.push(Block::Paragraph(format!(
+            "Best test accuracy: {:.2} % ({}/{} with n = {n} of {}).",
+            100.0 * (1.0 - error),
+            c.arch,
+            c.method,
+            c.samples
+        )));
+    }
+    if let Some(claims) = claims {
+        doc.push(Block::Table {
+            header: strings(["claim", "verdict"]),
+            rows: claims
+                .rows
+                .iter()
+                .map(|r| vec![r[0].clone(), r[2].clone()])
+                .collect(),
+        });
+    }
+    doc.push(Block::List(vec![
+        answers.answer_crowd_like(),
+        answers.answer_scaling(),
+    ]));
+}
+
+/// The settings of the run.
+fn settings_table(ctx: &Context<'_>, doc: &mut Vec<Block>) {
+    let s = ctx.settings;
+    let a = &s.analyze;
     let max_per_split = s
         .ingest
         .max_per_split
@@ -114,8 +211,10 @@ fn document(ctx: &Context<'_>) -> Vec<Block> {
         header: strings(["setting", "value"]),
         rows,
     });
+}
 
-    doc.push(Block::Heading("Inputs".into()));
+/// Every input file read, and the missing ones.
+fn inputs_list(ctx: &Context<'_>, doc: &mut Vec<Block>) {
     let mut items: Vec<String> = ctx
         .inputs
         .iter()
@@ -149,18 +248,17 @@ fn document(ctx: &Context<'_>) -> Vec<Block> {
         )
     }));
     doc.push(Block::List(items));
+}
 
-    let test: Vec<&Curve> = ctx
-        .curves
-        .iter()
-        .filter(|c| c.split == Split::Test)
-        .collect();
+/// The main table: the test split at the shown n.
+fn test_section(ctx: &Context<'_>, test: &[&Curve], doc: &mut Vec<Block>) {
+    let a = &ctx.settings.analyze;
     doc.push(Block::Heading("Test split".into()));
     doc.push(Block::Paragraph(
         "Error, NLL, ECE, Brier and the uncertainties are over the faces with a majority label; JSD (bits), soft accuracy and the entropy correlation (Pearson r between predictive entropy and crowd-vote entropy) against the crowd distribution. Entropy = predictive entropy H[p̄], aleatoric = mean entropy of the samples, epistemic = their difference (mutual information), all in nats. Ensembles in member index order.".into(),
     ));
     let mut rows = Vec::new();
-    for c in &test {
+    for c in test {
         for n in shown_for(&a.shown_n, c.samples) {
             if let Some(m) = c.at(n) {
                 rows.push(vec![
@@ -199,7 +297,11 @@ fn document(ctx: &Context<'_>) -> Vec<Block> {
         ]),
         rows,
     });
+}
 
+/// Mean ± std over random ensemble member orderings.
+fn orderings_section(ctx: &Context<'_>, test: &[&Curve], doc: &mut Vec<Block>) {
+    let a = &ctx.settings.analyze;
     let ensembles: Vec<&&Curve> = test.iter().filter(|c| c.orderings > 0).collect();
     if !ensembles.is_empty() {
         doc.push(Block::Heading("Ensemble member orderings (test)".into()));
@@ -234,9 +336,10 @@ fn document(ctx: &Context<'_>) -> Vec<Block> {
             rows,
         });
     }
+}
 
-    claims(&test, &mut doc);
-
+/// The n of the best accuracy and of the lowest ECE per combination.
+fn best_n_section(test: &[&Curve], doc: &mut Vec<Block>) {
     doc.push(Block::Heading("Best n per combination (test)".into()));
     let rows = test
         .iter()
@@ -270,7 +373,10 @@ fn document(ctx: &Context<'_>) -> Vec<Block> {
         ]),
         rows,
     });
+}
 
+/// The study's figures.
+fn figures_section(ctx: &Context<'_>, doc: &mut Vec<Block>) {
     if !ctx.figures.is_empty() {
         doc.push(Block::Heading("Figures".into()));
         for f in ctx.figures {
@@ -280,12 +386,11 @@ fn document(ctx: &Context<'_>) -> Vec<Block> {
             });
         }
     }
+}
 
-    selective_section(ctx, &mut doc);
-    shift_section(ctx, &mut doc);
-    ood_section(ctx, &mut doc);
-    labels_section(ctx, &mut doc);
-
+/// The definitions of the metrics.
+fn definitions(ctx: &Context<'_>, doc: &mut Vec<Block>) {
+    let a = &ctx.settings.analyze;
     doc.push(Block::Heading("Definitions".into()));
     doc.push(Block::List(vec![
         format!("ECE: {} equal-width confidence bins (lo, hi], weighted by bin size; classwise ECE: the same over each class's probability, averaged over the 8 classes.", a.ece_bins),
@@ -294,9 +399,11 @@ fn document(ctx: &Context<'_>) -> Vec<Block> {
         "JSD: Jensen–Shannon divergence in bits between crowd and prediction; KL(crowd ‖ prediction) in nats; soft accuracy: Σ_k min(crowd_k, p_k).".into(),
         "Ensemble `_std`: population std over random member orderings; 0 for the MC methods (null where the metric is undefined).".into(),
         "Selective prediction: faces ranked by a confidence score, accuracy at coverage c on the ⌈c·n⌉ most confident faces; coverage at 90 % accuracy: the largest fraction of most confident faces whose accuracy is still ≥ 0.9; AURC: mean risk over all coverages k/n. Mutual information = predictive entropy − mean entropy of the samples (nats).".into(),
+        "Crowd ECE: the ECE bins, each bin's mean confidence against the mean share of the crowd's votes on the predicted class; crowd classwise ECE: every class's probability binned, its mean against the crowd's mean share of that class, averaged over the 8 classes.".into(),
+        "Temperature scaling: p_T = softmax(log(max(p̄, 1e-12)) / T) with one T per arch, method and n, minimising the valid split's NLL (golden-section search on log T over [0.05, 20] to 1e-3 relative).".into(),
+        "Split conformal: score 1 − p̄[y] on the valid split's m labelled faces, q̂ = the ⌈(m+1)(1−α)⌉-th smallest (+∞ when that exceeds m), set C = {k : 1 − p̄[k] ≤ q̂}; M = the FER+ `multi_target` classes; Spearman with average ranks for ties.".into(),
         "OOD detection: scores where higher means more likely out-of-distribution (1 − maximum probability, predictive entropy, mutual information); AUROC = P(OOD score > test-face score), ties counting ½; AUPR = average precision with OOD as the positive class; FPR95 = fraction of test faces flagged at the highest threshold that flags ≥ 95 % of the OOD images.".into(),
     ]));
-    doc
 }
 
 fn figures_of(entries: &[FigureEntry], doc: &mut Vec<Block>) {
@@ -447,6 +554,49 @@ fn ood_section(ctx: &Context<'_>, doc: &mut Vec<Block>) {
     figures_of(&ctx.extras.ood_figures, doc);
 }
 
+/// One line per architecture: which label mode gives the lowest NLL, ECE and JSD.
+fn best_mode_items(rows: &[crate::labels::LabelRow]) -> Vec<String> {
+    let names = [("nll", "NLL"), ("ece", "ECE"), ("jsd", "JSD")];
+    let best = crate::labels::best_modes(rows, &["nll", "ece", "jsd"]);
+    let mut archs: Vec<ferbayes_core::Arch> = Vec::new();
+    for b in &best {
+        if !archs.contains(&b.arch) {
+            archs.push(b.arch);
+        }
+    }
+    let mut items = Vec::new();
+    for arch in archs {
+        let parts: Vec<String> = best
+            .iter()
+            .filter(|b| b.arch == arch)
+            .map(|b| {
+                let name = names
+                    .iter()
+                    .find(|n| n.0 == b.metric)
+                    .map_or(b.metric, |n| n.1);
+                let others: Vec<String> = b
+                    .means
+                    .iter()
+                    .filter(|(m, _)| *m != b.mode)
+                    .map(|(m, v)| format!("{m} {}", fmt4(*v)))
+                    .collect();
+                if others.is_empty() {
+                    format!("lowest {name} with `{}` ({})", b.mode, fmt4(b.value))
+                } else {
+                    format!(
+                        "lowest {name} with `{}` ({}; {})",
+                        b.mode,
+                        fmt4(b.value),
+                        others.join(", ")
+                    )
+                }
+            })
+            .collect();
+        items.push(format!("{arch}: {}.", parts.join("; ")));
+    }
+    items
+}
+
 /// The soft-label comparison: the table of `labels.parquet` and which mode wins per arch.
 fn labels_section(ctx: &Context<'_>, doc: &mut Vec<Block>) {
     let Some(rows) = &ctx.extras.labels else {
@@ -495,336 +645,13 @@ fn labels_section(ctx: &Context<'_>, doc: &mut Vec<Block>) {
             })
             .collect(),
     });
-    let names = [("nll", "NLL"), ("ece", "ECE"), ("jsd", "JSD")];
-    let best = crate::labels::best_modes(rows, &["nll", "ece", "jsd"]);
-    let mut archs: Vec<ferbayes_core::Arch> = Vec::new();
-    for b in &best {
-        if !archs.contains(&b.arch) {
-            archs.push(b.arch);
-        }
-    }
-    let mut items = Vec::new();
-    for arch in archs {
-        let parts: Vec<String> = best
-            .iter()
-            .filter(|b| b.arch == arch)
-            .map(|b| {
-                let name = names
-                    .iter()
-                    .find(|n| n.0 == b.metric)
-                    .map_or(b.metric, |n| n.1);
-                let others: Vec<String> = b
-                    .means
-                    .iter()
-                    .filter(|(m, _)| *m != b.mode)
-                    .map(|(m, v)| format!("{m} {}", fmt4(*v)))
-                    .collect();
-                if others.is_empty() {
-                    format!("lowest {name} with `{}` ({})", b.mode, fmt4(b.value))
-                } else {
-                    format!(
-                        "lowest {name} with `{}` ({}; {})",
-                        b.mode,
-                        fmt4(b.value),
-                        others.join(", ")
-                    )
-                }
-            })
-            .collect();
-        items.push(format!("{arch}: {}.", parts.join("; ")));
-    }
+    let items = best_mode_items(rows);
     if !items.is_empty() {
         doc.push(Block::Paragraph(
             "Which label mode gives the lowest NLL, ECE and JSD, per architecture (mean over the methods every mode has):".into(),
         ));
         doc.push(Block::List(items));
     }
-}
-
-/// The study's claims, each with what this run measured on the test split (n = 1 against
-/// n = T, index order) and a verdict.
-fn claims(test: &[&Curve], doc: &mut Vec<Block>) {
-    struct Change {
-        name: String,
-        arch: ferbayes_core::Arch,
-        method: ferbayes_core::Method,
-        d_error: f64,
-        best_gain: f64,
-        d_ece: f64,
-        d_jsd: f64,
-        d_soft: f64,
-    }
-    let changes: Vec<Change> = test
-        .iter()
-        .filter(|c| c.samples > 1)
-        .filter_map(|c| {
-            let (first, last) = (c.at(1)?, c.at(c.samples)?);
-            let best = c.at(c.best_accuracy_n())?;
-            Some(Change {
-                name: format!("{}/{}", c.arch, c.method),
-                arch: c.arch,
-                method: c.method,
-                d_error: last.error - first.error,
-                best_gain: first.error - best.error,
-                d_ece: last.ece - first.ece,
-                d_jsd: last.jsd - first.jsd,
-                d_soft: last.soft_accuracy - first.soft_accuracy,
-            })
-        })
-        .collect();
-    if changes.is_empty() {
-        return;
-    }
-    let pp = |x: f64| format!("{:+.2} pp", 100.0 * x);
-    let count = |f: &dyn Fn(&Change) -> bool| changes.iter().filter(|c| f(c)).count();
-    let total = changes.len();
-    let verdict = |k: usize| {
-        if 2 * k > total {
-            format!("supported ({k} of {total} combinations)")
-        } else if k > 0 {
-            format!("not supported ({k} of {total} combinations agree)")
-        } else {
-            format!("not supported (0 of {total})")
-        }
-    };
-    let largest = changes
-        .iter()
-        .min_by(|a, b| a.d_error.total_cmp(&b.d_error))
-        .map(|c| (c.name.clone(), c.arch, c.method, c.d_error));
-    let mut rows = Vec::new();
-    let falls = count(&|c| c.d_error < 0.0);
-    rows.push(vec![
-        "Error falls as n grows".to_owned(),
-        format!(
-            "error(n = T) − error(n = 1) < 0 for {falls} of {total}; mean {}",
-            pp(changes.iter().map(|c| c.d_error).sum::<f64>() / total as f64)
-        ),
-        verdict(falls),
-    ]);
-    if let Some((name, arch, method, d)) = largest {
-        let is_dense_ensemble =
-            arch == ferbayes_core::Arch::DenseNet121 && method == ferbayes_core::Method::Ensemble;
-        rows.push(vec![
-            "… most for DenseNet ensembles".to_owned(),
-            format!("largest fall: {name} ({})", pp(d)),
-            if is_dense_ensemble {
-                "supported".into()
-            } else {
-                "not supported".into()
-            },
-        ]);
-    }
-    let rises = count(&|c| c.d_ece > 0.0);
-    rows.push(vec![
-        "ECE rises with n".to_owned(),
-        format!(
-            "ECE(n = T) − ECE(n = 1) > 0 for {rises} of {total}; mean {:+.4}",
-            changes.iter().map(|c| c.d_ece).sum::<f64>() / total as f64
-        ),
-        verdict(rises),
-    ]);
-    let gains = count(&|c| c.best_gain >= 0.02);
-    rows.push(vec![
-        "+2–4 % accuracy over a single member / pass".to_owned(),
-        format!(
-            "gain at the best n ≥ 2 pp for {gains} of {total}; range {} to {}",
-            pp(changes
-                .iter()
-                .map(|c| c.best_gain)
-                .fold(f64::INFINITY, f64::min)),
-            pp(changes
-                .iter()
-                .map(|c| c.best_gain)
-                .fold(f64::NEG_INFINITY, f64::max))
-        ),
-        verdict(gains),
-    ]);
-    let closer = count(&|c| c.d_jsd < 0.0);
-    rows.push(vec![
-        "Probabilities closer to what humans vote (never measured by the study)".to_owned(),
-        format!(
-            "JSD to the crowd falls from n = 1 to n = T for {closer} of {total}; mean ΔJSD {:+.4} bits, mean Δ soft accuracy {}",
-            changes.iter().map(|c| c.d_jsd).sum::<f64>() / total as f64,
-            pp(changes.iter().map(|c| c.d_soft).sum::<f64>() / total as f64)
-        ),
-        verdict(closer),
-    ]);
-    doc.push(Block::Heading(
-        "The study's claims, as measured here (test)".into(),
-    ));
-    doc.push(Block::Paragraph(
-        "Each claim compared between one sample (n = 1) and all T samples, per architecture × method, in member index order; a claim counts as supported when more than half of the combinations agree. A claim that does not reproduce is a result too.".into(),
-    ));
-    doc.push(Block::Table {
-        header: strings(["claim", "measured", "verdict"]),
-        rows,
-    });
-    doc.push(Block::Table {
-        header: strings([
-            "arch/method",
-            "Δ error (n=T − n=1)",
-            "gain at best n",
-            "Δ ECE",
-            "Δ JSD (bits)",
-            "Δ soft acc",
-        ]),
-        rows: changes
-            .iter()
-            .map(|c| {
-                vec![
-                    c.name.clone(),
-                    pp(c.d_error),
-                    pp(c.best_gain),
-                    format!("{:+.4}", c.d_ece),
-                    format!("{:+.4}", c.d_jsd),
-                    pp(c.d_soft),
-                ]
-            })
-            .collect(),
-    });
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-/// Inline `code` spans to HTML.
-fn inline_html(s: &str) -> String {
-    let mut out = String::new();
-    for (i, part) in escape(s).split('`').enumerate() {
-        if i % 2 == 1 {
-            let _ = write!(out, "<code>{part}</code>");
-        } else {
-            out.push_str(part);
-        }
-    }
-    out
-}
-
-const CSS: &str = "body{font-family:DejaVu Sans,Helvetica,Arial,sans-serif;max-width:1300px;margin:2em auto;padding:0 1em;color:#222;line-height:1.45}\
-table{border-collapse:collapse;margin:1em 0;font-size:.9em}th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right}\
-th{background:#f2f2f2}td:first-child,td:nth-child(2),th:first-child,th:nth-child(2){text-align:left}\
-figure{margin:1.5em 0}figure img{max-width:100%;border:1px solid #eee}figcaption{color:#555;font-size:.9em}\
-code{background:#f4f4f4;padding:0 .2em}";
-
-/// The HTML page; figures are embedded as base64 PNG (read from `base`) so the page is
-/// self-contained, with the relative path as a fallback if a figure cannot be read.
-fn html(title: &str, doc: &[Block], base: &Path) -> String {
-    let mut out = String::new();
-    let _ = write!(
-        out,
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{}</title>\n<style>{CSS}</style>\n</head>\n<body>\n<h1>{}</h1>\n",
-        escape(title),
-        escape(title)
-    );
-    for block in doc {
-        match block {
-            Block::Heading(h) => {
-                let _ = writeln!(out, "<h2>{}</h2>", inline_html(h));
-            }
-            Block::Paragraph(p) => {
-                let _ = writeln!(out, "<p>{}</p>", inline_html(p));
-            }
-            Block::List(items) => {
-                out.push_str("<ul>\n");
-                for i in items {
-                    let _ = writeln!(out, "<li>{}</li>", inline_html(i));
-                }
-                out.push_str("</ul>\n");
-            }
-            Block::Table { header, rows } => {
-                out.push_str("<table>\n<tr>");
-                for h in header {
-                    let _ = write!(out, "<th>{}</th>", escape(h));
-                }
-                out.push_str("</tr>\n");
-                for row in rows {
-                    out.push_str("<tr>");
-                    for cell in row {
-                        let _ = write!(out, "<td>{}</td>", inline_html(cell));
-                    }
-                    out.push_str("</tr>\n");
-                }
-                out.push_str("</table>\n");
-            }
-            Block::Figure { src, caption } => {
-                let data = std::fs::read(base.join(src)).map_or_else(
-                    |_| escape(src),
-                    |png| format!("data:image/png;base64,{}", crate::figures::base64(&png)),
-                );
-                let _ = writeln!(
-                    out,
-                    "<figure><img src=\"{}\" alt=\"{}\"><figcaption>{}</figcaption></figure>",
-                    data,
-                    escape(caption),
-                    inline_html(caption)
-                );
-            }
-        }
-    }
-    out.push_str("</body>\n</html>\n");
-    out
-}
-
-fn md_cell(s: &str) -> String {
-    s.replace('|', "\\|")
-}
-
-fn markdown(title: &str, doc: &[Block]) -> String {
-    let mut out = format!("# {title}\n\n");
-    for block in doc {
-        match block {
-            Block::Heading(h) => {
-                let _ = writeln!(out, "## {h}\n");
-            }
-            Block::Paragraph(p) => {
-                let _ = writeln!(out, "{p}\n");
-            }
-            Block::List(items) => {
-                for i in items {
-                    let _ = writeln!(out, "- {i}");
-                }
-                out.push('\n');
-            }
-            Block::Table { header, rows } => {
-                let _ = writeln!(
-                    out,
-                    "| {} |",
-                    header
-                        .iter()
-                        .map(|h| md_cell(h))
-                        .collect::<Vec<_>>()
-                        .join(" | ")
-                );
-                let align: Vec<&str> = (0..header.len())
-                    .map(|i| if i < 2 { ":--" } else { "--:" })
-                    .collect();
-                let _ = writeln!(out, "| {} |", align.join(" | "));
-                for row in rows {
-                    let _ = writeln!(
-                        out,
-                        "| {} |",
-                        row.iter()
-                            .map(|c| md_cell(c))
-                            .collect::<Vec<_>>()
-                            .join(" | ")
-                    );
-                }
-                out.push('\n');
-            }
-            Block::Figure { src, caption } => {
-                let _ = writeln!(
-                    out,
-                    "![{}]({src})\n\n*{caption}*\n",
-                    md_cell(caption).replace(['[', ']'], "")
-                );
-            }
-        }
-    }
-    out
 }
 
 /// Writes both reports atomically; returns (html, md) paths.
