@@ -75,9 +75,9 @@ impl ChainJob {
         !self.tasks.is_empty()
     }
 
-    /// Whether only part of the array is submitted.
+    /// Whether only part of the array is submitted (but some of it is).
     pub fn narrowed(&self) -> bool {
-        self.array.is_some_and(|n| self.tasks.len() < n)
+        self.submitted() && self.array.is_some_and(|n| self.tasks.len() < n)
     }
 }
 
