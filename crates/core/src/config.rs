@@ -860,7 +860,9 @@ max_per_split = 10
         let text = format!("{BASE}\n[profiles.bad.slurm]\narray_width = 0\n");
         let err = parse(&text).expect_err("zero width").to_string();
         assert!(err.contains("slurm.array_width"), "{err}");
-        let text = format!("{BASE}\n[profiles.bad.slurm.ingest]\ndevice = \"cuda\"\n");
+        let text = format!(
+            "{BASE}\n[profiles.bad.slurm.ingest]\ntime = \"1:00:00\"\ncpus = 1\ndevice = \"cuda\"\n"
+        );
         let err = parse(&text).expect_err("ingest on cuda").to_string();
         assert!(err.contains("slurm.ingest.device"), "{err}");
         let text = format!("{BASE}\n[profiles.bad.slurm]\nextra_sbatch = [\"#SBATCH -C a100\"]\n");
