@@ -49,6 +49,12 @@ infer *ARGS:
 analyze *ARGS:
     {{cargo}} ferbayes-analyze -- {{ARGS}}
 
+# The profile's chain as Slurm jobs (sbatch arrays with afterok dependencies; settings in the
+# [slurm] tables of pipeline.toml); e.g. `just submit --dry-run`, `just submit --wait`.
+submit *ARGS:
+    cargo build --release --quiet --bin ferbayes-ingest --bin ferbayes-train --bin ferbayes-infer --bin ferbayes-analyze
+    {{cargo}} ferbayes-submit -- {{ARGS}}
+
 # Which stages (and arch x method) of the profile are up to date, stale (and why) or missing.
 status *ARGS:
     {{cargo}} ferbayes-status -- {{ARGS}}

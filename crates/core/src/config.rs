@@ -37,6 +37,193 @@ pub struct Settings {
     pub train: TrainSettings,
     pub infer: InferSettings,
     pub analyze: AnalyzeSettings,
+    /// How `ferbayes-submit` runs the chain as Slurm jobs (no effect on any artifact).
+    #[serde(default)]
+    pub slurm: SlurmSettings,
+}
+
+/// The compute device a Slurm job's stage binary is told to use.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SlurmDevice {
+    #[default]
+    Cpu,
+    Cuda,
+}
+
+impl SlurmDevice {
+    /// The value of the stage binaries' `--device` flag.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SlurmDevice::Cpu => "cpu",
+            SlurmDevice::Cuda => "cuda",
+        }
+    }
+}
+
+/// Resources of one kind of Slurm job (`#SBATCH` lines).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlurmJobSettings {
+    /// Wall-clock limit, in any form `sbatch --time` takes (`HH:MM:SS`, `D-HH:MM:SS`, ...).
+    pub time: String,
+    /// `--cpus-per-task`; also the thread count the stage binary uses.
+    pub cpus: usize,
+    /// `--mem` (e.g. `16G`); absent: the partition's default.
+    #[serde(default)]
+    pub mem: Option<String>,
+    /// `--gres` (e.g. `gpu:1`); absent: none.
+    #[serde(default)]
+    pub gres: Option<String>,
+    /// The device the stage binary computes on (train and infer only).
+    #[serde(default)]
+    pub device: SlurmDevice,
+}
+
+impl SlurmJobSettings {
+    fn new(time: &str, cpus: usize) -> Self {
+        SlurmJobSettings {
+            time: time.to_owned(),
+            cpus,
+            mem: None,
+            gres: None,
+            device: SlurmDevice::Cpu,
+        }
+    }
+}
+
+/// Settings of `ferbayes-submit`: the Slurm jobs of a profile's chain.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlurmSettings {
+    /// `--partition`; absent: the cluster's default.
+    #[serde(default)]
+    pub partition: Option<String>,
+    /// `--account`; absent: the user's default.
+    #[serde(default)]
+    pub account: Option<String>,
+    /// `--qos`; absent: the default.
+    #[serde(default)]
+    pub qos: Option<String>,
+    /// Train array width K: task i runs `ferbayes-train --shard i/K` (cut to the number of
+    /// shard units, so no task is idle).
+    #[serde(default = "default_array_width")]
+    pub array_width: usize,
+    /// Most tasks of one array running at once (`--array=...%N`); 0: no limit.
+    #[serde(default)]
+    pub max_running: usize,
+    /// Extra `#SBATCH` lines for every job, e.g. `"--constraint=a100"`.
+    #[serde(default)]
+    pub extra_sbatch: Vec<String>,
+    /// Shell lines run before each stage binary, e.g. `module load cuda/12.4`.
+    #[serde(default)]
+    pub setup: String,
+    /// The folder of the ferbayes binaries as the compute nodes see it; absent: the folder of
+    /// the running `ferbayes-submit`.
+    #[serde(default)]
+    pub bin_dir: Option<PathBuf>,
+    #[serde(default = "default_slurm_ingest")]
+    pub ingest: SlurmJobSettings,
+    /// Each task of the train array.
+    #[serde(default = "default_slurm_train")]
+    pub train: SlurmJobSettings,
+    /// The train pass after the array that writes each combination's history and manifest.
+    #[serde(default = "default_slurm_finish")]
+    pub finish: SlurmJobSettings,
+    /// Each task of the infer array (one architecture × method).
+    #[serde(default = "default_slurm_infer")]
+    pub infer: SlurmJobSettings,
+    #[serde(default = "default_slurm_analyze")]
+    pub analyze: SlurmJobSettings,
+}
+
+fn default_array_width() -> usize {
+    4
+}
+fn default_slurm_ingest() -> SlurmJobSettings {
+    SlurmJobSettings::new("01:00:00", 2)
+}
+fn default_slurm_train() -> SlurmJobSettings {
+    SlurmJobSettings::new("24:00:00", 2)
+}
+fn default_slurm_finish() -> SlurmJobSettings {
+    SlurmJobSettings::new("00:30:00", 1)
+}
+fn default_slurm_infer() -> SlurmJobSettings {
+    SlurmJobSettings::new("04:00:00", 2)
+}
+fn default_slurm_analyze() -> SlurmJobSettings {
+    SlurmJobSettings::new("01:00:00", 2)
+}
+
+impl Default for SlurmSettings {
+    fn default() -> Self {
+        SlurmSettings {
+            partition: None,
+            account: None,
+            qos: None,
+            array_width: default_array_width(),
+            max_running: 0,
+            extra_sbatch: Vec::new(),
+            setup: String::new(),
+            bin_dir: None,
+            ingest: default_slurm_ingest(),
+            train: default_slurm_train(),
+            finish: default_slurm_finish(),
+            infer: default_slurm_infer(),
+            analyze: default_slurm_analyze(),
+        }
+    }
+}
+
+impl SlurmSettings {
+    /// The job settings by stage name, in chain order.
+    pub fn jobs(&self) -> [(&'static str, &SlurmJobSettings); 5] {
+        [
+            ("ingest", &self.ingest),
+            ("train", &self.train),
+            ("finish", &self.finish),
+            ("infer", &self.infer),
+            ("analyze", &self.analyze),
+        ]
+    }
+
+    /// Checks value ranges serde cannot; the error names the key.
+    pub fn validate(&self) -> std::result::Result<(), (String, String)> {
+        let bad = |key: String, msg: &str| Err((format!("slurm.{key}"), msg.to_owned()));
+        if self.array_width == 0 {
+            return bad("array_width".into(), "must be at least 1");
+        }
+        for (name, job) in self.jobs() {
+            if job.time.trim().is_empty() || job.time.contains(char::is_whitespace) {
+                return bad(
+                    format!("{name}.time"),
+                    "must be a Slurm time such as 04:00:00",
+                );
+            }
+            if job.cpus == 0 {
+                return bad(format!("{name}.cpus"), "must be at least 1");
+            }
+            let gpu_stage = matches!(name, "train" | "finish" | "infer");
+            if !gpu_stage && job.device != SlurmDevice::Cpu {
+                return bad(
+                    format!("{name}.device"),
+                    "only train, finish and infer take a device",
+                );
+            }
+        }
+        if let Some(line) = self
+            .extra_sbatch
+            .iter()
+            .find(|l| !l.trim_start().starts_with('-'))
+        {
+            return bad(
+                "extra_sbatch".into(),
+                &format!("`{line}` is not an sbatch option (e.g. \"--constraint=a100\")"),
+            );
+        }
+        Ok(())
+    }
 }
 
 /// Settings of the dataset-shift evaluation (Ovadia et al. 2019): `faces` test faces (the first
@@ -124,6 +311,7 @@ impl Settings {
         if self.infer.batch_size == 0 {
             return bad("infer.batch_size", "must be at least 1");
         }
+        self.slurm.validate()?;
         if self.analyze.ece_bins == 0 {
             return bad("analyze.ece_bins", "must be at least 1");
         }
@@ -627,6 +815,59 @@ max_per_split = 10
         let file = parse(&text).expect("a whole number of epochs may be written as an integer");
         let s = file.settings("whole").expect("integer warm-up");
         assert_eq!(s.train.arch(Arch::AlexNet).warmup_epochs, 1.0);
+    }
+
+    #[test]
+    fn slurm_settings_default_override_and_refuse_unknown_keys() {
+        let file = parse(BASE).expect("valid");
+        let cpu = file.settings("cpu").expect("cpu");
+        assert_eq!(
+            cpu.slurm,
+            SlurmSettings::default(),
+            "absent section: defaults"
+        );
+
+        let text = format!(
+            "{BASE}\n[defaults.slurm]\npartition = \"batch\"\narray_width = 8\n\
+             [defaults.slurm.train]\ntime = \"2-00:00:00\"\ncpus = 4\n\
+             [profiles.gpu.slurm]\npartition = \"gpu\"\n\
+             [profiles.gpu.slurm.train]\ngres = \"gpu:1\"\ndevice = \"cuda\"\n"
+        );
+        let file = parse(&text).expect("valid");
+        let cpu = file.settings("cpu").expect("cpu");
+        assert_eq!(cpu.slurm.partition.as_deref(), Some("batch"));
+        assert_eq!((cpu.slurm.array_width, cpu.slurm.train.cpus), (8, 4));
+        assert_eq!(cpu.slurm.train.device, SlurmDevice::Cpu);
+        assert_eq!(cpu.slurm.infer, SlurmSettings::default().infer);
+        let gpu = file.settings("gpu").expect("gpu");
+        assert_eq!(gpu.slurm.partition.as_deref(), Some("gpu"));
+        let t = &gpu.slurm.train;
+        assert_eq!(
+            (t.time.as_str(), t.cpus, t.gres.as_deref(), t.device),
+            ("2-00:00:00", 4, Some("gpu:1"), SlurmDevice::Cuda),
+            "the profile's keys merge over the defaults' table"
+        );
+
+        let text = format!("{BASE}\n[profiles.bad.slurm.train]\ngpus = 1\n");
+        let err = parse(&text).expect_err("unknown key").to_string();
+        assert!(
+            err.contains("profiles.bad") && err.contains("gpus"),
+            "{err}"
+        );
+        let text = format!("{BASE}\n[profiles.bad.slurm]\nparition = \"gpu\"\n");
+        let err = parse(&text).expect_err("typo").to_string();
+        assert!(err.contains("parition"), "{err}");
+        let text = format!("{BASE}\n[profiles.bad.slurm]\narray_width = 0\n");
+        let err = parse(&text).expect_err("zero width").to_string();
+        assert!(err.contains("slurm.array_width"), "{err}");
+        let text = format!(
+            "{BASE}\n[profiles.bad.slurm.ingest]\ntime = \"1:00:00\"\ncpus = 1\ndevice = \"cuda\"\n"
+        );
+        let err = parse(&text).expect_err("ingest on cuda").to_string();
+        assert!(err.contains("slurm.ingest.device"), "{err}");
+        let text = format!("{BASE}\n[profiles.bad.slurm]\nextra_sbatch = [\"#SBATCH -C a100\"]\n");
+        let err = parse(&text).expect_err("not an option").to_string();
+        assert!(err.contains("slurm.extra_sbatch"), "{err}");
     }
 
     #[test]

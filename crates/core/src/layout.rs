@@ -7,6 +7,7 @@
 //!   infer/<arch>/<method>/{valid,test,shift,ood}.parquet, manifest.json
 //!   analyze/metrics.parquet, {shift,ood,selective}.parquet, report.html, report.md,
 //!     figures/, manifest.json
+//!   slurm/<job>.sh, slurm/logs/<job>-<id>[_<task>].log   (`ferbayes-submit`)
 //! ```
 //!
 //! A *variant* layout ([`Layout::variant`]) nests train and infer one folder deeper, e.g.
@@ -200,6 +201,26 @@ impl Layout {
         self.stage_dir(Stage::Analyze).join("report.md")
     }
 
+    /// `slurm/`: the batch scripts `ferbayes-submit` writes, and their logs.
+    pub fn slurm_dir(&self) -> PathBuf {
+        self.profile_dir().join("slurm")
+    }
+
+    /// `slurm/<job>.sh`: the batch script of one job (`ingest`, `train`, ...).
+    pub fn slurm_script(&self, job: &str) -> PathBuf {
+        self.slurm_dir().join(format!("{job}.sh"))
+    }
+
+    /// `slurm/logs/<job>-<id>.log`, or `<job>-<id>_<task>.log` for an array task. Given Slurm's
+    /// placeholders (`"%j"`, or `"%A"` and `"%a"`) it is the `--output` pattern of the job.
+    pub fn slurm_log(&self, job: &str, id: &str, task: Option<&str>) -> PathBuf {
+        let name = match task {
+            Some(t) => format!("{job}-{id}_{t}.log"),
+            None => format!("{job}-{id}.log"),
+        };
+        self.slurm_dir().join("logs").join(name)
+    }
+
     /// `analyze/figures/<name>` (a figure's PNG or SVG file).
     pub fn figure(&self, name: &str) -> PathBuf {
         self.stage_dir(Stage::Analyze).join("figures").join(name)
@@ -246,6 +267,18 @@ mod tests {
         assert_eq!(
             l.infer_ood(Arch::Vgg16, Method::Ensemble),
             Path::new("art/smoke/infer/vgg16/ensemble/ood.parquet")
+        );
+        assert_eq!(
+            l.slurm_script("train"),
+            Path::new("art/smoke/slurm/train.sh")
+        );
+        assert_eq!(
+            l.slurm_log("train", "%A", Some("%a")),
+            Path::new("art/smoke/slurm/logs/train-%A_%a.log")
+        );
+        assert_eq!(
+            l.slurm_log("ingest", "17", None),
+            Path::new("art/smoke/slurm/logs/ingest-17.log")
         );
         assert_eq!(
             Layout::manifest_in(&l.stage_dir(Stage::Ingest)),

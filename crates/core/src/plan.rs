@@ -121,6 +121,56 @@ pub fn samples(settings: &Settings, method: Method) -> usize {
     }
 }
 
+/// Shard units of a combination: `ferbayes-train --shard k/n` hands out whole units, so a pack
+/// of `train.pack_members` ensemble members (the last one may be smaller) is trained by one
+/// shard; an MC network is one unit. With `pack_members = 1` a unit is a member.
+pub fn shard_units(settings: &Settings, method: Method) -> usize {
+    members(settings, method).div_ceil(settings.train.pack_members.max(1))
+}
+
+/// The shard unit (counted within its combination) that `member` belongs to.
+pub fn shard_unit(settings: &Settings, member: usize) -> usize {
+    member / settings.train.pack_members.max(1)
+}
+
+/// Shard units of one run (the main one or a soft-label comparison run) over all its
+/// combinations: more shards than this leave some idle.
+pub fn run_shard_units(settings: &Settings) -> usize {
+    let per_arch: usize = settings
+        .train
+        .methods
+        .iter()
+        .map(|&m| shard_units(settings, m))
+        .sum();
+    per_arch * settings.train.archs.len()
+}
+
+/// The selection a run of [`variants`] works on: the main run takes `selection` as given; a
+/// soft-label comparison run only the part of it that run trains (its `compare_archs`), and
+/// nothing (None) when none of it is.
+pub fn variant_selection(
+    layout: &Layout,
+    selection: &crate::cli::Selection,
+    settings: &Settings,
+) -> Option<crate::cli::Selection> {
+    if layout.variant_name().is_none() {
+        return Some(selection.clone());
+    }
+    let t = &settings.train;
+    let mut narrowed = crate::cli::Selection::default();
+    for (arch, method) in selection.combos(t) {
+        if t.archs.contains(&arch) && t.methods.contains(&method) {
+            if !narrowed.archs.contains(&arch) {
+                narrowed.archs.push(arch);
+            }
+            if !narrowed.methods.contains(&method) {
+                narrowed.methods.push(method);
+            }
+        }
+    }
+    (!narrowed.archs.is_empty()).then_some(narrowed)
+}
+
 fn artifact(layout: &Layout, path: PathBuf, from: Stage) -> PlanInput {
     let name = path
         .strip_prefix(layout.profile_dir())
@@ -680,5 +730,67 @@ impl Plan {
         m.input_hashes = check.hashes.clone();
         m.key = check.key.clone().unwrap_or_default();
         m
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::Selection;
+
+    fn smoke() -> Settings {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../pipeline.toml");
+        crate::PipelineFile::load(&path)
+            .expect("pipeline.toml")
+            .settings("smoke")
+            .expect("smoke")
+    }
+
+    #[test]
+    fn shard_units_are_packs() {
+        let mut s = smoke();
+        s.train.ensemble_members = 5;
+        s.train.methods = vec![Method::McDropout, Method::Ensemble];
+        s.train.archs = vec![Arch::AlexNet, Arch::Vgg16];
+        s.train.pack_members = 1;
+        assert_eq!(shard_units(&s, Method::Ensemble), 5);
+        assert_eq!(shard_units(&s, Method::McDropout), 1);
+        assert_eq!(
+            (0..5).map(|m| shard_unit(&s, m)).collect::<Vec<_>>(),
+            [0, 1, 2, 3, 4]
+        );
+        assert_eq!(run_shard_units(&s), 2 * (1 + 5));
+        s.train.pack_members = 2;
+        // Members 0,1 | 2,3 | 4: three packs, the last one short.
+        assert_eq!(shard_units(&s, Method::Ensemble), 3);
+        assert_eq!(
+            (0..5).map(|m| shard_unit(&s, m)).collect::<Vec<_>>(),
+            [0, 0, 1, 1, 2]
+        );
+        assert_eq!(run_shard_units(&s), 2 * (1 + 3));
+    }
+
+    #[test]
+    fn comparison_runs_take_only_what_they_train() {
+        let s = smoke();
+        let layout = Layout::new("art", "smoke");
+        let runs = variants(&layout, &s);
+        let (variant, vs) = &runs[1];
+        assert_eq!(vs.train.archs, [Arch::AlexNet]);
+        let vgg = Selection::only(Arch::Vgg16, Method::McDropout);
+        let main = variant_selection(&layout, &vgg, &s).expect("main run");
+        assert_eq!(main.combos(&s.train), [(Arch::Vgg16, Method::McDropout)]);
+        assert!(variant_selection(variant, &vgg, vs).is_none());
+        let alex = Selection {
+            archs: vec![Arch::AlexNet, Arch::Vgg16],
+            methods: vec![Method::Ensemble],
+        };
+        let got = variant_selection(variant, &alex, vs).expect("alexnet is compared");
+        assert_eq!(got.combos(&vs.train), [(Arch::AlexNet, Method::Ensemble)]);
+        let all = variant_selection(variant, &Selection::default(), vs).expect("all");
+        assert_eq!(
+            all.combos(&vs.train),
+            Selection::default().combos(&vs.train)
+        );
     }
 }

@@ -64,8 +64,9 @@ pub struct TrainOptions {
     /// Retrain combinations whose manifest key is up to date (members with a matching
     /// fingerprint are still reused).
     pub force: bool,
-    /// `(k, n)`: train only every n-th member (counting members over all combinations in
-    /// order), starting at member k, and leave each combination's history and manifest to a
+    /// `(k, n)`: train only every n-th shard unit (a pack of `train.pack_members` members, see
+    /// `ferbayes_core::plan::shard_units`; counted over all combinations in order), starting
+    /// at unit k, and leave each combination's history and manifest to a
     /// final run without a shard. Lets n processes train one profile in parallel.
     pub shard: Option<(usize, usize)>,
     /// The kernels the networks run on (default: [`Backend::from_env`]).
@@ -135,7 +136,7 @@ pub fn run(
         if check.up_to_date() && !options.force {
             if let Some(history) = finished_history(layout, arch, method, members) {
                 // Shards count every member, done or not, so that all agree on who trains what.
-                slot += members;
+                slot += ferbayes_core::plan::shard_units(settings, method);
                 tracing::info!(
                     "{}: up to date ({}, key {})",
                     plan.label,
@@ -294,8 +295,9 @@ struct Assigned {
     left_to_others: bool,
 }
 
-/// This process's members (a shard takes every n-th member slot, counted over all
-/// combinations), less the finished ones and those copied from their twin.
+/// This process's members (a shard takes every n-th shard unit, a pack of members, counted
+/// over all combinations; see `ferbayes_core::plan::shard_units`), less the finished ones and
+/// those copied from their twin.
 fn assign_members(
     layout: &Layout,
     settings: &Settings,
@@ -312,8 +314,8 @@ fn assign_members(
         left_to_others: false,
     };
     for member in 0..members {
-        let mine = options.shard.is_none_or(|(k, n)| *slot % n == k);
-        *slot += 1;
+        let unit = *slot + ferbayes_core::plan::shard_unit(settings, member);
+        let mine = options.shard.is_none_or(|(k, n)| unit % n == k);
         if !mine {
             assigned.left_to_others = true;
             continue;
@@ -328,6 +330,7 @@ fn assign_members(
             assigned.todo.push(job);
         }
     }
+    *slot += ferbayes_core::plan::shard_units(settings, method);
     Ok(assigned)
 }
 

@@ -43,6 +43,16 @@ fn main() -> anyhow::Result<()> {
     let summaries = ferbayes_models::run_in_pool(|| -> anyhow::Result<Vec<_>> {
         let mut summaries = Vec::new();
         for (layout, settings) in ferbayes_core::plan::variants(&ctx.layout, &ctx.settings) {
+            // A comparison run has only its compare_archs to infer.
+            let Some(selection) =
+                ferbayes_core::plan::variant_selection(&layout, &options.selection, &settings)
+            else {
+                continue;
+            };
+            let options = ferbayes_infer::InferOptions {
+                selection,
+                ..options.clone()
+            };
             let done = ferbayes_infer::run(&layout, &settings, &options);
             summaries.extend(done.context("inference failed")?);
         }

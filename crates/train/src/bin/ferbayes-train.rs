@@ -20,8 +20,8 @@ struct Args {
     /// Retrain combinations that are up to date (same settings and ingest tables).
     #[arg(long)]
     force: bool,
-    /// `K/N`: train only members K, K+N, K+2N, ... (counted over all combinations), for N
-    /// processes in parallel (`just train` does this); a last run without --shard then writes
+    /// `K/N`: train only shard units K, K+N, K+2N, ... (a unit is a pack of train.pack_members
+    /// members, or one MC network; counted over all combinations), for N processes in parallel (`just train` does this); a last run without --shard then writes
     /// each combination's history and manifest.
     #[arg(long, value_parser = parse_shard)]
     shard: Option<(usize, usize)>,
@@ -70,9 +70,20 @@ fn main() -> anyhow::Result<()> {
     let summaries = ferbayes_models::run_in_pool(|| -> anyhow::Result<Vec<_>> {
         let mut summaries = Vec::new();
         for (layout, settings) in ferbayes_core::plan::variants(&ctx.layout, &ctx.settings) {
+            // A comparison run trains only its compare_archs: a selection outside them is not
+            // its to train.
+            let Some(selection) =
+                ferbayes_core::plan::variant_selection(&layout, &options.selection, &settings)
+            else {
+                continue;
+            };
             if let Some(v) = layout.variant_name() {
                 tracing::info!("soft-label comparison run {v}");
             }
+            let options = ferbayes_train::TrainOptions {
+                selection,
+                ..options.clone()
+            };
             let done =
                 ferbayes_train::run(&layout, &settings, &options).context("training failed")?;
             let interrupted = done.iter().any(|s| s.interrupted);
