@@ -2,10 +2,12 @@
 //! by a frontal face detector ([`detect`]), cropped with FER2013's margin and converted to 48x48
 //! grayscale by ingest's photo path, and sampled by infer's [`Predictor`] (T passes or N
 //! members); each face gets its mean probabilities, the predictive entropy split into aleatoric
-//! and epistemic parts, and a verdict ([`summary`]). [`annotate`] draws the answer on the photo
+//! and epistemic parts, a verdict ([`summary`]) and, when the profile's analyze stage has
+//! calibrated one, a split-conformal prediction set ([`conformal`]). [`annotate`] draws the answer on the photo
 //! and [`table`] writes a folder's faces as one Parquet table.
 
 pub mod annotate;
+pub mod conformal;
 pub mod detect;
 pub mod error;
 pub mod summary;
@@ -18,6 +20,7 @@ use ferbayes_infer::Predictor;
 use ferbayes_ingest::photo::{self, Square};
 use image::DynamicImage;
 
+pub use conformal::{PredictionSet, SetThreshold};
 pub use detect::{FaceBox, FaceDetector};
 pub use error::{PredictError, Result};
 pub use summary::{FacePrediction, Verdict};

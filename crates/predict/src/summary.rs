@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use ferbayes_core::{EMOTIONS, NUM_CLASSES};
 use serde::Serialize;
 
+use crate::conformal::{self, PredictionSet, SetThreshold};
 use crate::detect::FaceBox;
 
 /// Mutual information (nats) above which the samples disagree enough to call the input
@@ -63,6 +64,9 @@ pub struct FacePrediction {
     pub explanation: String,
     /// Set when a whole image (`--no-detect`) was not already a 48x48 grayscale face.
     pub warning: Option<String>,
+    /// The split-conformal prediction set at α = 0.1, when the profile's analyze tables
+    /// calibrate one for this model (see [`crate::conformal`]).
+    pub prediction_set: Option<PredictionSet>,
     /// Every sample's probabilities (for the folder table).
     #[serde(skip)]
     pub sample_probs: Vec<[f32; NUM_CLASSES]>,
@@ -122,6 +126,7 @@ pub fn summarise(source: FaceSource<'_>, samples: &[[f32; NUM_CLASSES]]) -> Face
         verdict,
         explanation,
         warning: source.warning,
+        prediction_set: None,
         sample_probs: samples.to_vec(),
     }
 }
@@ -198,7 +203,35 @@ pub fn render(p: &FacePrediction) -> String {
         p.predictive_entropy, p.aleatoric, p.epistemic, p.samples
     );
     let _ = writeln!(s, "  verdict: {} — {}", p.verdict.name(), p.explanation);
+    if let Some(set) = &p.prediction_set {
+        let _ = writeln!(
+            s,
+            "  prediction set (α = {}, holds the crowd's majority label for ≥ {:.0}% of faces): {{{}}}",
+            set.alpha,
+            100.0 * (1.0 - set.alpha),
+            set.emotions.join(", ")
+        );
+    }
     s
+}
+
+impl FacePrediction {
+    /// Adds the prediction set under `threshold` (nothing when none is calibrated).
+    pub fn with_set(mut self, threshold: &SetThreshold) -> Self {
+        if let SetThreshold::Calibrated { alpha, qhat } = *threshold {
+            let mean: Vec<f64> = self.probabilities.iter().map(|(_, p)| *p).collect();
+            let emotions = conformal::prediction_set(&mean, qhat)
+                .into_iter()
+                .map(|k| EMOTIONS[k].to_owned())
+                .collect();
+            self.prediction_set = Some(PredictionSet {
+                alpha,
+                qhat,
+                emotions,
+            });
+        }
+        self
+    }
 }
 
 #[cfg(test)]

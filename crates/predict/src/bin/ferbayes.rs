@@ -9,7 +9,8 @@ use ferbayes_core::cli::{CommonArgs, init_tracing};
 use ferbayes_core::{Arch, Method};
 use ferbayes_infer::Predictor;
 use ferbayes_predict::{
-    FaceDetector, FacePrediction, Faces, PredictError, annotate, summary, table,
+    FaceDetector, FacePrediction, Faces, PredictError, SetThreshold, annotate, conformal, summary,
+    table,
 };
 
 /// Exit status when an image has no face.
@@ -91,7 +92,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn load(args: &PredictArgs) -> anyhow::Result<Predictor> {
+/// The model, and the threshold of its prediction sets (or why there is none).
+fn load(args: &PredictArgs) -> anyhow::Result<(Predictor, SetThreshold)> {
     let ctx = args.common.context()?;
     let mut settings = ctx.settings.clone();
     if let Some(t) = args.samples {
@@ -100,7 +102,7 @@ fn load(args: &PredictArgs) -> anyhow::Result<Predictor> {
     }
     let device = ferbayes_models::device(&args.device)?;
     let (arch, method) = (args.arch, args.method);
-    Predictor::load_on(
+    let predictor = Predictor::load_on(
         &ctx.layout,
         &settings,
         arch,
@@ -113,7 +115,14 @@ fn load(args: &PredictArgs) -> anyhow::Result<Predictor> {
             "loading the {arch}/{method} model of profile `{}`",
             ctx.profile
         )
-    })
+    })?;
+    let threshold = conformal::threshold(
+        &ctx.layout,
+        &ctx.settings,
+        (arch, method),
+        predictor.samples(),
+    )?;
+    Ok((predictor, threshold))
 }
 
 fn predict(args: &PredictArgs) -> anyhow::Result<ExitCode> {
@@ -134,19 +143,19 @@ fn predict(args: &PredictArgs) -> anyhow::Result<ExitCode> {
             min_face: args.min_face,
         }
     };
-    let predictor = load(args)?;
+    let (predictor, threshold) = load(args)?;
     let mut detector = FaceDetector::new()?;
     if folder {
         predict_folder(args, &predictor, &mut detector, faces)
     } else {
-        predict_files(args, &predictor, &mut detector, faces)
+        predict_files(args, (&predictor, &threshold), &mut detector, faces)
     }
 }
 
 #[allow(clippy::print_stdout)]
 fn predict_files(
     args: &PredictArgs,
-    predictor: &Predictor,
+    (predictor, threshold): (&Predictor, &SetThreshold),
     detector: &mut FaceDetector,
     faces: Faces,
 ) -> anyhow::Result<ExitCode> {
@@ -159,7 +168,7 @@ fn predict_files(
                     annotate::save(out, &p.image, &p.faces)?;
                     tracing::info!("annotated photo written to {}", out.display());
                 }
-                all.extend(p.faces);
+                all.extend(p.faces.into_iter().map(|f| f.with_set(threshold)));
             }
             Err(e @ PredictError::NoFace { .. }) => {
                 tracing::error!("{e}");
@@ -177,6 +186,12 @@ fn predict_files(
             }
             print!("{}", summary::render(p));
         }
+        if let SetThreshold::Unavailable(why) = threshold {
+            println!("{why}");
+        }
+    }
+    if let (true, SetThreshold::Unavailable(why)) = (args.json, threshold) {
+        tracing::info!("{why}");
     }
     Ok(if missing > 0 {
         ExitCode::from(NO_FACE)
