@@ -178,16 +178,14 @@ pub fn run(
                 e.insert((Arc::new(train), Arc::new(valid))).clone()
             }
         };
-        let summary = train_combo(
+        let combo = Combo {
             layout,
             settings,
             arch,
             method,
-            (&train, &valid),
-            options,
-            (&mut budget, &mut slot),
-            (&plan, &check),
-        )?;
+            data: (&train, &valid),
+        };
+        let summary = train_combo(combo, options, (&mut budget, &mut slot), (&plan, &check))?;
         let stop = summary.interrupted;
         out.push(summary);
         if stop {
@@ -218,23 +216,36 @@ fn fingerprint(input: &FingerprintInput<'_>) -> String {
     format!("{:x}", sha2::Sha256::digest(json))
 }
 
-#[allow(clippy::too_many_arguments)]
-fn train_combo(
-    layout: &Layout,
-    settings: &Settings,
+/// One architecture × method to train: where it goes, its settings and its faces.
+#[derive(Clone, Copy)]
+struct Combo<'a> {
+    layout: &'a Layout,
+    settings: &'a Settings,
     arch: Arch,
     method: Method,
-    data: (&Dataset, &Dataset),
+    /// The train and valid faces at the architecture's input size.
+    data: (&'a Dataset, &'a Dataset),
+}
+
+fn train_combo(
+    combo: Combo<'_>,
     options: &TrainOptions,
     (budget, slot): (&mut Option<usize>, &mut usize),
     (plan, check): (&ferbayes_core::plan::Plan, &ferbayes_core::plan::Check),
 ) -> Result<ComboSummary> {
+    let Combo {
+        layout,
+        settings,
+        arch,
+        method,
+        data,
+    } = combo;
     let members = ferbayes_core::plan::members(settings, method);
     let started = Instant::now();
     let stage = StageRun::new(plan, check.clone());
     let span = ferbayes_core::cli::progress_span(&format!("{arch}/{method}"), members as u64);
     let _enter = span.enter();
-    let mut assigned = assign_members(layout, settings, arch, method, data, options, slot)?;
+    let mut assigned = assign_members(combo, options, slot)?;
     span.pb_inc((members - assigned.todo.len()) as u64);
     let mut summary = ComboSummary {
         arch,
@@ -298,15 +309,14 @@ struct Assigned {
 /// This process's members (a shard takes every n-th shard unit, a pack of members, counted
 /// over all combinations; see `ferbayes_core::plan::shard_units`), less the finished ones and
 /// those copied from their twin.
-fn assign_members(
-    layout: &Layout,
-    settings: &Settings,
-    arch: Arch,
-    method: Method,
-    data: (&Dataset, &Dataset),
-    options: &TrainOptions,
-    slot: &mut usize,
-) -> Result<Assigned> {
+fn assign_members(combo: Combo<'_>, options: &TrainOptions, slot: &mut usize) -> Result<Assigned> {
+    let Combo {
+        layout,
+        settings,
+        arch,
+        method,
+        data,
+    } = combo;
     let members = ferbayes_core::plan::members(settings, method);
     let mut assigned = Assigned {
         histories: vec![None; members],
@@ -324,7 +334,7 @@ fn assign_members(
         if let Some(history) = finished_member(&job.weights, &job.fingerprint) {
             tracing::info!("{arch}/{method} member {member:02} is up to date; skipping");
             assigned.histories[member] = Some(history);
-        } else if let Some(history) = copy_twin(layout, settings, arch, method, &job, data)? {
+        } else if let Some(history) = copy_twin(combo, &job)? {
             assigned.histories[member] = Some(history);
         } else {
             assigned.todo.push(job);
@@ -396,14 +406,14 @@ fn finish_combo(
 /// data order, masks), dropout on the activations in both, the same settings. When one of
 /// them is finished, the other is a copy of its weights under its own fingerprint (and its
 /// history), not a second training. Returns that history when it copied.
-fn copy_twin(
-    layout: &Layout,
-    settings: &Settings,
-    arch: Arch,
-    method: Method,
-    job: &MemberJob,
-    data: (&Dataset, &Dataset),
-) -> Result<Option<Vec<EpochRecord>>> {
+fn copy_twin(combo: Combo<'_>, job: &MemberJob) -> Result<Option<Vec<EpochRecord>>> {
+    let Combo {
+        layout,
+        settings,
+        arch,
+        method,
+        data,
+    } = combo;
     let twin = match method {
         _ if job.member != 0 => return Ok(None),
         Method::McDropout => Method::Ensemble,
