@@ -310,13 +310,7 @@ struct Assigned {
 /// over all combinations; see `ferbayes_core::plan::shard_units`), less the finished ones and
 /// those copied from their twin.
 fn assign_members(combo: Combo<'_>, options: &TrainOptions, slot: &mut usize) -> Result<Assigned> {
-    let Combo {
-        layout,
-        settings,
-        arch,
-        method,
-        data,
-    } = combo;
+    let (settings, arch, method) = (combo.settings, combo.arch, combo.method);
     let members = ferbayes_core::plan::members(settings, method);
     let mut assigned = Assigned {
         histories: vec![None; members],
@@ -330,7 +324,7 @@ fn assign_members(combo: Combo<'_>, options: &TrainOptions, slot: &mut usize) ->
             assigned.left_to_others = true;
             continue;
         }
-        let job = MemberJob::new(layout, settings, arch, method, member, data);
+        let job = MemberJob::new(combo, member);
         if let Some(history) = finished_member(&job.weights, &job.fingerprint) {
             tracing::info!("{arch}/{method} member {member:02} is up to date; skipping");
             assigned.histories[member] = Some(history);
@@ -407,20 +401,20 @@ fn finish_combo(
 /// them is finished, the other is a copy of its weights under its own fingerprint (and its
 /// history), not a second training. Returns that history when it copied.
 fn copy_twin(combo: Combo<'_>, job: &MemberJob) -> Result<Option<Vec<EpochRecord>>> {
-    let Combo {
-        layout,
-        settings,
-        arch,
-        method,
-        data,
-    } = combo;
+    let (arch, method) = (combo.arch, combo.method);
     let twin = match method {
         _ if job.member != 0 => return Ok(None),
         Method::McDropout => Method::Ensemble,
         Method::Ensemble => Method::McDropout,
         Method::McDropConnect => return Ok(None),
     };
-    let other = MemberJob::new(layout, settings, arch, twin, 0, data);
+    let other = MemberJob::new(
+        Combo {
+            method: twin,
+            ..combo
+        },
+        0,
+    );
     let Some(history) = finished_member(&other.weights, &other.fingerprint) else {
         return Ok(None);
     };
@@ -461,14 +455,14 @@ impl MemberJob {
         Ok(())
     }
 
-    fn new(
-        layout: &Layout,
-        settings: &Settings,
-        arch: Arch,
-        method: Method,
-        member: usize,
-        (train, valid): (&Dataset, &Dataset),
-    ) -> Self {
+    fn new(combo: Combo<'_>, member: usize) -> Self {
+        let Combo {
+            layout,
+            settings,
+            arch,
+            method,
+            data: (train, valid),
+        } = combo;
         let seed = settings.seed.wrapping_add(member as u64);
         let fingerprint = fingerprint(&FingerprintInput {
             arch,

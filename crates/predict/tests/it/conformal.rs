@@ -3,7 +3,8 @@
 //! set at α = 0.1 from that run's `analyze/conformal.parquet`: the classes k with
 //! 1 − p̄[k] ≤ q̂ of the table's row for the model and its sample count.
 
-use std::process::Command;
+use std::path::Path;
+use std::process::{Command, Output};
 
 use ferbayes_core::schema::{self, SHOWN_ALPHA};
 use ferbayes_core::{Layout, PipelineFile};
@@ -66,6 +67,30 @@ fn qhat(layout: &Layout) -> f64 {
     found.expect("a row for n = 3, α = 0.1")
 }
 
+/// `ferbayes predict PHOTO --arch alexnet --method ensemble` on the tiny profile of `dir`.
+fn predict(dir: &Path, photo: &str, json: bool) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferbayes"));
+    cmd.arg("predict")
+        .arg(photos().join(photo))
+        .args([
+            "--arch",
+            "alexnet",
+            "--method",
+            "ensemble",
+            "--profile",
+            "tiny",
+        ])
+        .arg("--artifacts")
+        .arg(dir.join("art"))
+        .arg("--config")
+        .arg(dir.join("pipeline.toml"))
+        .env("RAYON_NUM_THREADS", "1");
+    if json {
+        cmd.arg("--json");
+    }
+    cmd.output().expect("run ferbayes")
+}
+
 #[test]
 fn predict_prints_the_calibrated_set_of_a_finished_run() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -86,25 +111,7 @@ fn predict_prints_the_calibrated_set_of_a_finished_run() {
     ferbayes_analyze::run(&layout, &settings).expect("analyze");
     let q = qhat(&layout);
 
-    let out = Command::new(env!("CARGO_BIN_EXE_ferbayes"))
-        .arg("predict")
-        .arg(photos().join("group.jpg"))
-        .args([
-            "--arch",
-            "alexnet",
-            "--method",
-            "ensemble",
-            "--profile",
-            "tiny",
-            "--json",
-        ])
-        .arg("--artifacts")
-        .arg(dir.path().join("art"))
-        .arg("--config")
-        .arg(&config)
-        .env("RAYON_NUM_THREADS", "1")
-        .output()
-        .expect("run ferbayes");
+    let out = predict(dir.path(), "group.jpg", true);
     assert!(
         out.status.success(),
         "{}",
@@ -134,46 +141,14 @@ fn predict_prints_the_calibrated_set_of_a_finished_run() {
 
     // The text output prints the set too; after a setting changes, the tables are stale and
     // predict says how to refresh them instead of using them.
-    let text = Command::new(env!("CARGO_BIN_EXE_ferbayes"))
-        .arg("predict")
-        .arg(photos().join("astronaut.png"))
-        .args([
-            "--arch",
-            "alexnet",
-            "--method",
-            "ensemble",
-            "--profile",
-            "tiny",
-        ])
-        .arg("--artifacts")
-        .arg(dir.path().join("art"))
-        .arg("--config")
-        .arg(&config)
-        .output()
-        .expect("run ferbayes");
+    let text = predict(dir.path(), "astronaut.png", false);
     let stdout = String::from_utf8_lossy(&text.stdout);
     assert!(stdout.contains("prediction set (α = 0.1"), "{stdout}");
     let changed = std::fs::read_to_string(&config)
         .expect("config")
         .replace("orderings = 2", "orderings = 3");
     std::fs::write(&config, changed).expect("config");
-    let stale = Command::new(env!("CARGO_BIN_EXE_ferbayes"))
-        .arg("predict")
-        .arg(photos().join("astronaut.png"))
-        .args([
-            "--arch",
-            "alexnet",
-            "--method",
-            "ensemble",
-            "--profile",
-            "tiny",
-        ])
-        .arg("--artifacts")
-        .arg(dir.path().join("art"))
-        .arg("--config")
-        .arg(&config)
-        .output()
-        .expect("run ferbayes");
+    let stale = predict(dir.path(), "astronaut.png", false);
     let stdout = String::from_utf8_lossy(&stale.stdout);
     assert!(!stdout.contains("prediction set (α"), "{stdout}");
     assert!(
