@@ -208,3 +208,43 @@ fn decide_infer(runs: &[(Layout, Settings)], settings: &Settings, train: bool) -
         reason,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(profile: &str) -> Settings {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../pipeline.toml");
+        ferbayes_core::PipelineFile::load(&path)
+            .expect("pipeline.toml")
+            .settings(profile)
+            .expect(profile)
+    }
+
+    #[test]
+    fn train_width_is_cut_to_the_shard_units() {
+        let mut s = settings("paper");
+        assert_eq!(train_width(&s), 16);
+        // 3 architectures × (MC-Dropout, MC-DropConnect, 15 members) = 51 units.
+        s.slurm.array_width = 100;
+        assert_eq!(train_width(&s), 51);
+        // Packs of 5: 3 × (1 + 1 + 3) = 15 units.
+        s.train.pack_members = 5;
+        assert_eq!(train_width(&s), 15);
+    }
+
+    #[test]
+    fn fresh_artifacts_submit_everything_in_order() {
+        let s = settings("smoke");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let layout = Layout::new(dir.path(), "smoke");
+        let data = ferbayes_core::test_data_root();
+        let jobs = decide(&layout, &data, &s).expect("decide");
+        let kinds: Vec<JobKind> = jobs.iter().map(|j| j.kind).collect();
+        assert_eq!(kinds, JobKind::ALL);
+        assert!(jobs.iter().all(|j| j.submitted() && !j.narrowed()));
+        assert_eq!(jobs[1].tasks, (0..4).collect::<Vec<_>>());
+        assert_eq!(jobs[3].task_labels[2], "alexnet/ensemble");
+        assert_eq!(jobs[0].reason, "ingest: missing");
+    }
+}

@@ -168,3 +168,113 @@ pub fn render(env: &JobEnv, layout: &Layout, settings: &Settings, job: &ChainJob
     let _ = writeln!(out, "{}", command(env, settings, job.kind, width));
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chain::ChainJob;
+
+    fn paper() -> Settings {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../pipeline.toml");
+        ferbayes_core::PipelineFile::load(&path)
+            .expect("pipeline.toml")
+            .settings("paper")
+            .expect("paper")
+    }
+
+    fn env() -> JobEnv {
+        JobEnv {
+            profile: "paper".into(),
+            config: "/repo/pipeline.toml".into(),
+            artifacts: "/scratch/my art".into(),
+            data: Some("/shared/ferplus".into()),
+            workdir: "/repo".into(),
+            bin_dir: "/opt/ferbayes/bin".into(),
+        }
+    }
+
+    fn job(kind: JobKind, array: Option<usize>) -> ChainJob {
+        ChainJob {
+            kind,
+            array,
+            task_labels: Vec::new(),
+            tasks: (0..array.unwrap_or(1)).collect(),
+            reason: String::new(),
+        }
+    }
+
+    #[test]
+    fn array_specs_and_quoting() {
+        assert_eq!(array_spec(&[0, 1, 2, 5, 7, 8], 0), "0-2,5,7-8");
+        assert_eq!(array_spec(&[3], 2), "3%2");
+        assert_eq!(quote("/a/b-c_d.e"), "/a/b-c_d.e");
+        assert_eq!(quote("my art"), "'my art'");
+        assert_eq!(quote("it's"), r"'it'\''s'");
+        assert_eq!(quote(""), "''");
+    }
+
+    #[test]
+    fn train_script_of_the_paper_profile() {
+        let mut s = paper();
+        s.slurm.partition = Some("gpu".into());
+        s.slurm.max_running = 8;
+        s.slurm.extra_sbatch = vec!["--constraint=a100".into()];
+        s.slurm.setup = "module load cuda/12.4".into();
+        let layout = Layout::new("/scratch/my art", "paper");
+        let text = render(&env(), &layout, &s, &job(JobKind::Train, Some(16)));
+        for line in [
+            "#SBATCH --partition=gpu",
+            "#SBATCH --time=2-00:00:00",
+            "#SBATCH --cpus-per-task=4",
+            "#SBATCH --mem=16G",
+            "#SBATCH --gres=gpu:1",
+            "#SBATCH --array=0-15%8",
+            "#SBATCH --output=/scratch/my art/paper/slurm/logs/train-%A_%a.log",
+            "#SBATCH --constraint=a100",
+            "module load cuda/12.4",
+            "export FER_ARTIFACTS='/scratch/my art'",
+            "export FER_DATA=/shared/ferplus",
+            "exec /opt/ferbayes/bin/ferbayes-train --shard \"$SLURM_ARRAY_TASK_ID/16\" --device cuda",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no `{line}` in\n{text}");
+        }
+        assert!(
+            !text.contains("--account"),
+            "unset: the user's default\n{text}"
+        );
+        // Every #SBATCH line comes before the first command (sbatch stops reading there).
+        let first_command = text.lines().position(|l| l == "set -euo pipefail");
+        let last_directive = text
+            .lines()
+            .collect::<Vec<_>>()
+            .iter()
+            .rposition(|l| l.starts_with("#SBATCH"));
+        assert!(last_directive < first_command, "{text}");
+    }
+
+    #[test]
+    fn infer_script_maps_tasks_to_combinations() {
+        let s = paper();
+        let layout = Layout::new("/a", "paper");
+        let text = render(&env(), &layout, &s, &job(JobKind::Infer, Some(9)));
+        assert!(text.contains("#SBATCH --array=0-8\n"), "{text}");
+        let combos = infer_combos(&s);
+        assert_eq!(combos.len(), 9);
+        let listed: Vec<String> = combos.iter().map(|(a, m)| format!("{a}:{m}")).collect();
+        assert!(
+            text.contains(&format!("combos=({})", listed.join(" "))),
+            "{text}"
+        );
+        assert!(text.contains("--device cuda"), "{text}");
+        let ingest = render(&env(), &layout, &s, &job(JobKind::Ingest, None));
+        assert!(ingest.contains("#SBATCH --output=/a/paper/slurm/logs/ingest-%j.log"));
+        assert!(
+            ingest.contains("exec /opt/ferbayes/bin/ferbayes-ingest\n"),
+            "{ingest}"
+        );
+        assert!(
+            !ingest.contains("--array") && !ingest.contains("--gres"),
+            "{ingest}"
+        );
+    }
+}

@@ -21,8 +21,9 @@ struct Args {
     #[arg(long)]
     force: bool,
     /// `K/N`: train only shard units K, K+N, K+2N, ... (a unit is a pack of train.pack_members
-    /// members, or one MC network; counted over all combinations), for N processes in parallel (`just train` does this); a last run without --shard then writes
-    /// each combination's history and manifest.
+    /// members, or one MC network; counted over all combinations), for N processes in
+    /// parallel (`just train` does this); a last run without --shard then writes each
+    /// combination's history and manifest.
     #[arg(long, value_parser = parse_shard)]
     shard: Option<(usize, usize)>,
     /// CPU kernels: winograd, im2col or reference (candle's ops); FER_REFERENCE_OPS=1 and
