@@ -1,6 +1,7 @@
 //! Integration tests of `ferbayes predict` on real photos, bad input and FER+ faces.
 
 mod bad_input;
+mod crops;
 mod folder;
 mod photos;
 mod redetect;
