@@ -172,3 +172,30 @@ fn small_faces_are_found_on_an_upscaled_copy() {
         assert!(near, "no face near {:?}: {faces:?}", (tx, ty));
     }
 }
+
+/// The annotated photo has each face's box where the JSON puts it, in its verdict's colour.
+#[test]
+fn annotated_boxes_are_where_the_json_says_in_the_verdict_colour() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("group.png");
+    let faces = predict_json(&[
+        photos().join("group.jpg").as_os_str(),
+        "--annotate".as_ref(),
+        out.as_os_str(),
+    ]);
+    let img = image::open(&out).expect("annotated PNG").to_rgb8();
+    for f in &faces {
+        let (x, y, w, h) = face_box(f);
+        let verdict = match f["verdict"].as_str().expect("verdict") {
+            "confident" => ferbayes_predict::Verdict::Confident,
+            "ambiguous face" => ferbayes_predict::Verdict::AmbiguousFace,
+            _ => ferbayes_predict::Verdict::UnsureModel,
+        };
+        let c = ferbayes_predict::annotate::verdict_color(verdict);
+        // Midpoints of the left and bottom edges (the top and right ones may sit under a chart).
+        for (px, py) in [(x, y + h / 2.0), (x + w / 2.0, y + h)] {
+            let p = img.get_pixel(px as u32, (py as u32).min(img.height() - 1));
+            assert_eq!(p.0, [c.0, c.1, c.2], "face {} at {:?}", f["face"], (px, py));
+        }
+    }
+}
