@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod conformal;
+mod crops;
 mod folder;
 mod photos;
 mod redetect;

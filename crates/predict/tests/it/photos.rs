@@ -141,3 +141,61 @@ fn no_detect_keeps_the_whole_image_as_one_face() {
             .contains("900x600")
     );
 }
+
+/// `group.jpg` shrunk 5x (faces about 34 px wide): not all are found at the default
+/// `--min-face` of 40 px, and all four with `--min-face 24`, found on an upscaled copy, with
+/// boxes in the small photo's pixels.
+#[test]
+fn small_faces_are_found_on_an_upscaled_copy() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let small = dir.path().join("small.png");
+    let group = image::open(photos().join("group.jpg")).expect("group.jpg");
+    group
+        .resize_exact(180, 120, image::imageops::FilterType::Triangle)
+        .save(&small)
+        .expect("save");
+    let out = predict(&[small.as_os_str(), "--json".as_ref()]);
+    let found = serde_json::from_slice::<serde_json::Value>(&out.stdout)
+        .ok()
+        .and_then(|v| v.as_array().map(Vec::len))
+        .unwrap_or(0);
+    assert!(found < 4, "{found} faces at the default --min-face");
+    let faces = predict_json(&[small.as_os_str(), "--min-face".as_ref(), "24".as_ref()]);
+    assert_eq!(faces.len(), 4, "{faces:?}");
+    for &(tx, ty) in &GROUP {
+        let (tx, ty, side) = (tx / 5.0, ty / 5.0, GROUP_SIDE / 5.0);
+        let near = faces.iter().any(|f| {
+            let (x, y, w, h) = face_box(f);
+            ((x + w / 2.0) - (tx + side / 2.0)).abs() < side / 4.0
+                && ((y + h / 2.0) - (ty + side / 2.0)).abs() < side / 4.0
+        });
+        assert!(near, "no face near {:?}: {faces:?}", (tx, ty));
+    }
+}
+
+/// The annotated photo has each face's box where the JSON puts it, in its verdict's colour.
+#[test]
+fn annotated_boxes_are_where_the_json_says_in_the_verdict_colour() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("group.png");
+    let faces = predict_json(&[
+        photos().join("group.jpg").as_os_str(),
+        "--annotate".as_ref(),
+        out.as_os_str(),
+    ]);
+    let img = image::open(&out).expect("annotated PNG").to_rgb8();
+    for f in &faces {
+        let (x, y, w, h) = face_box(f);
+        let verdict = match f["verdict"].as_str().expect("verdict") {
+            "confident" => ferbayes_predict::Verdict::Confident,
+            "ambiguous face" => ferbayes_predict::Verdict::AmbiguousFace,
+            _ => ferbayes_predict::Verdict::UnsureModel,
+        };
+        let c = ferbayes_predict::annotate::verdict_color(verdict);
+        // Midpoints of the left and bottom edges (the top and right ones may sit under a chart).
+        for (px, py) in [(x, y + h / 2.0), (x + w / 2.0, y + h)] {
+            let p = img.get_pixel(px as u32, (py as u32).min(img.height() - 1));
+            assert_eq!(p.0, [c.0, c.1, c.2], "face {} at {:?}", f["face"], (px, py));
+        }
+    }
+}
