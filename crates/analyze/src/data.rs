@@ -98,6 +98,25 @@ fn f32_row(list: &FixedSizeListArray, i: usize, len: usize) -> Option<Option<&[f
     values.values().get(start..start + len).map(Some)
 }
 
+/// A fixed-size list column of `batch`.
+fn fixed_list<'a>(
+    batch: &'a RecordBatch,
+    name: &str,
+    err: &dyn Fn(String) -> AnalyzeError,
+) -> Result<&'a FixedSizeListArray> {
+    column(batch, name, err)?
+        .as_fixed_size_list_opt()
+        .ok_or_else(|| err(format!("column `{name}` is not a fixed-size list")))
+}
+
+/// The classes of a 0/1 row (`multi_target`) as a bit mask, bit k = class k.
+fn class_mask(row: &[f32]) -> u8 {
+    row.iter()
+        .enumerate()
+        .filter(|(_, v)| **v > 0.5)
+        .fold(0u8, |mask, (k, _)| mask | (1 << k))
+}
+
 /// Reads the faces of an ingest split; `pixels` also reads the images (for the figures).
 pub fn read_faces(path: &Path, pixels: bool, bins: usize) -> Result<Faces> {
     let mut cols = vec![
@@ -126,21 +145,13 @@ pub fn read_faces(path: &Path, pixels: bool, bins: usize) -> Result<Faces> {
         let label = column(batch, "majority", &err)?
             .as_primitive_opt::<UInt8Type>()
             .ok_or_else(|| err("column `majority` is not u8".into()))?;
-        let crowd_col = column(batch, "crowd", &err)?
-            .as_fixed_size_list_opt()
-            .ok_or_else(|| err("column `crowd` is not a fixed-size list".into()))?;
+        let crowd_col = fixed_list(batch, "crowd", &err)?;
         let entropy = column(batch, "crowd_entropy", &err)?
             .as_primitive_opt::<Float32Type>()
             .ok_or_else(|| err("column `crowd_entropy` is not f32".into()))?;
-        let multi_col = column(batch, "multi_target", &err)?
-            .as_fixed_size_list_opt()
-            .ok_or_else(|| err("column `multi_target` is not a fixed-size list".into()))?;
+        let multi_col = fixed_list(batch, "multi_target", &err)?;
         let pixel_col = if pixels {
-            Some(
-                column(batch, "pixels", &err)?
-                    .as_fixed_size_list_opt()
-                    .ok_or_else(|| err("column `pixels` is not a fixed-size list".into()))?,
-            )
+            Some(fixed_list(batch, "pixels", &err)?)
         } else {
             None
         };
@@ -162,12 +173,7 @@ pub fn read_faces(path: &Path, pixels: bool, bins: usize) -> Result<Faces> {
             crowd_entropy.push((!entropy.is_null(i)).then(|| entropy.value(i)));
             let m = f32_row(multi_col, i, NUM_CLASSES)
                 .ok_or_else(|| err(format!("{name}: malformed `multi_target` row")))?;
-            multi_target.push(m.map_or(0u8, |m| {
-                m.iter()
-                    .enumerate()
-                    .filter(|(_, v)| **v > 0.5)
-                    .fold(0u8, |mask, (k, _)| mask | (1 << k))
-            }));
+            multi_target.push(m.map_or(0u8, class_mask));
             if let Some(list) = pixel_col {
                 let values = list
                     .values()

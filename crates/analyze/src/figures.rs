@@ -312,34 +312,7 @@ impl Figure for VsN {
             for line in lines {
                 let color = method_color(line.method);
                 if !line.band.is_empty() {
-                    let finite = |b: &&(f64, f64, f64)| b.1.is_finite() && b.2.is_finite();
-                    let mut outline: Vec<(f64, f64)> = line
-                        .band
-                        .iter()
-                        .filter(finite)
-                        .map(|b| (b.0, b.1 + b.2))
-                        .collect();
-                    outline.extend(
-                        line.band
-                            .iter()
-                            .rev()
-                            .filter(finite)
-                            .map(|b| (b.0, b.1 - b.2)),
-                    );
-                    chart.draw_series(std::iter::once(Polygon::new(
-                        outline,
-                        color.mix(0.2).filled(),
-                    )))?;
-                    chart.draw_series(DashedLineSeries::new(
-                        line.band
-                            .iter()
-                            .filter(finite)
-                            .map(|b| (b.0, b.1))
-                            .collect::<Vec<_>>(),
-                        5,
-                        4,
-                        color.mix(0.8).stroke_width(1),
-                    ))?;
+                    draw_band(&mut chart, &line.band, color)?;
                 }
                 let pts: Vec<(f64, f64)> = line
                     .points
@@ -381,6 +354,39 @@ impl Figure for VsN {
         }
         Ok(())
     }
+}
+
+/// The ordering band of a metric-vs-n line: mean ± std as a shaded polygon, the mean dashed.
+fn draw_band<DB: DrawingBackend>(
+    chart: &mut ChartContext<
+        '_,
+        DB,
+        Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+    >,
+    band: &[(f64, f64, f64)],
+    color: RGBColor,
+) -> DrawResult<DB> {
+    let finite = |b: &&(f64, f64, f64)| b.1.is_finite() && b.2.is_finite();
+    let mut outline: Vec<(f64, f64)> = band
+        .iter()
+        .filter(finite)
+        .map(|b| (b.0, b.1 + b.2))
+        .collect();
+    outline.extend(band.iter().rev().filter(finite).map(|b| (b.0, b.1 - b.2)));
+    chart.draw_series(std::iter::once(Polygon::new(
+        outline,
+        color.mix(0.2).filled(),
+    )))?;
+    chart.draw_series(DashedLineSeries::new(
+        band.iter()
+            .filter(finite)
+            .map(|b| (b.0, b.1))
+            .collect::<Vec<_>>(),
+        5,
+        4,
+        color.mix(0.8).stroke_width(1),
+    ))?;
+    Ok(())
 }
 
 /// One panel of a reliability figure.
@@ -428,114 +434,131 @@ impl Figure for Reliability {
         let columns = body.split_evenly((1, self.panels.len().max(1)));
         for (area, panel) in columns.iter().zip(&self.panels) {
             let (top, bottom) = area.split_vertically(area.dim_in_pixel().1 * 68 / 100);
-            let mut chart = ChartBuilder::on(&top)
-                .caption(&panel.title, (FONT, 16))
-                .margin(10)
-                .x_label_area_size(36)
-                .y_label_area_size(52)
-                .build_cartesian_2d(0.0..1.0, 0.0..1.0)?;
-            chart
-                .configure_mesh()
-                .x_desc("confidence")
-                .y_desc(panel.y_label.as_str())
-                .label_style((FONT, 12))
-                .axis_desc_style((FONT, 13))
-                .bold_line_style(GRID)
-                .light_line_style(WHITE)
-                .draw()?;
-            let filled: Vec<&Bin> = panel.bins.iter().filter(|b| b.count > 0).collect();
-            let color = ACCURACY;
-            chart
-                .draw_series(filled.iter().map(|b| {
-                    Rectangle::new([(b.lo, 0.0), (b.hi, b.accuracy)], color.mix(0.85).filled())
-                }))?
-                .label(panel.y_label.as_str())
-                .legend(move |(x, y)| {
-                    Rectangle::new([(x, y - 5), (x + 14, y + 5)], color.mix(0.85).filled())
-                });
-            let gap = RGBColor(214, 39, 40);
-            chart
-                .draw_series(filled.iter().map(|b| {
-                    Rectangle::new(
-                        [
-                            (b.lo, b.accuracy.min(b.confidence)),
-                            (b.hi, b.accuracy.max(b.confidence)),
-                        ],
-                        gap.mix(0.3).filled(),
-                    )
-                }))?
-                .label("gap to diagonal")
-                .legend(move |(x, y)| {
-                    Rectangle::new([(x, y - 5), (x + 14, y + 5)], gap.mix(0.3).filled())
-                });
-            chart.draw_series(filled.iter().map(|b| {
-                Rectangle::new(
-                    [
-                        (b.lo, b.accuracy.min(b.confidence)),
-                        (b.hi, b.accuracy.max(b.confidence)),
-                    ],
-                    gap.stroke_width(1),
-                )
-            }))?;
-            chart
-                .draw_series(DashedLineSeries::new(
-                    vec![(0.0, 0.0), (1.0, 1.0)],
-                    6,
-                    4,
-                    BLACK.stroke_width(1),
-                ))?
-                .label("perfect calibration")
-                .legend(|(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], BLACK.stroke_width(1))
-                });
-            chart.draw_series(std::iter::once(Text::new(
-                format!(
-                    "{} {:.4}   error {:.4}",
-                    panel.ece_name, panel.ece, panel.error
-                ),
-                (0.03, 0.97),
-                (FONT, 14).into_font(),
-            )))?;
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::LowerRight)
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK.mix(0.3))
-                .label_font((FONT, 12))
-                .draw()?;
-
-            let total: usize = panel.bins.iter().map(|b| b.count).sum::<usize>().max(1);
-            let top_frac = panel
-                .bins
-                .iter()
-                .map(|b| b.count as f64 / total as f64)
-                .fold(0.0, f64::max)
-                .max(0.05)
-                * 1.1;
-            let mut hist = ChartBuilder::on(&bottom)
-                .margin(10)
-                .x_label_area_size(36)
-                .y_label_area_size(52)
-                .build_cartesian_2d(0.0..1.0, 0.0..top_frac)?;
-            hist.configure_mesh()
-                .x_desc("confidence")
-                .y_desc("fraction of faces")
-                .y_labels(4)
-                .y_label_formatter(&|v| format!("{v:.2}"))
-                .label_style((FONT, 12))
-                .axis_desc_style((FONT, 13))
-                .bold_line_style(GRID)
-                .light_line_style(WHITE)
-                .draw()?;
-            hist.draw_series(panel.bins.iter().filter(|b| b.count > 0).map(|b| {
-                Rectangle::new(
-                    [(b.lo, 0.0), (b.hi, b.count as f64 / total as f64)],
-                    self.color.mix(0.8).filled(),
-                )
-            }))?;
+            reliability_bars(&top, panel)?;
+            confidence_histogram(&bottom, panel, self.color)?;
         }
         Ok(())
     }
+}
+
+/// The upper part of a reliability panel: the bars per bin, their gap to the diagonal, the
+/// diagonal and the calibration error.
+fn reliability_bars<DB: DrawingBackend>(
+    top: &DrawingArea<DB, Shift>,
+    panel: &ReliabilityPanel,
+) -> DrawResult<DB> {
+    let mut chart = ChartBuilder::on(top)
+        .caption(&panel.title, (FONT, 16))
+        .margin(10)
+        .x_label_area_size(36)
+        .y_label_area_size(52)
+        .build_cartesian_2d(0.0..1.0, 0.0..1.0)?;
+    chart
+        .configure_mesh()
+        .x_desc("confidence")
+        .y_desc(panel.y_label.as_str())
+        .label_style((FONT, 12))
+        .axis_desc_style((FONT, 13))
+        .bold_line_style(GRID)
+        .light_line_style(WHITE)
+        .draw()?;
+    let filled: Vec<&Bin> = panel.bins.iter().filter(|b| b.count > 0).collect();
+    let color = ACCURACY;
+    chart
+        .draw_series(
+            filled.iter().map(|b| {
+                Rectangle::new([(b.lo, 0.0), (b.hi, b.accuracy)], color.mix(0.85).filled())
+            }),
+        )?
+        .label(panel.y_label.as_str())
+        .legend(move |(x, y)| {
+            Rectangle::new([(x, y - 5), (x + 14, y + 5)], color.mix(0.85).filled())
+        });
+    let gap = RGBColor(214, 39, 40);
+    chart
+        .draw_series(filled.iter().map(|b| {
+            Rectangle::new(
+                [
+                    (b.lo, b.accuracy.min(b.confidence)),
+                    (b.hi, b.accuracy.max(b.confidence)),
+                ],
+                gap.mix(0.3).filled(),
+            )
+        }))?
+        .label("gap to diagonal")
+        .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], gap.mix(0.3).filled()));
+    chart.draw_series(filled.iter().map(|b| {
+        Rectangle::new(
+            [
+                (b.lo, b.accuracy.min(b.confidence)),
+                (b.hi, b.accuracy.max(b.confidence)),
+            ],
+            gap.stroke_width(1),
+        )
+    }))?;
+    chart
+        .draw_series(DashedLineSeries::new(
+            vec![(0.0, 0.0), (1.0, 1.0)],
+            6,
+            4,
+            BLACK.stroke_width(1),
+        ))?
+        .label("perfect calibration")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.stroke_width(1)));
+    chart.draw_series(std::iter::once(Text::new(
+        format!(
+            "{} {:.4}   error {:.4}",
+            panel.ece_name, panel.ece, panel.error
+        ),
+        (0.03, 0.97),
+        (FONT, 14).into_font(),
+    )))?;
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.3))
+        .label_font((FONT, 12))
+        .draw()?;
+    Ok(())
+}
+
+/// The lower part of a reliability panel: the fraction of faces per confidence bin.
+fn confidence_histogram<DB: DrawingBackend>(
+    bottom: &DrawingArea<DB, Shift>,
+    panel: &ReliabilityPanel,
+    color: RGBColor,
+) -> DrawResult<DB> {
+    let total: usize = panel.bins.iter().map(|b| b.count).sum::<usize>().max(1);
+    let top_frac = panel
+        .bins
+        .iter()
+        .map(|b| b.count as f64 / total as f64)
+        .fold(0.0, f64::max)
+        .max(0.05)
+        * 1.1;
+    let mut hist = ChartBuilder::on(bottom)
+        .margin(10)
+        .x_label_area_size(36)
+        .y_label_area_size(52)
+        .build_cartesian_2d(0.0..1.0, 0.0..top_frac)?;
+    hist.configure_mesh()
+        .x_desc("confidence")
+        .y_desc("fraction of faces")
+        .y_labels(4)
+        .y_label_formatter(&|v| format!("{v:.2}"))
+        .label_style((FONT, 12))
+        .axis_desc_style((FONT, 13))
+        .bold_line_style(GRID)
+        .light_line_style(WHITE)
+        .draw()?;
+    hist.draw_series(panel.bins.iter().filter(|b| b.count > 0).map(|b| {
+        Rectangle::new(
+            [(b.lo, 0.0), (b.hi, b.count as f64 / total as f64)],
+            color.mix(0.8).filled(),
+        )
+    }))?;
+    Ok(())
 }
 
 /// One cell of a face grid.
@@ -613,97 +636,116 @@ fn draw_cell<DB: DrawingBackend>(
     cell: &Cell,
     faces: &mut Vec<Placed>,
 ) -> DrawResult<DB> {
-    let (w, h) = area.dim_in_pixel();
-    let (bx, by) = area.get_base_pixel();
     match cell {
-        Cell::Face { pixels, lines } => {
-            let text_h = 16 * lines.len() as u32;
-            let side = (w.min(h.saturating_sub(text_h + 12)))
-                .saturating_sub(12)
-                .max(48);
-            let side = side / 48 * 48;
-            let x = (w.saturating_sub(side) / 2) as i32;
-            let y = 8;
-            faces.push(Placed {
-                x: bx + x,
-                y: by + y,
-                side,
-                pixels: pixels.clone(),
-            });
-            area.draw(&Rectangle::new(
-                [(x - 1, y - 1), (x + side as i32, y + side as i32)],
-                BLACK.mix(0.4).stroke_width(1),
-            ))?;
-            let style = (FONT, 12)
-                .into_font()
-                .color(&BLACK)
-                .pos(Pos::new(HPos::Center, VPos::Top));
-            for (i, line) in lines.iter().enumerate() {
-                area.draw_text(
-                    line,
-                    &style,
-                    (w as i32 / 2, y + side as i32 + 4 + 16 * i as i32),
-                )?;
-            }
-        }
+        Cell::Face { pixels, lines } => draw_face_cell(area, pixels, lines, faces),
         Cell::Bars {
             caption,
             series,
             footer,
-        } => {
-            let footer_h = 16 * footer.len() as u32 + 16;
-            let (top, _) = area.split_vertically(h.saturating_sub(footer_h));
-            let mut chart = ChartBuilder::on(&top)
-                .caption(caption, (FONT, 14))
-                .margin_top(4)
-                .margin_left(6)
-                .margin_right(8)
-                .y_label_area_size(32)
-                .x_label_area_size(2)
-                .build_cartesian_2d(-0.5..(NUM_CLASSES as f64 - 0.5), 0.0..1.0)?;
-            chart
-                .configure_mesh()
-                .disable_x_mesh()
-                .x_labels(0)
-                .y_labels(3)
-                .y_label_formatter(&|v| format!("{v:.1}"))
-                .label_style((FONT, 11))
-                .bold_line_style(GRID)
-                .light_line_style(WHITE)
-                .draw()?;
-            let groups = series.len().max(1) as f64;
-            let width = 0.8 / groups;
-            for (g, (probs, color)) in series.iter().enumerate() {
-                let color = *color;
-                chart.draw_series(probs.iter().enumerate().map(|(k, &p)| {
-                    let x0 = k as f64 - 0.4 + g as f64 * width;
-                    Rectangle::new(
-                        [(x0, 0.0), (x0 + width, f64::from(p).clamp(0.0, 1.0))],
-                        color.filled(),
-                    )
-                }))?;
-            }
-            let label = (FONT, 10)
-                .into_font()
-                .color(&BLACK)
-                .pos(Pos::new(HPos::Center, VPos::Top));
-            for k in 0..NUM_CLASSES {
-                let (px, py) = chart.backend_coord(&(k as f64, 0.0));
-                area.draw_text(short_name(k), &label, (px - bx, py - by + 3))?;
-            }
-            let (_, base_y) = chart.backend_coord(&(0.0, 0.0));
-            for (i, (line, color)) in footer.iter().enumerate() {
-                let style = (FONT, 13)
-                    .into_font()
-                    .color(color)
-                    .pos(Pos::new(HPos::Center, VPos::Top));
-                area.draw_text(
-                    line,
-                    &style,
-                    (w as i32 / 2, base_y - by + 17 + 16 * i as i32),
-                )?;
-            }
-        }
+        } => draw_bars_cell(area, caption, series, footer),
+    }
+}
+
+/// A face (pasted later from `faces`) with its text lines under it.
+fn draw_face_cell<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    pixels: &[u8],
+    lines: &[String],
+    faces: &mut Vec<Placed>,
+) -> DrawResult<DB> {
+    let (w, h) = area.dim_in_pixel();
+    let (bx, by) = area.get_base_pixel();
+    let text_h = 16 * lines.len() as u32;
+    let side = (w.min(h.saturating_sub(text_h + 12)))
+        .saturating_sub(12)
+        .max(48);
+    let side = side / 48 * 48;
+    let x = (w.saturating_sub(side) / 2) as i32;
+    let y = 8;
+    faces.push(Placed {
+        x: bx + x,
+        y: by + y,
+        side,
+        pixels: pixels.to_vec(),
+    });
+    area.draw(&Rectangle::new(
+        [(x - 1, y - 1), (x + side as i32, y + side as i32)],
+        BLACK.mix(0.4).stroke_width(1),
+    ))?;
+    let style = (FONT, 12)
+        .into_font()
+        .color(&BLACK)
+        .pos(Pos::new(HPos::Center, VPos::Top));
+    for (i, line) in lines.iter().enumerate() {
+        area.draw_text(
+            line,
+            &style,
+            (w as i32 / 2, y + side as i32 + 4 + 16 * i as i32),
+        )?;
+    }
+    Ok(())
+}
+
+/// Class-probability bars with a caption and coloured footer lines.
+fn draw_bars_cell<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    caption: &str,
+    series: &[([f32; NUM_CLASSES], RGBColor)],
+    footer: &[(String, RGBColor)],
+) -> DrawResult<DB> {
+    let (w, h) = area.dim_in_pixel();
+    let (bx, by) = area.get_base_pixel();
+    let footer_h = 16 * footer.len() as u32 + 16;
+    let (top, _) = area.split_vertically(h.saturating_sub(footer_h));
+    let mut chart = ChartBuilder::on(&top)
+        .caption(caption, (FONT, 14))
+        .margin_top(4)
+        .margin_left(6)
+        .margin_right(8)
+        .y_label_area_size(32)
+        .x_label_area_size(2)
+        .build_cartesian_2d(-0.5..(NUM_CLASSES as f64 - 0.5), 0.0..1.0)?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(0)
+        .y_labels(3)
+        .y_label_formatter(&|v| format!("{v:.1}"))
+        .label_style((FONT, 11))
+        .bold_line_style(GRID)
+        .light_line_style(WHITE)
+        .draw()?;
+    let groups = series.len().max(1) as f64;
+    let width = 0.8 / groups;
+    for (g, (probs, color)) in series.iter().enumerate() {
+        let color = *color;
+        chart.draw_series(probs.iter().enumerate().map(|(k, &p)| {
+            let x0 = k as f64 - 0.4 + g as f64 * width;
+            Rectangle::new(
+                [(x0, 0.0), (x0 + width, f64::from(p).clamp(0.0, 1.0))],
+                color.filled(),
+            )
+        }))?;
+    }
+    let label = (FONT, 10)
+        .into_font()
+        .color(&BLACK)
+        .pos(Pos::new(HPos::Center, VPos::Top));
+    for k in 0..NUM_CLASSES {
+        let (px, py) = chart.backend_coord(&(k as f64, 0.0));
+        area.draw_text(short_name(k), &label, (px - bx, py - by + 3))?;
+    }
+    let (_, base_y) = chart.backend_coord(&(0.0, 0.0));
+    for (i, (line, color)) in footer.iter().enumerate() {
+        let style = (FONT, 13)
+            .into_font()
+            .color(color)
+            .pos(Pos::new(HPos::Center, VPos::Top));
+        area.draw_text(
+            line,
+            &style,
+            (w as i32 / 2, base_y - by + 17 + 16 * i as i32),
+        )?;
     }
     Ok(())
 }
@@ -822,6 +864,22 @@ pub struct LinePanels {
 const PANELS_TITLE: u32 = 36;
 
 impl LinePanels {
+    /// The shared y range of every panel, padded; non-negative metrics (risk, error, ECE) keep
+    /// their axis at 0.
+    fn y_range(&self) -> (f64, f64) {
+        let ys = || {
+            self.panels
+                .iter()
+                .flat_map(|(_, lines)| lines.iter().flat_map(|l| l.points.iter().map(|p| p.1)))
+        };
+        let (lo, hi) = padded_range(ys());
+        if ys().filter(|v| v.is_finite()).all(|v| v >= 0.0) {
+            (lo.max(0.0), hi)
+        } else {
+            (lo, hi)
+        }
+    }
+
     fn grid(&self) -> (usize, usize) {
         let columns = self.columns.clamp(1, self.panels.len().max(1));
         (self.panels.len().max(1).div_ceil(columns), columns)
@@ -846,18 +904,7 @@ impl Figure for LinePanels {
         let (rows, columns) = self.grid();
         let areas = body.split_evenly((rows, columns));
         let (x0, x1) = self.x_range;
-        let ys = || {
-            self.panels
-                .iter()
-                .flat_map(|(_, lines)| lines.iter().flat_map(|l| l.points.iter().map(|p| p.1)))
-        };
-        let (lo, hi) = padded_range(ys());
-        // Non-negative metrics (risk, error, ECE) keep their axis at 0.
-        let lo = if ys().filter(|v| v.is_finite()).all(|v| v >= 0.0) {
-            lo.max(0.0)
-        } else {
-            lo
-        };
+        let (lo, hi) = self.y_range();
         for (n, (area, (title, lines))) in areas.iter().zip(&self.panels).enumerate() {
             let mut chart = ChartBuilder::on(area)
                 .caption(title, (FONT, 16))

@@ -12,6 +12,16 @@
 //! is undefined, e.g. a correlation over constant values). The metric definitions are in
 //! [`metrics`].
 //!
+//! Calibration against the crowd, for every n = 1..T (fitted on the valid split's labelled faces,
+//! judged on the test split's; [`posthoc`]):
+//!
+//! - `crowd_ece` and `crowd_cw_ece` in `metrics.parquet` ([`metrics::crowd_ece`]);
+//! - temperature scaling ([`calibration`]): `analyze/temperature.parquet`;
+//! - split-conformal prediction sets ([`conformal`]) at α ∈ `schema::CONFORMAL_ALPHAS`:
+//!   `analyze/conformal.parquet`;
+//! - figures `crowd_reliability_<arch>_<method>` and `set_size_vs_entropy`, and the report's
+//!   "Calibration against the crowd" section, whose answers also open the report.
+//!
 //! Beyond the study (all at n = T, on the test split; the files are exactly
 //! [`ferbayes_core::plan::analyze_outputs`], each written even when it has no rows):
 //!
@@ -93,8 +103,8 @@ pub struct AnalyzeSummary {
     pub metrics: PathBuf,
     /// Rows of `metrics.parquet`.
     pub rows: usize,
-    /// The other tables written (`selective.parquet` and, as the profile asks, `shift`, `ood`,
-    /// `labels`), with their rows.
+    /// The other tables written (`temperature.parquet`, `conformal.parquet`, `selective.parquet`
+    /// and, as the profile asks, `shift`, `ood`, `labels`), with their rows.
     pub tables: Vec<(PathBuf, usize)>,
     pub report_html: PathBuf,
     pub report_md: PathBuf,

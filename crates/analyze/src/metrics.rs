@@ -633,15 +633,7 @@ impl<const K: usize> Evaluator<K> {
     /// Every metric of the prediction `probs` (one row per face); `aleatoric` is the mean of
     /// [`Evaluator::labelled_entropy`] over the samples averaged into `probs`.
     pub fn evaluate(&self, probs: &[[f32; K]], aleatoric: f64) -> Metrics {
-        let bins = self.bins;
-        let mut conf_bins = vec![(0usize, 0.0f64, 0.0f64); bins];
-        let mut class_bins = vec![(0usize, 0.0f64, 0.0f64); bins * K];
-        let mut ranked: Vec<(f64, bool)> = Vec::with_capacity(probs.len());
-        let (mut wrong, mut nll, mut brier, mut ent) = (0usize, 0.0, 0.0, 0.0);
-        let (mut crowd_n, mut jsd, mut kl, mut soft) = (0usize, 0.0, 0.0, 0.0);
-        let mut corr = Pearson::default();
-        let mut crowd_bins = CrowdBins::<K>::new(bins);
-        let floor_ln = PROB_FLOOR.ln();
+        let mut sums = Sums::<K>::new(self.bins, probs.len());
         for (i, p) in probs.iter().enumerate() {
             let label = self.majority.get(i).copied().flatten();
             let crowd = self.crowd.get(i).copied().flatten();
@@ -658,63 +650,134 @@ impl<const K: usize> Evaluator<K> {
                     h -= v * *l;
                 }
             }
-            let floored = |k: usize| {
+            // ln max(p_k, 1e-12).
+            let floored: [f64; K] = std::array::from_fn(|k| {
                 if f64::from(p[k]) >= PROB_FLOOR {
                     logs[k]
                 } else {
-                    floor_ln
+                    PROB_FLOOR.ln()
                 }
-            };
+            });
             if let Some(y) = label {
-                let y = usize::from(y);
-                let (pred, conf) = predict(p);
-                let correct = pred == y;
-                wrong += usize::from(!correct);
-                nll -= floored(y);
-                brier += brier_row(p, y);
-                ent += h;
-                let slot = &mut conf_bins[bin_index(conf, bins)];
-                slot.0 += 1;
-                slot.1 += conf;
-                slot.2 += f64::from(u8::from(correct));
-                for (k, &v) in p.iter().enumerate() {
-                    let v = f64::from(v);
-                    let slot = &mut class_bins[k * bins + bin_index(v, bins)];
-                    slot.0 += 1;
-                    slot.1 += v;
-                    slot.2 += f64::from(u8::from(k == y));
-                }
-                ranked.push((conf, correct));
-                if let Some(c) = crowd {
-                    crowd_bins.push(p, &c, pred, conf);
-                }
+                sums.labelled(p, usize::from(y), &floored, h, crowd.as_ref());
             }
             if let Some(c) = crowd {
-                let (clogs, hc) = &self.crowd_logs[i];
-                crowd_n += 1;
-                let mut hm = 0.0;
-                let mut cross = 0.0;
-                for k in 0..K {
-                    let (ck, pk) = (f64::from(c[k]), f64::from(p[k]));
-                    let m = 0.5 * (ck + pk);
-                    if m > 0.0 {
-                        hm -= m * m.ln();
-                    }
-                    if ck > 0.0 {
-                        cross += ck * (clogs[k] - floored(k));
-                    }
-                    soft += ck.min(pk);
-                }
-                jsd += ((hm - 0.5 * (hc + h)) / std::f64::consts::LN_2).clamp(0.0, 1.0);
-                kl += cross;
+                sums.crowd(p, &c, &self.crowd_logs[i], &floored, h);
             }
             if let Some(ch) = crowd_h {
-                corr.push(h, f64::from(ch));
+                sums.corr.push(h, f64::from(ch));
             }
         }
-        let labelled = ranked.len();
+        sums.finish(aleatoric)
+    }
+}
+
+/// The running sums of [`Evaluator::evaluate`].
+struct Sums<const K: usize> {
+    bins: usize,
+    /// Per confidence bin: count, Σ confidence, Σ correct.
+    conf_bins: Vec<(usize, f64, f64)>,
+    /// Per (class, bin of p_k): count, Σ p_k, Σ [y = k].
+    class_bins: Vec<(usize, f64, f64)>,
+    ranked: Vec<(f64, bool)>,
+    wrong: usize,
+    nll: f64,
+    brier: f64,
+    entropy: f64,
+    crowd_n: usize,
+    jsd: f64,
+    kl: f64,
+    soft: f64,
+    corr: Pearson,
+    crowd_bins: CrowdBins<K>,
+}
+
+impl<const K: usize> Sums<K> {
+    fn new(bins: usize, faces: usize) -> Self {
+        Sums {
+            bins,
+            conf_bins: vec![(0, 0.0, 0.0); bins],
+            class_bins: vec![(0, 0.0, 0.0); bins * K],
+            ranked: Vec::with_capacity(faces),
+            wrong: 0,
+            nll: 0.0,
+            brier: 0.0,
+            entropy: 0.0,
+            crowd_n: 0,
+            jsd: 0.0,
+            kl: 0.0,
+            soft: 0.0,
+            corr: Pearson::default(),
+            crowd_bins: CrowdBins::new(bins),
+        }
+    }
+
+    /// A face with majority label `y` (and perhaps a crowd distribution).
+    fn labelled(
+        &mut self,
+        p: &[f32; K],
+        y: usize,
+        floored: &[f64; K],
+        h: f64,
+        crowd: Option<&[f32; K]>,
+    ) {
+        let bins = self.bins;
+        let (pred, conf) = predict(p);
+        let correct = pred == y;
+        self.wrong += usize::from(!correct);
+        self.nll -= floored[y];
+        self.brier += brier_row(p, y);
+        self.entropy += h;
+        let slot = &mut self.conf_bins[bin_index(conf, bins)];
+        slot.0 += 1;
+        slot.1 += conf;
+        slot.2 += f64::from(u8::from(correct));
+        for (k, &v) in p.iter().enumerate() {
+            let v = f64::from(v);
+            let slot = &mut self.class_bins[k * bins + bin_index(v, bins)];
+            slot.0 += 1;
+            slot.1 += v;
+            slot.2 += f64::from(u8::from(k == y));
+        }
+        self.ranked.push((conf, correct));
+        if let Some(c) = crowd {
+            self.crowd_bins.push(p, c, pred, conf);
+        }
+    }
+
+    /// A face with crowd distribution `c` (`clogs`: ln c_k and the crowd entropy).
+    fn crowd(
+        &mut self,
+        p: &[f32; K],
+        c: &[f32; K],
+        clogs: &([f64; K], f64),
+        floored: &[f64; K],
+        h: f64,
+    ) {
+        let (clogs, hc) = clogs;
+        self.crowd_n += 1;
+        let mut hm = 0.0;
+        let mut cross = 0.0;
+        for k in 0..K {
+            let (ck, pk) = (f64::from(c[k]), f64::from(p[k]));
+            let m = 0.5 * (ck + pk);
+            if m > 0.0 {
+                hm -= m * m.ln();
+            }
+            if ck > 0.0 {
+                cross += ck * (clogs[k] - floored[k]);
+            }
+            self.soft += ck.min(pk);
+        }
+        self.jsd += ((hm - 0.5 * (hc + h)) / std::f64::consts::LN_2).clamp(0.0, 1.0);
+        self.kl += cross;
+    }
+
+    fn finish(mut self, aleatoric: f64) -> Metrics {
+        let labelled = self.ranked.len();
         let ece = {
-            let sum: f64 = conf_bins
+            let sum: f64 = self
+                .conf_bins
                 .iter()
                 .filter(|s| s.0 > 0)
                 .map(|&(_, conf, correct)| (correct - conf).abs())
@@ -724,30 +787,30 @@ impl<const K: usize> Evaluator<K> {
         let classwise_ece = if labelled == 0 {
             f64::NAN
         } else {
-            class_bins
+            self.class_bins
                 .iter()
                 .filter(|s| s.0 > 0)
                 .map(|&(_, p, hits)| (hits - p).abs())
                 .sum::<f64>()
                 / (labelled * K) as f64
         };
-        let entropy = mean(ent, labelled);
+        let entropy = mean(self.entropy, labelled);
         Metrics {
-            error: mean(wrong as f64, labelled),
-            nll: mean(nll, labelled),
+            error: mean(self.wrong as f64, labelled),
+            nll: mean(self.nll, labelled),
             ece,
-            brier: mean(brier, labelled),
+            brier: mean(self.brier, labelled),
             classwise_ece,
-            aurc: aurc_of(&mut ranked),
+            aurc: aurc_of(&mut self.ranked),
             entropy,
             aleatoric,
             epistemic: entropy - aleatoric,
-            jsd: mean(jsd, crowd_n),
-            soft_accuracy: mean(soft, crowd_n),
-            kl_crowd: mean(kl, crowd_n),
-            entropy_corr: corr.value(),
-            crowd_ece: crowd_bins.ece(),
-            crowd_cw_ece: crowd_bins.classwise(),
+            jsd: mean(self.jsd, self.crowd_n),
+            soft_accuracy: mean(self.soft, self.crowd_n),
+            kl_crowd: mean(self.kl, self.crowd_n),
+            entropy_corr: self.corr.value(),
+            crowd_ece: self.crowd_bins.ece(),
+            crowd_cw_ece: self.crowd_bins.classwise(),
         }
     }
 }

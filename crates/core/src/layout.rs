@@ -251,6 +251,14 @@ mod tests {
             Path::new("art/smoke/infer/densenet121/mc_dropconnect/test.parquet")
         );
         assert_eq!(l.metrics(), Path::new("art/smoke/analyze/metrics.parquet"));
+        assert_eq!(
+            l.temperature(),
+            Path::new("art/smoke/analyze/temperature.parquet")
+        );
+        assert_eq!(
+            l.conformal(),
+            Path::new("art/smoke/analyze/conformal.parquet")
+        );
         let v = l.variant("label-crossentropy");
         assert_eq!(
             v.member_weights(Arch::AlexNet, Method::Ensemble, 0),

@@ -163,7 +163,11 @@ pub(crate) fn section(
             fmt4(first.crowd_ece),
             fmt4(last.crowd_ece),
             fmt4(last.crowd_cw_ece),
-            format!("{:+.4}", ch.d_ece_scaled),
+            if ch.d_ece_scaled.is_nan() {
+                "-".to_owned()
+            } else {
+                format!("{:+.4}", ch.d_ece_scaled)
+            },
         ]);
     }
     doc.push(Block::Table {
