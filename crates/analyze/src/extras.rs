@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use ferbayes_core::io::write_parquet;
+use ferbayes_core::runner::StageRun;
 use ferbayes_core::{Arch, Layout, Method, Settings, Split, plan};
 use rayon::prelude::*;
 
@@ -231,6 +231,7 @@ fn label_rows(
 /// Writes every table of [`plan::analyze_outputs`] besides `metrics.parquet` (each atomically,
 /// possibly with zero rows); returns their paths and row counts.
 pub(crate) fn write_tables(
+    stage: &mut StageRun<'_>,
     layout: &Layout,
     settings: &Settings,
     x: &Extras,
@@ -238,8 +239,8 @@ pub(crate) fn write_tables(
     let level = settings.ingest.zstd_level;
     let mut out = Vec::new();
     let mut push = |name: &str, batch: arrow_array::RecordBatch, schema| -> Result<()> {
-        let rows = batch.num_rows() as u64;
-        let path = write_parquet(layout.analyze_table(name), &schema, [batch], level)?.commit()?;
+        let path = layout.analyze_table(name);
+        let rows = stage.write_table(&path, &schema, vec![batch], level)?;
         out.push((path, rows));
         Ok(())
     };

@@ -73,7 +73,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use ferbayes_core::io::write_parquet;
+use ferbayes_core::runner::{Begin, StageRun};
 use ferbayes_core::{Arch, Layout, Method, Settings, Split, Stage, schema};
 use rayon::prelude::*;
 use tracing_indicatif::span_ext::IndicatifSpanExt;
@@ -145,16 +145,10 @@ pub fn run_checked(
     force: bool,
 ) -> Result<Option<AnalyzeSummary>> {
     let plan = ferbayes_core::plan::analyze(layout, settings);
-    let check = plan.check()?;
-    if check.up_to_date() && !force {
-        tracing::info!(
-            "analyze: up to date ({}, key {})",
-            plan.dir.display(),
-            check.short_key()
-        );
-        return Ok(None);
+    match plan.begin(force)? {
+        Begin::UpToDate(_) => Ok(None),
+        Begin::Run(stage) => run_plan(layout, settings, *stage).map(Some),
     }
-    run_plan(layout, settings, &plan, &check).map(Some)
 }
 
 /// Runs the analyze stage of `settings` on the artifacts of `layout` (always; see
@@ -162,14 +156,14 @@ pub fn run_checked(
 pub fn run(layout: &Layout, settings: &Settings) -> Result<AnalyzeSummary> {
     let plan = ferbayes_core::plan::analyze(layout, settings);
     let check = plan.check()?;
-    run_plan(layout, settings, &plan, &check)
+    run_plan(layout, settings, StageRun::new(&plan, check))
 }
 
+/// The stage's work; its tables are committed, after the report and figures, with the manifest.
 fn run_plan(
     layout: &Layout,
     settings: &Settings,
-    plan: &ferbayes_core::plan::Plan,
-    check: &ferbayes_core::plan::Check,
+    mut stage: StageRun<'_>,
 ) -> Result<AnalyzeSummary> {
     let started = Instant::now();
     let elapsed = || format!("{:.2}", started.elapsed().as_secs_f64());
@@ -190,13 +184,13 @@ fn run_plan(
         seconds = elapsed(),
         "computed the metrics"
     );
-    let mut tables = write_main_tables(layout, settings, &curves, &posthoc)?;
+    let mut tables = write_main_tables(&mut stage, layout, settings, &curves, &posthoc)?;
     let rows = tables[0].1 as usize;
 
     // The analyses beyond the study and their tables.
     let mut extra = extras::compute(layout, settings, &views, faces.get(&Split::Test))?;
     missing.extend(extra.missing.iter().cloned());
-    tables.extend(extras::write_tables(layout, settings, &extra)?);
+    tables.extend(extras::write_tables(&mut stage, layout, settings, &extra)?);
     tracing::info!(
         tables = tables.len(),
         seconds = elapsed(),
@@ -218,7 +212,7 @@ fn run_plan(
         .chain(inputs.iter().map(|i| i.path.display().to_string()))
         .chain(extra.read.iter().map(|p| p.display().to_string()))
         .collect();
-    write_manifest(layout, plan, check, read, &tables, &figures)?;
+    finish(stage, layout, read, &figures)?;
     let seconds = started.elapsed().as_secs_f64();
     tracing::info!(seconds = format!("{seconds:.2}"), "analyze done");
 
@@ -353,52 +347,55 @@ fn read_inputs(
 /// Writes `metrics.parquet`, `temperature.parquet` and `conformal.parquet` (in that order);
 /// returns their paths and rows.
 fn write_main_tables(
+    stage: &mut StageRun<'_>,
     layout: &Layout,
     settings: &Settings,
     curves: &[Curve],
     posthoc: &posthoc::PostHoc,
 ) -> Result<Vec<(PathBuf, u64)>> {
     let level = settings.ingest.zstd_level;
+    let tables = [
+        (
+            layout.metrics(),
+            schema::metrics(),
+            output::metrics_batch(curves, &layout.metrics())?,
+        ),
+        (
+            layout.temperature(),
+            schema::analyze_temperature(),
+            posthoc::temperature_batch(&posthoc.temperature, &layout.temperature())?,
+        ),
+        (
+            layout.conformal(),
+            schema::analyze_conformal(),
+            posthoc::conformal_batch(&posthoc.conformal, &layout.conformal())?,
+        ),
+    ];
     let mut out = Vec::new();
-    let path = layout.metrics();
-    let batch = output::metrics_batch(curves, &path)?;
-    out.push((path.clone(), batch.num_rows() as u64));
-    write_parquet(&path, &schema::metrics(), [batch], level)?.commit()?;
-    let path = layout.temperature();
-    let batch = posthoc::temperature_batch(&posthoc.temperature, &path)?;
-    out.push((path.clone(), batch.num_rows() as u64));
-    write_parquet(&path, &schema::analyze_temperature(), [batch], level)?.commit()?;
-    let path = layout.conformal();
-    let batch = posthoc::conformal_batch(&posthoc.conformal, &path)?;
-    out.push((path.clone(), batch.num_rows() as u64));
-    write_parquet(&path, &schema::analyze_conformal(), [batch], level)?.commit()?;
+    for (path, schema, batch) in tables {
+        let rows = stage.write_table(&path, &schema, vec![batch], level)?;
+        out.push((path, rows));
+    }
     Ok(out)
 }
 
-/// The manifest: the files read, every table, the report and every figure file.
-fn write_manifest(
+/// Names the report and every figure file in the manifest (the tables are named as written),
+/// then commits the tables and writes the manifest.
+fn finish(
+    mut stage: StageRun<'_>,
     layout: &Layout,
-    plan: &ferbayes_core::plan::Plan,
-    check: &ferbayes_core::plan::Check,
     read: Vec<String>,
-    tables: &[(PathBuf, u64)],
     figures: &[FigureEntry],
 ) -> Result<()> {
-    let mut manifest = plan.manifest(check);
-    manifest.inputs = read;
-    for (path, rows) in tables {
-        manifest.outputs.push(plan.output(path, *rows)?);
-    }
-    manifest
-        .outputs
-        .push(plan.output(&layout.report_html(), 1)?);
-    manifest.outputs.push(plan.output(&layout.report_md(), 1)?);
+    stage.manifest_mut().inputs = read;
+    stage.record(&layout.report_html(), 1)?;
+    stage.record(&layout.report_md(), 1)?;
     for fig in figures {
         for file in &fig.files {
-            manifest.outputs.push(plan.file_entry(file, 1)?);
+            stage.record_file(file, 1)?;
         }
     }
-    manifest.finish(&Layout::manifest_in(&layout.stage_dir(Stage::Analyze)))?;
+    stage.finish()?;
     Ok(())
 }
 
