@@ -286,24 +286,32 @@ fn output_err(path: &Path, e: impl std::fmt::Display) -> AnalyzeError {
     }
 }
 
-/// The rows of `temperature.parquet` (schema [`schema::analyze_temperature`]).
-pub fn temperature_batch(rows: &[TemperatureRow], path: &Path) -> Result<RecordBatch> {
-    let n: Vec<u16> = rows
-        .iter()
-        .map(|r| n_u16(r.n, path))
+/// The `arch`, `method` and `n` columns that open both tables.
+fn key_columns(
+    keys: impl Iterator<Item = (Arch, Method, usize)> + Clone,
+    path: &Path,
+) -> Result<Vec<ArrayRef>> {
+    let n: Vec<u16> = keys
+        .clone()
+        .map(|(_, _, n)| n_u16(n, path))
         .collect::<Result<_>>()?;
-    let mut columns: Vec<ArrayRef> = vec![
+    Ok(vec![
         Arc::new(StringArray::from_iter_values(
-            rows.iter().map(|r| r.arch.as_str()),
+            keys.clone().map(|(a, _, _)| a.as_str()),
         )),
         Arc::new(StringArray::from_iter_values(
-            rows.iter().map(|r| r.method.as_str()),
+            keys.map(|(_, m, _)| m.as_str()),
         )),
         Arc::new(UInt16Array::from(n)),
-        Arc::new(Float64Array::from_iter(
-            rows.iter().map(|r| nullable(r.temperature)),
-        )),
-    ];
+    ])
+}
+
+/// The rows of `temperature.parquet` (schema [`schema::analyze_temperature`]).
+pub fn temperature_batch(rows: &[TemperatureRow], path: &Path) -> Result<RecordBatch> {
+    let mut columns = key_columns(rows.iter().map(|r| (r.arch, r.method, r.n)), path)?;
+    columns.push(Arc::new(Float64Array::from_iter(
+        rows.iter().map(|r| nullable(r.temperature)),
+    )));
     for j in 0..schema::TEMPERATURE_METRICS.len() {
         columns.push(Arc::new(Float64Array::from_iter(
             rows.iter().map(|r| nullable(r.before[j])),
@@ -317,21 +325,13 @@ pub fn temperature_batch(rows: &[TemperatureRow], path: &Path) -> Result<RecordB
 
 /// The rows of `conformal.parquet` (schema [`schema::analyze_conformal`]).
 pub fn conformal_batch(rows: &[ConformalRow], path: &Path) -> Result<RecordBatch> {
-    let n: Vec<u16> = rows
-        .iter()
-        .map(|r| n_u16(r.n, path))
-        .collect::<Result<_>>()?;
-    let mut columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from_iter_values(
-            rows.iter().map(|r| r.arch.as_str()),
-        )),
-        Arc::new(StringArray::from_iter_values(
-            rows.iter().map(|r| r.method.as_str()),
-        )),
-        Arc::new(UInt16Array::from(n)),
-        Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.alpha))),
-        Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.qhat))),
-    ];
+    let mut columns = key_columns(rows.iter().map(|r| (r.arch, r.method, r.n)), path)?;
+    columns.push(Arc::new(Float64Array::from_iter_values(
+        rows.iter().map(|r| r.alpha),
+    )));
+    columns.push(Arc::new(Float64Array::from_iter_values(
+        rows.iter().map(|r| r.qhat),
+    )));
     for j in 0..schema::CONFORMAL_METRICS.len() {
         columns.push(Arc::new(Float64Array::from_iter(
             rows.iter().map(|r| nullable(r.metrics.to_array()[j])),
