@@ -211,6 +211,11 @@ impl Layout {
         self.slurm_dir().join(format!("{job}.sh"))
     }
 
+    /// `slurm/logs/`: the jobs' logs.
+    pub fn slurm_logs_dir(&self) -> PathBuf {
+        self.slurm_dir().join("logs")
+    }
+
     /// `slurm/logs/<job>-<id>.log`, or `<job>-<id>_<task>.log` for an array task. Given Slurm's
     /// placeholders (`"%j"`, or `"%A"` and `"%a"`) it is the `--output` pattern of the job.
     pub fn slurm_log(&self, job: &str, id: &str, task: Option<&str>) -> PathBuf {
@@ -218,7 +223,7 @@ impl Layout {
             Some(t) => format!("{job}-{id}_{t}.log"),
             None => format!("{job}-{id}.log"),
         };
-        self.slurm_dir().join("logs").join(name)
+        self.slurm_logs_dir().join(name)
     }
 
     /// `analyze/figures/<name>` (a figure's PNG or SVG file).

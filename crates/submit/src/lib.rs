@@ -29,13 +29,11 @@ pub fn prepare(
     data_root: &Path,
 ) -> Result<Vec<ChainJob>> {
     let jobs = chain::decide(layout, data_root, settings)?;
-    let logs = layout.slurm_log("x", "1", None);
-    if let Some(dir) = logs.parent() {
-        std::fs::create_dir_all(dir).map_err(|source| Error::Io {
-            path: dir.to_owned(),
-            source,
-        })?;
-    }
+    let logs = layout.slurm_logs_dir();
+    std::fs::create_dir_all(&logs).map_err(|source| Error::Io {
+        path: logs.clone(),
+        source,
+    })?;
     for job in &jobs {
         let text = script::render(env, layout, settings, job);
         let path = layout.slurm_script(job.kind.name());
