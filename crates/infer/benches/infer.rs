@@ -10,11 +10,9 @@
 use std::path::Path;
 use std::time::Instant;
 
-use candle_core::{DType, Device};
-use candle_nn::{VarBuilder, VarMap};
+use candle_core::Device;
 use ferbayes_core::{Arch, Layout, Method, PipelineFile, Split};
 use ferbayes_infer::{Faces, Predictor};
-use ferbayes_models::{Model, ModelConfig};
 
 const FACES: usize = 256;
 /// Timed passes per cell; the fastest counts.
@@ -51,25 +49,8 @@ fn bench() {
     for arch in Arch::ALL {
         let a = settings.train.arch(arch).clone();
         for method in Method::ALL {
-            let members = if method == Method::Ensemble {
-                settings.train.ensemble_members
-            } else {
-                1
-            };
-            for m in 0..members {
-                let varmap = VarMap::new();
-                let mut cfg = ModelConfig::new(arch, method, a.width, a.input_size);
-                cfg.drop_rate = a.drop_rate;
-                Model::new(
-                    &cfg,
-                    VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
-                )
-                .expect("model");
-                ferbayes_models::init_seeded(&varmap, m as u64).expect("init");
-                let path = layout.member_weights(arch, method, m);
-                std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-                varmap.save(&path).expect("save");
-            }
+            ferbayes_infer::testing::write_seeded_weights(&layout, &settings, arch, method)
+                .expect("seeded weights");
             let full_members = settings.train.ensemble_members;
             let (one, _) = time(&layout, &settings, arch, method, &faces, 1, 1);
             let (full, cached) = time(
