@@ -132,22 +132,31 @@ pub struct Bin {
 
 /// The reliability diagram: confidence bins with their accuracy and mean confidence.
 pub fn reliability<const K: usize>(probs: &[[f32; K]], labels: &[u8], bins: usize) -> Vec<Bin> {
-    let mut acc = vec![(0usize, 0.0f64, 0.0f64); bins];
-    for (p, &y) in probs.iter().zip(labels) {
+    let pairs = probs.iter().zip(labels).map(|(p, &y)| {
         let (pred, conf) = predict(p);
+        (conf, f64::from(u8::from(pred == usize::from(y))))
+    });
+    bins_of(pairs, bins)
+}
+
+/// (confidence, target) pairs in `bins` equal-width (lo, hi] confidence bins, each bin's
+/// `accuracy` being the mean target of its pairs.
+fn bins_of(pairs: impl Iterator<Item = (f64, f64)>, bins: usize) -> Vec<Bin> {
+    let mut acc = vec![(0usize, 0.0f64, 0.0f64); bins];
+    for (conf, target) in pairs {
         let slot = &mut acc[bin_index(conf, bins)];
         slot.0 += 1;
         slot.1 += conf;
-        slot.2 += f64::from(u8::from(pred == usize::from(y)));
+        slot.2 += target;
     }
     acc.into_iter()
         .enumerate()
-        .map(|(b, (count, conf, correct))| Bin {
+        .map(|(b, (count, conf, target))| Bin {
             lo: b as f64 / bins as f64,
             hi: (b + 1) as f64 / bins as f64,
             count,
             confidence: mean(conf, count),
-            accuracy: mean(correct, count),
+            accuracy: mean(target, count),
         })
         .collect()
 }
@@ -172,25 +181,33 @@ pub fn ece<const K: usize>(probs: &[[f32; K]], labels: &[u8], bins: usize) -> f6
 /// |freq_b(y = k) − mean_b p_k|; the mean of that over the K classes.
 pub fn classwise_ece<const K: usize>(probs: &[[f32; K]], labels: &[u8], bins: usize) -> f64 {
     let faces = probs.len().min(labels.len());
+    classwise_gap(&probs[..faces], bins, |i, k| {
+        f64::from(u8::from(usize::from(labels[i]) == k))
+    })
+}
+
+/// For every class k, bin the faces by p_k into `bins` equal-width bins and take
+/// Σ_b |Σ_{i∈b} target(i, k) − Σ_{i∈b} p_k| / N; the mean of that over the K classes (NaN
+/// without faces).
+fn classwise_gap<const K: usize>(
+    probs: &[[f32; K]],
+    bins: usize,
+    target: impl Fn(usize, usize) -> f64,
+) -> f64 {
+    let faces = probs.len();
     if faces == 0 {
         return f64::NAN;
     }
     let mut total = 0.0;
     for k in 0..K {
-        let mut acc = vec![(0usize, 0.0f64, 0.0f64); bins];
-        for (p, &y) in probs.iter().zip(labels) {
+        let mut acc = vec![(0.0f64, 0.0f64); bins];
+        for (i, p) in probs.iter().enumerate() {
             let v = f64::from(p[k]);
             let slot = &mut acc[bin_index(v, bins)];
-            slot.0 += 1;
-            slot.1 += v;
-            slot.2 += f64::from(u8::from(usize::from(y) == k));
+            slot.0 += v;
+            slot.1 += target(i, k);
         }
-        total += acc
-            .iter()
-            .filter(|s| s.0 > 0)
-            .map(|&(_, p, hits)| (hits - p).abs())
-            .sum::<f64>()
-            / faces as f64;
+        total += acc.iter().map(|&(p, t)| (t - p).abs()).sum::<f64>() / faces as f64;
     }
     total / K as f64
 }
@@ -199,24 +216,8 @@ pub fn classwise_ece<const K: usize>(probs: &[[f32; K]], labels: &[u8], bins: us
 /// `accuracy` being the mean crowd agreement `crowd_at_pred[i]` = c_i[ŷ_i], the share of the
 /// crowd's votes on the predicted class.
 pub fn crowd_reliability(conf: &[f64], crowd_at_pred: &[f64], bins: usize) -> Vec<Bin> {
-    let bins = bins.max(1);
-    let mut acc = vec![(0usize, 0.0f64, 0.0f64); bins];
-    for (&p, &c) in conf.iter().zip(crowd_at_pred) {
-        let slot = &mut acc[bin_index(p, bins)];
-        slot.0 += 1;
-        slot.1 += p;
-        slot.2 += c;
-    }
-    acc.into_iter()
-        .enumerate()
-        .map(|(b, (count, conf, agree))| Bin {
-            lo: b as f64 / bins as f64,
-            hi: (b + 1) as f64 / bins as f64,
-            count,
-            confidence: mean(conf, count),
-            accuracy: mean(agree, count),
-        })
-        .collect()
+    let pairs = conf.iter().copied().zip(crowd_at_pred.iter().copied());
+    bins_of(pairs, bins.max(1))
 }
 
 /// Crowd ECE: Σ_b (|B_b| / N) |mean_b conf − mean_b c[ŷ]| over the equal-width (lo, hi]
@@ -229,22 +230,7 @@ pub fn crowd_ece(conf: &[f64], crowd_at_pred: &[f64], bins: usize) -> f64 {
 /// |mean_b c_k − mean_b p_k|; the mean of that over the K classes.
 pub fn crowd_cw_ece<const K: usize>(probs: &[[f32; K]], crowd: &[[f32; K]], bins: usize) -> f64 {
     let faces = probs.len().min(crowd.len());
-    if faces == 0 {
-        return f64::NAN;
-    }
-    let bins = bins.max(1);
-    let mut total = 0.0;
-    for k in 0..K {
-        let mut acc = vec![(0.0f64, 0.0f64); bins];
-        for (p, c) in probs.iter().zip(crowd) {
-            let v = f64::from(p[k]);
-            let slot = &mut acc[bin_index(v, bins)];
-            slot.0 += v;
-            slot.1 += f64::from(c[k]);
-        }
-        total += acc.iter().map(|&(p, c)| (c - p).abs()).sum::<f64>() / faces as f64;
-    }
-    total / K as f64
+    classwise_gap(&probs[..faces], bins.max(1), |i, k| f64::from(crowd[i][k]))
 }
 
 /// Area under the risk–coverage curve from (confidence, correct) pairs: rank by confidence
