@@ -172,7 +172,6 @@ fn reliability_jobs<'a>(
     archs: &[ArchCurves<'_, '_>],
     jobs: &mut Vec<Job<'a>>,
 ) {
-    // Fig. 5: reliability diagrams at the best-accuracy and the best-ECE n.
     let labelled: Vec<usize> = (0..faces.len())
         .filter(|&i| faces.evaluator.majority()[i].is_some())
         .collect();
@@ -236,7 +235,6 @@ fn face_jobs<'a>(
     archs: &[ArchCurves<'_, '_>],
     jobs: &mut Vec<Job<'a>>,
 ) {
-    // Fig. 4/6/7 and the crowd comparison, per architecture.
     let k = settings.analyze.top_uncertain;
     let mut scatter = Vec::new();
     for (arch, list) in archs {
