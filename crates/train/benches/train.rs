@@ -35,13 +35,18 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use ferbayes_core::{Arch, Method, PipelineFile};
 use ferbayes_models::{Mode, Model, Noise, VarRole};
-use ferbayes_train::Network;
+use ferbayes_train::{Network, optim};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 const PROFILES: [&str; 2] = ["cpu", "paper"];
 const BATCH: usize = 32;
+/// Steps of a FER+ training epoch (25,045 faces), which the learning-rate schedules other
+/// than `constant` need to place each step.
+fn fer_steps_per_epoch() -> u64 {
+    optim::steps_per_epoch(25_045, BATCH)
+}
 const CLASSES: usize = 8;
 /// Side of the square matmul that measures the peak.
 const PEAK_N: usize = 2048;
@@ -427,6 +432,7 @@ fn measure(
         named_vars,
         mut optimizer,
     } = Network::new(arch, Method::McDropout, s, &device, 7).expect("network");
+    optimizer.set_steps_per_epoch(fer_steps_per_epoch());
     let params: usize = named_vars
         .iter()
         .filter(|(name, var)| VarRole::of(name, var.rank()).is_trainable())
@@ -505,6 +511,7 @@ fn measure_packed(
         mut optimizer,
         ..
     } = Network::packed(arch, Method::Ensemble, s, &device, &seeds).expect("packed network");
+    optimizer.set_steps_per_epoch(fer_steps_per_epoch());
     let size = s.input_size;
     let n = members * BATCH;
     let pixels: Vec<f32> = (0..n * size * size).map(|_| rng.random()).collect();
