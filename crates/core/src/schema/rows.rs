@@ -595,7 +595,8 @@ mod tests {
     #[test]
     fn a_missing_column_is_named() {
         let batch = infer_batch();
-        let without = batch.project(&[0, 1]).expect("project");
+        let keep = ["image", "sample"].map(|n| batch.schema().index_of(n).expect("column"));
+        let without = batch.project(&keep).expect("project");
         let err = InferRow::from_batch(&without).expect_err("missing");
         assert!(matches!(&err, RowError::MissingColumn { column } if column == "probs"));
         assert_eq!(err.to_string(), "missing column `probs`");
@@ -604,19 +605,21 @@ mod tests {
     #[test]
     fn a_retyped_column_is_named_with_both_types() {
         let batch = infer_batch();
+        let named = |name: &str| Arc::clone(batch.column_by_name(name).expect("column"));
+        let probs = batch
+            .schema()
+            .field_with_name("probs")
+            .expect("probs")
+            .clone();
         let schema = Schema::new(vec![
             Field::new("image", arrow_schema::DataType::Utf8, false),
             Field::new("sample", arrow_schema::DataType::UInt32, false),
-            batch.schema().field(2).clone(),
+            probs,
         ]);
         let sample: ArrayRef = Arc::new(UInt32Array::from(vec![0u32]));
         let retyped = RecordBatch::try_new(
             Arc::new(schema),
-            vec![
-                Arc::clone(batch.column(0)),
-                sample,
-                Arc::clone(batch.column(2)),
-            ],
+            vec![named("image"), sample, named("probs")],
         )
         .expect("batch");
         let err = InferRow::from_batch(&retyped).expect_err("retyped");
