@@ -3,11 +3,11 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use arrow_array::cast::AsArray;
-use arrow_array::types::{Float32Type, UInt8Type, UInt16Type};
-use arrow_array::{Array, FixedSizeListArray, RecordBatch};
-use ferbayes_core::io::read_parquet;
-use ferbayes_core::{IMAGE_PIXELS, NUM_CLASSES, schema};
+use ferbayes_core::io::read_rows;
+use ferbayes_core::schema::rows::{
+    FaceRow, InferOodRow, InferRow, InferShiftRow, OodImageRow, ShiftFaceRow,
+};
+use ferbayes_core::{IMAGE_PIXELS, NUM_CLASSES};
 
 use crate::error::{AnalyzeError, Result};
 use crate::metrics::Evaluator;
@@ -77,38 +77,6 @@ fn infer_err(path: &Path, message: impl Into<String>) -> AnalyzeError {
     }
 }
 
-fn column<'a>(
-    batch: &'a RecordBatch,
-    name: &str,
-    err: &dyn Fn(String) -> AnalyzeError,
-) -> Result<&'a dyn Array> {
-    batch
-        .column_by_name(name)
-        .map(|c| c.as_ref())
-        .ok_or_else(|| err(format!("missing column `{name}`")))
-}
-
-/// The values of row `i` of a fixed-size list of f32 with `len` items (None when null).
-fn f32_row(list: &FixedSizeListArray, i: usize, len: usize) -> Option<Option<&[f32]>> {
-    if list.is_null(i) {
-        return Some(None);
-    }
-    let values = list.values().as_primitive_opt::<Float32Type>()?;
-    let start = list.value_offset_at(i);
-    values.values().get(start..start + len).map(Some)
-}
-
-/// A fixed-size list column of `batch`.
-fn fixed_list<'a>(
-    batch: &'a RecordBatch,
-    name: &str,
-    err: &dyn Fn(String) -> AnalyzeError,
-) -> Result<&'a FixedSizeListArray> {
-    column(batch, name, err)?
-        .as_fixed_size_list_opt()
-        .ok_or_else(|| err(format!("column `{name}` is not a fixed-size list")))
-}
-
 /// The classes of a 0/1 row (`multi_target`) as a bit mask, bit k = class k.
 fn class_mask(row: &[f32]) -> u8 {
     row.iter()
@@ -129,64 +97,26 @@ pub fn read_faces(path: &Path, pixels: bool, bins: usize) -> Result<Faces> {
     if pixels {
         cols.push("pixels");
     }
-    let batches = read_parquet(path, &schema::ingest(), Some(&cols), "just ingest")?;
-    let err = |m: String| ingest_err(path, m);
-    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
-    let mut images = Vec::with_capacity(rows);
-    let mut majority = Vec::with_capacity(rows);
-    let mut crowd = Vec::with_capacity(rows);
-    let mut crowd_entropy = Vec::with_capacity(rows);
-    let mut multi_target = Vec::with_capacity(rows);
-    let mut pixel_data = Vec::with_capacity(if pixels { rows * IMAGE_PIXELS } else { 0 });
-    for batch in &batches {
-        let image = column(batch, "image", &err)?
-            .as_string_opt::<i32>()
-            .ok_or_else(|| err("column `image` is not utf8".into()))?;
-        let label = column(batch, "majority", &err)?
-            .as_primitive_opt::<UInt8Type>()
-            .ok_or_else(|| err("column `majority` is not u8".into()))?;
-        let crowd_col = fixed_list(batch, "crowd", &err)?;
-        let entropy = column(batch, "crowd_entropy", &err)?
-            .as_primitive_opt::<Float32Type>()
-            .ok_or_else(|| err("column `crowd_entropy` is not f32".into()))?;
-        let multi_col = fixed_list(batch, "multi_target", &err)?;
-        let pixel_col = if pixels {
-            Some(fixed_list(batch, "pixels", &err)?)
-        } else {
-            None
-        };
-        for i in 0..batch.num_rows() {
-            let name = image.value(i);
-            images.push(name.to_owned());
-            let y = (!label.is_null(i)).then(|| label.value(i));
-            if y.is_some_and(|y| usize::from(y) >= NUM_CLASSES) {
-                return Err(err(format!("{name}: majority class {y:?} is out of range")));
-            }
-            majority.push(y);
-            let c = f32_row(crowd_col, i, NUM_CLASSES)
-                .ok_or_else(|| err(format!("{name}: malformed `crowd` row")))?;
-            crowd.push(c.map(|c| {
-                let mut row = [0.0f32; NUM_CLASSES];
-                row.copy_from_slice(c);
-                row
-            }));
-            crowd_entropy.push((!entropy.is_null(i)).then(|| entropy.value(i)));
-            let m = f32_row(multi_col, i, NUM_CLASSES)
-                .ok_or_else(|| err(format!("{name}: malformed `multi_target` row")))?;
-            multi_target.push(m.map_or(0u8, class_mask));
-            if let Some(list) = pixel_col {
-                let values = list
-                    .values()
-                    .as_primitive_opt::<UInt8Type>()
-                    .ok_or_else(|| err("column `pixels` does not hold u8".into()))?;
-                let start = list.value_offset_at(i);
-                let row = values
-                    .values()
-                    .get(start..start.saturating_add(IMAGE_PIXELS))
-                    .ok_or_else(|| err(format!("{name}: malformed `pixels` row")))?;
-                pixel_data.extend_from_slice(row);
-            }
+    let rows: Vec<FaceRow> = read_rows(path, Some(&cols), "just ingest")?;
+    let n = rows.len();
+    let mut images = Vec::with_capacity(n);
+    let mut majority = Vec::with_capacity(n);
+    let mut crowd = Vec::with_capacity(n);
+    let mut crowd_entropy = Vec::with_capacity(n);
+    let mut multi_target = Vec::with_capacity(n);
+    let mut pixel_data = Vec::with_capacity(if pixels { n * IMAGE_PIXELS } else { 0 });
+    for row in rows {
+        let y = row.majority;
+        if y.is_some_and(|y| usize::from(y) >= NUM_CLASSES) {
+            let message = format!("{}: majority class {y:?} is out of range", row.image);
+            return Err(ingest_err(path, message));
         }
+        majority.push(y);
+        crowd.push(row.crowd);
+        crowd_entropy.push(row.crowd_entropy);
+        multi_target.push(row.multi_target.map_or(0u8, |m| class_mask(&m)));
+        pixel_data.extend_from_slice(&row.pixels);
+        images.push(row.image);
     }
     Ok(Faces {
         path: path.to_owned(),
@@ -206,43 +136,23 @@ pub fn read_samples(path: &Path, faces: &Faces) -> Result<Samples> {
         .enumerate()
         .map(|(i, s)| (s.as_str(), i))
         .collect();
-    let batches = read_parquet(path, &schema::infer(), None, "just infer")?;
+    let table: Vec<InferRow> = read_rows(path, None, "just infer")?;
     let err = |m: String| infer_err(path, m);
-    let mut rows: Vec<(usize, usize, [f32; NUM_CLASSES])> = Vec::new();
+    let mut rows: Vec<(usize, usize, [f32; NUM_CLASSES])> = Vec::with_capacity(table.len());
     let mut count = 0usize;
-    for batch in &batches {
-        let image = column(batch, "image", &err)?
-            .as_string_opt::<i32>()
-            .ok_or_else(|| err("column `image` is not utf8".into()))?;
-        let sample = column(batch, "sample", &err)?
-            .as_primitive_opt::<UInt16Type>()
-            .ok_or_else(|| err("column `sample` is not u16".into()))?;
-        let probs = column(batch, "probs", &err)?
-            .as_fixed_size_list_opt()
-            .ok_or_else(|| err("column `probs` is not a fixed-size list".into()))?;
-        for i in 0..batch.num_rows() {
-            let name = image.value(i);
-            let face = *index.get(name).ok_or_else(|| {
-                err(format!(
-                    "face {name} is not in {} (the ingest tables changed since inference)",
-                    faces.path.display()
-                ))
-            })?;
-            let t = usize::from(sample.value(i));
-            let p = f32_row(probs, i, NUM_CLASSES)
-                .flatten()
-                .ok_or_else(|| err(format!("{name}, sample {t}: malformed `probs` row")))?;
-            let sum: f32 = p.iter().sum();
-            if p.iter().any(|v| !v.is_finite() || *v < 0.0) || (sum - 1.0).abs() > SUM_TOLERANCE {
-                return Err(err(format!(
-                    "{name}, sample {t}: probabilities {p:?} are not a distribution (sum {sum})"
-                )));
-            }
-            let mut row = [0.0f32; NUM_CLASSES];
-            row.copy_from_slice(p);
-            count = count.max(t + 1);
-            rows.push((t, face, row));
-        }
+    for row in &table {
+        let name = row.image.as_str();
+        let face = *index.get(name).ok_or_else(|| {
+            err(format!(
+                "face {name} is not in {} (the ingest tables changed since inference)",
+                faces.path.display()
+            ))
+        })?;
+        let t = usize::from(row.sample);
+        let what = || format!("{name}, sample {t}");
+        let p = distribution(row.probs, &what, &err)?;
+        count = count.max(t + 1);
+        rows.push((t, face, p));
     }
     let n = faces.len();
     if rows.is_empty() || n == 0 {
@@ -357,16 +267,12 @@ fn keyed_samples<K: Clone + Eq + std::hash::Hash + std::fmt::Debug>(
     })
 }
 
-/// Row `i` of a `probs` column as a checked distribution.
-fn probs_row(
-    probs: &FixedSizeListArray,
-    i: usize,
+/// A `probs` row, checked to be a distribution: finite, non-negative, summing to 1.
+fn distribution(
+    p: [f32; NUM_CLASSES],
     what: &dyn Fn() -> String,
     err: &dyn Fn(String) -> AnalyzeError,
 ) -> Result<[f32; NUM_CLASSES]> {
-    let p = f32_row(probs, i, NUM_CLASSES)
-        .flatten()
-        .ok_or_else(|| err(format!("{}: malformed `probs` row", what())))?;
     let sum: f32 = p.iter().sum();
     if p.iter().any(|v| !v.is_finite() || *v < 0.0) || (sum - 1.0).abs() > SUM_TOLERANCE {
         return Err(err(format!(
@@ -374,147 +280,82 @@ fn probs_row(
             what()
         )));
     }
-    let mut row = [0.0f32; NUM_CLASSES];
-    row.copy_from_slice(p);
-    Ok(row)
+    Ok(p)
 }
 
-/// Reads `infer/<arch>/<method>/shift.parquet` (schema [`schema::infer_shift`]).
+/// Reads `infer/<arch>/<method>/shift.parquet` (schema
+/// [`ferbayes_core::schema::infer_shift`]).
 pub fn read_shift_samples(path: &Path) -> Result<KeyedSamples<ShiftKey>> {
-    let batches = read_parquet(path, &schema::infer_shift(), None, "just infer")?;
+    let table: Vec<InferShiftRow> = read_rows(path, None, "just infer")?;
     let err = |m: String| infer_err(path, m);
-    let mut rows = Vec::new();
-    for batch in &batches {
-        let image = column(batch, "image", &err)?
-            .as_string_opt::<i32>()
-            .ok_or_else(|| err("column `image` is not utf8".into()))?;
-        let corruption = column(batch, "corruption", &err)?
-            .as_string_opt::<i32>()
-            .ok_or_else(|| err("column `corruption` is not utf8".into()))?;
-        let severity = column(batch, "severity", &err)?
-            .as_primitive_opt::<UInt8Type>()
-            .ok_or_else(|| err("column `severity` is not u8".into()))?;
-        let sample = column(batch, "sample", &err)?
-            .as_primitive_opt::<UInt16Type>()
-            .ok_or_else(|| err("column `sample` is not u16".into()))?;
-        let probs = column(batch, "probs", &err)?
-            .as_fixed_size_list_opt()
-            .ok_or_else(|| err("column `probs` is not a fixed-size list".into()))?;
-        for i in 0..batch.num_rows() {
-            let key = ShiftKey {
-                image: image.value(i).to_owned(),
-                corruption: corruption.value(i).to_owned(),
-                severity: severity.value(i),
-            };
-            let t = usize::from(sample.value(i));
-            let what = || {
-                format!(
-                    "{} ({} {}), sample {t}",
-                    key.image, key.corruption, key.severity
-                )
-            };
-            let p = probs_row(probs, i, &what, &err)?;
-            rows.push((key, t, p));
-        }
+    let mut rows = Vec::with_capacity(table.len());
+    for row in table {
+        let key = ShiftKey {
+            image: row.image,
+            corruption: row.corruption,
+            severity: row.severity,
+        };
+        let t = usize::from(row.sample);
+        let what = || {
+            format!(
+                "{} ({} {}), sample {t}",
+                key.image, key.corruption, key.severity
+            )
+        };
+        let p = distribution(row.probs, &what, &err)?;
+        rows.push((key, t, p));
     }
     keyed_samples(path, rows)
 }
 
-/// Reads `infer/<arch>/<method>/ood.parquet` (schema [`schema::infer_ood`]).
+/// Reads `infer/<arch>/<method>/ood.parquet` (schema [`ferbayes_core::schema::infer_ood`]).
 pub fn read_ood_samples(path: &Path) -> Result<KeyedSamples<OodKey>> {
-    let batches = read_parquet(path, &schema::infer_ood(), None, "just infer")?;
+    let table: Vec<InferOodRow> = read_rows(path, None, "just infer")?;
     let err = |m: String| infer_err(path, m);
-    let mut rows = Vec::new();
-    for batch in &batches {
-        let set = column(batch, "set", &err)?
-            .as_string_opt::<i32>()
-            .ok_or_else(|| err("column `set` is not utf8".into()))?;
-        let image = column(batch, "image", &err)?
-            .as_string_opt::<i32>()
-            .ok_or_else(|| err("column `image` is not utf8".into()))?;
-        let sample = column(batch, "sample", &err)?
-            .as_primitive_opt::<UInt16Type>()
-            .ok_or_else(|| err("column `sample` is not u16".into()))?;
-        let probs = column(batch, "probs", &err)?
-            .as_fixed_size_list_opt()
-            .ok_or_else(|| err("column `probs` is not a fixed-size list".into()))?;
-        for i in 0..batch.num_rows() {
-            let key = OodKey {
-                set: set.value(i).to_owned(),
-                image: image.value(i).to_owned(),
-            };
-            let t = usize::from(sample.value(i));
-            let what = || format!("{}/{}, sample {t}", key.set, key.image);
-            let p = probs_row(probs, i, &what, &err)?;
-            rows.push((key, t, p));
-        }
+    let mut rows = Vec::with_capacity(table.len());
+    for row in table {
+        let key = OodKey {
+            set: row.set,
+            image: row.image,
+        };
+        let t = usize::from(row.sample);
+        let what = || format!("{}/{}, sample {t}", key.set, key.image);
+        let p = distribution(row.probs, &what, &err)?;
+        rows.push((key, t, p));
     }
     keyed_samples(path, rows)
 }
 
-/// The majority label of every row of `ingest/shift.parquet` (schema [`schema::ingest_shift`]).
+/// The majority label of every row of `ingest/shift.parquet` (schema
+/// [`ferbayes_core::schema::ingest_shift`]).
 pub fn read_shift_labels(path: &Path) -> Result<HashMap<ShiftKey, Option<u8>>> {
     let cols = ["image", "corruption", "severity", "majority"];
-    let batches = read_parquet(path, &schema::ingest_shift(), Some(&cols), "just ingest")?;
-    let err = |m: String| ingest_err(path, m);
-    let mut out = HashMap::new();
-    for batch in &batches {
-        let image = column(batch, "image", &err)?
-            .as_string_opt::<i32>()
-            .ok_or_else(|| err("column `image` is not utf8".into()))?;
-        let corruption = column(batch, "corruption", &err)?
-            .as_string_opt::<i32>()
-            .ok_or_else(|| err("column `corruption` is not utf8".into()))?;
-        let severity = column(batch, "severity", &err)?
-            .as_primitive_opt::<UInt8Type>()
-            .ok_or_else(|| err("column `severity` is not u8".into()))?;
-        let label = column(batch, "majority", &err)?
-            .as_primitive_opt::<UInt8Type>()
-            .ok_or_else(|| err("column `majority` is not u8".into()))?;
-        for i in 0..batch.num_rows() {
-            let y = (!label.is_null(i)).then(|| label.value(i));
-            if y.is_some_and(|y| usize::from(y) >= NUM_CLASSES) {
-                return Err(err(format!(
-                    "{}: majority class {y:?} is out of range",
-                    image.value(i)
-                )));
-            }
-            out.insert(
-                ShiftKey {
-                    image: image.value(i).to_owned(),
-                    corruption: corruption.value(i).to_owned(),
-                    severity: severity.value(i),
-                },
-                y,
-            );
+    let table: Vec<ShiftFaceRow> = read_rows(path, Some(&cols), "just ingest")?;
+    let mut out = HashMap::with_capacity(table.len());
+    for row in table {
+        let y = row.majority;
+        if y.is_some_and(|y| usize::from(y) >= NUM_CLASSES) {
+            let message = format!("{}: majority class {y:?} is out of range", row.image);
+            return Err(ingest_err(path, message));
         }
+        let key = ShiftKey {
+            image: row.image,
+            corruption: row.corruption,
+            severity: row.severity,
+        };
+        out.insert(key, y);
     }
     Ok(out)
 }
 
-/// The sets of `ingest/ood.parquet` (schema [`schema::ingest_ood`]) with their `near` flag, in
-/// order of first appearance.
+/// The sets of `ingest/ood.parquet` (schema [`ferbayes_core::schema::ingest_ood`]) with their
+/// `near` flag, in order of first appearance.
 pub fn read_ood_sets(path: &Path) -> Result<Vec<(String, bool)>> {
-    let batches = read_parquet(
-        path,
-        &schema::ingest_ood(),
-        Some(&["set", "near"]),
-        "just ingest",
-    )?;
-    let err = |m: String| ingest_err(path, m);
+    let table: Vec<OodImageRow> = read_rows(path, Some(&["set", "near"]), "just ingest")?;
     let mut out: Vec<(String, bool)> = Vec::new();
-    for batch in &batches {
-        let set = column(batch, "set", &err)?
-            .as_string_opt::<i32>()
-            .ok_or_else(|| err("column `set` is not utf8".into()))?;
-        let near = column(batch, "near", &err)?
-            .as_boolean_opt()
-            .ok_or_else(|| err("column `near` is not boolean".into()))?;
-        for i in 0..batch.num_rows() {
-            let name = set.value(i);
-            if !out.iter().any(|(s, _)| s == name) {
-                out.push((name.to_owned(), near.value(i)));
-            }
+    for row in table {
+        if !out.iter().any(|(s, _)| *s == row.set) {
+            out.push((row.set, row.near));
         }
     }
     Ok(out)

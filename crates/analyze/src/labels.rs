@@ -4,13 +4,13 @@
 //! [`ferbayes_core::schema::analyze_labels`]).
 
 use std::path::Path;
-use std::sync::Arc;
 
-use arrow_array::{ArrayRef, Float64Array, RecordBatch, StringArray};
-use ferbayes_core::{Arch, LabelMode, Method, NUM_CLASSES, schema};
+use arrow_array::RecordBatch;
+use ferbayes_core::schema::rows::LabelsRow;
+use ferbayes_core::{Arch, LabelMode, Method, NUM_CLASSES};
 
 use crate::data::Samples;
-use crate::error::{AnalyzeError, Result};
+use crate::error::Result;
 use crate::metrics::{Evaluator, mean_prediction};
 
 /// The metric columns of [`LabelRow`], in table order.
@@ -163,26 +163,23 @@ fn nullable(v: f64) -> Option<f64> {
 
 /// The rows of `labels.parquet` (NaN as null).
 pub fn labels_batch(rows: &[LabelRow], path: &Path) -> Result<RecordBatch> {
-    let mut columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from_iter_values(
-            rows.iter().map(|r| r.label_mode.as_str()),
-        )),
-        Arc::new(StringArray::from_iter_values(
-            rows.iter().map(|r| r.arch.as_str()),
-        )),
-        Arc::new(StringArray::from_iter_values(
-            rows.iter().map(|r| r.method.as_str()),
-        )),
-    ];
-    for j in 0..METRICS.len() {
-        columns.push(Arc::new(Float64Array::from(
-            rows.iter()
-                .map(|r| nullable(r.values[j]))
-                .collect::<Vec<_>>(),
-        )));
-    }
-    RecordBatch::try_new(schema::analyze_labels(), columns).map_err(|e| AnalyzeError::Output {
-        path: path.to_owned(),
-        message: e.to_string(),
-    })
+    let rows: Vec<LabelsRow> = rows
+        .iter()
+        .map(|r| {
+            let [error, nll, ece, brier, jsd, soft_accuracy, entropy_corr] = r.values.map(nullable);
+            LabelsRow {
+                label_mode: r.label_mode.as_str().to_owned(),
+                arch: r.arch.as_str().to_owned(),
+                method: r.method.as_str().to_owned(),
+                error,
+                nll,
+                ece,
+                brier,
+                jsd,
+                soft_accuracy,
+                entropy_corr,
+            }
+        })
+        .collect();
+    Ok(ferbayes_core::io::rows_batch(path, &rows)?)
 }

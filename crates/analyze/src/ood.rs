@@ -5,10 +5,10 @@
 //! the metrics are [`crate::detection::ood_scores`].
 
 use std::path::Path;
-use std::sync::Arc;
 
-use arrow_array::{ArrayRef, BooleanArray, Float64Array, RecordBatch, StringArray};
-use ferbayes_core::{Arch, Method, schema};
+use arrow_array::RecordBatch;
+use ferbayes_core::schema::rows::OodDetectionRow;
+use ferbayes_core::{Arch, Method};
 
 use crate::data::{KeyedSamples, OodKey, Samples};
 use crate::detection::ood_scores;
@@ -153,31 +153,18 @@ fn nullable(v: f64) -> Option<f64> {
 
 /// The rows of `ood.parquet` (NaN as null).
 pub fn ood_batch(rows: &[OodRow], path: &Path) -> Result<RecordBatch> {
-    let f = |get: fn(&OodRow) -> f64| -> ArrayRef {
-        Arc::new(Float64Array::from(
-            rows.iter().map(|r| nullable(get(r))).collect::<Vec<_>>(),
-        ))
-    };
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from_iter_values(
-            rows.iter().map(|r| r.arch.as_str()),
-        )),
-        Arc::new(StringArray::from_iter_values(
-            rows.iter().map(|r| r.method.as_str()),
-        )),
-        Arc::new(StringArray::from_iter_values(
-            rows.iter().map(|r| r.set.as_str()),
-        )),
-        Arc::new(BooleanArray::from(
-            rows.iter().map(|r| r.near).collect::<Vec<_>>(),
-        )),
-        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.score))),
-        f(|r| r.auroc),
-        f(|r| r.aupr),
-        f(|r| r.fpr95),
-    ];
-    RecordBatch::try_new(schema::analyze_ood(), columns).map_err(|e| AnalyzeError::Output {
-        path: path.to_owned(),
-        message: e.to_string(),
-    })
+    let rows: Vec<OodDetectionRow> = rows
+        .iter()
+        .map(|r| OodDetectionRow {
+            arch: r.arch.as_str().to_owned(),
+            method: r.method.as_str().to_owned(),
+            set: r.set.clone(),
+            near: r.near,
+            score: r.score.to_owned(),
+            auroc: nullable(r.auroc),
+            aupr: nullable(r.aupr),
+            fpr95: nullable(r.fpr95),
+        })
+        .collect();
+    Ok(ferbayes_core::io::rows_batch(path, &rows)?)
 }

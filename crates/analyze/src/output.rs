@@ -1,57 +1,38 @@
 //! `metrics.parquet` and the console table.
 
 use std::fmt::Write as _;
-use std::sync::Arc;
 
-use arrow_array::{ArrayRef, Float64Array, RecordBatch, StringArray, UInt16Array};
-use ferbayes_core::{Split, schema};
+use arrow_array::RecordBatch;
+use ferbayes_core::Split;
+use ferbayes_core::schema::rows::MetricsRow;
 
 use crate::curves::Curve;
 use crate::error::{AnalyzeError, Result};
-use crate::metrics::Metrics;
 
 fn nullable(v: f64) -> Option<f64> {
     (!v.is_nan()).then_some(v)
 }
 
-/// The rows of `metrics.parquet` (schema [`schema::metrics`]): one per (curve, n), NaN as null.
+/// The rows of `metrics.parquet` (schema [`ferbayes_core::schema::metrics`]): one per
+/// (curve, n), NaN as null.
 pub fn metrics_batch(curves: &[Curve], path: &std::path::Path) -> Result<RecordBatch> {
-    let rows: usize = curves.iter().map(|c| c.index.len()).sum();
-    let mut arch = Vec::with_capacity(rows);
-    let mut method = Vec::with_capacity(rows);
-    let mut split = Vec::with_capacity(rows);
-    let mut n_col = Vec::with_capacity(rows);
-    let mut values: Vec<Vec<Option<f64>>> =
-        vec![Vec::with_capacity(rows); 2 * Metrics::NAMES.len()];
+    let mut rows = Vec::with_capacity(curves.iter().map(|c| c.index.len()).sum());
     for c in curves {
         for (i, (m, s)) in c.index.iter().zip(&c.ordering_std).enumerate() {
-            arch.push(c.arch.as_str());
-            method.push(c.method.as_str());
-            split.push(c.split.name());
-            n_col.push(u16::try_from(i + 1).map_err(|_| AnalyzeError::Output {
-                path: path.to_owned(),
-                message: format!("{} samples do not fit the u16 column `n`", c.samples),
-            })?);
-            for (j, v) in m.to_array().into_iter().chain(s.to_array()).enumerate() {
-                values[j].push(nullable(v));
-            }
+            rows.push(MetricsRow {
+                arch: c.arch.as_str().to_owned(),
+                method: c.method.as_str().to_owned(),
+                split: c.split.name().to_owned(),
+                n: u16::try_from(i + 1).map_err(|_| AnalyzeError::Output {
+                    path: path.to_owned(),
+                    message: format!("{} samples do not fit the u16 column `n`", c.samples),
+                })?,
+                values: m.to_array().map(nullable),
+                stds: s.to_array().map(nullable),
+            });
         }
     }
-    let mut columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from(arch)),
-        Arc::new(StringArray::from(method)),
-        Arc::new(StringArray::from(split)),
-        Arc::new(UInt16Array::from(n_col)),
-    ];
-    columns.extend(
-        values
-            .into_iter()
-            .map(|v| Arc::new(Float64Array::from(v)) as ArrayRef),
-    );
-    RecordBatch::try_new(schema::metrics(), columns).map_err(|e| AnalyzeError::Output {
-        path: path.to_owned(),
-        message: e.to_string(),
-    })
+    Ok(ferbayes_core::io::rows_batch(path, &rows)?)
 }
 
 /// Formats a metric with 4 decimals, `-` when undefined.

@@ -7,10 +7,9 @@
 //! The faces are those of the other metrics: the ones with a majority label.
 
 use std::path::Path;
-use std::sync::Arc;
 
-use arrow_array::{ArrayRef, Float64Array, RecordBatch, StringArray, UInt16Array};
-use ferbayes_core::schema::{self, CONFORMAL_ALPHAS, SHOWN_ALPHA};
+use arrow_array::RecordBatch;
+use ferbayes_core::schema::{CONFORMAL_ALPHAS, SHOWN_ALPHA, rows};
 use ferbayes_core::{Arch, Method, NUM_CLASSES, Split};
 use rayon::prelude::*;
 
@@ -279,63 +278,46 @@ fn n_u16(n: usize, path: &Path) -> Result<u16> {
     })
 }
 
-fn output_err(path: &Path, e: impl std::fmt::Display) -> AnalyzeError {
-    AnalyzeError::Output {
-        path: path.to_owned(),
-        message: e.to_string(),
-    }
-}
-
-/// The `arch`, `method` and `n` columns that open both tables.
-fn key_columns(
-    keys: impl Iterator<Item = (Arch, Method, usize)> + Clone,
-    path: &Path,
-) -> Result<Vec<ArrayRef>> {
-    let n: Vec<u16> = keys
-        .clone()
-        .map(|(_, _, n)| n_u16(n, path))
-        .collect::<Result<_>>()?;
-    Ok(vec![
-        Arc::new(StringArray::from_iter_values(
-            keys.clone().map(|(a, _, _)| a.as_str()),
-        )),
-        Arc::new(StringArray::from_iter_values(
-            keys.map(|(_, m, _)| m.as_str()),
-        )),
-        Arc::new(UInt16Array::from(n)),
-    ])
-}
-
-/// The rows of `temperature.parquet` (schema [`schema::analyze_temperature`]).
+/// The rows of `temperature.parquet` (schema
+/// [`ferbayes_core::schema::analyze_temperature`]), NaN as null.
 pub fn temperature_batch(rows: &[TemperatureRow], path: &Path) -> Result<RecordBatch> {
-    let mut columns = key_columns(rows.iter().map(|r| (r.arch, r.method, r.n)), path)?;
-    columns.push(Arc::new(Float64Array::from_iter(
-        rows.iter().map(|r| nullable(r.temperature)),
-    )));
-    for j in 0..schema::TEMPERATURE_METRICS.len() {
-        columns.push(Arc::new(Float64Array::from_iter(
-            rows.iter().map(|r| nullable(r.before[j])),
-        )));
-        columns.push(Arc::new(Float64Array::from_iter(
-            rows.iter().map(|r| nullable(r.after[j])),
-        )));
-    }
-    RecordBatch::try_new(schema::analyze_temperature(), columns).map_err(|e| output_err(path, e))
+    let rows = rows
+        .iter()
+        .map(|r| {
+            Ok(rows::TemperatureRow {
+                arch: r.arch.as_str().to_owned(),
+                method: r.method.as_str().to_owned(),
+                n: n_u16(r.n, path)?,
+                temperature: nullable(r.temperature),
+                before: r.before.map(nullable),
+                after: r.after.map(nullable),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(ferbayes_core::io::rows_batch(path, &rows)?)
 }
 
-/// The rows of `conformal.parquet` (schema [`schema::analyze_conformal`]).
+/// The rows of `conformal.parquet` (schema [`ferbayes_core::schema::analyze_conformal`]), NaN
+/// as null.
 pub fn conformal_batch(rows: &[ConformalRow], path: &Path) -> Result<RecordBatch> {
-    let mut columns = key_columns(rows.iter().map(|r| (r.arch, r.method, r.n)), path)?;
-    columns.push(Arc::new(Float64Array::from_iter_values(
-        rows.iter().map(|r| r.alpha),
-    )));
-    columns.push(Arc::new(Float64Array::from_iter_values(
-        rows.iter().map(|r| r.qhat),
-    )));
-    for j in 0..schema::CONFORMAL_METRICS.len() {
-        columns.push(Arc::new(Float64Array::from_iter(
-            rows.iter().map(|r| nullable(r.metrics.to_array()[j])),
-        )));
-    }
-    RecordBatch::try_new(schema::analyze_conformal(), columns).map_err(|e| output_err(path, e))
+    let rows = rows
+        .iter()
+        .map(|r| {
+            let m = &r.metrics;
+            Ok(rows::ConformalRow {
+                arch: r.arch.as_str().to_owned(),
+                method: r.method.as_str().to_owned(),
+                n: n_u16(r.n, path)?,
+                alpha: r.alpha,
+                qhat: r.qhat,
+                coverage: nullable(m.coverage),
+                set_size: nullable(m.set_size),
+                crowd_recall: nullable(m.crowd_recall),
+                crowd_precision: nullable(m.crowd_precision),
+                crowd_exact: nullable(m.crowd_exact),
+                size_entropy_spearman: nullable(m.size_entropy_spearman),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(ferbayes_core::io::rows_batch(path, &rows)?)
 }

@@ -4,14 +4,14 @@
 //! `analyze/selective.parquet` (schema [`ferbayes_core::schema::analyze_selective`]).
 
 use std::path::Path;
-use std::sync::Arc;
 
-use arrow_array::{ArrayRef, Float64Array, RecordBatch, StringArray};
-use ferbayes_core::{Arch, Method, schema};
+use arrow_array::RecordBatch;
+use ferbayes_core::schema::rows;
+use ferbayes_core::{Arch, Method};
 
 use crate::data::Samples;
 use crate::detection::{accuracy_at_coverage, coverage_at_accuracy, downsample, risk_coverage};
-use crate::error::{AnalyzeError, Result};
+use crate::error::Result;
 use crate::metrics::{face_uncertainty, predict};
 
 /// The ranking scores, in table order.
@@ -88,26 +88,17 @@ fn nullable(v: f64) -> Option<f64> {
 
 /// The rows of `selective.parquet` (NaN as null).
 pub fn selective_batch(rows: &[SelectiveRow], path: &Path) -> Result<RecordBatch> {
-    let f = |get: fn(&SelectiveRow) -> f64| -> ArrayRef {
-        Arc::new(Float64Array::from(
-            rows.iter().map(|r| nullable(get(r))).collect::<Vec<_>>(),
-        ))
-    };
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from_iter_values(
-            rows.iter().map(|r| r.arch.as_str()),
-        )),
-        Arc::new(StringArray::from_iter_values(
-            rows.iter().map(|r| r.method.as_str()),
-        )),
-        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.score))),
-        f(|r| r.accuracy_at_80),
-        f(|r| r.accuracy_at_90),
-        f(|r| r.coverage_at_90_accuracy),
-        f(|r| r.aurc),
-    ];
-    RecordBatch::try_new(schema::analyze_selective(), columns).map_err(|e| AnalyzeError::Output {
-        path: path.to_owned(),
-        message: e.to_string(),
-    })
+    let rows: Vec<rows::SelectiveRow> = rows
+        .iter()
+        .map(|r| rows::SelectiveRow {
+            arch: r.arch.as_str().to_owned(),
+            method: r.method.as_str().to_owned(),
+            score: r.score.to_owned(),
+            accuracy_at_80: nullable(r.accuracy_at_80),
+            accuracy_at_90: nullable(r.accuracy_at_90),
+            coverage_at_90_accuracy: nullable(r.coverage_at_90_accuracy),
+            aurc: nullable(r.aurc),
+        })
+        .collect();
+    Ok(ferbayes_core::io::rows_batch(path, &rows)?)
 }

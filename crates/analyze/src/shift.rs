@@ -6,10 +6,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::sync::Arc;
 
-use arrow_array::{ArrayRef, Float64Array, RecordBatch, StringArray, UInt8Array, UInt32Array};
-use ferbayes_core::{Arch, Method, NUM_CLASSES, schema};
+use arrow_array::RecordBatch;
+use ferbayes_core::schema::rows::ShiftMetricsRow;
+use ferbayes_core::{Arch, Method, NUM_CLASSES};
 
 use crate::data::{KeyedSamples, ShiftKey};
 use crate::error::{AnalyzeError, Result};
@@ -174,36 +174,25 @@ fn nullable(v: f64) -> Option<f64> {
 
 /// The rows of `shift.parquet` (NaN as null).
 pub fn shift_batch(rows: &[ShiftRow], path: &Path) -> Result<RecordBatch> {
-    let out_err = |message: String| AnalyzeError::Output {
-        path: path.to_owned(),
-        message,
-    };
-    let faces = rows
+    let rows = rows
         .iter()
-        .map(|r| u32::try_from(r.faces))
-        .collect::<std::result::Result<Vec<u32>, _>>()
-        .map_err(|e| out_err(format!("face count does not fit u32: {e}")))?;
-    let mut columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from_iter_values(
-            rows.iter().map(|r| r.arch.as_str()),
-        )),
-        Arc::new(StringArray::from_iter_values(
-            rows.iter().map(|r| r.method.as_str()),
-        )),
-        Arc::new(StringArray::from_iter_values(
-            rows.iter().map(|r| r.corruption.as_str()),
-        )),
-        Arc::new(UInt8Array::from_iter_values(
-            rows.iter().map(|r| r.severity),
-        )),
-        Arc::new(UInt32Array::from(faces)),
-    ];
-    for m in METRICS {
-        columns.push(Arc::new(Float64Array::from(
-            rows.iter()
-                .map(|r| nullable(r.get(m).unwrap_or(f64::NAN)))
-                .collect::<Vec<_>>(),
-        )));
-    }
-    RecordBatch::try_new(schema::analyze_shift(), columns).map_err(|e| out_err(e.to_string()))
+        .map(|r| {
+            Ok(ShiftMetricsRow {
+                arch: r.arch.as_str().to_owned(),
+                method: r.method.as_str().to_owned(),
+                corruption: r.corruption.clone(),
+                severity: r.severity,
+                faces: u32::try_from(r.faces).map_err(|e| AnalyzeError::Output {
+                    path: path.to_owned(),
+                    message: format!("face count does not fit u32: {e}"),
+                })?,
+                error: nullable(r.error),
+                nll: nullable(r.nll),
+                ece: nullable(r.ece),
+                entropy: nullable(r.entropy),
+                mutual_information: nullable(r.mutual_information),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(ferbayes_core::io::rows_batch(path, &rows)?)
 }

@@ -16,6 +16,7 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
 use crate::error::{Error, Result};
+use crate::schema::Row;
 
 /// A file written under a temporary name, renamed to its destination by [`PendingFile::commit`].
 #[derive(Debug)]
@@ -182,6 +183,33 @@ pub fn read_parquet(
             })
         })
         .collect()
+}
+
+/// Reads a whole Parquet table as its rows, optionally only the named columns (the other fields
+/// keep their defaults, see [`Row::from_batch_columns`]); a missing or retyped column names the
+/// file and the recipe that rebuilds it.
+pub fn read_rows<R: Row>(path: &Path, columns: Option<&[&str]>, recipe: &str) -> Result<Vec<R>> {
+    let batches = read_parquet(path, &R::schema(), columns, recipe)?;
+    let mut rows = Vec::with_capacity(batches.iter().map(RecordBatch::num_rows).sum());
+    for batch in &batches {
+        rows.extend(
+            R::from_batch_columns(batch, columns).map_err(|e| Error::Artifact {
+                path: path.to_owned(),
+                message: e.to_string(),
+                hint: Some(format!("run `{recipe}` to rebuild it")),
+            })?,
+        );
+    }
+    Ok(rows)
+}
+
+/// The record batch of `rows`; a failure (a list of the wrong length) names `path`, the file the
+/// batch is for.
+pub fn rows_batch<R: Row>(path: &Path, rows: &[R]) -> Result<RecordBatch> {
+    R::to_batch(rows).map_err(|e| Error::Parquet {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })
 }
 
 #[cfg(test)]

@@ -1,10 +1,16 @@
-//! Arrow schemas of the Parquet artifacts, one constructor per artifact.
+//! Arrow schemas of the Parquet artifacts, one constructor per artifact, and beside them in
+//! [`rows`] each table's typed row struct, which converts to and from record batches ([`Row`]).
 
 use std::sync::{Arc, LazyLock};
 
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 
 use crate::classes::{IMAGE_PIXELS, NUM_CLASSES, NUM_VOTES};
+
+mod cell;
+pub mod rows;
+
+pub use cell::{Row, RowError};
 
 /// Version of the artifact schemas; bumped whenever a column changes meaning or type.
 pub const SCHEMA_VERSION: u32 = 1;

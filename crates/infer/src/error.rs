@@ -12,6 +12,8 @@ pub enum InferError {
     Core(#[from] ferbayes_core::Error),
     #[error(transparent)]
     Model(#[from] ferbayes_models::Error),
+    #[error("the rows of an infer table: {0}")]
+    Rows(#[from] ferbayes_core::schema::RowError),
     #[error("candle: {0}")]
     Candle(#[from] candle_core::Error),
     #[error("{}: no trained weights; run `{recipe}` first", path.display())]

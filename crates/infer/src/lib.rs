@@ -14,22 +14,20 @@ pub mod testing;
 
 use std::borrow::Cow;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Instant;
 
-use arrow_array::builder::{StringBuilder, UInt16Builder};
-use arrow_array::cast::AsArray;
-use arrow_array::types::UInt8Type;
-use arrow_array::{
-    ArrayRef, FixedSizeListArray, Float32Array, RecordBatch, StringArray, UInt8Array,
-};
-use arrow_schema::{DataType, Field, SchemaRef};
+use arrow_array::RecordBatch;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use ferbayes_core::cli::Selection;
+use ferbayes_core::io::rows_batch;
 use ferbayes_core::runner::Begin;
+use ferbayes_core::schema::Row;
+use ferbayes_core::schema::rows::{
+    FaceRow, InferOodRow, InferRow, InferShiftRow, OodImageRow, ShiftFaceRow,
+};
 use ferbayes_core::seed::mix;
-use ferbayes_core::{Arch, IMAGE_PIXELS, Layout, Method, NUM_CLASSES, Settings, Split, schema};
+use ferbayes_core::{Arch, IMAGE_PIXELS, Layout, Method, NUM_CLASSES, Settings, Split};
 use ferbayes_models::{Backend, Mode, Model, ModelConfig, Noise};
 use tracing_indicatif::span_ext::IndicatifSpanExt;
 
@@ -43,20 +41,24 @@ pub struct Faces {
     pub pixels: Vec<u8>,
 }
 
+impl FromIterator<(String, Vec<u8>)> for Faces {
+    /// Faces from (image, pixels) pairs, in order.
+    fn from_iter<I: IntoIterator<Item = (String, Vec<u8>)>>(iter: I) -> Self {
+        let mut faces = Faces::default();
+        for (image, pixels) in iter {
+            faces.images.push(image);
+            faces.pixels.extend_from_slice(&pixels);
+        }
+        faces
+    }
+}
+
 impl Faces {
     /// Reads every face of an ingest split.
     pub fn load(path: &std::path::Path) -> Result<Faces> {
-        let batches = ferbayes_core::io::read_parquet(
-            path,
-            &schema::ingest(),
-            Some(&["image", "pixels"]),
-            "just ingest",
-        )?;
-        let mut faces = Faces::default();
-        for batch in &batches {
-            push_faces(&mut faces, batch);
-        }
-        Ok(faces)
+        let rows: Vec<FaceRow> =
+            ferbayes_core::io::read_rows(path, Some(&["image", "pixels"]), "just ingest")?;
+        Ok(rows.into_iter().map(|r| (r.image, r.pixels)).collect())
     }
 
     pub fn len(&self) -> usize {
@@ -358,7 +360,7 @@ pub fn run(
             }
             stage.write_table(
                 table.path,
-                &table.schema,
+                &batch.schema(),
                 vec![batch],
                 ferbayes_core::io::TABLE_ZSTD_LEVEL,
             )?;
@@ -373,38 +375,88 @@ pub fn run(
 const SPLITS: [Split; 2] = [Split::Valid, Split::Test];
 
 /// One table infer writes for a combination: which images it samples, where it goes, and the
-/// per-image columns it carries beside [`infer_split`]'s `image`, `sample` and `probs`.
+/// per-image keys its rows carry beside `image`, `sample` and `probs`.
 struct Table<'a> {
     name: String,
     /// Set for the valid and test tables (reported in [`InferSummary::splits`]).
     split: Option<Split>,
     faces: Cow<'a, Faces>,
     path: PathBuf,
-    schema: SchemaRef,
-    /// Per-image columns, already repeated once per sample.
-    extra: Vec<(&'static str, ArrayRef)>,
+    keys: Keys,
+}
+
+/// The per-image keys of a table's rows beyond the image name.
+enum Keys {
+    /// A split table ([`InferRow`]).
+    Split,
+    /// The shift table ([`InferShiftRow`]): each image's corruption and severity.
+    Shift {
+        corruption: Vec<String>,
+        severity: Vec<u8>,
+    },
+    /// The OOD table ([`InferOodRow`]): each image's set.
+    Ood { set: Vec<String> },
 }
 
 impl Table<'_> {
-    /// Samples every image and lays the columns out in the table's schema order.
+    /// Samples every image and builds the table's rows, image after image, sample after sample.
     fn sample(&self, predictor: &Predictor, batch_size: usize) -> Result<RecordBatch> {
         let task = format!("{}/{}/{}", predictor.arch, predictor.method, self.name);
-        let base = infer_split(predictor, &self.faces, batch_size, &task)?;
-        let columns: Vec<ArrayRef> = self
-            .schema
-            .fields()
-            .iter()
-            .map(|field| {
-                let name = field.name().as_str();
-                base.column_by_name(name)
-                    .or_else(|| self.extra.iter().find(|(n, _)| *n == name).map(|(_, c)| c))
-                    .unwrap_or_else(|| panic!("infer builds column {name}"))
-                    .clone()
-            })
-            .collect();
-        Ok(RecordBatch::try_new(Arc::clone(&self.schema), columns)
-            .expect("columns match the table's schema"))
+        let probs = sample_probs(predictor, &self.faces, batch_size, &task)?;
+        let (images, s) = (&self.faces.images, predictor.samples());
+        let batch = match &self.keys {
+            Keys::Split => rows_batch(&self.path, &split_rows(images, &probs, s)),
+            Keys::Shift {
+                corruption,
+                severity,
+            } => rows_batch(
+                &self.path,
+                &long_rows(images, &probs, s, |i, image, sample, probs| InferShiftRow {
+                    image,
+                    corruption: corruption[i].clone(),
+                    severity: severity[i],
+                    sample,
+                    probs,
+                }),
+            ),
+            Keys::Ood { set } => rows_batch(
+                &self.path,
+                &long_rows(images, &probs, s, |i, image, sample, probs| InferOodRow {
+                    set: set[i].clone(),
+                    image,
+                    sample,
+                    probs,
+                }),
+            ),
+        };
+        Ok(batch?)
     }
+}
+
+/// The long-format rows of `images` with `samples` predictions each (`probs` image-major).
+fn long_rows<R>(
+    images: &[String],
+    probs: &[[f32; NUM_CLASSES]],
+    samples: usize,
+    row: impl Fn(usize, String, u16, [f32; NUM_CLASSES]) -> R,
+) -> Vec<R> {
+    images
+        .iter()
+        .enumerate()
+        .flat_map(|(i, image)| {
+            let row = &row;
+            (0..samples).map(move |t| row(i, image.clone(), t as u16, probs[i * samples + t]))
+        })
+        .collect()
+}
+
+/// The rows of a split table (schema [`ferbayes_core::schema::infer`]).
+fn split_rows(images: &[String], probs: &[[f32; NUM_CLASSES]], samples: usize) -> Vec<InferRow> {
+    long_rows(images, probs, samples, |_, image, sample, probs| InferRow {
+        image,
+        sample,
+        probs,
+    })
 }
 
 /// The valid and test tables, and the shift and OOD tables where the profile has them.
@@ -414,7 +466,7 @@ fn tables<'a>(
     predictor: &Predictor,
     splits: &'a [Faces],
 ) -> Result<Vec<Table<'a>>> {
-    let (arch, method, s) = (predictor.arch, predictor.method, predictor.samples());
+    let (arch, method) = (predictor.arch, predictor.method);
     let mut tables: Vec<Table<'a>> = SPLITS
         .iter()
         .zip(splits)
@@ -423,27 +475,21 @@ fn tables<'a>(
             split: Some(split),
             faces: Cow::Borrowed(faces),
             path: layout.infer_split(arch, method, split),
-            schema: schema::infer(),
-            extra: Vec::new(),
+            keys: Keys::Split,
         })
         .collect();
     let (shift, ood) = ferbayes_core::plan::extras(layout, settings);
     if shift {
         let (faces, corruption, severity) = load_shift(&layout.ingest_shift())?;
-        let severity: UInt8Array = severity
-            .iter()
-            .flat_map(|&v| std::iter::repeat_n(v, s))
-            .collect();
         tables.push(Table {
             name: "shift".into(),
             split: None,
             faces: Cow::Owned(faces),
             path: layout.infer_shift(arch, method),
-            schema: schema::infer_shift(),
-            extra: vec![
-                ("corruption", repeat_strings(&corruption, s)),
-                ("severity", Arc::new(severity)),
-            ],
+            keys: Keys::Shift {
+                corruption,
+                severity,
+            },
         });
     }
     if ood {
@@ -453,119 +499,69 @@ fn tables<'a>(
             split: None,
             faces: Cow::Owned(faces),
             path: layout.infer_ood(arch, method),
-            schema: schema::infer_ood(),
-            extra: vec![("set", repeat_strings(&set, s))],
+            keys: Keys::Ood { set },
         });
     }
     Ok(tables)
 }
 
-/// Each value `samples` times, in order: a per-image column of a long-format table.
-fn repeat_strings(values: &[String], samples: usize) -> ArrayRef {
-    let column: StringArray = values
-        .iter()
-        .flat_map(|v| std::iter::repeat_n(Some(v.as_str()), samples))
-        .collect();
-    Arc::new(column)
-}
-
 /// The corrupted faces of `ingest/shift.parquet` with each face's corruption and severity.
 pub fn load_shift(path: &std::path::Path) -> Result<(Faces, Vec<String>, Vec<u8>)> {
-    let batches = ferbayes_core::io::read_parquet(
-        path,
-        &schema::ingest_shift(),
-        Some(&["image", "pixels", "corruption", "severity"]),
-        "just ingest",
-    )?;
-    let (mut faces, mut corruption, mut severity) = (Faces::default(), Vec::new(), Vec::new());
-    for batch in &batches {
-        push_faces(&mut faces, batch);
-        let c = named(batch, "corruption").as_string::<i32>();
-        let v = named(batch, "severity").as_primitive::<UInt8Type>();
-        for i in 0..batch.num_rows() {
-            corruption.push(c.value(i).to_owned());
-            severity.push(v.value(i));
-        }
-    }
+    let columns = ["image", "pixels", "corruption", "severity"];
+    let rows: Vec<ShiftFaceRow> =
+        ferbayes_core::io::read_rows(path, Some(&columns), "just ingest")?;
+    let (mut corruption, mut severity) = (Vec::new(), Vec::new());
+    let faces = rows
+        .into_iter()
+        .map(|r| {
+            corruption.push(r.corruption);
+            severity.push(r.severity);
+            (r.image, r.pixels)
+        })
+        .collect();
     Ok((faces, corruption, severity))
 }
 
 /// The images of `ingest/ood.parquet` with each image's set.
 pub fn load_ood(path: &std::path::Path) -> Result<(Faces, Vec<String>)> {
-    let batches = ferbayes_core::io::read_parquet(
-        path,
-        &schema::ingest_ood(),
-        Some(&["image", "pixels", "set"]),
-        "just ingest",
-    )?;
-    let (mut faces, mut set) = (Faces::default(), Vec::new());
-    for batch in &batches {
-        push_faces(&mut faces, batch);
-        let c = named(batch, "set").as_string::<i32>();
-        for i in 0..batch.num_rows() {
-            set.push(c.value(i).to_owned());
-        }
-    }
+    let columns = ["image", "pixels", "set"];
+    let rows: Vec<OodImageRow> = ferbayes_core::io::read_rows(path, Some(&columns), "just ingest")?;
+    let mut set = Vec::new();
+    let faces = rows
+        .into_iter()
+        .map(|r| {
+            set.push(r.set);
+            (r.image, r.pixels)
+        })
+        .collect();
     Ok((faces, set))
 }
 
-/// A column that [`ferbayes_core::io::read_parquet`] has checked to exist.
-fn named<'a>(batch: &'a RecordBatch, name: &str) -> &'a ArrayRef {
-    batch
-        .column_by_name(name)
-        .expect("read_parquet checked the column against the schema")
-}
-
-/// Appends the `image` and `pixels` of a batch's rows.
-fn push_faces(faces: &mut Faces, batch: &RecordBatch) {
-    let images = named(batch, "image").as_string::<i32>();
-    let pixels = named(batch, "pixels").as_fixed_size_list();
-    let values = pixels.values().as_primitive::<UInt8Type>().values();
-    for i in 0..batch.num_rows() {
-        faces.images.push(images.value(i).to_owned());
-        let at = pixels.value_offset_at(i);
-        faces
-            .pixels
-            .extend_from_slice(&values[at..at + IMAGE_PIXELS]);
-    }
-}
-
-/// Samples every face of a split into one record batch (schema [`schema::infer`]).
+/// Samples every face of a split into one record batch (schema [`ferbayes_core::schema::infer`]).
 pub fn infer_split(
     predictor: &Predictor,
     faces: &Faces,
     batch_size: usize,
     task: &str,
 ) -> Result<RecordBatch> {
-    let s = predictor.samples();
-    let n = faces.len();
-    let mut probs: Vec<f32> = Vec::with_capacity(n * s * NUM_CLASSES);
-    let span = ferbayes_core::cli::progress_span(task, n as u64);
+    let probs = sample_probs(predictor, faces, batch_size, task)?;
+    let rows = split_rows(&faces.images, &probs, predictor.samples());
+    Ok(InferRow::to_batch(&rows)?)
+}
+
+/// Every sample's probabilities of every face, face after face (`samples` rows per face).
+fn sample_probs(
+    predictor: &Predictor,
+    faces: &Faces,
+    batch_size: usize,
+    task: &str,
+) -> Result<Vec<[f32; NUM_CLASSES]>> {
+    let mut probs = Vec::with_capacity(faces.len() * predictor.samples());
+    let span = ferbayes_core::cli::progress_span(task, faces.len() as u64);
     let _enter = span.enter();
     for (b, chunk) in faces.pixels.chunks(batch_size * IMAGE_PIXELS).enumerate() {
-        for p in predictor.predict(chunk, b as u64)? {
-            probs.extend_from_slice(&p);
-        }
+        probs.extend(predictor.predict(chunk, b as u64)?);
         span.pb_inc((chunk.len() / IMAGE_PIXELS) as u64);
     }
-    let mut image = StringBuilder::with_capacity(n * s, n * s * 14);
-    let mut sample = UInt16Builder::with_capacity(n * s);
-    for name in &faces.images {
-        for t in 0..s {
-            image.append_value(name);
-            sample.append_value(t as u16);
-        }
-    }
-    let probs = FixedSizeListArray::new(
-        Arc::new(Field::new("item", DataType::Float32, false)),
-        NUM_CLASSES as i32,
-        Arc::new(Float32Array::from(probs)),
-        None,
-    );
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(image.finish()),
-        Arc::new(sample.finish()),
-        Arc::new(probs),
-    ];
-    Ok(RecordBatch::try_new(schema::infer(), columns).expect("columns match the infer schema"))
+    Ok(probs)
 }

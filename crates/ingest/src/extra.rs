@@ -14,19 +14,16 @@
 //! photo.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use arrow_array::builder::{BooleanBuilder, StringBuilder, UInt8Builder};
-use arrow_array::{ArrayRef, RecordBatch};
+use ferbayes_core::schema::rows::{OodImageRow, ShiftFaceRow};
 use ferbayes_core::seed::{mix, stream_of};
-use ferbayes_core::{NUM_CLASSES, OodSettings, ShiftSettings, schema};
+use ferbayes_core::{OodSettings, ShiftSettings};
 use rayon::prelude::*;
 
 use crate::error::{IngestError, Result};
 use crate::labels::Labels;
 use crate::shift::{Corruption, GeneratedOod, SEVERITIES};
 use crate::source::Face;
-use crate::{OptionalVectors, fixed_list_u8};
 
 /// The setting's file for error messages about the extra sets.
 const SETTINGS: &str = "pipeline.toml";
@@ -62,17 +59,9 @@ pub fn generated_sets(settings: &OodSettings) -> Result<Vec<GeneratedOod>> {
         .collect()
 }
 
-/// One row of `ingest/shift.parquet`.
-struct ShiftRow<'a> {
-    face: &'a Face,
-    labels: Labels,
-    corruption: &'static str,
-    severity: u8,
-    pixels: Vec<u8>,
-}
-
-/// `ingest/shift.parquet` from the test faces (schema [`schema::ingest_shift`]).
-pub fn shift_batch(test: &[Face], settings: &ShiftSettings) -> Result<RecordBatch> {
+/// The rows of `ingest/shift.parquet` from the test faces (schema
+/// [`ferbayes_core::schema::ingest_shift`]).
+pub fn shift_rows(test: &[Face], settings: &ShiftSettings) -> Result<Vec<ShiftFaceRow>> {
     let kinds = corruptions(settings)?;
     let chosen: Vec<(&Face, Labels)> = test
         .iter()
@@ -80,16 +69,18 @@ pub fn shift_batch(test: &[Face], settings: &ShiftSettings) -> Result<RecordBatc
         .filter(|(_, l)| l.majority.is_some())
         .take(settings.faces)
         .collect();
-    let rows: Vec<Vec<ShiftRow<'_>>> = chosen
+    let rows: Vec<Vec<ShiftFaceRow>> = chosen
         .par_iter()
         .map(|(face, labels)| {
-            let mut rows = vec![ShiftRow {
-                face,
-                labels: labels.clone(),
-                corruption: "none",
-                severity: 0,
-                pixels: face.pixels.clone(),
-            }];
+            let row = |corruption: &str, severity: u8, pixels: Vec<u8>| ShiftFaceRow {
+                image: face.image.clone(),
+                corruption: corruption.to_owned(),
+                severity,
+                pixels,
+                majority: labels.majority,
+                crowd: labels.crowd,
+            };
+            let mut rows = vec![row("none", 0, face.pixels.clone())];
             for &kind in &kinds {
                 let seed = mix(
                     mix(settings.seed, stream_of(kind.as_str())),
@@ -101,44 +92,13 @@ pub fn shift_batch(test: &[Face], settings: &ShiftSettings) -> Result<RecordBatc
                             path: PathBuf::from(&face.image),
                             message: format!("cannot corrupt ({kind}, {severity}): {e}"),
                         })?;
-                    rows.push(ShiftRow {
-                        face,
-                        labels: labels.clone(),
-                        corruption: kind.as_str(),
-                        severity,
-                        pixels,
-                    });
+                    rows.push(row(kind.as_str(), severity, pixels));
                 }
             }
             Ok(rows)
         })
         .collect::<Result<_>>()?;
-    let n: usize = rows.iter().map(Vec::len).sum();
-    let mut image = StringBuilder::with_capacity(n, n * 14);
-    let mut corruption = StringBuilder::with_capacity(n, n * 12);
-    let mut severity = UInt8Builder::with_capacity(n);
-    let mut pixels = Vec::with_capacity(n * ferbayes_core::IMAGE_PIXELS);
-    let mut majority = UInt8Builder::with_capacity(n);
-    let mut crowd = OptionalVectors::new(n);
-    for row in rows.iter().flatten() {
-        image.append_value(&row.face.image);
-        corruption.append_value(row.corruption);
-        severity.append_value(row.severity);
-        pixels.extend_from_slice(&row.pixels);
-        majority.append_option(row.labels.majority);
-        crowd.push(row.labels.crowd);
-    }
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(image.finish()),
-        Arc::new(corruption.finish()),
-        Arc::new(severity.finish()),
-        Arc::new(fixed_list_u8(pixels, ferbayes_core::IMAGE_PIXELS)),
-        Arc::new(majority.finish()),
-        Arc::new(crowd.finish()),
-    ];
-    debug_assert_eq!(NUM_CLASSES, 8);
-    Ok(RecordBatch::try_new(schema::ingest_shift(), columns)
-        .expect("columns match the ingest shift schema"))
+    Ok(rows.into_iter().flatten().collect())
 }
 
 /// The images of an OOD folder (PNG and JPEG, sorted by file name), at most `limit` spread
@@ -192,9 +152,9 @@ pub fn folder_set_name(dir: &Path) -> String {
         .unwrap_or_else(|| dir.display().to_string())
 }
 
-/// `ingest/ood.parquet` (schema [`schema::ingest_ood`]): the generated sets, built from the test
-/// faces where a set needs faces, then the image folders.
-pub fn ood_batch(test: &[Face], settings: &OodSettings) -> Result<RecordBatch> {
+/// The rows of `ingest/ood.parquet` (schema [`ferbayes_core::schema::ingest_ood`]): the
+/// generated sets, built from the test faces where a set needs faces, then the image folders.
+pub fn ood_rows(test: &[Face], settings: &OodSettings) -> Result<Vec<OodImageRow>> {
     let kinds = generated_sets(settings)?;
     if test.is_empty() && kinds.iter().any(|k| k.uses_face()) {
         return Err(setting_error(
@@ -202,10 +162,9 @@ pub fn ood_batch(test: &[Face], settings: &OodSettings) -> Result<RecordBatch> {
             "the face-based sets need test faces, and the test split is empty".into(),
         ));
     }
-    // (set, image, near, pixels)
-    let mut rows: Vec<(String, String, bool, Vec<u8>)> = Vec::new();
+    let mut rows: Vec<OodImageRow> = Vec::new();
     for kind in kinds {
-        let made: Vec<(String, String, bool, Vec<u8>)> = (0..settings.faces)
+        let made: Vec<OodImageRow> = (0..settings.faces)
             .into_par_iter()
             .map(|i| {
                 let face = &test[i % test.len().max(1)];
@@ -216,12 +175,12 @@ pub fn ood_batch(test: &[Face], settings: &OodSettings) -> Result<RecordBatch> {
                         message: format!("cannot make the {kind} image: {e}"),
                     }
                 })?;
-                Ok((
-                    kind.as_str().to_owned(),
-                    format!("{kind}-{i:05}"),
-                    kind.is_near_ood(),
+                Ok(OodImageRow {
+                    set: kind.as_str().to_owned(),
+                    image: format!("{kind}-{i:05}"),
+                    near: kind.is_near_ood(),
                     pixels,
-                ))
+                })
             })
             .collect::<Result<_>>()?;
         rows.extend(made);
@@ -229,7 +188,7 @@ pub fn ood_batch(test: &[Face], settings: &OodSettings) -> Result<RecordBatch> {
     for dir in &settings.folders {
         let set = folder_set_name(dir);
         let files = folder_images(dir, settings.faces)?;
-        let loaded: Vec<(String, String, bool, Vec<u8>)> = files
+        let loaded: Vec<OodImageRow> = files
             .par_iter()
             .map(|path| {
                 let photo = crate::photo::load_photo(path)?;
@@ -237,28 +196,15 @@ pub fn ood_batch(test: &[Face], settings: &OodSettings) -> Result<RecordBatch> {
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_default();
-                Ok((set.clone(), name, false, photo.pixels))
+                Ok(OodImageRow {
+                    set: set.clone(),
+                    image: name,
+                    near: false,
+                    pixels: photo.pixels,
+                })
             })
             .collect::<Result<_>>()?;
         rows.extend(loaded);
     }
-    let n = rows.len();
-    let mut set = StringBuilder::with_capacity(n, n * 12);
-    let mut image = StringBuilder::with_capacity(n, n * 16);
-    let mut near = BooleanBuilder::with_capacity(n);
-    let mut pixels = Vec::with_capacity(n * ferbayes_core::IMAGE_PIXELS);
-    for (s, i, nr, p) in &rows {
-        set.append_value(s);
-        image.append_value(i);
-        near.append_value(*nr);
-        pixels.extend_from_slice(p);
-    }
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(set.finish()),
-        Arc::new(image.finish()),
-        Arc::new(near.finish()),
-        Arc::new(fixed_list_u8(pixels, ferbayes_core::IMAGE_PIXELS)),
-    ];
-    Ok(RecordBatch::try_new(schema::ingest_ood(), columns)
-        .expect("columns match the ingest ood schema"))
+    Ok(rows)
 }

@@ -12,15 +12,12 @@ pub mod shift;
 pub mod source;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Instant;
 
-use arrow_array::builder::{StringBuilder, UInt8Builder, UInt32Builder};
-use arrow_array::{ArrayRef, FixedSizeListArray, Float32Array, RecordBatch, UInt8Array};
-use arrow_buffer::NullBuffer;
-use arrow_schema::Field;
+use ferbayes_core::io::rows_batch;
 use ferbayes_core::runner::{Begin, StageRun};
-use ferbayes_core::{IngestSettings, Layout, NUM_CLASSES, Split, schema};
+use ferbayes_core::schema::rows::FaceRow;
+use ferbayes_core::{IngestSettings, Layout, Split, schema};
 
 pub use error::{IngestError, Result};
 pub use labels::Labels;
@@ -114,20 +111,15 @@ fn write(
     );
     let mut summaries = Vec::new();
     for (split, faces) in &splits {
-        let batch = to_batch(*split, faces);
-        let labelled = |column: &str| {
-            let c = batch
-                .column_by_name(column)
-                .expect("the ingest schema has it");
-            c.len() - c.null_count()
-        };
+        let rows = face_rows(*split, faces);
         let summary = SplitSummary {
             split: *split,
             path: layout.ingest_split(*split),
             faces: faces.len(),
-            majority: labelled("majority"),
-            soft: labelled("soft"),
+            majority: rows.iter().filter(|r| r.majority.is_some()).count(),
+            soft: rows.iter().filter(|r| r.soft.is_some()).count(),
         };
+        let batch = rows_batch(&summary.path, &rows)?;
         stage.write_table(
             &summary.path,
             &schema::ingest(),
@@ -142,7 +134,10 @@ fn write(
         .map(|(_, f)| f.as_slice())
         .unwrap_or_default();
     if settings.shift.enabled() {
-        let batch = extra::shift_batch(test, &settings.shift)?;
+        let batch = rows_batch(
+            &layout.ingest_shift(),
+            &extra::shift_rows(test, &settings.shift)?,
+        )?;
         tracing::info!(
             rows = batch.num_rows(),
             "dataset shift: {} corrupted copies",
@@ -156,7 +151,7 @@ fn write(
         )?;
     }
     if settings.ood.enabled() {
-        let batch = extra::ood_batch(test, &settings.ood)?;
+        let batch = rows_batch(&layout.ingest_ood(), &extra::ood_rows(test, &settings.ood)?)?;
         tracing::info!(rows = batch.num_rows(), "out-of-distribution images");
         stage.write_table(
             layout.ingest_ood(),
@@ -173,86 +168,24 @@ fn write(
     Ok(summaries)
 }
 
-/// Builds the ingest record batch of one split (schema [`schema::ingest`]).
-pub fn to_batch(split: Split, faces: &[Face]) -> RecordBatch {
-    let n = faces.len();
-    let mut image = StringBuilder::with_capacity(n, n * 14);
-    let mut row = UInt32Builder::with_capacity(n);
-    let mut split_col = StringBuilder::with_capacity(n, n * 5);
-    let mut pixels = Vec::with_capacity(n * ferbayes_core::IMAGE_PIXELS);
-    let mut votes = Vec::with_capacity(n * ferbayes_core::NUM_VOTES);
-    let mut majority = UInt8Builder::with_capacity(n);
-    let mut soft = OptionalVectors::new(n);
-    let mut multi = OptionalVectors::new(n);
-    let mut crowd = OptionalVectors::new(n);
-    let mut crowd_entropy: Vec<Option<f32>> = Vec::with_capacity(n);
-    for face in faces {
-        let labels = Labels::from_votes(&face.votes);
-        image.append_value(&face.image);
-        row.append_value(face.row);
-        split_col.append_value(split.name());
-        pixels.extend_from_slice(&face.pixels);
-        votes.extend_from_slice(&face.votes);
-        majority.append_option(labels.majority);
-        soft.push(labels.soft);
-        multi.push(labels.multi_target);
-        crowd.push(labels.crowd);
-        crowd_entropy.push(labels.crowd_entropy);
-    }
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(image.finish()),
-        Arc::new(row.finish()),
-        Arc::new(split_col.finish()),
-        Arc::new(fixed_list_u8(pixels, ferbayes_core::IMAGE_PIXELS)),
-        Arc::new(fixed_list_u8(votes, ferbayes_core::NUM_VOTES)),
-        Arc::new(majority.finish()),
-        Arc::new(soft.finish()),
-        Arc::new(multi.finish()),
-        Arc::new(crowd.finish()),
-        Arc::new(Float32Array::from(crowd_entropy)),
-    ];
-    RecordBatch::try_new(schema::ingest(), columns).expect("columns match the ingest schema")
-}
-
-fn item_field(data_type: arrow_schema::DataType) -> Arc<Field> {
-    Arc::new(Field::new("item", data_type, false))
-}
-
-pub(crate) fn fixed_list_u8(values: Vec<u8>, len: usize) -> FixedSizeListArray {
-    FixedSizeListArray::new(
-        item_field(arrow_schema::DataType::UInt8),
-        len as i32,
-        Arc::new(UInt8Array::from(values)),
-        None,
-    )
-}
-
-/// Builds a nullable fixed-size list of 8 f32 (null rows hold zeros underneath).
-pub(crate) struct OptionalVectors {
-    values: Vec<f32>,
-    valid: Vec<bool>,
-}
-
-impl OptionalVectors {
-    pub(crate) fn new(n: usize) -> Self {
-        OptionalVectors {
-            values: Vec::with_capacity(n * NUM_CLASSES),
-            valid: Vec::with_capacity(n),
-        }
-    }
-
-    pub(crate) fn push(&mut self, v: Option<[f32; NUM_CLASSES]>) {
-        self.valid.push(v.is_some());
-        self.values
-            .extend_from_slice(&v.unwrap_or([0.0; NUM_CLASSES]));
-    }
-
-    pub(crate) fn finish(self) -> FixedSizeListArray {
-        FixedSizeListArray::new(
-            item_field(arrow_schema::DataType::Float32),
-            NUM_CLASSES as i32,
-            Arc::new(Float32Array::from(self.values)),
-            Some(NullBuffer::from(self.valid)),
-        )
-    }
+/// The rows of one split's ingest table (schema [`schema::ingest`]), faces in order.
+pub fn face_rows(split: Split, faces: &[Face]) -> Vec<FaceRow> {
+    faces
+        .iter()
+        .map(|face| {
+            let labels = Labels::from_votes(&face.votes);
+            FaceRow {
+                image: face.image.clone(),
+                row: face.row,
+                split: split.name().to_owned(),
+                pixels: face.pixels.clone(),
+                votes: face.votes,
+                majority: labels.majority,
+                soft: labels.soft,
+                multi_target: labels.multi_target,
+                crowd: labels.crowd,
+                crowd_entropy: labels.crowd_entropy,
+            }
+        })
+        .collect()
 }

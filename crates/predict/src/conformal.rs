@@ -4,13 +4,13 @@
 //! the test split, C(x) = {k : 1 − p̄[k] ≤ q̂}, which holds the majority label for at least
 //! 1 − α of faces exchangeable with the calibration faces.
 
-use arrow_array::{Array, Float64Array, StringArray, UInt16Array};
 use ferbayes_core::plan::{self, Plan};
-use ferbayes_core::schema::{self, SHOWN_ALPHA};
+use ferbayes_core::schema::SHOWN_ALPHA;
+use ferbayes_core::schema::rows::ConformalRow;
 use ferbayes_core::{Arch, Layout, Method, NUM_CLASSES, Settings};
 use serde::Serialize;
 
-use crate::{PredictError, Result};
+use crate::Result;
 
 /// A face's prediction set.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -87,54 +87,26 @@ fn read_qhat(
     n: usize,
 ) -> Result<Option<f64>> {
     let columns = ["arch", "method", "n", "alpha", "qhat"];
-    let batches = ferbayes_core::io::read_parquet(
+    let rows: Vec<ConformalRow> = ferbayes_core::io::read_rows(
         path,
-        &schema::analyze_conformal(),
         Some(&columns),
         &plan::recipe(ferbayes_core::layout::Stage::Analyze),
     )?;
-    let bad = |what: &str| PredictError::Output {
-        path: path.to_owned(),
-        message: format!("column `{what}` has an unexpected type"),
-    };
-    for batch in &batches {
-        let col = |name: &str| batch.column_by_name(name).ok_or_else(|| bad(name));
-        let archs = col("arch")?
-            .as_any()
-            .downcast_ref::<StringArray>()
-            .ok_or_else(|| bad("arch"))?;
-        let methods = col("method")?
-            .as_any()
-            .downcast_ref::<StringArray>()
-            .ok_or_else(|| bad("method"))?;
-        let ns = col("n")?
-            .as_any()
-            .downcast_ref::<UInt16Array>()
-            .ok_or_else(|| bad("n"))?;
-        let alphas = col("alpha")?
-            .as_any()
-            .downcast_ref::<Float64Array>()
-            .ok_or_else(|| bad("alpha"))?;
-        let qhats = col("qhat")?
-            .as_any()
-            .downcast_ref::<Float64Array>()
-            .ok_or_else(|| bad("qhat"))?;
-        for i in 0..batch.num_rows() {
-            if archs.value(i) == arch.as_str()
-                && methods.value(i) == method.as_str()
-                && usize::from(ns.value(i)) == n
-                && (alphas.value(i) - SHOWN_ALPHA).abs() < 1e-12
-                && !qhats.is_null(i)
-            {
-                return Ok(Some(qhats.value(i)));
-            }
-        }
-    }
-    Ok(None)
+    Ok(rows
+        .iter()
+        .find(|r| {
+            r.arch == arch.as_str()
+                && r.method == method.as_str()
+                && usize::from(r.n) == n
+                && (r.alpha - SHOWN_ALPHA).abs() < 1e-12
+        })
+        .map(|r| r.qhat))
 }
 
 #[cfg(test)]
 mod tests {
+    use ferbayes_core::schema;
+
     use super::*;
 
     #[test]
@@ -156,30 +128,22 @@ mod tests {
     /// A conformal table with rows for (alexnet, ensemble, n = 1..3) at every α; qhat encodes
     /// its row so the test can tell which one was read.
     fn table(dir: &std::path::Path) -> std::path::PathBuf {
-        use std::sync::Arc;
-
-        use arrow_array::{ArrayRef, RecordBatch};
-
         let mut rows = Vec::new();
         for n in 1..=3u16 {
             for alpha in schema::CONFORMAL_ALPHAS {
-                rows.push((n, alpha, f64::from(n) / 10.0 + alpha));
+                rows.push(ConformalRow {
+                    arch: "alexnet".into(),
+                    method: "ensemble".into(),
+                    n,
+                    alpha,
+                    qhat: f64::from(n) / 10.0 + alpha,
+                    ..ConformalRow::default()
+                });
             }
         }
-        let mut columns: Vec<ArrayRef> = vec![
-            Arc::new(StringArray::from(vec!["alexnet"; rows.len()])),
-            Arc::new(StringArray::from(vec!["ensemble"; rows.len()])),
-            Arc::new(UInt16Array::from_iter_values(rows.iter().map(|r| r.0))),
-            Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.1))),
-            Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.2))),
-        ];
-        for _ in schema::CONFORMAL_METRICS {
-            columns.push(Arc::new(Float64Array::from(vec![None::<f64>; rows.len()])));
-        }
-        let schema = schema::analyze_conformal();
-        let batch = RecordBatch::try_new(std::sync::Arc::clone(&schema), columns).expect("batch");
         let path = dir.join("conformal.parquet");
-        ferbayes_core::io::write_parquet(&path, &schema, [batch], 3)
+        let batch = ferbayes_core::io::rows_batch(&path, &rows).expect("batch");
+        ferbayes_core::io::write_parquet(&path, &schema::analyze_conformal(), [batch], 3)
             .expect("write")
             .commit()
             .expect("commit")

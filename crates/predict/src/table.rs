@@ -2,12 +2,9 @@
 //! one Parquet table in the long format of the infer tables ([`ferbayes_core::schema::predict_faces`]).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use arrow_array::builder::{Float32Builder, StringBuilder, UInt16Builder, UInt32Builder};
-use arrow_array::{ArrayRef, FixedSizeListArray, Float32Array, RecordBatch};
-use arrow_schema::{DataType, Field};
-use ferbayes_core::{NUM_CLASSES, schema};
+use ferbayes_core::schema;
+use ferbayes_core::schema::rows::PredictRow;
 use ferbayes_infer::Predictor;
 use tracing_indicatif::span_ext::IndicatifSpanExt;
 
@@ -83,61 +80,39 @@ pub fn predict_folder(
     Ok(out)
 }
 
-/// The faces as one record batch of [`schema::predict_faces`], image paths relative to `dir`.
-pub fn to_batch(dir: &Path, faces: &[FacePrediction]) -> RecordBatch {
-    let rows: usize = faces.iter().map(|f| f.sample_probs.len()).sum();
-    let mut image = StringBuilder::with_capacity(rows, rows * 24);
-    let mut face = UInt16Builder::with_capacity(rows);
-    let mut boxes: [UInt32Builder; 4] = std::array::from_fn(|_| UInt32Builder::with_capacity(rows));
-    let mut sample = UInt16Builder::with_capacity(rows);
-    let mut probs = Vec::with_capacity(rows * NUM_CLASSES);
-    let mut parts: [Float32Builder; 3] =
-        std::array::from_fn(|_| Float32Builder::with_capacity(rows));
-    let mut verdict = StringBuilder::with_capacity(rows, rows * 12);
+/// The faces' rows of [`schema::predict_faces`], image paths relative to `dir`: one per (image,
+/// face, sample), the face's entropy parts and verdict on each of its sample rows.
+pub fn rows(dir: &Path, faces: &[FacePrediction]) -> Vec<PredictRow> {
+    let mut rows = Vec::with_capacity(faces.iter().map(|f| f.sample_probs.len()).sum());
     for f in faces {
         let name = f
             .image
             .strip_prefix(dir)
             .unwrap_or(&f.image)
             .to_string_lossy();
-        let b = &f.bbox;
         for (t, p) in f.sample_probs.iter().enumerate() {
-            image.append_value(&name);
-            face.append_value(f.face as u16);
-            for (builder, v) in boxes.iter_mut().zip([b.x, b.y, b.width, b.height]) {
-                builder.append_value(v);
-            }
-            sample.append_value(t as u16);
-            probs.extend_from_slice(p);
-            for (builder, v) in
-                parts
-                    .iter_mut()
-                    .zip([f.predictive_entropy, f.aleatoric, f.epistemic])
-            {
-                builder.append_value(v as f32);
-            }
-            verdict.append_value(f.verdict.name());
+            rows.push(PredictRow {
+                image: name.clone().into_owned(),
+                face: f.face as u16,
+                box_x: f.bbox.x,
+                box_y: f.bbox.y,
+                box_width: f.bbox.width,
+                box_height: f.bbox.height,
+                sample: t as u16,
+                probs: *p,
+                predictive_entropy: f.predictive_entropy as f32,
+                aleatoric: f.aleatoric as f32,
+                epistemic: f.epistemic as f32,
+                verdict: f.verdict.name().to_owned(),
+            });
         }
     }
-    let probs = FixedSizeListArray::new(
-        Arc::new(Field::new("item", DataType::Float32, false)),
-        NUM_CLASSES as i32,
-        Arc::new(Float32Array::from(probs)),
-        None,
-    );
-    let mut columns: Vec<ArrayRef> = vec![Arc::new(image.finish()), Arc::new(face.finish())];
-    columns.extend(boxes.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
-    columns.push(Arc::new(sample.finish()));
-    columns.push(Arc::new(probs));
-    columns.extend(parts.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
-    columns.push(Arc::new(verdict.finish()));
-    RecordBatch::try_new(schema::predict_faces(), columns)
-        .expect("columns match the predict_faces schema")
+    rows
 }
 
 /// Writes the faces of a folder to `out` (Parquet, zstd, atomically).
 pub fn write(out: &Path, dir: &Path, faces: &[FacePrediction]) -> Result<PathBuf> {
-    let batch = to_batch(dir, faces);
+    let batch = ferbayes_core::io::rows_batch(out, &rows(dir, faces))?;
     let pending = ferbayes_core::io::write_parquet(
         out,
         &schema::predict_faces(),

@@ -2,10 +2,8 @@
 
 use std::path::Path;
 
-use arrow_array::Array;
-use arrow_array::cast::AsArray;
-use arrow_array::types::{Float32Type, UInt8Type};
-use ferbayes_core::{IMAGE_PIXELS, LabelMode, NUM_CLASSES, schema};
+use ferbayes_core::schema::rows::FaceRow;
+use ferbayes_core::{LabelMode, NUM_CLASSES};
 use ferbayes_models::preprocess;
 
 use crate::error::{Result, TrainError};
@@ -43,9 +41,8 @@ impl Dataset {
     /// Reads an ingest split and keeps the faces usable under `mode`: faces with a majority
     /// label for `majority` (and for evaluation), faces with a soft target otherwise.
     pub fn load(path: &Path, mode: LabelMode, input_size: usize) -> Result<Dataset> {
-        let batches = ferbayes_core::io::read_parquet(
+        let faces: Vec<FaceRow> = ferbayes_core::io::read_rows(
             path,
-            &schema::ingest(),
             Some(&["pixels", "majority", "soft"]),
             "just ingest",
         )?;
@@ -55,35 +52,17 @@ impl Dataset {
             majority: Vec::new(),
             soft: Vec::new(),
         };
-        for batch in &batches {
-            let pixels = batch.column(0).as_fixed_size_list();
-            let majority = batch.column(1).as_primitive::<UInt8Type>();
-            let soft = batch.column(2).as_fixed_size_list();
-            let pixel_values = pixels.values().as_primitive::<UInt8Type>().values();
-            let soft_values = soft.values().as_primitive::<Float32Type>().values();
-            for i in 0..batch.num_rows() {
-                let keep = match mode {
-                    LabelMode::Majority => majority.is_valid(i),
-                    LabelMode::CrossEntropy | LabelMode::Probability => soft.is_valid(i),
-                };
-                if !keep {
-                    continue;
-                }
-                let at = pixels.value_offset_at(i);
-                let face = &pixel_values[at..at + IMAGE_PIXELS];
-                data.inputs.extend(preprocess(face, input_size));
-                data.majority.push(if majority.is_valid(i) {
-                    majority.value(i)
-                } else {
-                    u8::MAX
-                });
-                let mut target = [0.0; NUM_CLASSES];
-                if soft.is_valid(i) {
-                    let at = soft.value_offset_at(i);
-                    target.copy_from_slice(&soft_values[at..at + NUM_CLASSES]);
-                }
-                data.soft.push(target);
+        for face in faces {
+            let keep = match mode {
+                LabelMode::Majority => face.majority.is_some(),
+                LabelMode::CrossEntropy | LabelMode::Probability => face.soft.is_some(),
+            };
+            if !keep {
+                continue;
             }
+            data.inputs.extend(preprocess(&face.pixels, input_size));
+            data.majority.push(face.majority.unwrap_or(u8::MAX));
+            data.soft.push(face.soft.unwrap_or([0.0; NUM_CLASSES]));
         }
         if data.is_empty() {
             return Err(TrainError::Data {

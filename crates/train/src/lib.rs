@@ -29,11 +29,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use arrow_array::{ArrayRef, Float32Array, Float64Array, RecordBatch, UInt16Array, UInt32Array};
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use ferbayes_core::cli::Selection;
 use ferbayes_core::runner::StageRun;
+use ferbayes_core::schema::rows::HistoryRow;
 use ferbayes_core::seed::mix;
 use ferbayes_core::{Arch, ArchTrainSettings, LabelMode, Layout, Method, Settings, Split};
 use ferbayes_models::{Backend, Mode, Model, ModelConfig, Noise, VarRole};
@@ -367,10 +367,12 @@ fn finish_combo(
     for m in 0..members {
         stage.record(&layout.member_weights(arch, method, m), 1)?;
     }
+    let path = layout.history(arch, method);
+    let batch = ferbayes_core::io::rows_batch(&path, &history_rows(history))?;
     stage.write_table(
-        layout.history(arch, method),
+        path,
         &ferbayes_core::schema::history(),
-        vec![history_batch(history)],
+        vec![batch],
         ferbayes_core::io::TABLE_ZSTD_LEVEL,
     )?;
     let best: Vec<serde_json::Value> = (0..members)
@@ -1096,24 +1098,19 @@ pub fn evaluate_packed(model: &Model, data: &Dataset, device: &Device) -> Result
         .collect())
 }
 
-fn history_batch(rows: &[EpochRecord]) -> RecordBatch {
-    let col = |f: fn(&EpochRecord) -> f64| -> ArrayRef {
-        Arc::new(rows.iter().map(f).collect::<Float64Array>())
-    };
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(rows.iter().map(|r| r.member).collect::<UInt16Array>()),
-        Arc::new(rows.iter().map(|r| r.epoch).collect::<UInt32Array>()),
-        col(|r| r.train_loss),
-        col(|r| r.train_accuracy),
-        col(|r| r.valid_loss),
-        col(|r| r.valid_accuracy),
-        col(|r| r.learning_rate),
-        Arc::new(
-            rows.iter()
-                .map(|r| r.seconds as f32)
-                .collect::<Float32Array>(),
-        ),
-    ];
-    RecordBatch::try_new(ferbayes_core::schema::history(), columns)
-        .expect("columns match the history schema")
+/// The rows of `history.parquet` (schema [`ferbayes_core::schema::history`]).
+fn history_rows(records: &[EpochRecord]) -> Vec<HistoryRow> {
+    records
+        .iter()
+        .map(|r| HistoryRow {
+            member: r.member,
+            epoch: r.epoch,
+            train_loss: r.train_loss,
+            train_accuracy: r.train_accuracy,
+            valid_loss: r.valid_loss,
+            valid_accuracy: r.valid_accuracy,
+            learning_rate: r.learning_rate,
+            seconds: r.seconds as f32,
+        })
+        .collect()
 }

@@ -4,19 +4,16 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, UInt8Type, UInt32Type};
-use arrow_array::{
-    Array, ArrayRef, BooleanArray, FixedSizeListArray, Float32Array, RecordBatch, StringArray,
-    UInt8Array, UInt16Array,
-};
-use arrow_schema::{DataType, Field};
+use arrow_array::{Array, RecordBatch};
 use ferbayes_analyze::data::{KeyedSamples, OodKey, Samples, ShiftKey};
 use ferbayes_analyze::labels::{LabelRow, best_modes};
 use ferbayes_analyze::metrics::entropy;
 use ferbayes_analyze::{ood, selective, shift};
+use ferbayes_core::schema::Row;
+use ferbayes_core::schema::rows::{InferOodRow, InferShiftRow, OodImageRow, ShiftFaceRow};
 use ferbayes_core::{Arch, LabelMode, Layout, Method, Split, Stage, schema};
 
 use crate::support::{ingest, ingest_faces, smoke_settings, synthetic_probs, walk, write_infer};
@@ -341,24 +338,9 @@ fn best_label_mode_per_arch() {
     assert_eq!(best[0].value, 0.9);
 }
 
-/// A fixed-size list column of `len` items per row.
-fn list<A: Array + 'static>(values: A, item: DataType, len: i32) -> FixedSizeListArray {
-    FixedSizeListArray::new(
-        Arc::new(Field::new("item", item, false)),
-        len,
-        Arc::new(values),
-        None,
-    )
-}
-
-fn probs_column(rows: &[[f32; 8]]) -> FixedSizeListArray {
-    let values: Vec<f32> = rows.iter().flatten().copied().collect();
-    list(Float32Array::from(values), DataType::Float32, 8)
-}
-
-fn commit(path: PathBuf, schema: &arrow_schema::SchemaRef, columns: Vec<ArrayRef>) {
-    let batch = RecordBatch::try_new(schema.clone(), columns).expect("batch");
-    ferbayes_core::io::write_parquet(&path, schema, [batch], 3)
+fn commit<R: Row>(path: PathBuf, rows: &[R]) {
+    let batch = R::to_batch(rows).expect("batch");
+    ferbayes_core::io::write_parquet(&path, &R::schema(), [batch], 3)
         .expect("write")
         .commit()
         .expect("commit");
@@ -386,31 +368,19 @@ fn write_ingest_shift(
             }
         }
     }
-    let n = keys.len();
-    let pixels = list(UInt8Array::from(vec![0u8; n * 2304]), DataType::UInt8, 2304);
-    let crowd = list(
-        Float32Array::from(vec![0.125f32; n * 8]),
-        DataType::Float32,
-        8,
-    );
-    commit(
-        layout.ingest_shift(),
-        &schema::ingest_shift(),
-        vec![
-            Arc::new(StringArray::from_iter_values(
-                keys.iter().map(|k| k.image.as_str()),
-            )),
-            Arc::new(StringArray::from_iter_values(
-                keys.iter().map(|k| k.corruption.as_str()),
-            )),
-            Arc::new(UInt8Array::from_iter_values(
-                keys.iter().map(|k| k.severity),
-            )),
-            Arc::new(pixels),
-            Arc::new(UInt8Array::from(majority)),
-            Arc::new(crowd),
-        ],
-    );
+    let rows: Vec<ShiftFaceRow> = keys
+        .iter()
+        .zip(&majority)
+        .map(|(k, y)| ShiftFaceRow {
+            image: k.image.clone(),
+            corruption: k.corruption.clone(),
+            severity: k.severity,
+            pixels: vec![0; 2304],
+            majority: *y,
+            crowd: Some([0.125; 8]),
+        })
+        .collect();
+    commit(layout.ingest_shift(), &rows);
     keys
 }
 
@@ -424,85 +394,57 @@ fn write_infer_shift(
     labels: &HashMap<String, Option<u8>>,
     t: usize,
 ) {
-    let (mut image, mut corruption, mut severity, mut sample, mut probs) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut rows = Vec::new();
     for (i, k) in keys.iter().enumerate() {
         let y = labels[&k.image].map_or(0, usize::from);
         for s in 0..t {
             let sure = 0.95 - 0.12 * f32::from(k.severity) - 0.02 * ((i + s) % 3) as f32;
-            let mut row = [(1.0 - sure) / 7.0; 8];
-            row[y] = sure;
-            image.push(k.image.clone());
-            corruption.push(k.corruption.clone());
-            severity.push(k.severity);
-            sample.push(s as u16);
-            probs.push(row);
+            let mut probs = [(1.0 - sure) / 7.0; 8];
+            probs[y] = sure;
+            rows.push(InferShiftRow {
+                image: k.image.clone(),
+                corruption: k.corruption.clone(),
+                severity: k.severity,
+                sample: s as u16,
+                probs,
+            });
         }
     }
-    commit(
-        layout.infer_shift(arch, method),
-        &schema::infer_shift(),
-        vec![
-            Arc::new(StringArray::from(image)),
-            Arc::new(StringArray::from(corruption)),
-            Arc::new(UInt8Array::from(severity)),
-            Arc::new(UInt16Array::from(sample)),
-            Arc::new(probs_column(&probs)),
-        ],
-    );
+    commit(layout.infer_shift(arch, method), &rows);
 }
 
 /// `ingest/ood.parquet` and `infer/<arch>/<method>/ood.parquet` for each combination: a far
 /// set of near-uniform predictions and a near set of confident ones.
 fn write_ood(layout: &Layout, combos: &[(Arch, Method)], per_set: usize, t: usize) {
     let sets = [("uniform_noise", false), ("upside_down", true)];
-    let (mut set, mut image, mut near) = (Vec::new(), Vec::new(), Vec::new());
-    for (name, is_near) in sets {
+    let mut images = Vec::new();
+    for (name, near) in sets {
         for i in 0..per_set {
-            set.push(name.to_owned());
-            image.push(format!("{name}-{i:05}"));
-            near.push(is_near);
+            images.push(OodImageRow {
+                set: name.to_owned(),
+                image: format!("{name}-{i:05}"),
+                near,
+                pixels: vec![0; 2304],
+            });
         }
     }
-    let n = set.len();
-    commit(
-        layout.ingest_ood(),
-        &schema::ingest_ood(),
-        vec![
-            Arc::new(StringArray::from(set.clone())),
-            Arc::new(StringArray::from(image.clone())),
-            Arc::new(BooleanArray::from(near.clone())),
-            Arc::new(list(
-                UInt8Array::from(vec![0u8; n * 2304]),
-                DataType::UInt8,
-                2304,
-            )),
-        ],
-    );
+    commit(layout.ingest_ood(), &images);
     for &(arch, method) in combos {
-        let (mut s_col, mut i_col, mut t_col, mut probs) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for j in 0..n {
+        let mut rows = Vec::new();
+        for (j, img) in images.iter().enumerate() {
             for s in 0..t {
-                let top = if near[j] { 0.7 } else { 0.2 } + 0.01 * ((j + s) % 5) as f32;
-                let mut row = [(1.0 - top) / 7.0; 8];
-                row[j % 8] = top;
-                s_col.push(set[j].clone());
-                i_col.push(image[j].clone());
-                t_col.push(s as u16);
-                probs.push(row);
+                let top = if img.near { 0.7 } else { 0.2 } + 0.01 * ((j + s) % 5) as f32;
+                let mut probs = [(1.0 - top) / 7.0; 8];
+                probs[j % 8] = top;
+                rows.push(InferOodRow {
+                    set: img.set.clone(),
+                    image: img.image.clone(),
+                    sample: s as u16,
+                    probs,
+                });
             }
         }
-        commit(
-            layout.infer_ood(arch, method),
-            &schema::infer_ood(),
-            vec![
-                Arc::new(StringArray::from(s_col)),
-                Arc::new(StringArray::from(i_col)),
-                Arc::new(UInt16Array::from(t_col)),
-                Arc::new(probs_column(&probs)),
-            ],
-        );
+        commit(layout.infer_ood(arch, method), &rows);
     }
 }
 

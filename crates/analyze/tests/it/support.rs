@@ -1,14 +1,9 @@
 //! Fixtures: a small artifact root with real ingest tables and synthetic inference outputs.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use arrow_array::cast::AsArray;
-use arrow_array::types::UInt8Type;
-use arrow_array::{
-    Array, ArrayRef, FixedSizeListArray, Float32Array, RecordBatch, StringArray, UInt16Array,
-};
-use arrow_schema::{DataType, Field};
+use ferbayes_core::schema::Row;
+use ferbayes_core::schema::rows::{FaceRow, InferRow};
 use ferbayes_core::{Arch, IngestSettings, Layout, Method, PipelineFile, Settings, Split, schema};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -34,27 +29,13 @@ pub fn ingest(layout: &Layout, n: usize) {
 
 /// Image names and majority labels of an ingest split.
 pub fn ingest_faces(layout: &Layout, split: Split) -> (Vec<String>, Vec<Option<u8>>) {
-    let batches = ferbayes_core::io::read_parquet(
+    let rows: Vec<FaceRow> = ferbayes_core::io::read_rows(
         &layout.ingest_split(split),
-        &schema::ingest(),
         Some(&["image", "majority"]),
         "just ingest",
     )
     .expect("ingest readable");
-    let mut images = Vec::new();
-    let mut labels = Vec::new();
-    for b in &batches {
-        let image = b.column_by_name("image").expect("image").as_string::<i32>();
-        let majority = b
-            .column_by_name("majority")
-            .expect("majority")
-            .as_primitive::<UInt8Type>();
-        for i in 0..b.num_rows() {
-            images.push(image.value(i).to_owned());
-            labels.push((!majority.is_null(i)).then(|| majority.value(i)));
-        }
-    }
-    (images, labels)
+    rows.into_iter().map(|r| (r.image, r.majority)).unzip()
 }
 
 /// Synthetic predictions `probs[t][face]`: softmax of N(0, 1)-ish logits, with the majority class
@@ -92,28 +73,17 @@ pub fn write_infer(
     images: &[String],
     probs: &[Vec<[f32; 8]>],
 ) -> PathBuf {
-    let mut image = Vec::new();
-    let mut sample = Vec::new();
-    let mut values = Vec::new();
+    let mut rows = Vec::new();
     for (i, name) in images.iter().enumerate() {
-        for (t, rows) in probs.iter().enumerate() {
-            image.push(name.as_str());
-            sample.push(t as u16);
-            values.extend_from_slice(&rows[i]);
+        for (t, sample) in probs.iter().enumerate() {
+            rows.push(InferRow {
+                image: name.clone(),
+                sample: t as u16,
+                probs: sample[i],
+            });
         }
     }
-    let list = FixedSizeListArray::new(
-        Arc::new(Field::new("item", DataType::Float32, false)),
-        8,
-        Arc::new(Float32Array::from(values)),
-        None,
-    );
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from(image)),
-        Arc::new(UInt16Array::from(sample)),
-        Arc::new(list),
-    ];
-    let batch = RecordBatch::try_new(schema::infer(), columns).expect("infer batch");
+    let batch = InferRow::to_batch(&rows).expect("infer batch");
     let path = layout.infer_split(arch, method, split);
     ferbayes_core::io::write_parquet(&path, &schema::infer(), [batch], 3)
         .expect("write infer")

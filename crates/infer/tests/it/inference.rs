@@ -3,11 +3,10 @@
 use std::path::Path;
 use std::sync::OnceLock;
 
-use arrow_array::cast::AsArray;
-use arrow_array::types::{Float32Type, UInt16Type};
 use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
-use ferbayes_core::{Arch, Layout, Method, PipelineFile, Settings, Split, schema};
+use ferbayes_core::schema::rows::{InferOodRow, InferRow, InferShiftRow};
+use ferbayes_core::{Arch, Layout, Method, PipelineFile, Settings, Split};
 use ferbayes_infer::{Faces, InferOptions, Predictor};
 use ferbayes_models::{Mode, Model, ModelConfig, Noise};
 
@@ -54,20 +53,9 @@ fn trained() -> &'static (tempfile::TempDir, Layout, Settings) {
     })
 }
 
-fn infer_table(
-    layout: &Layout,
-    arch: Arch,
-    method: Method,
-    split: Split,
-) -> arrow_array::RecordBatch {
-    let batches = ferbayes_core::io::read_parquet(
-        &layout.infer_split(arch, method, split),
-        &schema::infer(),
-        None,
-        "just infer",
-    )
-    .expect("infer table");
-    arrow_select::concat::concat_batches(&schema::infer(), &batches).expect("concat")
+fn infer_table(layout: &Layout, arch: Arch, method: Method, split: Split) -> Vec<InferRow> {
+    ferbayes_core::io::read_rows(&layout.infer_split(arch, method, split), None, "just infer")
+        .expect("infer table")
 }
 
 #[test]
@@ -85,15 +73,11 @@ fn tables_cover_every_face_and_sample_and_are_reproducible() {
             };
             for split in [Split::Valid, Split::Test] {
                 let t = infer_table(layout, arch, method, split);
-                assert_eq!(t.num_rows(), FACES * samples, "{arch}/{method}/{split}");
-                let sample = t.column(1).as_primitive::<UInt16Type>();
-                let image = t.column(0).as_string::<i32>();
-                let probs = t.column(2).as_fixed_size_list();
-                for row in 0..t.num_rows() {
-                    assert_eq!(usize::from(sample.value(row)), row % samples);
-                    assert_eq!(image.value(row), image.value(row - row % samples));
-                    let p = probs.value(row);
-                    let sum: f32 = p.as_primitive::<Float32Type>().values().iter().sum();
+                assert_eq!(t.len(), FACES * samples, "{arch}/{method}/{split}");
+                for (row, r) in t.iter().enumerate() {
+                    assert_eq!(usize::from(r.sample), row % samples);
+                    assert_eq!(r.image, t[row - row % samples].image);
+                    let sum: f32 = r.probs.iter().sum();
                     assert!((sum - 1.0).abs() < 1e-5, "{arch}/{method}: sum {sum}");
                 }
             }
@@ -115,34 +99,37 @@ fn tables_cover_every_face_and_sample_and_are_reproducible() {
         } else {
             SAMPLES
         };
-        let read = |path: std::path::PathBuf, schema: arrow_schema::SchemaRef| {
-            let b =
-                ferbayes_core::io::read_parquet(&path, &schema, None, "just infer").expect("table");
-            arrow_select::concat::concat_batches(&schema, &b).expect("concat")
-        };
-        let t = read(
-            layout.infer_shift(Arch::AlexNet, method),
-            schema::infer_shift(),
-        );
-        assert_eq!(t.num_rows(), shift_faces.len() * samples);
-        let kinds = t.column(1).as_string::<i32>();
-        let sev = t.column(2).as_primitive::<arrow_array::types::UInt8Type>();
-        for row in (0..t.num_rows()).step_by(samples) {
-            assert_eq!(kinds.value(row), corruption[row / samples]);
-            assert_eq!(sev.value(row), severity[row / samples]);
+        let t: Vec<InferShiftRow> = ferbayes_core::io::read_rows(
+            &layout.infer_shift(Arch::AlexNet, method),
+            None,
+            "just infer",
+        )
+        .expect("shift table");
+        assert_eq!(t.len(), shift_faces.len() * samples);
+        for (row, r) in t.iter().enumerate().step_by(samples) {
+            assert_eq!(r.image, shift_faces.images[row / samples]);
+            assert_eq!(r.corruption, corruption[row / samples]);
+            assert_eq!(r.severity, severity[row / samples]);
         }
-        let o = read(layout.infer_ood(Arch::AlexNet, method), schema::infer_ood());
-        assert_eq!(o.num_rows(), ood_faces.len() * samples);
-        let sets = o.column(0).as_string::<i32>();
-        assert!((0..o.num_rows()).all(|r| sets.value(r) == set[r / samples]));
+        let o: Vec<InferOodRow> = ferbayes_core::io::read_rows(
+            &layout.infer_ood(Arch::AlexNet, method),
+            None,
+            "just infer",
+        )
+        .expect("ood table");
+        assert_eq!(o.len(), ood_faces.len() * samples);
+        assert!(
+            o.iter()
+                .enumerate()
+                .all(|(row, r)| r.set == set[row / samples])
+        );
     }
 
     // All faces of the split are there, labelled or not, in ingest order.
     let faces = Faces::load(&layout.ingest_split(Split::Test)).expect("faces");
     let t = infer_table(layout, Arch::DenseNet121, Method::Ensemble, Split::Test);
-    let image = t.column(0).as_string::<i32>();
     for (i, name) in faces.images.iter().enumerate() {
-        assert_eq!(image.value(i * MEMBERS), name);
+        assert_eq!(&t[i * MEMBERS].image, name);
     }
     // A second run writes identical bytes.
     ferbayes_infer::run(

@@ -5,11 +5,9 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use arrow_array::cast::AsArray;
-use arrow_array::types::UInt8Type;
 use ferbayes_core::{Layout, Split};
 
-use crate::support::{read_split, real_root, settings};
+use crate::support::{read_faces, real_root, settings};
 
 /// Row ranges of the real fer2013new.csv used: the start of each Usage block (rows 17, 23, 59
 /// and 170 of the training block are non-face rows with an empty image name).
@@ -87,38 +85,15 @@ fn csv_layout_matches_the_folder_layout() {
     let votes = csv_votes(data.path());
     let real = real_root();
     for split in Split::ALL {
-        let batch = read_split(&layout, split);
-        let image = batch
-            .column_by_name("image")
-            .expect("image")
-            .as_string::<i32>();
-        let pixels = batch
-            .column_by_name("pixels")
-            .expect("pixels")
-            .as_fixed_size_list();
-        let vote_col = batch
-            .column_by_name("votes")
-            .expect("votes")
-            .as_fixed_size_list();
-        let split_col = batch
-            .column_by_name("split")
-            .expect("split")
-            .as_string::<i32>();
-        for i in 0..batch.num_rows() {
-            let name = image.value(i);
-            assert_eq!(split_col.value(i), split.name());
+        for face in read_faces(&layout, split) {
+            let name = &face.image;
+            assert_eq!(face.split, split.name());
             let png =
                 ferbayes_ingest::source::read_png(&real.join(split.ferplus_folder()).join(name))
                     .expect("png");
-            let p = pixels.value(i);
+            assert_eq!(face.pixels, png, "{name}");
             assert_eq!(
-                p.as_primitive::<UInt8Type>().values().as_ref(),
-                png.as_slice(),
-                "{name}"
-            );
-            let v = vote_col.value(i);
-            assert_eq!(
-                v.as_primitive::<UInt8Type>().values().as_ref(),
+                face.votes.as_slice(),
                 votes.get(name).expect("face in fer2013new.csv").as_slice(),
                 "{name}"
             );

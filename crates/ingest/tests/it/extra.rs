@@ -1,10 +1,9 @@
 //! `ingest/shift.parquet` and `ingest/ood.parquet`: the dataset-shift and out-of-distribution
 //! sets built from real test faces, generated sets and image folders.
 
-use arrow_array::cast::AsArray;
-use arrow_array::types::UInt8Type;
-use arrow_array::{Array, RecordBatch};
-use ferbayes_core::{IMAGE_PIXELS, IngestSettings, Layout, OodSettings, ShiftSettings, schema};
+use ferbayes_core::schema::Row;
+use ferbayes_core::schema::rows::{FaceRow, OodImageRow, ShiftFaceRow};
+use ferbayes_core::{IngestSettings, Layout, OodSettings, ShiftSettings};
 use ferbayes_ingest::shift::{Corruption, corrupt};
 
 use crate::support;
@@ -34,16 +33,8 @@ fn settings(
     }
 }
 
-fn read(path: &std::path::Path, schema: &arrow_schema::SchemaRef) -> RecordBatch {
-    let batches = ferbayes_core::io::read_parquet(path, schema, None, "just ingest").expect("read");
-    arrow_select::concat::concat_batches(&batches[0].schema(), &batches).expect("concat")
-}
-
-fn pixels(batch: &RecordBatch, col: usize, i: usize) -> Vec<u8> {
-    let list = batch.column(col).as_fixed_size_list();
-    let values = list.values().as_primitive::<UInt8Type>().values();
-    let at = list.value_offset_at(i);
-    values[at..at + IMAGE_PIXELS].to_vec()
+fn read<R: Row>(path: &std::path::Path) -> Vec<R> {
+    ferbayes_core::io::read_rows(path, None, "just ingest").expect("read")
 }
 
 #[test]
@@ -51,51 +42,50 @@ fn shift_table_holds_clean_and_corrupted_copies_of_labelled_test_faces() {
     let dir = tempfile::tempdir().expect("tempdir");
     let layout = Layout::new(dir.path(), "t");
     ferbayes_ingest::run(&support::real_root(), &layout, &settings(5, 0, vec![])).expect("ingest");
-    let shift = read(&layout.ingest_shift(), &schema::ingest_shift());
-    let test = support::read_split(&layout, ferbayes_core::Split::Test);
+    let shift: Vec<ShiftFaceRow> = read(&layout.ingest_shift());
+    let test = support::read_faces(&layout, ferbayes_core::Split::Test);
     // 5 faces × (1 clean + 7 corruptions × 5 severities).
-    assert_eq!(shift.num_rows(), 5 * 36);
+    assert_eq!(shift.len(), 5 * 36);
     assert!(!layout.ingest_ood().exists(), "ood is off");
-
-    let names = shift.column(0).as_string::<i32>();
-    let kinds = shift.column(1).as_string::<i32>();
-    let severity = shift.column(2).as_primitive::<UInt8Type>();
-    let majority = shift.column(4).as_primitive::<UInt8Type>();
-    assert_eq!(majority.null_count(), 0, "only faces with a majority label");
+    assert!(
+        shift.iter().all(|r| r.majority.is_some()),
+        "only faces with a majority label"
+    );
     // The chosen faces are the first labelled test faces, in order.
-    let test_names = test.column(0).as_string::<i32>();
-    let test_major = test.column(5).as_primitive::<UInt8Type>();
-    let labelled: Vec<usize> = (0..test.num_rows())
-        .filter(|&i| test_major.is_valid(i))
+    let labelled: Vec<&FaceRow> = test
+        .iter()
+        .filter(|f| f.majority.is_some())
         .take(5)
         .collect();
-    for (k, &ti) in labelled.iter().enumerate() {
+    for (k, face) in labelled.iter().enumerate() {
         let r = k * 36;
-        assert_eq!(names.value(r), test_names.value(ti));
-        assert_eq!((kinds.value(r), severity.value(r)), ("none", 0));
-        assert_eq!(pixels(&shift, 3, r), pixels(&test, 3, ti), "clean copy");
-        assert_eq!(majority.value(r), test_major.value(ti));
+        assert_eq!(shift[r].image, face.image);
+        assert_eq!(
+            (shift[r].corruption.as_str(), shift[r].severity),
+            ("none", 0)
+        );
+        assert_eq!(shift[r].pixels, face.pixels, "clean copy");
+        assert_eq!(shift[r].majority, face.majority);
         // The brightness copy at severity 2 is exactly `corrupt` of the clean face (brightness
         // draws no random numbers, so the seed does not matter).
         let c = Corruption::ALL
             .iter()
             .position(|c| *c == Corruption::Brightness)
             .expect("brightness");
-        let row = r + 1 + c * 5 + 1;
-        assert_eq!((kinds.value(row), severity.value(row)), ("brightness", 2));
-        let expected =
-            corrupt(&pixels(&test, 3, ti), Corruption::Brightness, 2, 0).expect("corrupt");
-        assert_eq!(pixels(&shift, 3, row), expected);
+        let row = &shift[r + 1 + c * 5 + 1];
+        assert_eq!((row.corruption.as_str(), row.severity), ("brightness", 2));
+        let expected = corrupt(&face.pixels, Corruption::Brightness, 2, 0).expect("corrupt");
+        assert_eq!(row.pixels, expected);
     }
 
     // A face's copies do not depend on how many faces are corrupted.
     let dir2 = tempfile::tempdir().expect("tempdir");
     let layout2 = Layout::new(dir2.path(), "t");
     ferbayes_ingest::run(&support::real_root(), &layout2, &settings(2, 0, vec![])).expect("ingest");
-    let small = read(&layout2.ingest_shift(), &schema::ingest_shift());
-    assert_eq!(small.num_rows(), 2 * 36);
-    for i in 0..small.num_rows() {
-        assert_eq!(pixels(&small, 3, i), pixels(&shift, 3, i), "row {i}");
+    let small: Vec<ShiftFaceRow> = read(&layout2.ingest_shift());
+    assert_eq!(small.len(), 2 * 36);
+    for (i, row) in small.iter().enumerate() {
+        assert_eq!(row.pixels, shift[i].pixels, "row {i}");
     }
 }
 
@@ -130,43 +120,30 @@ fn ood_table_holds_generated_sets_and_an_image_folder() {
     )
     .expect("ingest");
     assert!(!layout.ingest_shift().exists(), "shift is off");
-    let ood = read(&layout.ingest_ood(), &schema::ingest_ood());
-    let set = ood.column(0).as_string::<i32>();
-    let image = ood.column(1).as_string::<i32>();
-    let near = ood.column(2).as_boolean();
+    let ood: Vec<OodImageRow> = read(&layout.ingest_ood());
     // 6 uniform noise + 6 upside-down + the folder's 4 images.
-    assert_eq!(ood.num_rows(), 16);
-    let count = |name: &str| {
-        (0..ood.num_rows())
-            .filter(|&i| set.value(i) == name)
-            .count()
-    };
+    assert_eq!(ood.len(), 16);
+    let count = |name: &str| ood.iter().filter(|r| r.set == name).count();
     assert_eq!(count("uniform_noise"), 6);
     assert_eq!(count("upside_down"), 6);
     assert_eq!(count("my-photos"), 4);
-    let test = support::read_split(&layout, ferbayes_core::Split::Test);
-    for i in 0..ood.num_rows() {
-        match set.value(i) {
+    let test = support::read_faces(&layout, ferbayes_core::Split::Test);
+    for row in &ood {
+        match row.set.as_str() {
             "upside_down" => {
-                assert!(near.value(i));
+                assert!(row.near);
                 // Image k is test face k flipped vertically.
-                let k: usize = image.value(i)["upside_down-".len()..]
-                    .parse()
-                    .expect("index");
-                let face = pixels(&test, 3, k);
+                let k: usize = row.image["upside_down-".len()..].parse().expect("index");
+                let face = &test[k].pixels;
                 let flipped: Vec<u8> = face.chunks(48).rev().flatten().copied().collect();
-                assert_eq!(pixels(&ood, 3, i), flipped);
+                assert_eq!(row.pixels, flipped);
             }
             "my-photos" => {
-                assert!(!near.value(i));
+                assert!(!row.near);
                 // write_png fills with 128: every converted pixel is 128.
-                assert!(
-                    pixels(&ood, 3, i).iter().all(|&p| p == 128),
-                    "{}",
-                    image.value(i)
-                );
+                assert!(row.pixels.iter().all(|&p| p == 128), "{}", row.image);
             }
-            _ => assert!(!near.value(i)),
+            _ => assert!(!row.near),
         }
     }
     // Same settings, same bytes.
@@ -191,8 +168,8 @@ fn the_shared_natural_patches_are_spread_over_every_source_photo() {
     let mut s = settings(0, 36, vec![folder.clone()]);
     s.ood.generated.clear();
     ferbayes_ingest::run(&support::real_root(), &layout, &s).expect("ingest");
-    let ood = read(&layout.ingest_ood(), &schema::ingest_ood());
-    assert_eq!(ood.num_rows(), 36);
+    let ood: Vec<OodImageRow> = read(&layout.ingest_ood());
+    assert_eq!(ood.len(), 36);
     // index.csv: image,source,...; 36 of 1,800 spread evenly → 2 per each of the 18 sources.
     let index = std::fs::read_to_string(folder.join("index.csv")).expect("index.csv");
     let source: std::collections::HashMap<&str, &str> = index
@@ -203,15 +180,14 @@ fn the_shared_natural_patches_are_spread_over_every_source_photo() {
             Some((f.next()?, f.next()?))
         })
         .collect();
-    let image = ood.column(1).as_string::<i32>();
     let mut per_source = std::collections::BTreeMap::new();
-    for i in 0..ood.num_rows() {
-        *per_source.entry(source[image.value(i)]).or_insert(0) += 1;
+    for row in &ood {
+        *per_source.entry(source[row.image.as_str()]).or_insert(0) += 1;
         // The PNGs are 48x48 grayscale already: taken over unchanged.
-        let raw = image::open(folder.join(image.value(i)))
+        let raw = image::open(folder.join(&row.image))
             .expect("png")
             .into_luma8();
-        assert_eq!(pixels(&ood, 3, i), raw.into_raw());
+        assert_eq!(row.pixels, raw.into_raw());
     }
     assert_eq!(per_source.len(), 18, "{per_source:?}");
     assert!(per_source.values().all(|&n| n == 2), "{per_source:?}");

@@ -1,11 +1,8 @@
 //! Ingest of the real FER+ data.
 
-use arrow_array::Array;
-use arrow_array::cast::AsArray;
-use arrow_array::types::{Float32Type, UInt8Type, UInt32Type};
 use ferbayes_core::{Layout, Split};
 
-use crate::support::{read_split, real_root, settings, small_copy};
+use crate::support::{read_faces, real_root, settings, small_copy};
 
 #[test]
 fn full_real_data_gives_the_ferplus_counts() {
@@ -27,76 +24,35 @@ fn full_real_data_gives_the_ferplus_counts() {
         ]
     );
 
-    let train = read_split(&layout, Split::Train);
-    assert_eq!(train.num_rows(), 28_558);
-    let image = train
-        .column_by_name("image")
-        .expect("image")
-        .as_string::<i32>();
-    let row = train
-        .column_by_name("row")
-        .expect("row")
-        .as_primitive::<UInt32Type>();
-    let split = train
-        .column_by_name("split")
-        .expect("split")
-        .as_string::<i32>();
-    let pixels = train
-        .column_by_name("pixels")
-        .expect("pixels")
-        .as_fixed_size_list();
-    let votes = train
-        .column_by_name("votes")
-        .expect("votes")
-        .as_fixed_size_list();
-    let majority = train
-        .column_by_name("majority")
-        .expect("majority")
-        .as_primitive::<UInt8Type>();
-    let crowd = train
-        .column_by_name("crowd")
-        .expect("crowd")
-        .as_fixed_size_list();
-    let entropy = train
-        .column_by_name("crowd_entropy")
-        .expect("crowd_entropy")
-        .as_primitive::<Float32Type>();
-
-    assert_eq!(image.value(0), "fer0000000.png");
-    assert_eq!(row.value(0), 0);
-    assert_eq!(split.value(0), "train");
+    let train = read_faces(&layout, Split::Train);
+    assert_eq!(train.len(), 28_558);
+    let first = &train[0];
+    assert_eq!(first.image, "fer0000000.png");
+    assert_eq!(first.row, 0);
+    assert_eq!(first.split, "train");
     // First pixels of row 0 of the original fer2013.csv ("70 80 82 72 58 58 60 63 ...").
-    let p0 = pixels.value(0);
-    let p0 = p0.as_primitive::<UInt8Type>().values();
-    assert_eq!(&p0[..8], &[70, 80, 82, 72, 58, 58, 60, 63]);
-    let v0 = votes.value(0);
-    assert_eq!(
-        v0.as_primitive::<UInt8Type>().values().as_ref(),
-        &[4, 0, 0, 1, 3, 2, 0, 0, 0, 0]
-    );
+    assert_eq!(&first.pixels[..8], &[70, 80, 82, 72, 58, 58, 60, 63]);
+    assert_eq!(first.votes, [4, 0, 0, 1, 3, 2, 0, 0, 0, 0]);
 
     // Every row: the row number is the name's, the majority class holds more than half of the
     // outlier-filtered votes, and the crowd distribution sums to 1 with a consistent entropy.
-    for i in 0..train.num_rows() {
-        let name = image.value(i);
-        assert_eq!(format!("fer{:07}.png", row.value(i)), name);
-        let v = votes.value(i);
-        let v = v.as_primitive::<UInt8Type>().values();
+    for face in &train {
+        let name = &face.image;
+        assert_eq!(&format!("fer{:07}.png", face.row), name);
+        let v = face.votes;
         let filtered: Vec<u32> = v
             .iter()
             .map(|&c| if c <= 1 { 0 } else { u32::from(c) })
             .collect();
         let total: u32 = filtered.iter().sum();
-        if majority.is_valid(i) {
-            let k = usize::from(majority.value(i));
+        if let Some(k) = face.majority {
+            let k = usize::from(k);
             assert!(
                 k < 8 && 2 * filtered[k] > total,
                 "{name}: majority {k} of {v:?}"
             );
         }
-        if crowd.is_valid(i) {
-            let c = crowd.value(i);
-            let c = c.as_primitive::<Float32Type>().values();
+        if let Some(c) = face.crowd {
             let sum: f32 = c.iter().sum();
             assert!((sum - 1.0).abs() < 1e-5, "{name}: crowd sums to {sum}");
             let h: f32 = -c
@@ -104,13 +60,14 @@ fn full_real_data_gives_the_ferplus_counts() {
                 .filter(|&&p| p > 0.0)
                 .map(|&p| p * p.ln())
                 .sum::<f32>();
-            assert!((h - entropy.value(i)).abs() < 1e-4, "{name}: entropy");
+            let entropy = face.crowd_entropy.expect("entropy beside the crowd");
+            assert!((h - entropy).abs() < 1e-4, "{name}: entropy");
         } else {
             assert!(
                 v[..8].iter().all(|&c| c == 0),
                 "{name}: null crowd with emotion votes"
             );
-            assert!(entropy.is_null(i));
+            assert!(face.crowd_entropy.is_none());
         }
     }
 }

@@ -2,8 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-use arrow_array::RecordBatch;
-use ferbayes_core::{IngestSettings, Layout, Split, schema};
+use ferbayes_core::schema::rows::FaceRow;
+use ferbayes_core::{IngestSettings, Layout, Split};
 
 /// The real FER+ copy (`FER_DATA` or `../shared/ferplus`).
 pub fn real_root() -> PathBuf {
@@ -36,17 +36,10 @@ pub fn settings(max_per_split: Option<usize>) -> IngestSettings {
     }
 }
 
-/// Reads one split's ingest output back.
-pub fn read_split(layout: &Layout, split: Split) -> RecordBatch {
-    let path = layout.ingest_split(split);
-    let batches = ferbayes_core::io::read_parquet(&path, &schema::ingest(), None, "just ingest")
-        .expect("ingest output is readable");
-    arrow_select_concat(&batches)
-}
-
-fn arrow_select_concat(batches: &[RecordBatch]) -> RecordBatch {
-    assert!(!batches.is_empty());
-    arrow_select::concat::concat_batches(&batches[0].schema(), batches).expect("concat")
+/// Reads one split's ingest output back as rows.
+pub fn read_faces(layout: &Layout, split: Split) -> Vec<FaceRow> {
+    ferbayes_core::io::read_rows(&layout.ingest_split(split), None, "just ingest")
+        .expect("ingest output is readable")
 }
 
 /// Writes a PNG with the given geometry and colour type (for the bad-input tests).

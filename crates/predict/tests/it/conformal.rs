@@ -6,7 +6,8 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use ferbayes_core::schema::{self, SHOWN_ALPHA};
+use ferbayes_core::schema::SHOWN_ALPHA;
+use ferbayes_core::schema::rows::ConformalRow;
 use ferbayes_core::{Layout, PipelineFile};
 
 use crate::support::{photos, repo};
@@ -36,34 +37,13 @@ shown_n = [1, 2, 3]
 
 /// The `qhat` of (alexnet, ensemble, n = 3, α = 0.1) in the run's conformal table.
 fn qhat(layout: &Layout) -> f64 {
-    let batches = ferbayes_core::io::read_parquet(
-        &layout.conformal(),
-        &schema::analyze_conformal(),
-        None,
-        "just analyze",
-    )
-    .expect("conformal.parquet");
-    let mut found = None;
-    for b in &batches {
-        let col = |name: &str| b.column_by_name(name).expect("column");
-        let n = col("n")
-            .as_any()
-            .downcast_ref::<arrow_array::UInt16Array>()
-            .expect("n");
-        let alpha = col("alpha")
-            .as_any()
-            .downcast_ref::<arrow_array::Float64Array>()
-            .expect("alpha");
-        let q = col("qhat")
-            .as_any()
-            .downcast_ref::<arrow_array::Float64Array>()
-            .expect("qhat");
-        for i in 0..b.num_rows() {
-            if n.value(i) == 3 && (alpha.value(i) - SHOWN_ALPHA).abs() < 1e-12 {
-                found = Some(q.value(i));
-            }
-        }
-    }
+    let rows: Vec<ConformalRow> =
+        ferbayes_core::io::read_rows(&layout.conformal(), None, "just analyze")
+            .expect("conformal.parquet");
+    let found = rows
+        .iter()
+        .rfind(|r| r.n == 3 && (r.alpha - SHOWN_ALPHA).abs() < 1e-12)
+        .map(|r| r.qhat);
     found.expect("a row for n = 3, α = 0.1")
 }
 

@@ -1,8 +1,6 @@
 //! `ferbayes predict DIR`: one long-format Parquet table for a folder of photos.
 
-use arrow_array::cast::AsArray;
-use arrow_array::types::{Float32Type, UInt16Type, UInt32Type};
-use ferbayes_core::schema;
+use ferbayes_core::schema::rows::PredictRow;
 
 use crate::support::{natural_patches, photos, predict};
 
@@ -35,69 +33,22 @@ fn a_folder_becomes_one_table_of_faces_and_samples() {
         "{stderr}"
     );
 
-    let batches =
-        ferbayes_core::io::read_parquet(&out, &schema::predict_faces(), None, "ferbayes predict")
-            .expect("table");
+    let table: Vec<PredictRow> =
+        ferbayes_core::io::read_rows(&out, None, "ferbayes predict").expect("table");
     let t = 3; // smoke profile: infer.samples
-    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
-    assert_eq!(rows, 5 * t, "one row per (image, face, sample)");
-    let b = &batches[0];
-    let image = b.column_by_name("image").expect("image").as_string::<i32>();
-    let face = b
-        .column_by_name("face")
-        .expect("face")
-        .as_primitive::<UInt16Type>();
-    let sample = b
-        .column_by_name("sample")
-        .expect("sample")
-        .as_primitive::<UInt16Type>();
-    let width = b
-        .column_by_name("box_width")
-        .expect("w")
-        .as_primitive::<UInt32Type>();
-    let names: Vec<&str> = image.iter().map(|v| v.expect("name")).collect();
-    assert_eq!(names.iter().filter(|n| **n == "astronaut.png").count(), t);
-    assert_eq!(
-        names.iter().filter(|n| **n == "more/group.jpg").count(),
-        4 * t
-    );
-    for r in 0..rows {
-        assert_eq!(usize::from(sample.value(r)), r % t);
-        assert!(width.value(r) > 40);
-    }
-    assert_eq!(face.values().iter().copied().max(), Some(3));
-    let probs = b
-        .column_by_name("probs")
-        .expect("probs")
-        .as_fixed_size_list();
-    for r in 0..rows {
-        let p = probs.value(r);
-        let sum: f32 = p.as_primitive::<Float32Type>().values().iter().sum();
+    assert_eq!(table.len(), 5 * t, "one row per (image, face, sample)");
+    let count = |name: &str| table.iter().filter(|r| r.image == name).count();
+    assert_eq!(count("astronaut.png"), t);
+    assert_eq!(count("more/group.jpg"), 4 * t);
+    for (i, r) in table.iter().enumerate() {
+        assert_eq!(usize::from(r.sample), i % t);
+        assert!(r.box_width > 40);
+        let sum: f32 = r.probs.iter().sum();
         assert!((sum - 1.0).abs() < 1e-5, "{sum}");
+        assert!((r.predictive_entropy - r.aleatoric - r.epistemic).abs() < 1e-4);
+        assert!(["confident", "ambiguous face", "unsure model"].contains(&r.verdict.as_str()));
     }
-    let col = |n: &str| {
-        b.column_by_name(n)
-            .expect(n)
-            .as_primitive::<Float32Type>()
-            .clone()
-    };
-    let (h, a, e) = (
-        col("predictive_entropy"),
-        col("aleatoric"),
-        col("epistemic"),
-    );
-    for r in 0..rows {
-        assert!((h.value(r) - a.value(r) - e.value(r)).abs() < 1e-4);
-    }
-    let verdict = b
-        .column_by_name("verdict")
-        .expect("verdict")
-        .as_string::<i32>();
-    assert!(
-        verdict
-            .iter()
-            .all(|v| ["confident", "ambiguous face", "unsure model"].contains(&v.expect("v")))
-    );
+    assert_eq!(table.iter().map(|r| r.face).max(), Some(3));
     // Written atomically: no temporary file is left beside it.
     let left: Vec<_> = std::fs::read_dir(dir.path())
         .expect("ls")

@@ -3,10 +3,9 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use arrow_array::cast::AsArray;
-use arrow_array::types::{Float64Type, UInt16Type};
 use candle_core::{Device, Tensor};
-use ferbayes_core::{Arch, LabelMode, Layout, Method, schema};
+use ferbayes_core::schema::rows::HistoryRow;
+use ferbayes_core::{Arch, LabelMode, Layout, Method};
 use ferbayes_train::TrainOptions;
 
 use crate::support::{ingested, tiny};
@@ -167,31 +166,14 @@ fn all_nine_combinations_train_and_write_their_artifacts() {
         let dir = layout.train_dir(arch, method);
         assert!(dir.join("manifest.json").is_file());
         assert!(!dir.join(".resume").exists());
-        let batches = ferbayes_core::io::read_parquet(
-            &layout.history(arch, method),
-            &schema::history(),
-            None,
-            "just train",
-        )
-        .expect("history");
-        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
-        assert_eq!(rows, members * 2, "{arch}/{method}");
-        for b in &batches {
-            let member = b
-                .column_by_name("member")
-                .expect("member")
-                .as_primitive::<UInt16Type>();
-            assert!(member.values().iter().all(|&m| usize::from(m) < members));
-            let acc = b
-                .column_by_name("valid_accuracy")
-                .expect("acc")
-                .as_primitive::<Float64Type>();
-            assert!(acc.values().iter().all(|a| (0.0..=1.0).contains(a)));
-            let nll = b
-                .column_by_name("valid_loss")
-                .expect("nll")
-                .as_primitive::<Float64Type>();
-            assert!(nll.values().iter().all(|l| l.is_finite() && *l > 0.0));
+        let history: Vec<HistoryRow> =
+            ferbayes_core::io::read_rows(&layout.history(arch, method), None, "just train")
+                .expect("history");
+        assert_eq!(history.len(), members * 2, "{arch}/{method}");
+        for row in &history {
+            assert!(usize::from(row.member) < members);
+            assert!((0.0..=1.0).contains(&row.valid_accuracy));
+            assert!(row.valid_loss.is_finite() && row.valid_loss > 0.0);
         }
     }
 }
