@@ -344,16 +344,26 @@ impl Figure for VsN {
                 })
                 .map(|(x, y)| ((x - 0.5) / t_max, (y - lo) / (hi - lo)))
                 .collect();
-            chart
-                .configure_series_labels()
-                .position(legend_corner(&occupied))
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK.mix(0.3))
-                .label_font((FONT, 13))
-                .draw()?;
+            draw_legend(&mut chart, legend_corner(&occupied), 13.0)?;
         }
         Ok(())
     }
+}
+
+/// The series legend of every figure: a translucent white box with a thin border at `position`.
+fn draw_legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    position: SeriesLabelPosition,
+    font_size: f64,
+) -> DrawResult<DB> {
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.3))
+        .label_font((FONT, font_size))
+        .draw()?;
+    Ok(())
 }
 
 /// The ordering band of a metric-vs-n line: mean ± std as a shaded polygon, the mean dashed.
@@ -513,13 +523,7 @@ fn reliability_bars<DB: DrawingBackend>(
         (0.03, 0.97),
         (FONT, 14).into_font(),
     )))?;
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK.mix(0.3))
-        .label_font((FONT, 12))
-        .draw()?;
+    draw_legend(&mut chart, SeriesLabelPosition::LowerRight, 12.0)?;
     Ok(())
 }
 
@@ -964,13 +968,7 @@ impl Figure for LinePanels {
                     .flat_map(|l| l.points.iter().copied())
                     .map(|(x, y)| ((x - x0) / (x1 - x0), (y - lo) / (hi - lo)))
                     .collect();
-                chart
-                    .configure_series_labels()
-                    .position(legend_corner(&occupied))
-                    .background_style(WHITE.mix(0.85))
-                    .border_style(BLACK.mix(0.3))
-                    .label_font((FONT, 12))
-                    .draw()?;
+                draw_legend(&mut chart, legend_corner(&occupied), 12.0)?;
             }
         }
         Ok(())
@@ -1098,13 +1096,7 @@ impl Figure for Histograms {
                         .map(|(b, &f)| ((b as f64 + 0.5) / self.bins.max(1) as f64, f / top))
                 })
                 .collect();
-            chart
-                .configure_series_labels()
-                .position(legend_corner(&occupied))
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK.mix(0.3))
-                .label_font((FONT, 12))
-                .draw()?;
+            draw_legend(&mut chart, legend_corner(&occupied), 12.0)?;
         }
         Ok(())
     }
