@@ -5,15 +5,16 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use arrow_array::cast::AsArray;
-use arrow_array::types::{Float64Type, UInt8Type, UInt32Type};
-use arrow_array::{Array, RecordBatch};
+use arrow_array::RecordBatch;
 use ferbayes_analyze::data::{KeyedSamples, OodKey, Samples, ShiftKey};
 use ferbayes_analyze::labels::{LabelRow, best_modes};
 use ferbayes_analyze::metrics::entropy;
 use ferbayes_analyze::{ood, selective, shift};
 use ferbayes_core::schema::Row;
-use ferbayes_core::schema::rows::{InferOodRow, InferShiftRow, OodImageRow, ShiftFaceRow};
+use ferbayes_core::schema::rows::{
+    InferOodRow, InferShiftRow, LabelsRow, MetricsRow, OodDetectionRow, OodImageRow,
+    SelectiveRow, ShiftFaceRow, ShiftMetricsRow,
+};
 use ferbayes_core::{Arch, LabelMode, Layout, Method, Split, Stage, schema};
 
 use crate::support::{ingest, ingest_faces, smoke_settings, synthetic_probs, walk, write_infer};
@@ -563,122 +564,103 @@ fn extra_analyses_end_to_end() {
     expected.sort();
     assert_eq!(written, expected);
 
-    let read = |name: &str, schema: &arrow_schema::SchemaRef| -> RecordBatch {
-        let batches = ferbayes_core::io::read_parquet(
-            &layout.analyze_table(name),
-            schema,
-            None,
-            "just analyze",
-        )
-        .expect("table matches its schema");
-        assert_eq!(batches.len(), 1, "{name}: one small batch");
-        batches[0].clone()
-    };
-    let f64s = |b: &RecordBatch, name: &str| -> Vec<f64> {
-        let c = b
-            .column_by_name(name)
-            .expect("column")
-            .as_primitive::<Float64Type>();
-        (0..c.len()).map(|i| c.value(i)).collect()
-    };
-    let strs = |b: &RecordBatch, name: &str| -> Vec<String> {
-        let c = b.column_by_name(name).expect("column").as_string::<i32>();
-        (0..c.len()).map(|i| c.value(i).to_owned()).collect()
-    };
+    fn read<R: Row>(layout: &Layout, name: &str) -> Vec<R> {
+        ferbayes_core::io::read_rows(&layout.analyze_table(name), None, "just analyze")
+            .expect("table matches its schema")
+    }
 
     // selective: 4 combinations x 2 scores, in range.
-    let sel = read("selective", &schema::analyze_selective());
-    assert_eq!(sel.num_rows(), 8);
+    let sel: Vec<SelectiveRow> = read(&layout, "selective");
+    assert_eq!(sel.len(), 8);
     assert_eq!(
-        strs(&sel, "score")[..2],
-        ["confidence".to_owned(), "mutual_information".to_owned()]
+        [sel[0].score.as_str(), sel[1].score.as_str()],
+        ["confidence", "mutual_information"]
     );
-    for v in f64s(&sel, "aurc")
-        .into_iter()
-        .chain(f64s(&sel, "accuracy_at_80"))
-    {
-        assert!((0.0..=1.0).contains(&v), "{v}");
+    for row in &sel {
+        for v in [row.aurc, row.accuracy_at_80] {
+            assert!(v.is_some_and(|v| (0.0..=1.0).contains(&v)), "{v:?}");
+        }
     }
 
     // shift: 3 combinations x 7 corruptions x severities 0..5; 4 faces each.
-    let sh = read("shift", &schema::analyze_shift());
-    assert_eq!(sh.num_rows(), 3 * 7 * 6);
-    let faces = sh
-        .column_by_name("faces")
-        .expect("faces")
-        .as_primitive::<UInt32Type>();
-    assert!((0..faces.len()).all(|i| faces.value(i) == 4));
-    let severity = sh
-        .column_by_name("severity")
-        .expect("severity")
-        .as_primitive::<UInt8Type>();
+    let sh: Vec<ShiftMetricsRow> = read(&layout, "shift");
+    assert_eq!(sh.len(), 3 * 7 * 6);
+    assert!(sh.iter().all(|r| r.faces == 4));
     assert_eq!(
-        (0..6).map(|i| severity.value(i)).collect::<Vec<_>>(),
+        sh[..6].iter().map(|r| r.severity).collect::<Vec<_>>(),
         [0, 1, 2, 3, 4, 5]
     );
     assert_eq!(
-        strs(&sh, "corruption")[..7]
+        sh[..7]
             .iter()
-            .filter(|c| *c == "gaussian_noise")
+            .filter(|r| r.corruption == "gaussian_noise")
             .count(),
         6
     );
     // Every prediction names the label, less surely as the severity grows: no errors, and the
     // NLL rises with the severity.
-    assert!(f64s(&sh, "error").iter().all(|&e| e == 0.0));
-    let nll = f64s(&sh, "nll");
-    assert!(nll[..6].windows(2).all(|w| w[1] > w[0]), "{nll:?}");
+    assert!(sh.iter().all(|r| r.error == Some(0.0)));
+    let nll: Vec<f64> = sh[..6].iter().map(|r| r.nll.expect("nll")).collect();
+    assert!(nll.windows(2).all(|w| w[1] > w[0]), "{nll:?}");
 
     // ood: 4 combinations x 2 sets x 3 scores; the far set is told apart perfectly by entropy.
-    let od = read("ood", &schema::analyze_ood());
-    assert_eq!(od.num_rows(), 4 * 2 * 3);
-    let near = od.column_by_name("near").expect("near").as_boolean();
-    let (sets, scores, auroc) = (strs(&od, "set"), strs(&od, "score"), f64s(&od, "auroc"));
-    for i in 0..od.num_rows() {
-        assert_eq!(near.value(i), sets[i] == "upside_down");
-        assert!((0.0..=1.0).contains(&auroc[i]));
-        if sets[i] == "uniform_noise" && scores[i] == "entropy" {
+    let od: Vec<OodDetectionRow> = read(&layout, "ood");
+    assert_eq!(od.len(), 4 * 2 * 3);
+    for row in &od {
+        assert_eq!(row.near, row.set == "upside_down");
+        let auroc = row.auroc.expect("auroc");
+        assert!((0.0..=1.0).contains(&auroc));
+        if row.set == "uniform_noise" && row.score == "entropy" {
             assert!(
-                auroc[i] > 0.9,
-                "uniform predictions have the highest entropy: {}",
-                auroc[i]
+                auroc > 0.9,
+                "uniform predictions have the highest entropy: {auroc}"
             );
         }
     }
 
     // labels: majority x (alexnet x 2 methods) + crossentropy x alexnet/mc_dropout.
-    let lb = read("labels", &schema::analyze_labels());
+    let lb: Vec<LabelsRow> = read(&layout, "labels");
     assert_eq!(
-        strs(&lb, "label_mode"),
+        lb.iter().map(|r| r.label_mode.as_str()).collect::<Vec<_>>(),
         ["majority", "majority", "crossentropy"]
     );
-    assert_eq!(strs(&lb, "arch"), ["alexnet"; 3]);
+    assert!(lb.iter().all(|r| r.arch == "alexnet"));
     assert_eq!(
-        strs(&lb, "method"),
+        lb.iter().map(|r| r.method.as_str()).collect::<Vec<_>>(),
         ["mc_dropout", "ensemble", "mc_dropout"]
     );
     // The main run's row equals metrics.parquet at n = T on test.
-    let metrics = read("metrics", &schema::metrics());
-    let row = (0..metrics.num_rows())
-        .find(|&i| {
-            strs(&metrics, "arch")[i] == "alexnet"
-                && strs(&metrics, "method")[i] == "mc_dropout"
-                && strs(&metrics, "split")[i] == "test"
-                && usize::from(
-                    metrics
-                        .column_by_name("n")
-                        .expect("n")
-                        .as_primitive::<arrow_array::types::UInt16Type>()
-                        .value(i),
-                ) == T
+    let metrics: Vec<MetricsRow> = read(&layout, "metrics");
+    let row = metrics
+        .iter()
+        .find(|r| {
+            r.arch == "alexnet" && r.method == "mc_dropout" && r.split == "test" && usize::from(r.n) == T
         })
         .expect("metrics row");
-    for name in ferbayes_analyze::labels::METRICS {
+    let main = &lb[0];
+    for (name, value) in [
+        ("error", main.error),
+        ("nll", main.nll),
+        ("ece", main.ece),
+        ("brier", main.brier),
+        ("jsd", main.jsd),
+        ("soft_accuracy", main.soft_accuracy),
+        ("entropy_corr", main.entropy_corr),
+    ] {
+        let i = schema::METRICS
+            .iter()
+            .position(|m| *m == name)
+            .expect("a metric");
         assert!(
-            close(f64s(&lb, name)[0], f64s(&metrics, name)[row]),
+            close(value.expect("labels value"), row.values[i].expect("metrics value")),
             "{name}"
         );
     }
+    assert_eq!(
+        ferbayes_analyze::labels::METRICS.len(),
+        7,
+        "every labels.parquet metric is compared above"
+    );
 
     // Figures and report sections.
     let stems: Vec<&str> = summary.figures.iter().map(|f| f.stem.as_str()).collect();

@@ -3,17 +3,28 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use arrow_array::cast::AsArray;
-use arrow_array::types::{Float64Type, UInt16Type};
-use arrow_array::{Array, RecordBatch};
-use ferbayes_core::{Arch, Layout, Method, Split, Stage, schema};
+use ferbayes_core::schema::rows::{ConformalRow, MetricsRow, TemperatureRow};
+use ferbayes_core::{Arch, Layout, Method, Split, Stage, io, schema};
 
 use crate::support::{ingest, ingest_faces, smoke_settings, synthetic_probs, walk, write_infer};
 
 const T: usize = 3;
 
-fn column<'a>(batch: &'a RecordBatch, name: &str) -> &'a dyn Array {
-    batch.column_by_name(name).expect("column").as_ref()
+/// The metric `name` (one of [`schema::METRICS`]) of a `metrics.parquet` row.
+fn metric(row: &MetricsRow, name: &str) -> Option<f64> {
+    row.values[metric_index(name)]
+}
+
+/// Its `_std` column.
+fn metric_std(row: &MetricsRow, name: &str) -> Option<f64> {
+    row.stds[metric_index(name)]
+}
+
+fn metric_index(name: &str) -> usize {
+    schema::METRICS
+        .iter()
+        .position(|m| *m == name)
+        .unwrap_or_else(|| panic!("{name} is not a metric"))
 }
 
 #[test]
@@ -73,40 +84,18 @@ fn end_to_end_on_real_ingest_and_synthetic_inference() {
     );
 
     // metrics.parquet: archs x methods x splits x n rows, in range.
-    let batches = ferbayes_core::io::read_parquet(
-        &layout.metrics(),
-        &schema::metrics(),
-        None,
-        "just analyze",
-    )
-    .expect("metrics.parquet matches the schema");
-    let batch = arrow_select_concat(&batches);
-    assert_eq!(batch.schema(), schema::metrics());
-    assert_eq!(batch.num_rows(), 2 * 2 * 2 * T);
-    assert_eq!(summary.rows, batch.num_rows());
-    let arch = column(&batch, "arch").as_string::<i32>();
-    let method = column(&batch, "method").as_string::<i32>();
-    let split = column(&batch, "split").as_string::<i32>();
-    let n = column(&batch, "n").as_primitive::<UInt16Type>();
-    let f = |name: &str| column(&batch, name).as_primitive::<Float64Type>().clone();
-    let (error, ece, jsd, epistemic, nll, brier, soft, aurc) = (
-        f("error"),
-        f("ece"),
-        f("jsd"),
-        f("epistemic"),
-        f("nll"),
-        f("brier"),
-        f("soft_accuracy"),
-        f("aurc"),
-    );
-    let (error_std, ece_std) = (f("error_std"), f("ece_std"));
+    let rows: Vec<MetricsRow> = io::read_rows(&layout.metrics(), None, "just analyze")
+        .expect("metrics.parquet matches the schema");
+    assert_eq!(rows.len(), 2 * 2 * 2 * T);
+    assert_eq!(summary.rows, rows.len());
     let mut keys = Vec::new();
-    for i in 0..batch.num_rows() {
+    let mut error = Vec::new();
+    for (i, row) in rows.iter().enumerate() {
         keys.push((
-            arch.value(i).to_owned(),
-            method.value(i).to_owned(),
-            split.value(i).to_owned(),
-            n.value(i),
+            row.arch.clone(),
+            row.method.clone(),
+            row.split.clone(),
+            row.n,
         ));
         for name in [
             "error",
@@ -124,32 +113,28 @@ fn end_to_end_on_real_ingest_and_synthetic_inference() {
             "crowd_ece",
             "crowd_cw_ece",
         ] {
-            assert!(
-                !column(&batch, name).is_null(i),
-                "{name} is null in row {i}"
-            );
+            assert!(metric(row, name).is_some(), "{name} is null in row {i}");
         }
-        assert!(
-            (0.0..=1.0).contains(&error.value(i)),
-            "error {}",
-            error.value(i)
-        );
-        assert!(
-            error.value(i) < 0.6,
-            "synthetic predictions agree with most labels: {}",
-            error.value(i)
-        );
-        assert!(ece.value(i) >= 0.0 && ece.value(i) <= 1.0);
-        assert!((0.0..=1.0).contains(&jsd.value(i)));
-        assert!(epistemic.value(i) >= -1e-6);
-        assert!(nll.value(i) > 0.0 && brier.value(i) >= 0.0 && brier.value(i) <= 2.0);
-        assert!((0.0..=1.0).contains(&soft.value(i)) && (0.0..=1.0).contains(&aurc.value(i)));
-        if method.value(i) == "mc_dropout" {
-            assert_eq!(error_std.value(i), 0.0, "MC methods have zero std");
+        let v = |name: &str| metric(row, name).expect("not null");
+        let e = v("error");
+        error.push(e);
+        assert!((0.0..=1.0).contains(&e), "error {e}");
+        assert!(e < 0.6, "synthetic predictions agree with most labels: {e}");
+        assert!((0.0..=1.0).contains(&v("ece")));
+        assert!((0.0..=1.0).contains(&v("jsd")));
+        if let Some(epistemic) = metric(row, "epistemic") {
+            assert!(epistemic >= -1e-6, "epistemic {epistemic}");
         }
-        if method.value(i) == "ensemble" && usize::from(n.value(i)) == T {
+        assert!(v("nll") > 0.0 && (0.0..=2.0).contains(&v("brier")));
+        assert!((0.0..=1.0).contains(&v("soft_accuracy")) && (0.0..=1.0).contains(&v("aurc")));
+        if row.method == "mc_dropout" {
+            assert_eq!(metric_std(row, "error"), Some(0.0), "MC methods have zero std");
+        }
+        if row.method == "ensemble" && usize::from(row.n) == T {
             // Every ordering averages the same members at n = T.
-            assert!(error_std.value(i) < 1e-12 && ece_std.value(i) < 1e-9);
+            let (error_std, ece_std) = (metric_std(row, "error"), metric_std(row, "ece"));
+            assert!(error_std.is_some_and(|s| s < 1e-12), "{error_std:?}");
+            assert!(ece_std.is_some_and(|s| s < 1e-9), "{ece_std:?}");
         }
     }
     let mut expected_keys = Vec::new();
@@ -193,17 +178,16 @@ fn end_to_end_on_real_ingest_and_synthetic_inference() {
             .expect("row exists");
         let want = wrong as f64 / total as f64;
         assert!(
-            (error.value(row) - want).abs() < 1e-12,
+            (error[row] - want).abs() < 1e-12,
             "n = {k}: error {} vs {want}",
-            error.value(row)
+            error[row]
         );
     }
     // Ensembles do have a spread over orderings at n = 1 (3 different single members).
-    let ens_n1: f64 = keys
+    let ens_n1: f64 = rows
         .iter()
-        .enumerate()
-        .filter(|(_, k)| k.1 == "ensemble" && k.3 == 1)
-        .map(|(i, _)| error_std.value(i) + ece_std.value(i))
+        .filter(|r| r.method == "ensemble" && r.n == 1)
+        .map(|r| metric_std(r, "error").unwrap_or(0.0) + metric_std(r, "ece").unwrap_or(0.0))
         .sum();
     assert!(ens_n1 > 0.0, "orderings differ at n = 1");
 
@@ -411,11 +395,6 @@ fn inference_not_matching_ingest_is_an_error_naming_the_file() {
     );
 }
 
-fn arrow_select_concat(batches: &[RecordBatch]) -> RecordBatch {
-    assert_eq!(batches.len(), 1, "one small batch");
-    batches[0].clone()
-}
-
 /// The study's size: every FER+ valid/test face, 3 archs x 3 methods, T = 15, 20 orderings.
 /// Prints the analyze wall time; set `FERBAYES_ANALYZE_OUT=<dir>` to keep the artifacts.
 /// Run: `cargo test --release -p ferbayes-analyze -- --ignored --nocapture full_size`.
@@ -471,46 +450,33 @@ fn full_size_runtime() {
 /// error unchanged by it; `conformal.parquet` one per (arch, method, n, α) with coverage and set
 /// sizes in range and a finite q̂ wherever the valid split is large enough.
 fn posthoc_tables_are_consistent(layout: &Layout, combinations_n: usize) {
-    let read = |path: std::path::PathBuf, schema: arrow_schema::SchemaRef| {
-        let batches = ferbayes_core::io::read_parquet(&path, &schema, None, "just analyze")
-            .expect("table parses");
-        arrow_select_concat(&batches)
-    };
-    let t = read(
-        layout.temperature(),
-        ferbayes_core::schema::analyze_temperature(),
-    );
-    assert_eq!(t.num_rows(), combinations_n);
-    let f = |b: &RecordBatch, name: &str| {
-        column(b, name)
-            .as_primitive::<Float64Type>()
-            .values()
-            .to_vec()
-    };
-    let (temp, before, after) = (
-        f(&t, "temperature"),
-        f(&t, "error_before"),
-        f(&t, "error_after"),
-    );
-    for i in 0..t.num_rows() {
-        assert!((0.05..=20.0).contains(&temp[i]), "T = {}", temp[i]);
-        assert_eq!(before[i], after[i], "temperature scaling changed the error");
+    let t: Vec<TemperatureRow> = io::read_rows(&layout.temperature(), None, "just analyze")
+        .expect("temperature.parquet parses");
+    assert_eq!(t.len(), combinations_n);
+    let error = ferbayes_core::schema::TEMPERATURE_METRICS
+        .iter()
+        .position(|m| *m == "error")
+        .expect("error is a temperature metric");
+    for row in &t {
+        let temperature = row.temperature.expect("T");
+        assert!((0.05..=20.0).contains(&temperature), "T = {temperature}");
+        assert_eq!(
+            row.before[error], row.after[error],
+            "temperature scaling changed the error"
+        );
     }
-    let c = read(
-        layout.conformal(),
-        ferbayes_core::schema::analyze_conformal(),
-    );
+    let c: Vec<ConformalRow> = io::read_rows(&layout.conformal(), None, "just analyze")
+        .expect("conformal.parquet parses");
     assert_eq!(
-        c.num_rows(),
+        c.len(),
         combinations_n * ferbayes_core::schema::CONFORMAL_ALPHAS.len()
     );
-    let (qhat, coverage, size) = (f(&c, "qhat"), f(&c, "coverage"), f(&c, "set_size"));
-    for i in 0..c.num_rows() {
+    for row in &c {
         assert!(
-            qhat[i].is_finite(),
+            row.qhat.is_finite(),
             "hundreds of valid faces give a finite q̂"
         );
-        assert!((0.0..=1.0).contains(&coverage[i]));
-        assert!((0.0..=8.0).contains(&size[i]));
+        assert!(row.coverage.is_some_and(|v| (0.0..=1.0).contains(&v)));
+        assert!(row.set_size.is_some_and(|v| (0.0..=8.0).contains(&v)));
     }
 }
