@@ -12,8 +12,8 @@ use ferbayes_analyze::metrics::entropy;
 use ferbayes_analyze::{ood, selective, shift};
 use ferbayes_core::schema::Row;
 use ferbayes_core::schema::rows::{
-    InferOodRow, InferShiftRow, LabelsRow, MetricsRow, OodDetectionRow, OodImageRow,
-    SelectiveRow, ShiftFaceRow, ShiftMetricsRow,
+    InferOodRow, InferShiftRow, LabelsRow, MetricsRow, OodDetectionRow, OodImageRow, SelectiveRow,
+    ShiftFaceRow, ShiftMetricsRow,
 };
 use ferbayes_core::{Arch, LabelMode, Layout, Method, Split, Stage, schema};
 
@@ -634,7 +634,10 @@ fn extra_analyses_end_to_end() {
     let row = metrics
         .iter()
         .find(|r| {
-            r.arch == "alexnet" && r.method == "mc_dropout" && r.split == "test" && usize::from(r.n) == T
+            r.arch == "alexnet"
+                && r.method == "mc_dropout"
+                && r.split == "test"
+                && usize::from(r.n) == T
         })
         .expect("metrics row");
     let main = &lb[0];
@@ -652,7 +655,10 @@ fn extra_analyses_end_to_end() {
             .position(|m| *m == name)
             .expect("a metric");
         assert!(
-            close(value.expect("labels value"), row.values[i].expect("metrics value")),
+            close(
+                value.expect("labels value"),
+                row.values[i].expect("metrics value")
+            ),
             "{name}"
         );
     }

@@ -128,7 +128,11 @@ fn end_to_end_on_real_ingest_and_synthetic_inference() {
         assert!(v("nll") > 0.0 && (0.0..=2.0).contains(&v("brier")));
         assert!((0.0..=1.0).contains(&v("soft_accuracy")) && (0.0..=1.0).contains(&v("aurc")));
         if row.method == "mc_dropout" {
-            assert_eq!(metric_std(row, "error"), Some(0.0), "MC methods have zero std");
+            assert_eq!(
+                metric_std(row, "error"),
+                Some(0.0),
+                "MC methods have zero std"
+            );
         }
         if row.method == "ensemble" && usize::from(row.n) == T {
             // Every ordering averages the same members at n = T.
@@ -465,8 +469,8 @@ fn posthoc_tables_are_consistent(layout: &Layout, combinations_n: usize) {
             "temperature scaling changed the error"
         );
     }
-    let c: Vec<ConformalRow> = io::read_rows(&layout.conformal(), None, "just analyze")
-        .expect("conformal.parquet parses");
+    let c: Vec<ConformalRow> =
+        io::read_rows(&layout.conformal(), None, "just analyze").expect("conformal.parquet parses");
     assert_eq!(
         c.len(),
         combinations_n * ferbayes_core::schema::CONFORMAL_ALPHAS.len()
