@@ -17,7 +17,9 @@ use ferbayes_core::schema::rows::{
 };
 use ferbayes_core::{Arch, LabelMode, Layout, Method, Split, Stage, schema};
 
-use crate::support::{ingest, ingest_faces, smoke_settings, synthetic_probs, walk, write_infer};
+use crate::support::{
+    ingest, ingest_faces, metric, smoke_settings, synthetic_probs, walk, write_infer,
+};
 
 /// A distribution over the 8 classes from its first entries (the rest 0).
 fn p(head: &[f32]) -> [f32; 8] {
@@ -650,14 +652,10 @@ fn extra_analyses_end_to_end() {
         ("soft_accuracy", main.soft_accuracy),
         ("entropy_corr", main.entropy_corr),
     ] {
-        let i = schema::METRICS
-            .iter()
-            .position(|m| *m == name)
-            .expect("a metric");
         assert!(
             close(
                 value.expect("labels value"),
-                row.values[i].expect("metrics value")
+                metric(row, name).expect("metrics value")
             ),
             "{name}"
         );

@@ -4,28 +4,13 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use ferbayes_core::schema::rows::{ConformalRow, MetricsRow, TemperatureRow};
-use ferbayes_core::{Arch, Layout, Method, Split, Stage, io, schema};
+use ferbayes_core::{Arch, Layout, Method, Split, Stage, io};
 
-use crate::support::{ingest, ingest_faces, smoke_settings, synthetic_probs, walk, write_infer};
+use crate::support::{
+    ingest, ingest_faces, metric, metric_std, smoke_settings, synthetic_probs, walk, write_infer,
+};
 
 const T: usize = 3;
-
-/// The metric `name` (one of [`schema::METRICS`]) of a `metrics.parquet` row.
-fn metric(row: &MetricsRow, name: &str) -> Option<f64> {
-    row.values[metric_index(name)]
-}
-
-/// Its `_std` column.
-fn metric_std(row: &MetricsRow, name: &str) -> Option<f64> {
-    row.stds[metric_index(name)]
-}
-
-fn metric_index(name: &str) -> usize {
-    schema::METRICS
-        .iter()
-        .position(|m| *m == name)
-        .unwrap_or_else(|| panic!("{name} is not a metric"))
-}
 
 #[test]
 fn end_to_end_on_real_ingest_and_synthetic_inference() {

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use ferbayes_core::schema::Row;
-use ferbayes_core::schema::rows::{FaceRow, InferRow};
+use ferbayes_core::schema::rows::{FaceRow, InferRow, MetricsRow};
 use ferbayes_core::{Arch, IngestSettings, Layout, Method, PipelineFile, Settings, Split, schema};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -106,4 +106,21 @@ pub fn walk(dir: &Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+/// The metric `name` (one of [`schema::METRICS`]) of a `metrics.parquet` row.
+pub fn metric(row: &MetricsRow, name: &str) -> Option<f64> {
+    row.values[metric_index(name)]
+}
+
+/// Its `_std` column.
+pub fn metric_std(row: &MetricsRow, name: &str) -> Option<f64> {
+    row.stds[metric_index(name)]
+}
+
+fn metric_index(name: &str) -> usize {
+    schema::METRICS
+        .iter()
+        .position(|m| *m == name)
+        .unwrap_or_else(|| panic!("{name} is not a metric"))
 }
