@@ -938,6 +938,10 @@ fn gather_packed(data: &Dataset, lists: &[&[usize]], device: &Device) -> Result<
 /// One epoch of a packed model, member g seeded by `seeds[g]` (its data order, label draws
 /// and masks exactly as if trained alone); per member, the mean training loss and accuracy
 /// (against the target served).
+///
+/// Nothing is read back from the device inside the step loop: each step leaves its members'
+/// losses and correct counts as a small tensor on the device, and the epoch reads them all once
+/// at its end and sums them on the host in step order (the sums of a loop that read every step).
 fn train_epoch(
     model: &Model,
     data: &Dataset,
@@ -961,8 +965,9 @@ fn train_epoch(
     }
     let mode = settings.train.label_mode;
     let b = settings.train.batch_size;
-    let mut sums = vec![(0.0f64, 0usize); g_count];
-    let mut seen = 0usize;
+    // Per step: its batch size and a (2, G) device tensor of the members' losses and correct
+    // counts, read once after the loop.
+    let mut steps: Vec<(usize, Tensor)> = Vec::new();
     let batches = data.len().div_ceil(b.max(1));
     for j in 0..batches {
         let lists: Vec<&[usize]> = orders
@@ -974,73 +979,114 @@ fn train_epoch(
             continue;
         }
         let xs = gather_packed(data, &lists, device)?;
-        let logits = model.forward_packed(&xs, Mode::TRAIN, &mut noise)?;
-        let log_probs = candle_nn::ops::log_softmax(&logits, 1)?;
-        // Each member's loss as it alone computes it; their sum's gradient reaches each
-        // member's logits exactly as its own loss's would.
-        let mut served: Vec<Vec<u32>> = Vec::with_capacity(g_count);
-        let mut losses: Vec<Tensor> = Vec::with_capacity(g_count);
-        for (g, list) in lists.iter().enumerate() {
-            let lp = log_probs.narrow(0, g * n, n)?;
-            let (loss, labels) = member_loss(&lp, data, list, mode, &mut rngs[g], device)?;
-            losses.push(loss);
-            served.push(labels);
-        }
-        let mut total = losses[0].clone();
-        for l in &losses[1..] {
-            total = (total + l)?;
-        }
-        let grads = total.backward()?;
-        optimizer.step(&grads)?;
-        let predicted: Vec<u32> = logits.argmax(1)?.to_vec1()?;
-        for (g, labels) in served.iter().enumerate() {
-            let correct = predicted[g * n..(g + 1) * n]
-                .iter()
-                .zip(labels)
-                .filter(|(p, t)| p == t)
-                .count();
-            sums[g].0 += f64::from(losses[g].to_scalar::<f32>()?) * n as f64;
-            sums[g].1 += correct;
-        }
-        seen += n;
+        let (targets, served) = step_targets(data, &lists, mode, &mut rngs, device)?;
+        let tally = train_step(model, optimizer, &xs, &targets, &served, &mut noise)?;
+        steps.push((n, tally));
     }
-    let seen = seen.max(1) as f64;
+    let mut sums = vec![(0.0f64, 0usize); g_count];
+    if !steps.is_empty() {
+        let tallies: Vec<&Tensor> = steps.iter().map(|(_, t)| t).collect();
+        // One read per epoch: (steps, 2, G) as f32 (counts are small integers, exact in f32).
+        let values: Vec<f32> = Tensor::stack(&tallies, 0)?.flatten_all()?.to_vec1()?;
+        for ((n, _), step) in steps.iter().zip(values.chunks(2 * g_count)) {
+            let (loss, correct) = step.split_at(g_count);
+            for (g, sum) in sums.iter_mut().enumerate() {
+                sum.0 += f64::from(loss[g]) * *n as f64;
+                sum.1 += correct[g] as usize;
+            }
+        }
+    }
+    let seen = steps.iter().map(|(n, _)| n).sum::<usize>().max(1) as f64;
     Ok(sums
         .into_iter()
         .map(|(loss, correct)| (loss / seen, correct as f64 / seen))
         .collect())
 }
 
-/// One member's loss on its batch `list` (its rows `log_probs` of the packed output) and the
-/// labels it was served.
-fn member_loss(
-    log_probs: &Tensor,
+/// What each member's loss compares its rows of the logits with in one step.
+#[derive(Debug, Clone)]
+pub enum StepTargets {
+    /// One class per row, (G·n,) u32: the NLL (label modes `majority` and `probability`).
+    Classes(Tensor),
+    /// A distribution over the classes per row, (G·n, 8) f32: the cross-entropy against it
+    /// (label mode `crossentropy`).
+    Soft(Tensor),
+}
+
+/// One training step of a packed network (one member: a plain network) on `xs`, G members'
+/// batches of n faces one after the other: the forward pass in [`Mode::TRAIN`] (member g's masks
+/// from `noise[g]`), each member's mean loss on its own rows as it alone computes it, the
+/// backward pass of their sum (whose gradient reaches each member's logits exactly as its own
+/// loss's would) and one optimiser step.
+///
+/// Reads nothing back from the device: returns the step's (2, G) tally there, row 0 the
+/// members' losses and row 1 how many of each member's predictions (argmax of its logits) equal
+/// `served` ((G·n,) u32, the labels the members were served).
+pub fn train_step(
+    model: &Model,
+    optimizer: &mut Optimizer,
+    xs: &Tensor,
+    targets: &StepTargets,
+    served: &Tensor,
+    noise: &mut [Noise],
+) -> Result<Tensor> {
+    let g_count = model.members();
+    let n = xs.dim(0)? / g_count;
+    let logits = model.forward_packed(xs, Mode::TRAIN, noise)?;
+    let log_probs = candle_nn::ops::log_softmax(&logits, 1)?;
+    let mut losses: Vec<Tensor> = Vec::with_capacity(g_count);
+    for g in 0..g_count {
+        let lp = log_probs.narrow(0, g * n, n)?;
+        losses.push(match targets {
+            StepTargets::Classes(t) => candle_nn::loss::nll(&lp, &t.narrow(0, g * n, n)?)?,
+            StepTargets::Soft(t) => (t.narrow(0, g * n, n)? * lp)?.sum(1)?.mean(0)?.neg()?,
+        });
+    }
+    let mut total = losses[0].clone();
+    for l in &losses[1..] {
+        total = (total + l)?;
+    }
+    let grads = total.backward()?;
+    optimizer.step(&grads)?;
+    let correct = logits
+        .argmax(1)?
+        .eq(served)?
+        .to_dtype(DType::F32)?
+        .reshape((g_count, n))?
+        .sum(1)?;
+    let losses = Tensor::stack(&losses, 0)?.reshape(g_count)?;
+    // Detached: kept until the epoch ends, the tally must not hold the step's graph (every
+    // activation) alive.
+    Ok(Tensor::stack(&[losses, correct], 0)?.detach())
+}
+
+/// The targets and served labels of one step: member g's batch `lists[g]`, its label draws
+/// (label mode `probability`) from `rngs[g]`, members in order.
+fn step_targets(
     data: &Dataset,
-    list: &[usize],
+    lists: &[&[usize]],
     mode: LabelMode,
-    rng: &mut ChaCha8Rng,
+    rngs: &mut [ChaCha8Rng],
     device: &Device,
-) -> Result<(Tensor, Vec<u32>)> {
-    Ok(match mode {
-        LabelMode::Majority | LabelMode::Probability => {
-            let labels: Vec<u32> = list
-                .iter()
-                .map(|&i| match mode {
-                    LabelMode::Probability => sample_class(&data.soft[i], rng),
-                    _ => u32::from(data.majority[i]),
-                })
-                .collect();
-            let target = Tensor::new(labels.as_slice(), device)?;
-            (candle_nn::loss::nll(log_probs, &target)?, labels)
-        }
+) -> Result<(StepTargets, Tensor)> {
+    let rows: usize = lists.iter().map(|l| l.len()).sum();
+    let mut served: Vec<u32> = Vec::with_capacity(rows);
+    for (list, rng) in lists.iter().zip(rngs.iter_mut()) {
+        served.extend(list.iter().map(|&i| match mode {
+            LabelMode::Majority => u32::from(data.majority[i]),
+            LabelMode::Probability => sample_class(&data.soft[i], rng),
+            LabelMode::CrossEntropy => argmax(&data.soft[i]) as u32,
+        }));
+    }
+    let served = Tensor::from_vec(served, rows, device)?;
+    let targets = match mode {
+        LabelMode::Majority | LabelMode::Probability => StepTargets::Classes(served.clone()),
         LabelMode::CrossEntropy => {
-            let soft: Vec<f32> = list.iter().flat_map(|&i| data.soft[i]).collect();
-            let target = Tensor::from_vec(soft, (list.len(), ferbayes_core::NUM_CLASSES), device)?;
-            let loss = (target * log_probs)?.sum(1)?.mean(0)?.neg()?;
-            let labels = list.iter().map(|&i| argmax(&data.soft[i]) as u32).collect();
-            (loss, labels)
+            let soft: Vec<f32> = lists.iter().flat_map(|l| l.iter()).flat_map(|&i| data.soft[i]).collect();
+            StepTargets::Soft(Tensor::from_vec(soft, (rows, ferbayes_core::NUM_CLASSES), device)?)
         }
-    })
+    };
+    Ok((targets, served))
 }
 
 fn sample_class(p: &[f32; ferbayes_core::NUM_CLASSES], rng: &mut ChaCha8Rng) -> u32 {
@@ -1071,24 +1117,44 @@ pub fn evaluate(model: &Model, data: &Dataset, device: &Device) -> Result<(f64, 
 }
 
 /// [`evaluate`] for every member of a packed model: each sees all of `data`.
+///
+/// Each pass leaves every face's log-probability of its label and whether the argmax hit it on
+/// the device; they are read once at the end and summed on the host in face order.
 pub fn evaluate_packed(model: &Model, data: &Dataset, device: &Device) -> Result<Vec<(f64, f64)>> {
     let members = model.members();
     let mut noise: Vec<Noise> = (0..members).map(|_| Noise::new(0)).collect();
-    let mut sums = vec![(0.0f64, 0usize); members];
     let indices: Vec<usize> = (0..data.len()).collect();
     // About EVAL_BATCH faces per pass whatever the pack size (bounded memory).
     let per_member = EVAL_BATCH.div_ceil(members).max(16);
+    let mut passes: Vec<(usize, Tensor)> = Vec::new();
     for batch in indices.chunks(per_member) {
         let lists = vec![batch; members];
         let xs = gather_packed(data, &lists, device)?;
         let logits = model.forward_packed(&xs, Mode::EVAL, &mut noise)?;
-        let log_probs: Vec<Vec<f32>> = candle_nn::ops::log_softmax(&logits, 1)?.to_vec2()?;
-        for (g, rows) in log_probs.chunks(batch.len()).enumerate() {
-            for (row, &i) in rows.iter().zip(batch) {
-                let y = usize::from(data.majority[i]);
-                sums[g].0 -= f64::from(row[y]);
-                sums[g].1 += usize::from(argmax(row) == y);
+        let log_probs = candle_nn::ops::log_softmax(&logits, 1)?;
+        let labels: Vec<u32> = (0..members)
+            .flat_map(|_| batch.iter().map(|&i| u32::from(data.majority[i])))
+            .collect();
+        let labels = Tensor::from_slice(&labels, labels.len(), device)?;
+        let picked = log_probs.gather(&labels.unsqueeze(1)?, 1)?.squeeze(1)?;
+        let hit = log_probs.argmax(1)?.eq(&labels)?.to_dtype(DType::F32)?;
+        passes.push((batch.len(), Tensor::stack(&[picked, hit], 0)?.detach()));
+    }
+    let mut sums = vec![(0.0f64, 0usize); members];
+    if !passes.is_empty() {
+        let all: Vec<&Tensor> = passes.iter().map(|(_, t)| t).collect();
+        let values: Vec<f32> = Tensor::cat(&all, 1)?.flatten_all()?.to_vec1()?;
+        let width = values.len() / 2;
+        let (picked, hit) = values.split_at(width);
+        let mut at = 0;
+        for (len, _) in &passes {
+            for (g, sum) in sums.iter_mut().enumerate() {
+                for k in at + g * len..at + (g + 1) * len {
+                    sum.0 -= f64::from(picked[k]);
+                    sum.1 += usize::from(hit[k] > 0.0);
+                }
             }
+            at += members * len;
         }
     }
     let n = data.len() as f64;
