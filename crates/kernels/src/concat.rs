@@ -11,7 +11,7 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor};
 use super::{contiguous_f32, par_chunks_mut, par_zip_map};
 
 /// (B, C, rest) of a tensor of rank >= 2.
-fn bcr(dims: &[usize]) -> candle_core::Result<(usize, usize, usize)> {
+pub(crate) fn bcr(dims: &[usize]) -> candle_core::Result<(usize, usize, usize)> {
     if dims.len() < 2 {
         candle_core::bail!("ferbayes concat: want rank >= 2, got {dims:?}");
     }
@@ -29,7 +29,7 @@ pub fn mul_mask(xs: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
 }
 
 #[derive(Clone, Copy, Debug)]
-struct CatChannels;
+pub(crate) struct CatChannels;
 
 impl CustomOp2 for CatChannels {
     fn name(&self) -> &'static str {
@@ -80,9 +80,9 @@ impl CustomOp2 for CatChannels {
 
 /// Channels `start..start + len` of a (B, C, ...) tensor, as a new contiguous tensor.
 #[derive(Clone, Copy, Debug)]
-struct Channels {
-    start: usize,
-    len: usize,
+pub(crate) struct Channels {
+    pub(crate) start: usize,
+    pub(crate) len: usize,
 }
 
 impl CustomOp1 for Channels {

@@ -33,6 +33,7 @@
 mod bn;
 mod concat;
 mod conv;
+pub mod device;
 mod gemm;
 mod linear;
 pub mod members;
@@ -70,11 +71,14 @@ pub enum Backend {
     /// The fused CPU kernels, Winograd for the wide 3x3 / 5x5 'same' convs.
     #[default]
     Winograd,
+    /// The [`device`] ops: every layer one fused op each way on any device (the GPU's
+    /// backend; on the CPU, what a GPU runs, for tests and op counts).
+    Device,
 }
 
 impl Backend {
     /// The names [`Backend::from_name`] accepts.
-    pub const NAMES: [&'static str; 3] = ["reference", "im2col", "winograd"];
+    pub const NAMES: [&'static str; 4] = ["reference", "im2col", "winograd", "device"];
 
     /// `reference`, `im2col` or `winograd`.
     pub fn from_name(name: &str) -> Option<Backend> {
@@ -82,6 +86,7 @@ impl Backend {
             "reference" => Some(Backend::Reference),
             "im2col" => Some(Backend::Im2col),
             "winograd" => Some(Backend::Winograd),
+            "device" => Some(Backend::Device),
             _ => None,
         }
     }
@@ -92,6 +97,7 @@ impl Backend {
             Backend::Reference => "reference",
             Backend::Im2col => "im2col",
             Backend::Winograd => "winograd",
+            Backend::Device => "device",
         }
     }
 
@@ -114,17 +120,35 @@ impl Backend {
         Backend::default().with_env_overrides()
     }
 
-    /// Whether an op over `ts` runs on the fused kernels: not [`Backend::Reference`],
-    /// and every tensor f32 on the CPU.
+    /// Whether an op over `ts` runs on the fused CPU kernels: [`Backend::Im2col`] or
+    /// [`Backend::Winograd`], and every tensor f32 on the CPU.
     pub fn fast(self, ts: &[&Tensor]) -> bool {
-        self != Backend::Reference && applies(ts)
+        matches!(self, Backend::Im2col | Backend::Winograd) && applies(ts)
+    }
+
+    /// Whether an op over `ts` runs on the [`device`] ops: [`Backend::Device`] on a device
+    /// they support (the CPU, or a GPU with the `cuda` feature).
+    pub fn device_ops(self, ts: &[&Tensor]) -> bool {
+        self == Backend::Device && ts.iter().all(|t| device::supported(t))
+    }
+
+    /// The backend for `device` when none is chosen: [`Backend::Winograd`] on the CPU,
+    /// [`Backend::Device`] elsewhere (with the `cuda` feature; [`Backend::Reference`] without).
+    pub fn for_device(device: &candle_core::Device) -> Backend {
+        if device.is_cpu() {
+            Backend::Winograd
+        } else if cfg!(feature = "cuda") && device.is_cuda() {
+            Backend::Device
+        } else {
+            Backend::Reference
+        }
     }
 
     /// The conv kernels of this backend.
     pub fn algo(self) -> Algo {
         match self {
             Backend::Winograd => Algo::Auto,
-            Backend::Reference | Backend::Im2col => Algo::Im2col,
+            Backend::Reference | Backend::Im2col | Backend::Device => Algo::Im2col,
         }
     }
 }
@@ -150,8 +174,17 @@ impl Backend {
         if self.fast(&[xs, w]) && fast_bias {
             return conv2d(xs, w, bias, padding, stride, relu, self.algo(), members);
         }
+        let device_conv = self == Backend::Device && device::conv_supported(xs);
+        let device_ops = self.device_ops(&[xs]);
         members::per_member(members, &[xs], &[w], bias, |t, p, b| {
-            let ys = reference::conv2d(t[0], p[0], padding, stride)?;
+            let ys = if device_conv {
+                device::conv2d(t[0], p[0], padding, stride)?
+            } else {
+                reference::conv2d(t[0], p[0], padding, stride)?
+            };
+            if let (true, true, Some(b)) = (device_ops, relu, b) {
+                return device::bias_relu(&ys, b);
+            }
             let ys = match b {
                 Some(b) => ys.broadcast_add(&b.reshape((1, (), 1, 1))?)?,
                 None => ys,
@@ -188,7 +221,7 @@ impl Backend {
 
     /// `a` and `b` (B, C, H, W) concatenated on the channel dim.
     pub fn cat_channels(self, a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
-        if self.fast(&[a, b]) {
+        if self.fast(&[a, b]) || self.device_ops(&[a, b]) {
             return cat_channels(a, b);
         }
         Tensor::cat(&[a, b], 1)
@@ -196,7 +229,7 @@ impl Backend {
 
     /// 2x2 max pool, stride 2, output floored.
     pub fn max_pool2(self, xs: &Tensor) -> candle_core::Result<Tensor> {
-        if self.fast(&[xs]) {
+        if self.fast(&[xs]) || self.device_ops(&[xs]) {
             return max_pool2(xs);
         }
         reference::max_pool2(xs)
@@ -204,7 +237,7 @@ impl Backend {
 
     /// 3x3 max pool, stride 2, zero padding 1 (for inputs >= 0).
     pub fn max_pool3_s2_p1(self, xs: &Tensor) -> candle_core::Result<Tensor> {
-        if self.fast(&[xs]) {
+        if self.fast(&[xs]) || self.device_ops(&[xs]) {
             return max_pool3_s2_p1(xs);
         }
         reference::max_pool3_s2_p1(xs)
@@ -515,4 +548,20 @@ pub mod bench {
             conv::backward_weight(&self.0, x, dy)
         }
     }
+}
+
+/// The number of candle tensors this process has created so far, from candle's own tensor
+/// counter (every op's result, every view and every upload gets the next id). The difference
+/// over a training step counts its ops: an upper bound of the kernels a GPU launches for it
+/// (views launch nothing). Creates one tensor itself to read the counter.
+pub fn tensors_created() -> usize {
+    let probe = Tensor::zeros((), DType::U8, &candle_core::Device::Cpu)
+        .map(|t| format!("{:?}", t.id()))
+        .unwrap_or_default();
+    // `TensorId(n)`: candle keeps the number private but derives Debug.
+    probe
+        .trim_start_matches("TensorId(")
+        .trim_end_matches(')')
+        .parse()
+        .unwrap_or(0)
 }

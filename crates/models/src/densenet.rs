@@ -37,7 +37,7 @@ impl DenseLayer {
         })
     }
 
-    /// The k new feature maps (not yet concatenated).
+    /// The k new feature maps (not yet dropped out or concatenated).
     fn forward(
         &self,
         xs: &Tensor,
@@ -49,8 +49,7 @@ impl DenseLayer {
         let ys = self.conv1.forward(&ys)?;
         let ys = self.norm2.forward(&ys, mode, true)?;
         let w = drop.weight(self.conv2.weight(), mode, noise)?;
-        let ys = self.conv2.forward_with_weight(&ys, &w, false)?;
-        drop.dropout(&ys, mode, noise)
+        self.conv2.forward_with_weight(&ys, &w, false)
     }
 }
 
@@ -126,8 +125,9 @@ impl DenseNet121 {
         let mut xs = self.ops.backend.max_pool3_s2_p1(&xs)?;
         for (b, layers) in self.blocks.iter().enumerate() {
             for layer in layers {
+                // The layer's new features, dropped out (mc_dropout, ensemble), joined on.
                 let new = layer.forward(&xs, &self.drop, mode, noise)?;
-                xs = self.ops.backend.cat_channels(&xs, &new)?;
+                xs = self.drop.cat_dropout(&xs, &new, mode, noise)?;
             }
             if let Some(t) = self.transitions.get(b) {
                 let ys = t.norm.forward(&xs, mode, true)?;

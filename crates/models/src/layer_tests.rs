@@ -259,103 +259,112 @@ mod against_candle {
                     let what =
                         format!("b{b} cin{cin} cout{cout} {h}x{w} k{k} p{p} s{s} relu {relu}");
 
-                    let varmap = VarMap::new();
-                    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-                    let layer = crate::layers::Conv2d::new(
-                        cin,
-                        cout,
-                        k,
-                        s,
-                        p,
-                        bias,
-                        crate::layers::Ops::single(Backend::Winograd),
-                        vb,
-                    )
-                    .expect("layer");
-                    let weight = (rand(&[cout, cin, k, k], 10 + case) - 0.5).expect("w");
-                    let bias_t = (rand(&[cout], 20 + case) - 0.5).expect("bias");
-                    let vars = varmap.data().lock().expect("lock").clone();
-                    vars["weight"].set(&weight).expect("set");
-                    if bias {
-                        vars["bias"].set(&bias_t).expect("set");
-                    }
+                    // The fused CPU kernels and the device ops (what a GPU runs).
+                    for backend in [Backend::Winograd, Backend::Device] {
+                        let varmap = VarMap::new();
+                        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+                        let layer = crate::layers::Conv2d::new(
+                            cin,
+                            cout,
+                            k,
+                            s,
+                            p,
+                            bias,
+                            crate::layers::Ops::single(backend),
+                            vb,
+                        )
+                        .expect("layer");
+                        let weight = (rand(&[cout, cin, k, k], 10 + case) - 0.5).expect("w");
+                        let bias_t = (rand(&[cout], 20 + case) - 0.5).expect("bias");
+                        let vars = varmap.data().lock().expect("lock").clone();
+                        vars["weight"].set(&weight).expect("set");
+                        if bias {
+                            vars["bias"].set(&bias_t).expect("set");
+                        }
 
-                    let xv =
-                        Var::from_tensor(&(rand(&[b, cin, h, w], 30 + case) - 0.5).expect("x"))
-                            .expect("var");
-                    let ours = layer
-                        .forward_with_weight(xv.as_tensor(), layer.weight(), relu)
-                        .expect("ours");
-                    let mut ours_vars = vec![xv.as_tensor(), vars["weight"].as_tensor()];
-                    if bias {
-                        ours_vars.push(vars["bias"].as_tensor());
-                    }
+                        let xv =
+                            Var::from_tensor(&(rand(&[b, cin, h, w], 30 + case) - 0.5).expect("x"))
+                                .expect("var");
+                        let ours = layer
+                            .forward_with_weight(xv.as_tensor(), layer.weight(), relu)
+                            .expect("ours");
+                        let mut ours_vars = vec![xv.as_tensor(), vars["weight"].as_tensor()];
+                        if bias {
+                            ours_vars.push(vars["bias"].as_tensor());
+                        }
 
-                    let xr = Var::from_tensor(xv.as_tensor()).expect("var");
-                    let wr = Var::from_tensor(&weight).expect("var");
-                    let br = Var::from_tensor(&bias_t).expect("var");
-                    let cfg = Conv2dConfig {
-                        padding: p,
-                        stride: s,
-                        ..Default::default()
-                    };
-                    let reference = candle_nn::Conv2d::new(
-                        wr.as_tensor().clone(),
-                        bias.then(|| br.as_tensor().clone()),
-                        cfg,
-                    );
-                    let theirs = reference.forward(xr.as_tensor()).expect("reference");
-                    let theirs = if relu {
-                        theirs.relu().expect("relu")
-                    } else {
-                        theirs
-                    };
-                    let mut ref_vars = vec![xr.as_tensor(), wr.as_tensor()];
-                    if bias {
-                        ref_vars.push(br.as_tensor());
-                    }
+                        let xr = Var::from_tensor(xv.as_tensor()).expect("var");
+                        let wr = Var::from_tensor(&weight).expect("var");
+                        let br = Var::from_tensor(&bias_t).expect("var");
+                        let cfg = Conv2dConfig {
+                            padding: p,
+                            stride: s,
+                            ..Default::default()
+                        };
+                        let reference = candle_nn::Conv2d::new(
+                            wr.as_tensor().clone(),
+                            bias.then(|| br.as_tensor().clone()),
+                            cfg,
+                        );
+                        let theirs = reference.forward(xr.as_tensor()).expect("reference");
+                        let theirs = if relu {
+                            theirs.relu().expect("relu")
+                        } else {
+                            theirs
+                        };
+                        let mut ref_vars = vec![xr.as_tensor(), wr.as_tensor()];
+                        if bias {
+                            ref_vars.push(br.as_tensor());
+                        }
 
-                    rel_close(&format!("{what}: output"), &ours, &theirs);
-                    // Without gradient tracking the wrapper is candle's conv itself.
-                    let plain = ferbayes_kernels::reference::conv2d(
-                        &xv.as_tensor().detach(),
-                        &weight,
-                        p,
-                        s,
-                    )
-                    .expect("plain");
-                    let plain_ref = xr.as_tensor().detach().conv2d(&weight, p, s, 1, 1);
-                    rel_close(
-                        &format!("{what}: untracked output"),
-                        &plain,
-                        &plain_ref.expect("ref"),
-                    );
+                        rel_close(&format!("{what} {backend}: output"), &ours, &theirs);
+                        // Without gradient tracking the wrapper is candle's conv itself.
+                        let plain = ferbayes_kernels::reference::conv2d(
+                            &xv.as_tensor().detach(),
+                            &weight,
+                            p,
+                            s,
+                        )
+                        .expect("plain");
+                        let plain_ref = xr.as_tensor().detach().conv2d(&weight, p, s, 1, 1);
+                        rel_close(
+                            &format!("{what}: untracked output"),
+                            &plain,
+                            &plain_ref.expect("ref"),
+                        );
 
-                    let up = (rand(ours.dims(), 40 + case) - 0.5).expect("up");
-                    let g_ours = grads(&ours, &up, &ours_vars);
-                    let g_ref = grads(&theirs, &up, &ref_vars);
-                    for ((name, a), r) in
-                        ["input", "weight", "bias"].iter().zip(&g_ours).zip(&g_ref)
-                    {
-                        rel_close(&format!("{what}: {name} gradient"), a, r);
-                    }
+                        let up = (rand(ours.dims(), 40 + case) - 0.5).expect("up");
+                        let g_ours = grads(&ours, &up, &ours_vars);
+                        let g_ref = grads(&theirs, &up, &ref_vars);
+                        for ((name, a), r) in
+                            ["input", "weight", "bias"].iter().zip(&g_ours).zip(&g_ref)
+                        {
+                            rel_close(&format!("{what} {backend}: {name} gradient"), a, r);
+                        }
 
-                    // The `conv2d` wrapper alone (`Conv2dOp` when gradients are tracked),
-                    // without bias, against `Tensor::conv2d`.
-                    let (xo, wo) = (Var::from_tensor(xv.as_tensor()), Var::from_tensor(&weight));
-                    let (xo, wo) = (xo.expect("var"), wo.expect("var"));
-                    let op =
-                        ferbayes_kernels::reference::conv2d(xo.as_tensor(), wo.as_tensor(), p, s)
-                            .expect("op");
-                    let (xc, wc) = (Var::from_tensor(xv.as_tensor()), Var::from_tensor(&weight));
-                    let (xc, wc) = (xc.expect("var"), wc.expect("var"));
-                    let op_ref = xc.as_tensor().conv2d(wc.as_tensor(), p, s, 1, 1);
-                    let op_ref = op_ref.expect("reference");
-                    rel_close(&format!("{what}: wrapper output"), &op, &op_ref);
-                    let g_op = grads(&op, &up, &[xo.as_tensor(), wo.as_tensor()]);
-                    let g_op_ref = grads(&op_ref, &up, &[xc.as_tensor(), wc.as_tensor()]);
-                    for ((name, a), r) in ["input", "weight"].iter().zip(&g_op).zip(&g_op_ref) {
-                        rel_close(&format!("{what}: wrapper {name} gradient"), a, r);
+                        // The `conv2d` wrapper alone (`Conv2dOp` when gradients are tracked),
+                        // without bias, against `Tensor::conv2d`.
+                        let (xo, wo) =
+                            (Var::from_tensor(xv.as_tensor()), Var::from_tensor(&weight));
+                        let (xo, wo) = (xo.expect("var"), wo.expect("var"));
+                        let op = ferbayes_kernels::reference::conv2d(
+                            xo.as_tensor(),
+                            wo.as_tensor(),
+                            p,
+                            s,
+                        )
+                        .expect("op");
+                        let (xc, wc) =
+                            (Var::from_tensor(xv.as_tensor()), Var::from_tensor(&weight));
+                        let (xc, wc) = (xc.expect("var"), wc.expect("var"));
+                        let op_ref = xc.as_tensor().conv2d(wc.as_tensor(), p, s, 1, 1);
+                        let op_ref = op_ref.expect("reference");
+                        rel_close(&format!("{what}: wrapper output"), &op, &op_ref);
+                        let g_op = grads(&op, &up, &[xo.as_tensor(), wo.as_tensor()]);
+                        let g_op_ref = grads(&op_ref, &up, &[xc.as_tensor(), wc.as_tensor()]);
+                        for ((name, a), r) in ["input", "weight"].iter().zip(&g_op).zip(&g_op_ref) {
+                            rel_close(&format!("{what}: wrapper {name} gradient"), a, r);
+                        }
                     }
                 }
             }
@@ -402,48 +411,53 @@ mod against_candle {
             let modes = [crate::Mode::TRAIN, crate::Mode::EVAL];
             for (mode, relu) in modes.into_iter().flat_map(|m| [(m, false), (m, true)]) {
                 let what = format!("{dims:?} train={} relu={relu}", mode.batchnorm_train);
-                let ((ours_bn, ours_vars), (ref_bn, ref_vars)) =
-                    (layer(Backend::Winograd), layer(Backend::Reference));
-                let x = rand(dims, 90 + case).affine(3.0, -1.0).expect("x");
-                let (xo, xr) = (
-                    Var::from_tensor(&x).expect("v"),
-                    Var::from_tensor(&x).expect("v"),
-                );
-                let ours = ours_bn.forward(xo.as_tensor(), mode, relu).expect("ours");
-                // The reference backend runs candle's `BatchNorm::forward_t`, then its `relu`.
-                let theirs = ref_bn
-                    .forward(xr.as_tensor(), mode, relu)
-                    .expect("reference");
-                rel_close(&format!("{what}: output"), &ours, &theirs);
-                for name in ["running_mean", "running_var"] {
-                    rel_close(
-                        &format!("{what}: {name}"),
-                        ours_vars[name].as_tensor(),
-                        ref_vars[name].as_tensor(),
+                for backend in [Backend::Winograd, Backend::Device] {
+                    let what = format!("{what} {backend}");
+                    let ((ours_bn, ours_vars), (ref_bn, ref_vars)) =
+                        (layer(backend), layer(Backend::Reference));
+                    let x = rand(dims, 90 + case).affine(3.0, -1.0).expect("x");
+                    let (xo, xr) = (
+                        Var::from_tensor(&x).expect("v"),
+                        Var::from_tensor(&x).expect("v"),
                     );
-                }
-                let up = (rand(ours.dims(), 95 + case) - 0.5).expect("up");
-                let names = ["input", "weight", "bias"];
-                let g_ours = grads(
-                    &ours,
-                    &up,
-                    &[
-                        xo.as_tensor(),
-                        ours_vars["weight"].as_tensor(),
-                        ours_vars["bias"].as_tensor(),
-                    ],
-                );
-                let g_ref = grads(
-                    &theirs,
-                    &up,
-                    &[
-                        xr.as_tensor(),
-                        ref_vars["weight"].as_tensor(),
-                        ref_vars["bias"].as_tensor(),
-                    ],
-                );
-                for ((name, a), r) in names.iter().zip(&g_ours).zip(&g_ref) {
-                    rel_close(&format!("{what}: {name} gradient"), a, r);
+                    let ours = ours_bn.forward(xo.as_tensor(), mode, relu).expect("ours");
+                // The device ops leave the running statistics to the model's flush.
+                ferbayes_kernels::device::flush_running().expect("flush");
+                    // The reference backend runs candle's `BatchNorm::forward_t`, then its `relu`.
+                    let theirs = ref_bn
+                        .forward(xr.as_tensor(), mode, relu)
+                        .expect("reference");
+                    rel_close(&format!("{what}: output"), &ours, &theirs);
+                    for name in ["running_mean", "running_var"] {
+                        rel_close(
+                            &format!("{what}: {name}"),
+                            ours_vars[name].as_tensor(),
+                            ref_vars[name].as_tensor(),
+                        );
+                    }
+                    let up = (rand(ours.dims(), 95 + case) - 0.5).expect("up");
+                    let names = ["input", "weight", "bias"];
+                    let g_ours = grads(
+                        &ours,
+                        &up,
+                        &[
+                            xo.as_tensor(),
+                            ours_vars["weight"].as_tensor(),
+                            ours_vars["bias"].as_tensor(),
+                        ],
+                    );
+                    let g_ref = grads(
+                        &theirs,
+                        &up,
+                        &[
+                            xr.as_tensor(),
+                            ref_vars["weight"].as_tensor(),
+                            ref_vars["bias"].as_tensor(),
+                        ],
+                    );
+                    for ((name, a), r) in names.iter().zip(&g_ours).zip(&g_ref) {
+                        rel_close(&format!("{what}: {name} gradient"), a, r);
+                    }
                 }
             }
         }

@@ -133,6 +133,22 @@ fn bn_then(
     let (rm, rv) = (layer.running_mean(), layer.running_var());
     let affine = layer.weight_and_bias();
     if let Some((g, b)) = affine
+        && backend.device_ops(&[xs, g, b, rm, rv])
+    {
+        let ys = ferbayes_kernels::device::batch_norm(
+            xs,
+            g,
+            b,
+            rm,
+            rv,
+            (layer.eps(), layer.momentum()),
+            relu,
+            mode.batchnorm_train,
+            ops.members,
+        )?;
+        return pooled(ys);
+    }
+    if let Some((g, b)) = affine
         && backend.fast(&[xs, g, b, rm, rv])
     {
         let params = BnParams { g, b, rm, rv };
@@ -383,14 +399,72 @@ impl Stochastic {
         Ok(Tensor::from_vec(values, t.dims(), t.device())?.to_dtype(t.dtype())?)
     }
 
+    /// `t` times a mask shaped like it (see [`Stochastic::mask`]); on the device ops the mask
+    /// is drawn inside the op, from the same stream positions, so the product is the same.
+    fn masked(&self, t: &Tensor, noise: &mut [Noise]) -> Result<Tensor> {
+        let backend = self.ops.backend;
+        if backend.device_ops(&[t]) {
+            let streams = self.streams(t, noise)?;
+            return Ok(ferbayes_kernels::device::dropout(
+                t,
+                &streams,
+                1.0 - self.p,
+            )?);
+        }
+        let mask = self.mask(t, noise)?;
+        Ok(backend.mul_mask(t, &mask)?)
+    }
+
+    /// `cat(xs, dropout(new))` on the channel dim (DenseNet's dense layer), as one op on the
+    /// device ops (the same mask, drawn in the op).
+    pub(crate) fn cat_dropout(
+        &self,
+        xs: &Tensor,
+        new: &Tensor,
+        mode: Mode,
+        noise: &mut [Noise],
+    ) -> Result<Tensor> {
+        let backend = self.ops.backend;
+        if !self.drop_connect && self.active(mode) && backend.device_ops(&[xs, new]) {
+            let streams = self.streams(new, noise)?;
+            return Ok(ferbayes_kernels::device::cat_dropout(
+                xs,
+                new,
+                &streams,
+                1.0 - self.p,
+            )?);
+        }
+        let new = self.dropout(new, mode, noise)?;
+        Ok(backend.cat_channels(xs, &new)?)
+    }
+
+    /// Each member's stream position for a mask shaped like `t` (see [`Noise::reserve`]).
+    fn streams(
+        &self,
+        t: &Tensor,
+        noise: &mut [Noise],
+    ) -> Result<Vec<ferbayes_kernels::device::MaskStream>> {
+        let members = self.ops.members;
+        if noise.len() != members {
+            return Err(Error::Config(format!(
+                "{} noise streams for {members} packed members",
+                noise.len()
+            )));
+        }
+        let n = t.elem_count() / members;
+        noise
+            .iter_mut()
+            .map(|stream| stream.reserve(n, 1.0 - self.p))
+            .collect()
+    }
+
     /// Inverted dropout on activations (one independent mask entry per element, so
     /// per sample); identity for DropConnect or when not sampling.
     pub(crate) fn dropout(&self, xs: &Tensor, mode: Mode, noise: &mut [Noise]) -> Result<Tensor> {
         if self.drop_connect || !self.active(mode) {
             return Ok(xs.clone());
         }
-        let mask = self.mask(xs, noise)?;
-        Ok(self.ops.backend.mul_mask(xs, &mask)?)
+        self.masked(xs, noise)
     }
 
     /// The weight to use: for DropConnect while sampling, `w * mask` with one mask
@@ -400,8 +474,7 @@ impl Stochastic {
         if !self.drop_connect || !self.active(mode) {
             return Ok(w.clone());
         }
-        let mask = self.mask(w, noise)?;
-        Ok(self.ops.backend.mul_mask(w, &mask)?)
+        self.masked(w, noise)
     }
 
     /// Dropout position followed by a linear layer: dropout on `xs` (mc_dropout,

@@ -102,11 +102,11 @@ impl Model {
     pub fn forward_packed(&self, xs: &Tensor, mode: Mode, noise: &mut [Noise]) -> Result<Tensor> {
         self.check_input(xs, mode)?;
         self.check_noise(noise)?;
-        match &self.net {
+        running_stats_updated(|| match &self.net {
             Net::AlexNet(n) => n.forward(xs, mode, noise),
             Net::Vgg16(n) => n.forward(xs, mode, noise),
             Net::DenseNet121(n) => n.forward(xs, mode, noise),
-        }
+        })
     }
 
     fn check_noise(&self, noise: &[Noise]) -> Result<()> {
@@ -158,13 +158,13 @@ impl Model {
     /// [`Model::has_deterministic_prefix`]); draws no masks. BatchNorm follows `mode`.
     pub fn features(&self, xs: &Tensor, mode: Mode) -> Result<Tensor> {
         self.check_input(xs, mode)?;
-        match &self.net {
+        running_stats_updated(|| match &self.net {
             Net::AlexNet(n) => n.features(xs, mode),
             Net::Vgg16(n) => n.features(xs),
             Net::DenseNet121(_) => Err(Error::Config(
                 "densenet121 has no deterministic prefix: sample full passes".into(),
             )),
-        }
+        })
     }
 
     /// Logits from the output of [`Model::features`]: `head(features(x))` equals `forward(x)`
@@ -193,5 +193,22 @@ impl Model {
     /// The configuration the model was built from.
     pub fn config(&self) -> &ModelConfig {
         &self.cfg
+    }
+}
+
+/// Runs a forward pass and then the running-statistics updates its BatchNorm layers left on the
+/// device ops (one multi-tensor update, `ferbayes_kernels::device::flush_running`); a failed
+/// pass leaves the statistics as they were.
+fn running_stats_updated(forward: impl FnOnce() -> Result<Tensor>) -> Result<Tensor> {
+    ferbayes_kernels::device::discard_running();
+    match forward() {
+        Ok(ys) => {
+            ferbayes_kernels::device::flush_running()?;
+            Ok(ys)
+        }
+        Err(e) => {
+            ferbayes_kernels::device::discard_running();
+            Err(e)
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! Seeded Bernoulli masks for dropout and DropConnect.
 
 use candle_core::{Device, Tensor};
+use ferbayes_kernels::device::MaskStream;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
@@ -41,6 +42,25 @@ impl Noise {
             return Ok(Tensor::ones(shape, candle_core::DType::F32, device)?);
         }
         Ok(Tensor::from_vec(self.mask_values(n, keep)?, shape, device)?)
+    }
+
+    /// Where the next `n` mask entries come from, the stream moved past them as
+    /// [`Noise::mask_values`] would move it: the device ops draw those entries in place
+    /// (`ferbayes_kernels::device::dropout`), bit for bit the values `mask_values` returns.
+    /// `keep` must be in (0, 1]; with `keep == 1` no words are consumed (and no mask is needed).
+    pub fn reserve(&mut self, n: usize, keep: f64) -> Result<MaskStream> {
+        if !(keep > 0.0 && keep <= 1.0) {
+            return Err(Error::KeepProbability(keep));
+        }
+        let word = self.rng.get_word_pos();
+        if keep < 1.0 {
+            self.rng.set_word_pos(word + n as u128);
+        }
+        Ok(MaskStream {
+            key: MaskStream::key_words(&self.rng.get_seed()),
+            stream: self.rng.get_stream(),
+            word,
+        })
     }
 
     /// The `n` values of [`Noise::mask`] (row-major), appended to nothing: what a mask
@@ -118,5 +138,78 @@ mod tests {
         assert!((kept - keep).abs() < 0.01, "kept fraction {kept}");
         assert_eq!(vals(&big), bits(want));
         assert_eq!(vals(&after), bits(seq(7)));
+    }
+
+    /// The device ops' own ChaCha8 (`ferbayes_kernels::device::chacha`, the function the GPU
+    /// kernel runs) gives rand_chacha's words at any position of any stream.
+    #[test]
+    fn device_chacha_is_rand_chacha() {
+        use rand::RngCore;
+        for (seed, stream, pos) in [
+            (0u64, 0u64, 0u128),
+            (42, 0, 5),
+            (20240321, 0, 16 * 1000 + 3),
+            (7, 9, 123_456_789),
+            (u64::MAX, 3, (1u128 << 36) + 15),
+        ] {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            rng.set_stream(stream);
+            rng.set_word_pos(pos);
+            let want: Vec<u32> = (0..70).map(|_| rng.next_u32()).collect();
+            let at = MaskStream {
+                key: MaskStream::key_words(&rng.get_seed()),
+                stream,
+                word: pos,
+            };
+            let mut got = vec![0u32; 70];
+            at.fill(0, &mut got);
+            assert_eq!(got, want, "seed {seed} stream {stream} position {pos}");
+            let mut tail = vec![0u32; 20];
+            at.fill(50, &mut tail);
+            assert_eq!(tail, want[50..], "seed {seed}: from word 50");
+        }
+    }
+
+    /// A dropout on the device ops (its mask drawn inside the op from `Noise::reserve`'s stream
+    /// position) multiplies by exactly the mask `Noise::mask` draws, and leaves the stream
+    /// where the mask draw leaves it: for one stream and for packed streams, masks starting
+    /// mid-block, and masks long enough to be drawn in parallel pieces.
+    #[test]
+    fn device_dropout_is_the_cpu_mask_bit_for_bit() {
+        let keep = 0.8;
+        for (members, n) in [(1usize, 37usize), (3, 5 * PIECE + 17), (2, 16)] {
+            let mut cpu: Vec<Noise> = (0..members).map(|g| Noise::new(100 + g as u64)).collect();
+            let mut dev = cpu.clone();
+            for round in 0..3 {
+                let want: Vec<f32> = cpu
+                    .iter_mut()
+                    .flat_map(|s| s.mask_values(n + round, keep).expect("mask"))
+                    .collect();
+                let streams: Vec<MaskStream> = dev
+                    .iter_mut()
+                    .map(|s| s.reserve(n + round, keep).expect("reserve"))
+                    .collect();
+                let len = members * (n + round);
+                let x = Tensor::from_vec(
+                    (0..len).map(|i| 1.0 + (i % 7) as f32).collect::<Vec<f32>>(),
+                    len,
+                    &Device::Cpu,
+                )
+                .expect("x");
+                let y = ferbayes_kernels::device::dropout(&x, &streams, keep).expect("dropout");
+                let want: Vec<u32> = want
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &m)| ((1.0 + (i % 7) as f32) * m).to_bits())
+                    .collect();
+                let got: Vec<u32> = y
+                    .to_vec1::<f32>()
+                    .expect("values")
+                    .into_iter()
+                    .map(f32::to_bits)
+                    .collect();
+                assert_eq!(got, want, "{members} member(s), {n} entries, round {round}");
+            }
+        }
     }
 }

@@ -827,16 +827,16 @@ fn features_then_head_equals_forward() {
 }
 
 /// A packed model of three members against the three members alone, on every backend (the
-/// fused kernels and candle's reference ops, the path a GPU takes): the same logits in every
-/// mode, the same parameter gradients and the same BatchNorm running statistics after a
-/// training pass, member by member (bit for bit on the fused kernels, 1e-5 on the reference
-/// ops, whose packed BatchNorm runs member by member too).
+/// fused kernels, the device ops a GPU runs and candle's reference ops): the same logits in
+/// every mode, the same parameter gradients and the same BatchNorm running statistics after a
+/// training pass, member by member (bit for bit on the fused kernels and the device ops, 1e-5
+/// on the reference ops, whose packed BatchNorm runs member by member too).
 #[test]
 fn packed_models_equal_their_members_on_every_backend() {
     use ferbayes_models::{Backend, init_packed, unpack_member};
     const G: usize = 3;
     let seeds = [5u64, 6, 7];
-    for backend in [Backend::Winograd, Backend::Reference] {
+    for backend in [Backend::Winograd, Backend::Device, Backend::Reference] {
         for arch in Arch::ALL {
             for method in [Method::Ensemble, Method::McDropConnect] {
                 let what = format!("{backend} {arch}/{method}");
@@ -909,6 +909,85 @@ fn packed_models_equal_their_members_on_every_backend() {
                                 close(&a, o, &format!("{what} {mode:?} {name} grad"));
                             }
                         }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Every network on the device ops (what a GPU runs) against the same network on the fused CPU
+/// kernels: the same weights and noise streams give the same logits and parameter gradients up
+/// to rounding, in training (batch statistics, dropout or DropConnect masks drawn inside the
+/// device ops at the CPU's stream positions), Monte Carlo and evaluation mode, and the same
+/// running statistics after a training pass.
+#[test]
+fn device_ops_compute_what_the_cpu_kernels_compute() {
+    use ferbayes_models::Backend;
+    let rel = |a: &Tensor, b: &Tensor| {
+        let scale = values(b).iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+        max_abs_diff(a, b) / scale
+    };
+    for arch in Arch::ALL {
+        for method in Method::ALL {
+            let cfg = ModelConfig::new(arch, method, 0.125, 32);
+            let build = |backend: Backend| {
+                let vm = VarMap::new();
+                let vb = VarBuilder::from_varmap(&vm, DType::F32, &CPU);
+                let model = Model::with_backend(&cfg, backend, vb).expect("model");
+                init_seeded(&vm, 21).expect("init");
+                (vm, model)
+            };
+            let ((cpu_vars, cpu), (dev_vars, dev)) =
+                (build(Backend::Winograd), build(Backend::Device));
+            let xs = random_input(6, 32, 8);
+            for mode in [Mode::TRAIN, Mode::MC, Mode::EVAL] {
+                let what = format!("{arch}/{method} {mode:?}");
+                let run = |model: &Model, vm: &VarMap| {
+                    let y = model
+                        .forward(&xs, mode, &mut Noise::new(33))
+                        .expect("forward");
+                    let grads = y.sqr().and_then(|t| t.sum_all()).and_then(|t| t.backward());
+                    let grads = grads.expect("backward");
+                    let g: Vec<(String, Option<Tensor>)> = sorted_vars(vm)
+                        .into_iter()
+                        .map(|(n, v)| (n, grads.get(v.as_tensor()).cloned()))
+                        .collect();
+                    (y, g)
+                };
+                let (yc, gc) = run(&cpu, &cpu_vars);
+                let (yd, gd) = run(&dev, &dev_vars);
+                assert!(
+                    rel(&yd, &yc) < 1e-4,
+                    "{what}: logits differ by {}",
+                    rel(&yd, &yc)
+                );
+                // A gradient that is zero but for rounding (a bias before a BatchNorm) is
+                // judged against the network's largest gradient.
+                let largest = gc
+                    .iter()
+                    .flat_map(|(_, g)| g.iter().flat_map(values))
+                    .fold(0f32, |m, v| m.max(v.abs()));
+                for ((name, a), (_, b)) in gd.iter().zip(&gc) {
+                    match (a, b) {
+                        (Some(a), Some(b)) => {
+                            let scale = values(b)
+                                .iter()
+                                .fold(1e-3 * largest, |m, v| m.max(v.abs()));
+                            let r = max_abs_diff(a, b) / scale;
+                            assert!(r < 5e-3, "{what}: {name} gradient differs by {r}");
+                        }
+                        (None, None) => {}
+                        _ => panic!("{what}: {name} has a gradient on one backend only"),
+                    }
+                }
+                for ((name, a), (_, b)) in sorted_vars(&dev_vars)
+                    .iter()
+                    .zip(sorted_vars(&cpu_vars).iter())
+                {
+                    if name.contains("running") {
+                        let r = rel(a.as_tensor(), b.as_tensor());
+                        assert!(r < 1e-5, "{what}: {name} differs by {r}");
                     }
                 }
             }

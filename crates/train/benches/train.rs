@@ -34,8 +34,8 @@ use std::time::Instant;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use ferbayes_core::{Arch, Method, PipelineFile};
-use ferbayes_models::{Mode, Model, Noise, VarRole};
-use ferbayes_train::{Network, optim};
+use ferbayes_models::{Backend, Mode, Model, Noise, VarRole};
+use ferbayes_train::{Network, StepTargets, optim, train_step};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -159,6 +159,14 @@ fn bench() {
         "| profile | arch | members | one at a time img/s | packed member-img/s | packed / one at a time | PyTorch packed member-img/s | packed ratio | packed % peak |".to_owned(),
         "|---|---|---|---|---|---|---|---|---|".to_owned(),
     ];
+    let count_ops = std::env::var("FER_BENCH_OPS").map_or(true, |v| v != "0");
+    let mut ops_rows = vec![
+        format!(
+            "| profile | arch | {} |",
+            OPS_BACKENDS.map(|b| format!("{b} ops/step")).join(" | ")
+        ),
+        format!("|---|---|{}", "---|".repeat(OPS_BACKENDS.len())),
+    ];
     for profile in PROFILES {
         let settings = file.settings(profile).expect("profile");
         for arch in Arch::ALL {
@@ -169,6 +177,13 @@ fn bench() {
                 continue;
             }
             let s = settings.train.arch(arch).clone();
+            if count_ops {
+                let counts: Vec<String> = OPS_BACKENDS
+                    .iter()
+                    .map(|&b| step_ops(arch, &s, b, &mut rng).to_string())
+                    .collect();
+                ops_rows.push(format!("| {profile} | {arch} | {} |", counts.join(" | ")));
+            }
             let (mut train, mut fwd) = measure(arch, &s, profile, &mut rng);
             let members = packed_members(profile, settings.train.ensemble_members);
             let mut packed = if members > 1 {
@@ -318,6 +333,21 @@ fn bench() {
         );
         println!();
     }
+    if ops_rows.len() > 2 {
+        println!("{}", ops_rows.join("\n"));
+        println!();
+        println!(
+            "Ops per training step (batch {BATCH}, one network, MC-Dropout): the candle tensors \
+             one step creates (forward, loss, backward, optimiser; counted by candle's tensor \
+             ids after a warm-up step, views included) plus the in-place ops (running \
+             statistics, the optimiser's update: one multi-tensor launch each on a GPU), on the \
+             CPU with each kernel backend; reference counts the optimiser as the chain of candle \
+             ops a GPU ran before the device ops. On a GPU every op that is not a view is one \
+             kernel launch (two for the device ops' two-stage reductions). FER_BENCH_OPS=0 \
+             skips this table."
+        );
+        println!();
+    }
     println!(
         "Batch {BATCH}, {threads} threads; {torch_note}. Peak = {peak:.1} GFLOP/s: the machine's \
          peak as candle's gemm reaches it, best of 5 {PEAK_N}x{PEAK_N}x{PEAK_N} f32 matmuls \
@@ -446,19 +476,20 @@ fn measure(
         .map(|_| rng.random_range(0..CLASSES as u32))
         .collect();
     let target = Tensor::new(labels.as_slice(), &device).expect("labels");
+    let targets = StepTargets::Classes(target.clone());
     let mut noise = Noise::new(11);
 
-    // As train_epoch, less the batch gathering.
+    // As train_epoch, less the batch gathering (the tally stays on the device, as there).
     let train = steps_per_second(profile, || {
-        let logits = model
-            .forward(&xs, Mode::TRAIN, &mut noise)
-            .expect("forward");
-        let log_probs = candle_nn::ops::log_softmax(&logits, 1).expect("log_softmax");
-        let loss = candle_nn::loss::nll(&log_probs, &target).expect("nll");
-        let grads = loss.backward().expect("backward");
-        optimizer.step(&grads).expect("step");
-        let _: Vec<u32> = logits.argmax(1).and_then(|a| a.to_vec1()).expect("argmax");
-        loss.to_scalar::<f32>().expect("loss");
+        train_step(
+            &model,
+            &mut optimizer,
+            &xs,
+            &targets,
+            &target,
+            std::slice::from_mut(&mut noise),
+        )
+        .expect("train step");
     }) * BATCH as f64;
 
     // The infer stage loads weights as plain tensors (VarBuilder::from_tensors).
@@ -479,6 +510,54 @@ fn measure(
         s.width
     );
     (train, forward)
+}
+
+/// The kernel backends the ops table counts.
+const OPS_BACKENDS: [Backend; 3] = [Backend::Reference, Backend::Winograd, Backend::Device];
+
+/// The candle tensors one training step of `arch` (MC-Dropout, one network, batch [`BATCH`],
+/// the profile's size) creates on `backend`'s kernels on the CPU, after one warm-up step:
+/// [`ferbayes_models::tensors_created`] before and after [`train_step`].
+fn step_ops(
+    arch: Arch,
+    s: &ferbayes_core::ArchTrainSettings,
+    backend: Backend,
+    rng: &mut ChaCha8Rng,
+) -> usize {
+    let device = Device::Cpu;
+    let Network {
+        model,
+        mut optimizer,
+        ..
+    } = Network::packed_on(arch, Method::McDropout, s, &device, &[7], backend).expect("network");
+    optimizer.set_steps_per_epoch(fer_steps_per_epoch());
+    if backend == Backend::Reference {
+        // As a GPU ran it before the device ops: the update as candle ops per variable.
+        optimizer.force_candle_chain();
+    }
+    let size = s.input_size;
+    let pixels: Vec<f32> = (0..BATCH * size * size).map(|_| rng.random()).collect();
+    let xs = Tensor::from_vec(pixels, (BATCH, 1, size, size), &device).expect("xs");
+    let labels: Vec<u32> = (0..BATCH)
+        .map(|_| rng.random_range(0..CLASSES as u32))
+        .collect();
+    let target = Tensor::new(labels.as_slice(), &device).expect("labels");
+    let targets = StepTargets::Classes(target.clone());
+    let mut noise = [Noise::new(11)];
+    let mut step = || {
+        train_step(&model, &mut optimizer, &xs, &targets, &target, &mut noise).expect("step");
+    };
+    step();
+    let count = || ferbayes_models::tensors_created() + ferbayes_models::inplace_ops();
+    let before = count();
+    step();
+    // Less the probe tensor the second reading creates.
+    let ops = count() - before - 1;
+    eprintln!(
+        "ferbayes {arch:11} width {:<5} input {size:3}: {ops} ops per step on {backend}",
+        s.width
+    );
+    ops
 }
 
 /// Members of the packed rows: `$FER_BENCH_PACK` when set, else the profile's ensemble size
@@ -520,26 +599,10 @@ fn measure_packed(
         .map(|_| rng.random_range(0..CLASSES as u32))
         .collect();
     let target = Tensor::new(labels.as_slice(), &device).expect("labels");
+    let targets = StepTargets::Classes(target.clone());
     let mut noise: Vec<Noise> = seeds.iter().map(|&k| Noise::new(k)).collect();
     let rate = steps_per_second(profile, || {
-        let logits = model
-            .forward_packed(&xs, Mode::TRAIN, &mut noise)
-            .expect("forward");
-        let log_probs = candle_nn::ops::log_softmax(&logits, 1).expect("log_softmax");
-        let mut total: Option<Tensor> = None;
-        for g in 0..members {
-            let lp = log_probs.narrow(0, g * BATCH, BATCH).expect("rows");
-            let tg = target.narrow(0, g * BATCH, BATCH).expect("labels");
-            let loss = candle_nn::loss::nll(&lp, &tg).expect("nll");
-            loss.to_scalar::<f32>().expect("loss");
-            total = Some(match total {
-                Some(t) => (t + loss).expect("sum"),
-                None => loss,
-            });
-        }
-        let grads = total.expect("members").backward().expect("backward");
-        optimizer.step(&grads).expect("step");
-        let _: Vec<u32> = logits.argmax(1).and_then(|a| a.to_vec1()).expect("argmax");
+        train_step(&model, &mut optimizer, &xs, &targets, &target, &mut noise).expect("train step");
     }) * n as f64;
     eprintln!("ferbayes {profile:5} {arch:11} packed x{members}: train {rate:8.1} member-img/s");
     rate

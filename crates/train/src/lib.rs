@@ -1033,14 +1033,30 @@ pub fn train_step(
     let g_count = model.members();
     let n = xs.dim(0)? / g_count;
     let logits = model.forward_packed(xs, Mode::TRAIN, noise)?;
-    let log_probs = candle_nn::ops::log_softmax(&logits, 1)?;
     let mut losses: Vec<Tensor> = Vec::with_capacity(g_count);
-    for g in 0..g_count {
-        let lp = log_probs.narrow(0, g * n, n)?;
-        losses.push(match targets {
-            StepTargets::Classes(t) => candle_nn::loss::nll(&lp, &t.narrow(0, g * n, n)?)?,
-            StepTargets::Soft(t) => (t.narrow(0, g * n, n)? * lp)?.sum(1)?.mean(0)?.neg()?,
-        });
+    if model.backend().device_ops(&[&logits]) {
+        // One op each way (`ferbayes_kernels::device::cross_entropy`), the same loss.
+        use ferbayes_models::device_ops::{Target, cross_entropy};
+        for g in 0..g_count {
+            let rows = logits.narrow(0, g * n, n)?;
+            losses.push(match targets {
+                StepTargets::Classes(t) => {
+                    cross_entropy(&rows, &t.narrow(0, g * n, n)?, Target::Classes)?
+                }
+                StepTargets::Soft(t) => {
+                    cross_entropy(&rows, &t.narrow(0, g * n, n)?, Target::Soft)?
+                }
+            });
+        }
+    } else {
+        let log_probs = candle_nn::ops::log_softmax(&logits, 1)?;
+        for g in 0..g_count {
+            let lp = log_probs.narrow(0, g * n, n)?;
+            losses.push(match targets {
+                StepTargets::Classes(t) => candle_nn::loss::nll(&lp, &t.narrow(0, g * n, n)?)?,
+                StepTargets::Soft(t) => (t.narrow(0, g * n, n)? * lp)?.sum(1)?.mean(0)?.neg()?,
+            });
+        }
     }
     let mut total = losses[0].clone();
     for l in &losses[1..] {
@@ -1082,8 +1098,16 @@ fn step_targets(
     let targets = match mode {
         LabelMode::Majority | LabelMode::Probability => StepTargets::Classes(served.clone()),
         LabelMode::CrossEntropy => {
-            let soft: Vec<f32> = lists.iter().flat_map(|l| l.iter()).flat_map(|&i| data.soft[i]).collect();
-            StepTargets::Soft(Tensor::from_vec(soft, (rows, ferbayes_core::NUM_CLASSES), device)?)
+            let soft: Vec<f32> = lists
+                .iter()
+                .flat_map(|l| l.iter())
+                .flat_map(|&i| data.soft[i])
+                .collect();
+            StepTargets::Soft(Tensor::from_vec(
+                soft,
+                (rows, ferbayes_core::NUM_CLASSES),
+                device,
+            )?)
         }
     };
     Ok((targets, served))

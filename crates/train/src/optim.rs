@@ -59,6 +59,9 @@ pub struct Optimizer {
     steps_per_epoch: Option<u64>,
     momentum: f64,
     weight_decay: f64,
+    /// Always the chain of candle ops (as a device without the in-place update runs it): for
+    /// counting that path's ops ([`Optimizer::force_candle_chain`]).
+    chain_only: bool,
 }
 
 impl Optimizer {
@@ -83,7 +86,14 @@ impl Optimizer {
             steps_per_epoch: None,
             momentum: s.momentum,
             weight_decay: s.weight_decay,
+            chain_only: false,
         })
+    }
+
+    /// Runs every update as the chain of candle ops, even where the in-place update applies
+    /// (same values; for counting the ops of the path devices without it take).
+    pub fn force_candle_chain(&mut self) {
+        self.chain_only = true;
     }
 
     /// Sets the batches the train loop steps per epoch ([`steps_per_epoch`]), which fixes the
@@ -115,12 +125,14 @@ impl Optimizer {
             momentum: self.momentum,
             weight_decay: self.weight_decay,
         };
+        let mut in_place = false;
         for (i, (_, var)) in self.vars.iter().enumerate() {
             let Some(g) = grads.get(var.as_tensor()) else {
                 continue;
             };
             let theta = var.as_tensor();
-            if fused::step(theta, g, &self.first[i], &self.second[i], hyper)? {
+            if !self.chain_only && fused::step(theta, g, &self.first[i], &self.second[i], hyper)? {
+                in_place = true;
                 continue;
             }
             let (m, v) = chain_step(var, g, &self.first[i], &self.second[i], hyper)?;
@@ -128,6 +140,10 @@ impl Optimizer {
             if let Some(v) = v {
                 self.second[i] = v;
             }
+        }
+        if in_place {
+            // The in-place update of every variable: one multi-tensor kernel on a GPU.
+            ferbayes_models::count_inplace(1);
         }
         Ok(())
     }
