@@ -21,29 +21,51 @@ all: ingest train infer analyze
 ingest *ARGS:
     {{cargo}} ferbayes-ingest -- {{ARGS}}
 
+# On the CPU, FER_TRAIN_JOBS processes (default: one per core) each train every N-th member on one
+# core, which beats one process on all cores for the small cpu-profile networks (1.7x in one probe
+# while another job held some CPU, about 1.5x on a quiet machine); a last pass then writes each
+# combination's history and manifest. With `device = "cuda"` (or FER_DEVICE=cuda) it builds and
+# runs the CUDA binary (FER_CUDA_FEATURES: cudnn, the default, or cuda; its own target folder),
+# one process unless FER_TRAIN_JOBS says more (processes sharing the GPU).
 # Train the profile's architectures x methods; e.g. `just train --arch vgg16 --method ensemble`.
-# FER_TRAIN_JOBS processes (default: one per core) each train every N-th member on one core,
-# which beats one process on all cores for the small cpu-profile networks (1.7x in one probe while
-# another job held some CPU, about 1.5x on a quiet machine); a last pass then writes each combination's history and manifest.
 train *ARGS:
     #!/usr/bin/env bash
     set -euo pipefail
-    jobs="${FER_TRAIN_JOBS:-{{num_cpus()}}}"
-    if [ "$jobs" -le 1 ]; then exec {{cargo}} ferbayes-train -- {{ARGS}}; fi
-    cargo build --release --quiet --bin ferbayes-train
+    device="$({{cargo}} ferbayes-status -- --print-device)"
+    if [ "$device" = cuda ]; then
+        run=(cargo run --release --quiet --target-dir "${CARGO_TARGET_DIR:-target}/cuda" \
+            --features "ferbayes-train/${FER_CUDA_FEATURES:-cudnn}" --bin ferbayes-train --)
+        jobs="${FER_TRAIN_JOBS:-1}"
+    else
+        run=({{cargo}} ferbayes-train --)
+        jobs="${FER_TRAIN_JOBS:-{{num_cpus()}}}"
+    fi
+    if [ "$jobs" -le 1 ]; then exec "${run[@]}" {{ARGS}}; fi
+    "${run[@]}" --help > /dev/null
     pids=()
     for k in $(seq 0 $((jobs - 1))); do
-        RAYON_NUM_THREADS=1 {{cargo}} ferbayes-train -- --shard "$k/$jobs" {{ARGS}} &
+        if [ "$device" = cuda ]; then
+            "${run[@]}" --shard "$k/$jobs" {{ARGS}} &
+        else
+            RAYON_NUM_THREADS=1 "${run[@]}" --shard "$k/$jobs" {{ARGS}} &
+        fi
         pids+=($!)
     done
     status=0
     for p in "${pids[@]}"; do wait "$p" || status=$?; done
     if [ "$status" -ne 0 ]; then exit "$status"; fi
-    {{cargo}} ferbayes-train -- {{ARGS}}
+    "${run[@]}" {{ARGS}}
 
+# On the profile's device, as `just train` (the CUDA binary for `cuda`).
 # T stochastic passes / N members per valid and test face, cached as probability tables.
 infer *ARGS:
-    {{cargo}} ferbayes-infer -- {{ARGS}}
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if [ "$({{cargo}} ferbayes-status -- --print-device)" = cuda ]; then
+        exec cargo run --release --quiet --target-dir "${CARGO_TARGET_DIR:-target}/cuda" \
+            --features "ferbayes-infer/${FER_CUDA_FEATURES:-cudnn}" --bin ferbayes-infer -- {{ARGS}}
+    fi
+    exec {{cargo}} ferbayes-infer -- {{ARGS}}
 
 # Metrics vs n, the study's figures and ours, and analyze/report.{html,md}.
 analyze *ARGS:
@@ -101,8 +123,8 @@ bench:
     fi
     cargo bench --quiet -p ferbayes-train --bench train
 
-# CUDA build of the binaries on a machine without a GPU, for a GPU machine without a Rust
-# toolchain (see gpu/README.md).
+# For a GPU machine without a Rust toolchain (see gpu/README.md; FER_GPU_FEATURES=cuda|cudnn).
+# CUDA build of the binaries and the train bench on a machine without a GPU.
 gpu-build:
     bash gpu/build.sh
 

@@ -36,6 +36,11 @@ time, the ensemble's usual way). G: $FER_BENCH_PACK, else ensemble_members (at m
 paper sizes, where a 15-member step takes a minute on two cores), the Rust bench's rule; the row
 records it.
 
+FER_BENCH_DEVICE=cuda (as the Rust bench): every row on the first GPU instead, FP32 with TF32
+off (torch.backends.cuda.matmul.allow_tf32 and cudnn.allow_tf32 False), cuDNN with PyTorch's
+default algorithm choice (cudnn.benchmark False); each step ends with torch.cuda.synchronize(),
+as the Rust bench waits for the device after each step. The rows record "device".
+
 FER_BENCH_ONLY=cpu/densenet121,paper/vgg16 (as the Rust bench) measures only the rows listed.
 --self-test: packed networks of 3 members against 3 single networks holding copies of the packed
 members' blocks, all three archs at the cpu sizes: same logits per member in eval mode (atol
@@ -404,9 +409,19 @@ def packed_loss(logits, ys):
 # ---------------------------------------------------------------------------------------------
 
 
+DEVICE = torch.device(os.environ.get("FER_BENCH_DEVICE", "cpu").strip())
+
+
 def timed(step, profile: str) -> float:
-    """Steps per second of `step`: the best of WINDOWS windows after warming up (TIMING)."""
+    """Steps per second of `step`: the best of WINDOWS windows after warming up (TIMING); on a
+    GPU each step waits for the device."""
     warm, min_s, min_steps = TIMING[profile]
+    if DEVICE.type == "cuda":
+        inner = step
+
+        def step():
+            inner()
+            torch.cuda.synchronize()
     for _ in range(warm):
         step()
     best = 0.0
@@ -438,10 +453,10 @@ def packed_trainer(profile: str, arch: str, s: dict, g: int):
     torch.manual_seed(s["seed"])
     model = PACKED_NETS[arch](width, size, float(a["drop_rate"]), g)
     kaiming(model)
-    model.train()
+    model.to(DEVICE).train()
     opt = optimizer(model, a)
-    xs = torch.rand(BATCH, g, size, size)
-    ys = torch.randint(0, NUM_CLASSES, (BATCH, g))
+    xs = torch.rand(BATCH, g, size, size, device=DEVICE)
+    ys = torch.randint(0, NUM_CLASSES, (BATCH, g), device=DEVICE)
 
     def train_step():
         opt.zero_grad(set_to_none=True)
@@ -475,9 +490,10 @@ def bench(profile: str, arch: str, s: dict, threads: int, packed: bool) -> dict:
     torch.manual_seed(s["seed"])
     model = NETS[arch](width, size, float(a["drop_rate"]))
     kaiming(model)
+    model.to(DEVICE)
     opt = optimizer(model, a)
-    xs = torch.rand(BATCH, 1, size, size)
-    ys = torch.randint(0, NUM_CLASSES, (BATCH,))
+    xs = torch.rand(BATCH, 1, size, size, device=DEVICE)
+    ys = torch.randint(0, NUM_CLASSES, (BATCH,), device=DEVICE)
 
     def train_step():
         opt.zero_grad(set_to_none=True)
@@ -500,7 +516,7 @@ def bench(profile: str, arch: str, s: dict, threads: int, packed: bool) -> dict:
     row = {
         "profile": profile, "arch": arch, "width": width, "input_size": size,
         "train_img_s": train, "forward_img_s": fwd, "forward_flops_per_image": flops,
-        "torch_version": torch.__version__, "threads": threads,
+        "torch_version": torch.__version__, "threads": threads, "device": DEVICE.type,
     }
     print(f"torch {profile:5} {arch:11} width {width:<5} input {size:3}: train {train:8.1f} "
           f"img/s, forward {fwd:8.1f} img/s, {flops / 1e9:.3f} GFLOP/img forward, "
@@ -640,6 +656,12 @@ def main():
         sys.exit(f"FER_BENCH_PACKED_FC={PACKED_FC}: not bmm, einsum or conv1d")
     threads = int(os.environ.get("RAYON_NUM_THREADS") or os.cpu_count() or 1)
     torch.set_num_threads(threads)
+    if DEVICE.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cudnn.benchmark = False
+        print(f"torch on {torch.cuda.get_device_name(DEVICE)}, cuDNN "
+              f"{torch.backends.cudnn.version()}", file=sys.stderr, flush=True)
     packed = os.environ.get("FER_BENCH_PACKED", "1") != "0"
     # FER_BENCH_ONLY=cpu/densenet121,paper/vgg16 measures only those rows (as the Rust bench).
     only = os.environ.get("FER_BENCH_ONLY")
@@ -648,8 +670,10 @@ def main():
     start = time.perf_counter()
     rows = [bench(p, arch, profile_settings(p), threads, packed)
             for p in PROFILES for arch in ARCHS if wanted is None or f"{p}/{arch}" in wanted]
-    print(f"torch {torch.__version__}, {threads} threads: 2048³ matmul {matmul_gflops():.1f} "
-          f"GFLOP/s; {time.perf_counter() - start:.0f} s in all", file=sys.stderr, flush=True)
+    if DEVICE.type == "cpu":
+        print(f"torch {torch.__version__}, {threads} threads: 2048³ matmul "
+              f"{matmul_gflops():.1f} GFLOP/s; {time.perf_counter() - start:.0f} s in all",
+              file=sys.stderr, flush=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(rows, indent=1) + "\n")
 

@@ -10,7 +10,7 @@ use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
-use crate::config::{DEFAULT_PROFILE, PipelineFile, Settings, TrainSettings};
+use crate::config::{ComputeDevice, DEFAULT_PROFILE, PipelineFile, Settings, TrainSettings};
 use crate::error::{Error, Result};
 use crate::layout::{DEFAULT_ARTIFACTS, Layout};
 use crate::names::{Arch, Method};
@@ -34,6 +34,22 @@ pub struct CommonArgs {
     /// The settings file.
     #[arg(long, env = "FER_CONFIG", default_value = "pipeline.toml")]
     pub config: PathBuf,
+}
+
+/// The compute device of train and infer (flatten into a binary's parser).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct DeviceArg {
+    /// Compute device: cpu, or cuda (needs binaries built with `--features cuda`)
+    /// [default: the profile's `device` setting].
+    #[arg(long, env = "FER_DEVICE")]
+    pub device: Option<ComputeDevice>,
+}
+
+impl DeviceArg {
+    /// The flag (or `FER_DEVICE`) when given, else the profile's `device` setting.
+    pub fn resolve(&self, settings: &Settings) -> ComputeDevice {
+        self.device.unwrap_or(settings.device)
+    }
 }
 
 /// Which architecture × method combinations a stage works on (flatten into a binary's parser);

@@ -33,6 +33,11 @@ pub struct Settings {
     pub seed: u64,
     /// Where the FER+ data lives when neither `--data` nor `FER_DATA` says.
     pub data_dir: PathBuf,
+    /// The device train and infer compute on when neither `--device` nor `FER_DEVICE` says
+    /// (`just train` and `just infer` build the CUDA binaries for `cuda`). Not part of any
+    /// stage's key: the manifests record where a run computed.
+    #[serde(default)]
+    pub device: ComputeDevice,
     pub ingest: IngestSettings,
     pub train: TrainSettings,
     pub infer: InferSettings,
@@ -42,21 +47,40 @@ pub struct Settings {
     pub slurm: SlurmSettings,
 }
 
-/// The compute device a Slurm job's stage binary is told to use.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// A compute device: the `device` setting, a Slurm job's, and the stage binaries' `--device`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum SlurmDevice {
+pub enum ComputeDevice {
     #[default]
     Cpu,
+    /// The first NVIDIA GPU (binaries built with `--features cuda`).
     Cuda,
 }
 
-impl SlurmDevice {
+impl ComputeDevice {
     /// The value of the stage binaries' `--device` flag.
     pub fn as_str(self) -> &'static str {
         match self {
-            SlurmDevice::Cpu => "cpu",
-            SlurmDevice::Cuda => "cuda",
+            ComputeDevice::Cpu => "cpu",
+            ComputeDevice::Cuda => "cuda",
+        }
+    }
+}
+
+impl std::fmt::Display for ComputeDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for ComputeDevice {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        match s.trim() {
+            "cpu" => Ok(ComputeDevice::Cpu),
+            "cuda" => Ok(ComputeDevice::Cuda),
+            other => Err(format!("unknown device `{other}` (expected cpu or cuda)")),
         }
     }
 }
@@ -77,7 +101,7 @@ pub struct SlurmJobSettings {
     pub gres: Option<String>,
     /// The device the stage binary computes on (train and infer only).
     #[serde(default)]
-    pub device: SlurmDevice,
+    pub device: ComputeDevice,
 }
 
 impl SlurmJobSettings {
@@ -87,7 +111,7 @@ impl SlurmJobSettings {
             cpus,
             mem: None,
             gres: None,
-            device: SlurmDevice::Cpu,
+            device: ComputeDevice::Cpu,
         }
     }
 }
@@ -205,7 +229,7 @@ impl SlurmSettings {
                 return bad(format!("{name}.cpus"), "must be at least 1");
             }
             let gpu_stage = matches!(name, "train" | "finish" | "infer");
-            if !gpu_stage && job.device != SlurmDevice::Cpu {
+            if !gpu_stage && job.device != ComputeDevice::Cpu {
                 return bad(
                     format!("{name}.device"),
                     "only train, finish and infer take a device",
@@ -837,14 +861,14 @@ max_per_split = 10
         let cpu = file.settings("cpu").expect("cpu");
         assert_eq!(cpu.slurm.partition.as_deref(), Some("batch"));
         assert_eq!((cpu.slurm.array_width, cpu.slurm.train.cpus), (8, 4));
-        assert_eq!(cpu.slurm.train.device, SlurmDevice::Cpu);
+        assert_eq!(cpu.slurm.train.device, ComputeDevice::Cpu);
         assert_eq!(cpu.slurm.infer, SlurmSettings::default().infer);
         let gpu = file.settings("gpu").expect("gpu");
         assert_eq!(gpu.slurm.partition.as_deref(), Some("gpu"));
         let t = &gpu.slurm.train;
         assert_eq!(
             (t.time.as_str(), t.cpus, t.gres.as_deref(), t.device),
-            ("2-00:00:00", 4, Some("gpu:1"), SlurmDevice::Cuda),
+            ("2-00:00:00", 4, Some("gpu:1"), ComputeDevice::Cuda),
             "the profile's keys merge over the defaults' table"
         );
 
@@ -888,5 +912,42 @@ max_per_split = 10
         for profile in ["cpu", "paper", "smoke"] {
             file.settings(profile).expect(profile);
         }
+    }
+
+    /// `device` defaults to the CPU, a profile sets it, a value other than cpu / cuda is refused
+    /// naming the key, and the repository's `paper` profile computes on the GPU.
+    #[test]
+    fn device_setting() {
+        let file = parse(BASE).expect("valid");
+        assert_eq!(
+            file.settings("cpu").expect("cpu").device,
+            ComputeDevice::Cpu
+        );
+        let gpu = parse(&format!("{BASE}\n[profiles.gpu]\ndevice = \"cuda\"\n")).expect("valid");
+        assert_eq!(
+            gpu.settings("gpu").expect("gpu").device,
+            ComputeDevice::Cuda
+        );
+        let bad = parse(&format!("{BASE}\n[profiles.gpu]\ndevice = \"tpu\"\n"));
+        let err = bad.expect_err("tpu").to_string();
+        assert!(err.contains("device") && err.contains("tpu"), "{err}");
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../pipeline.toml");
+        let repo = PipelineFile::load(&path).expect("pipeline.toml parses");
+        for (profile, device) in [("cpu", ComputeDevice::Cpu), ("paper", ComputeDevice::Cuda)] {
+            assert_eq!(
+                repo.settings(profile).expect(profile).device,
+                device,
+                "{profile}"
+            );
+        }
+        let flag = crate::cli::DeviceArg {
+            device: Some(ComputeDevice::Cpu),
+        };
+        let paper = repo.settings("paper").expect("paper");
+        assert_eq!(flag.resolve(&paper), ComputeDevice::Cpu, "the flag wins");
+        assert_eq!(
+            crate::cli::DeviceArg::default().resolve(&paper),
+            ComputeDevice::Cuda
+        );
     }
 }

@@ -18,8 +18,8 @@ pub mod split;
 
 pub use classes::{EMOTIONS, IMAGE_PIXELS, IMAGE_SIDE, NUM_CLASSES, NUM_VOTES, VOTE_COLUMNS};
 pub use config::{
-    AnalyzeSettings, ArchTrainSettings, InferSettings, IngestSettings, LrSchedule, OodSettings,
-    PipelineFile, Settings, ShiftSettings, SlurmDevice, SlurmJobSettings, SlurmSettings,
+    AnalyzeSettings, ArchTrainSettings, ComputeDevice, InferSettings, IngestSettings, LrSchedule,
+    OodSettings, PipelineFile, Settings, ShiftSettings, SlurmJobSettings, SlurmSettings,
     TrainSettings,
 };
 pub use error::{Error, Result};

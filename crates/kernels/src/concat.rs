@@ -36,6 +36,17 @@ impl CustomOp2 for CatChannels {
         "ferbayes-fast-cat-channels"
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        crate::device::cuda::cat_channels((s1, l1), (s2, l2))
+    }
+
     fn cpu_fwd(
         &self,
         s1: &CpuStorage,
@@ -88,6 +99,15 @@ pub(crate) struct Channels {
 impl CustomOp1 for Channels {
     fn name(&self) -> &'static str {
         "ferbayes-fast-channels"
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s: &candle_core::CudaStorage,
+        l: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        crate::device::cuda::channels(self.start, self.len, s, l)
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {

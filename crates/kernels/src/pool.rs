@@ -38,6 +38,15 @@ impl CustomOp1 for MaxPool2 {
         "ferbayes-fast-maxpool2"
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s: &candle_core::CudaStorage,
+        l: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        crate::device::cuda::max_pool(false, s, l)
+    }
+
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let x = contiguous_f32(s, l)?;
         let (np, h, w) = planes(l.dims())?;
@@ -82,6 +91,17 @@ struct MaxPool2Bwd;
 impl CustomOp2 for MaxPool2Bwd {
     fn name(&self) -> &'static str {
         "ferbayes-fast-maxpool2-bwd"
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        crate::device::cuda::max_pool_bwd(false, (s1, l1), (s2, l2))
     }
 
     fn cpu_fwd(
@@ -370,6 +390,15 @@ impl CustomOp1 for MaxPool3 {
         "ferbayes-fast-maxpool3-s2-p1"
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s: &candle_core::CudaStorage,
+        l: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        crate::device::cuda::max_pool(true, s, l)
+    }
+
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let x = contiguous_f32(s, l)?;
         let (np, h, w) = planes(l.dims())?;
@@ -402,6 +431,17 @@ struct MaxPool3Bwd;
 impl CustomOp2 for MaxPool3Bwd {
     fn name(&self) -> &'static str {
         "ferbayes-fast-maxpool3-s2-p1-bwd"
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        crate::device::cuda::max_pool_bwd(true, (s1, l1), (s2, l2))
     }
 
     fn cpu_fwd(

@@ -421,8 +421,8 @@ mod against_candle {
                         Var::from_tensor(&x).expect("v"),
                     );
                     let ours = ours_bn.forward(xo.as_tensor(), mode, relu).expect("ours");
-                // The device ops leave the running statistics to the model's flush.
-                ferbayes_kernels::device::flush_running().expect("flush");
+                    // The device ops leave the running statistics to the model's flush.
+                    ferbayes_kernels::device::flush_running().expect("flush");
                     // The reference backend runs candle's `BatchNorm::forward_t`, then its `relu`.
                     let theirs = ref_bn
                         .forward(xr.as_tensor(), mode, relu)

@@ -971,9 +971,8 @@ fn device_ops_compute_what_the_cpu_kernels_compute() {
                 for ((name, a), (_, b)) in gd.iter().zip(&gc) {
                     match (a, b) {
                         (Some(a), Some(b)) => {
-                            let scale = values(b)
-                                .iter()
-                                .fold(1e-3 * largest, |m, v| m.max(v.abs()));
+                            let scale =
+                                values(b).iter().fold(1e-3 * largest, |m, v| m.max(v.abs()));
                             let r = max_abs_diff(a, b) / scale;
                             assert!(r < 5e-3, "{what}: {name} gradient differs by {r}");
                         }
@@ -988,6 +987,75 @@ fn device_ops_compute_what_the_cpu_kernels_compute() {
                     if name.contains("running") {
                         let r = rel(a.as_tensor(), b.as_tensor());
                         assert!(r < 1e-5, "{what}: {name} differs by {r}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Every network on the device ops on a GPU against the same network on the device ops on the
+/// CPU: the same logits and gradients up to the convolutions' rounding (cuDNN sums in its own
+/// order), the same dropout and DropConnect masks (drawn on the GPU at the CPU's stream
+/// positions). Needs a build with `--features cudnn` and a GPU; elsewhere it says it was skipped.
+#[test]
+fn device_ops_on_a_gpu_compute_what_they_compute_on_the_cpu() {
+    use ferbayes_models::Backend;
+    let gpu = match ferbayes_models::device("cuda") {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("skipping the GPU network check: {e}");
+            return;
+        }
+    };
+    if !cfg!(feature = "cudnn") {
+        eprintln!("skipping the GPU network check: built without the `cudnn` feature");
+        return;
+    }
+    for arch in Arch::ALL {
+        for method in Method::ALL {
+            let cfg = ModelConfig::new(arch, method, 0.125, 32);
+            let build = |device: &Device| {
+                let vm = VarMap::new();
+                let vb = VarBuilder::from_varmap(&vm, DType::F32, device);
+                let model = Model::with_backend(&cfg, Backend::Device, vb).expect("model");
+                init_seeded(&vm, 21).expect("init");
+                (vm, model)
+            };
+            let (cpu_vars, cpu) = build(&CPU);
+            let (gpu_vars, on_gpu) = build(&gpu);
+            let xs = random_input(6, 32, 8);
+            for mode in [Mode::TRAIN, Mode::MC, Mode::EVAL] {
+                let what = format!("{arch}/{method} {mode:?}");
+                let run = |model: &Model, vm: &VarMap, xs: &Tensor| {
+                    let y = model
+                        .forward(xs, mode, &mut Noise::new(33))
+                        .expect("forward");
+                    let grads = y.sqr().and_then(|t| t.sum_all()).and_then(|t| t.backward());
+                    let grads = grads.expect("backward");
+                    let g: Vec<Option<Tensor>> = sorted_vars(vm)
+                        .into_iter()
+                        .map(|(_, v)| {
+                            grads
+                                .get(v.as_tensor())
+                                .map(|t| t.to_device(&CPU).expect("cpu"))
+                        })
+                        .collect();
+                    (y.to_device(&CPU).expect("cpu"), g)
+                };
+                let (yc, gc) = run(&cpu, &cpu_vars, &xs);
+                let (yg, gg) = run(&on_gpu, &gpu_vars, &xs.to_device(&gpu).expect("gpu"));
+                let scale = values(&yc).iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+                assert!(max_abs_diff(&yg, &yc) <= 1e-3 * scale, "{what}: logits");
+                let largest = gc
+                    .iter()
+                    .flatten()
+                    .flat_map(values)
+                    .fold(0f32, |m, v| m.max(v.abs()));
+                for (k, (a, b)) in gg.iter().zip(&gc).enumerate() {
+                    if let (Some(a), Some(b)) = (a, b) {
+                        let s = values(b).iter().fold(1e-3 * largest, |m, v| m.max(v.abs()));
+                        assert!(max_abs_diff(a, b) <= 1e-2 * s, "{what}: gradient {k}");
                     }
                 }
             }

@@ -90,6 +90,9 @@ struct TorchRow {
     forward_flops_per_image: f64,
     torch_version: String,
     threads: usize,
+    /// `cpu` or `cuda` (absent in CPU-only files).
+    #[serde(default)]
+    device: Option<String>,
     /// Members of the packed model PyTorch measured (absent in older files).
     #[serde(default)]
     packed_members: Option<usize>,
@@ -139,11 +142,20 @@ fn main() {
 
 fn bench() {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let file = PipelineFile::load(&repo.join("pipeline.toml")).expect("pipeline.toml");
+    // FER_CONFIG: the settings file when the bench runs away from its checkout (a GPU machine).
+    let config = std::env::var_os("FER_CONFIG")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo.join("pipeline.toml"));
+    let file = PipelineFile::load(&config).expect("pipeline.toml");
     let threads = candle_core::utils::get_num_threads();
     let torch = load_torch(&repo);
     let (own_path, mut own) = load_own();
-    let peak = peak_gflops();
+    // The CPU's gemm peak (the GPU rows compare with PyTorch on the same GPU instead).
+    let peak = if bench_device().is_cpu() {
+        peak_gflops()
+    } else {
+        f64::NAN
+    };
     let mut rng = ChaCha8Rng::seed_from_u64(0x00be_4c4d);
     // FER_BENCH_ONLY=cpu/alexnet,paper/vgg16 measures only those rows (e.g. for a profiler).
     let only = std::env::var("FER_BENCH_ONLY").ok();
@@ -151,10 +163,10 @@ fn bench() {
     // Rows are printed together at the end, after the progress lines on stderr.
     let mut rows = Vec::new();
     rows.push(
-        "| profile | arch | width | input | ferbayes train img/s | ferbayes fwd img/s | PyTorch train img/s | PyTorch fwd img/s | train ratio | fwd ratio | fwd GFLOP/img | ferbayes train GFLOP/s | ferbayes fwd GFLOP/s | train % peak | fwd % peak |"
+        "| profile | arch | width | input | ferbayes train ms/step | ferbayes train img/s | ferbayes fwd img/s | PyTorch train img/s | PyTorch fwd img/s | train ratio | fwd ratio | fwd GFLOP/img | ferbayes train GFLOP/s | ferbayes fwd GFLOP/s | train % peak | fwd % peak |"
             .to_owned(),
     );
-    rows.push("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|".to_owned());
+    rows.push("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|".to_owned());
     let mut packed_rows = vec![
         "| profile | arch | members | one at a time img/s | packed member-img/s | packed / one at a time | PyTorch packed member-img/s | packed ratio | packed % peak |".to_owned(),
         "|---|---|---|---|---|---|---|---|---|".to_owned(),
@@ -227,6 +239,14 @@ fn bench() {
                 same
             });
             let dash = || "—".to_owned();
+            // A share of the CPU's peak; a dash on a GPU.
+            let pct = |share: f64| {
+                if share.is_finite() {
+                    format!("{:.0} %", 100.0 * share)
+                } else {
+                    dash()
+                }
+            };
             let num = |v: f64| {
                 if v >= 100.0 {
                     format!("{v:.0}")
@@ -253,16 +273,17 @@ fn bench() {
                         format!("{:.3}", f / 1e9),
                         format!("{gt:.1}"),
                         format!("{gf:.1}"),
-                        format!("{:.0} %", 100.0 * gt / peak),
-                        format!("{:.0} %", 100.0 * gf / peak),
+                        pct(gt / peak),
+                        pct(gf / peak),
                     )
                 }
                 None => (dash(), dash(), dash(), dash(), dash()),
             };
             rows.push(format!(
-                "| {profile} | {arch} | {} | {} | {} | {} | {t_train} | {t_fwd} | {r_train} | {r_fwd} | {flop} | {g_train} | {g_fwd} | {p_train} | {p_fwd} |",
+                "| {profile} | {arch} | {} | {} | {:.1} | {} | {} | {t_train} | {t_fwd} | {r_train} | {r_fwd} | {flop} | {g_train} | {g_fwd} | {p_train} | {p_fwd} |",
                 s.width,
                 s.input_size,
+                1000.0 * BATCH as f64 / train,
                 num(train),
                 num(fwd),
             ));
@@ -277,10 +298,7 @@ fn bench() {
                     None => (dash(), dash()),
                 };
                 let gp = match t {
-                    Some(t) => format!(
-                        "{:.0} %",
-                        100.0 * 3.0 * t.forward_flops_per_image * packed / 1e9 / peak
-                    ),
+                    Some(t) => pct(3.0 * t.forward_flops_per_image * packed / 1e9 / peak),
                     None => dash(),
                 };
                 packed_rows.push(format!(
@@ -297,6 +315,11 @@ fn bench() {
             "PyTorch {} with {} threads (NOT the same thread count: rerun both with the same \
              RAYON_NUM_THREADS)",
             t.torch_version, t.threads
+        ),
+        Some(t) if t.device.as_deref().is_some_and(|d| d != "cpu") => format!(
+            "PyTorch {} on {}",
+            t.torch_version,
+            t.device.as_deref().unwrap_or("cpu")
         ),
         Some(t) => format!("PyTorch {} with {} threads", t.torch_version, t.threads),
         None => {
@@ -347,6 +370,17 @@ fn bench() {
              skips this table."
         );
         println!();
+    }
+    if !bench_device().is_cpu() {
+        println!(
+            "Device: {:?} (FER_BENCH_DEVICE); batch {BATCH}; each step waits for the device; \
+             {torch_note}.{}",
+            bench_device(),
+            ferbayes_models::device_ops::gpu_kernels()
+                .map(|k| format!(" Kernels: {k}."))
+                .unwrap_or_default()
+        );
+        return;
     }
     println!(
         "Batch {BATCH}, {threads} threads; {torch_note}. Peak = {peak:.1} GFLOP/s: the machine's \
@@ -424,8 +458,21 @@ fn peak_gflops() -> f64 {
     2.0 * (n as f64).powi(3) / best / 1e9
 }
 
-/// Steps per second of `step` under the profile's timing rule.
+/// The device the rows run on: `FER_BENCH_DEVICE` (`cpu`, the default, or `cuda` with the
+/// `cuda` feature).
+fn bench_device() -> Device {
+    let name = std::env::var("FER_BENCH_DEVICE").unwrap_or_else(|_| "cpu".to_owned());
+    ferbayes_models::device(name.trim()).expect("FER_BENCH_DEVICE")
+}
+
+/// Steps per second of `step` under the profile's timing rule; on a GPU each step waits for
+/// the device, so that a window times the work and not the queueing.
 fn steps_per_second(profile: &str, mut step: impl FnMut()) -> f64 {
+    let device = bench_device();
+    let mut step = move || {
+        step();
+        device.synchronize().expect("synchronize");
+    };
     let t = timing(profile);
     for _ in 0..t.warm_up {
         step();
@@ -454,7 +501,7 @@ fn measure(
     profile: &str,
     rng: &mut ChaCha8Rng,
 ) -> (f64, f64) {
-    let device = Device::Cpu;
+    let device = bench_device();
     // mc_dropout trains like ensemble members (dropout on activations).
     let Network {
         config: cfg,
@@ -524,7 +571,7 @@ fn step_ops(
     backend: Backend,
     rng: &mut ChaCha8Rng,
 ) -> usize {
-    let device = Device::Cpu;
+    let device = bench_device();
     let Network {
         model,
         mut optimizer,
@@ -583,7 +630,7 @@ fn measure_packed(
     members: usize,
     rng: &mut ChaCha8Rng,
 ) -> f64 {
-    let device = Device::Cpu;
+    let device = bench_device();
     let seeds: Vec<u64> = (0..members as u64).map(|k| 7 + k).collect();
     let Network {
         model,

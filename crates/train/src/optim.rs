@@ -125,6 +125,9 @@ impl Optimizer {
             momentum: self.momentum,
             weight_decay: self.weight_decay,
         };
+        if !self.chain_only && self.step_on_gpu(grads, hyper)? {
+            return Ok(());
+        }
         let mut in_place = false;
         for (i, (_, var)) in self.vars.iter().enumerate() {
             let Some(g) = grads.get(var.as_tensor()) else {
@@ -146,6 +149,46 @@ impl Optimizer {
             ferbayes_models::count_inplace(1);
         }
         Ok(())
+    }
+
+    /// The update of every variable as one multi-tensor kernel on a GPU
+    /// (`ferbayes_kernels::device::optimizer_step`: the in-place CPU passes' arithmetic, so the
+    /// same bits as the CPU for the same gradients); false, doing nothing, off the GPU.
+    fn step_on_gpu(&self, grads: &GradStore, h: Hyper) -> Result<bool> {
+        use ferbayes_models::device_ops::{Update, optimizer_step};
+        let vars: Vec<[&Tensor; 4]> = self
+            .vars
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (_, var))| {
+                let g = grads.get(var.as_tensor())?;
+                Some([var.as_tensor(), g, &self.first[i], &self.second[i]])
+            })
+            .collect();
+        if !vars.first().is_some_and(|v| v[0].device().is_cuda()) {
+            return Ok(false);
+        }
+        let f = |v: f64| v as f32;
+        let wd = (h.weight_decay > 0.0).then(|| f(h.weight_decay));
+        let update = match h.kind {
+            OptimizerKind::Adam => Update::Adam {
+                b1: f(BETA1),
+                c1: f(1.0 - BETA1),
+                b2: f(BETA2),
+                c2: f(1.0 - BETA2),
+                r1: f(1.0 / (1.0 - BETA1.powi(h.t))),
+                r2: f(1.0 / (1.0 - BETA2.powi(h.t))),
+                eps: f(EPS),
+                lr: f(h.lr),
+                wd,
+            },
+            OptimizerKind::Sgd => Update::Sgd {
+                momentum: (h.momentum > 0.0).then(|| f(h.momentum)),
+                lr: f(h.lr),
+                wd,
+            },
+        };
+        Ok(optimizer_step(&vars, update)?)
     }
 
     /// A copy of the state as named tensors (`opt.m.<var>`, `opt.v.<var>`), for a checkpoint

@@ -3,7 +3,7 @@
 //! use to decide whether to rerun.
 
 use clap::Parser;
-use ferbayes_core::cli::{CommonArgs, init_tracing};
+use ferbayes_core::cli::{CommonArgs, DeviceArg, init_tracing};
 
 /// Show which artifacts of the profile are up to date, stale (with the reason) or missing. A
 /// stage is up to date when its manifest's key (settings, versions and the sha256 of every input
@@ -13,6 +13,12 @@ use ferbayes_core::cli::{CommonArgs, init_tracing};
 struct Args {
     #[command(flatten)]
     common: CommonArgs,
+    #[command(flatten)]
+    device: DeviceArg,
+    /// Print only the device train and infer compute on for this profile (`cpu` or `cuda`:
+    /// FER_DEVICE, else the profile's `device` setting), for scripts such as `just train`.
+    #[arg(long)]
+    print_device: bool,
 }
 
 #[allow(clippy::print_stdout)]
@@ -20,6 +26,10 @@ fn main() -> anyhow::Result<()> {
     init_tracing();
     let args = Args::parse();
     let ctx = args.common.context()?;
+    if args.print_device {
+        println!("{}", args.device.resolve(&ctx.settings));
+        return Ok(());
+    }
     let data_root = ctx
         .data_root()
         .unwrap_or_else(|_| ctx.data.clone().unwrap_or(ctx.settings.data_dir.clone()));

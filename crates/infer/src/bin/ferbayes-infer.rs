@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::Parser;
-use ferbayes_core::cli::{CommonArgs, Selection, init_tracing};
+use ferbayes_core::cli::{CommonArgs, DeviceArg, Selection, init_tracing};
 
 /// Run every trained architecture × method of the profile (or the ones named) on the valid and
 /// test faces: T = infer.samples stochastic passes for mc_dropout / mc_dropconnect, every member
@@ -14,16 +14,16 @@ struct Args {
     common: CommonArgs,
     #[command(flatten)]
     selection: Selection,
-    /// Compute device: cpu, or cuda (needs a build with `--features cuda`).
-    #[arg(long, default_value = "cpu")]
-    device: String,
+    #[command(flatten)]
+    device: DeviceArg,
     /// Rerun combinations that are up to date (same settings, weights and ingest tables).
     #[arg(long)]
     force: bool,
-    /// CPU kernels: winograd, im2col or reference (candle's ops); FER_REFERENCE_OPS=1 and
-    /// FER_WINOGRAD=0 override it.
-    #[arg(long, default_value = "winograd")]
-    kernels: ferbayes_models::Backend,
+    /// Kernels: winograd, im2col (the CPU's fused kernels), device (one fused op per layer,
+    /// what a GPU runs) or reference (candle's ops) [default: winograd on the CPU, device on
+    /// a GPU]; FER_REFERENCE_OPS=1 and FER_WINOGRAD=0 override it.
+    #[arg(long)]
+    kernels: Option<ferbayes_models::Backend>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -32,11 +32,15 @@ fn main() -> anyhow::Result<()> {
     tracing::debug!(?tuning, "cpu runtime");
     let args = Args::parse();
     let ctx = args.common.context()?;
+    let device = ferbayes_models::device(args.device.resolve(&ctx.settings).as_str())?;
     let options = ferbayes_infer::InferOptions {
         selection: args.selection.clone(),
-        device: ferbayes_models::device(&args.device)?,
+        device: device.clone(),
         force: args.force,
-        kernels: args.kernels.with_env_overrides(),
+        kernels: args
+            .kernels
+            .unwrap_or_else(|| ferbayes_models::Backend::for_device(&device))
+            .with_env_overrides(),
     };
     // The main run, then each soft-label comparison run (`train.compare_label_modes`),
     // on a worker of the kernels' thread pool.

@@ -52,8 +52,8 @@ fn bias_relu_is_add_then_relu() {
     for i in (0..x.len()).step_by(7) {
         x[i] = -bv[(i / s) % c];
     }
-    let x = Var::from_tensor(&Tensor::from_vec(x, (b, c, s, 1), &Device::Cpu).expect("x"))
-        .expect("v");
+    let x =
+        Var::from_tensor(&Tensor::from_vec(x, (b, c, s, 1), &Device::Cpu).expect("x")).expect("v");
     let ours = bias_relu(x.as_tensor(), bias.as_tensor()).expect("ours");
     let theirs = x
         .as_tensor()

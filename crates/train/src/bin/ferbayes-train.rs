@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::Parser;
-use ferbayes_core::cli::{CommonArgs, Selection, init_tracing};
+use ferbayes_core::cli::{CommonArgs, DeviceArg, Selection, init_tracing};
 
 /// Train every architecture × uncertainty method the profile lists (or the ones named) on the
 /// ingest Parquet, writing train/<arch>/<method>/member-NN.safetensors and history.parquet.
@@ -14,9 +14,8 @@ struct Args {
     common: CommonArgs,
     #[command(flatten)]
     selection: Selection,
-    /// Compute device: cpu, or cuda (needs a build with `--features cuda`).
-    #[arg(long, default_value = "cpu")]
-    device: String,
+    #[command(flatten)]
+    device: DeviceArg,
     /// Retrain combinations that are up to date (same settings and ingest tables).
     #[arg(long)]
     force: bool,
@@ -26,10 +25,11 @@ struct Args {
     /// combination's history and manifest.
     #[arg(long, value_parser = parse_shard)]
     shard: Option<(usize, usize)>,
-    /// CPU kernels: winograd, im2col or reference (candle's ops); FER_REFERENCE_OPS=1 and
-    /// FER_WINOGRAD=0 override it.
-    #[arg(long, default_value = "winograd")]
-    kernels: ferbayes_models::Backend,
+    /// Kernels: winograd, im2col (the CPU's fused kernels), device (one fused op per layer,
+    /// what a GPU runs) or reference (candle's ops) [default: winograd on the CPU, device on
+    /// a GPU]; FER_REFERENCE_OPS=1 and FER_WINOGRAD=0 override it.
+    #[arg(long)]
+    kernels: Option<ferbayes_models::Backend>,
 }
 
 fn parse_shard(s: &str) -> Result<(usize, usize), String> {
@@ -56,14 +56,18 @@ fn main() -> anyhow::Result<()> {
     tracing::debug!(?tuning, "cpu runtime");
     let args = Args::parse();
     let ctx = args.common.context()?;
+    let device = ferbayes_models::device(args.device.resolve(&ctx.settings).as_str())?;
     // The struct update fills the test hook that exists only with feature `testing`.
     #[allow(clippy::needless_update)]
     let options = ferbayes_train::TrainOptions {
         selection: args.selection.clone(),
-        device: ferbayes_models::device(&args.device)?,
+        device: device.clone(),
         force: args.force,
         shard: args.shard,
-        kernels: args.kernels.with_env_overrides(),
+        kernels: args
+            .kernels
+            .unwrap_or_else(|| ferbayes_models::Backend::for_device(&device))
+            .with_env_overrides(),
         ..ferbayes_train::TrainOptions::default()
     };
     // The main run, then each soft-label comparison run (`train.compare_label_modes`),
