@@ -36,8 +36,8 @@ fi
 export CUDA_ROOT="$R" CUDA_PATH="$R" CUDA_HOME="$R" PATH="$R/bin:$PATH"
 export CUDA_COMPUTE_CAP=90 CARGO_TARGET_DIR="$TARGET"
 cargo fetch --locked
-cargo build --locked --release -p ferbayes-train -p ferbayes-infer -p ferbayes-predict \
-    --features ferbayes-train/cuda,ferbayes-infer/cuda,ferbayes-predict/cuda --bins
+cargo build --locked --release -p ferbayes-train -p ferbayes-infer -p ferbayes \
+    --features ferbayes-train/cuda,ferbayes-infer/cuda,ferbayes/cuda --bins
 
 mkdir -p gpu/bin
 for b in ferbayes-train ferbayes-infer ferbayes; do
