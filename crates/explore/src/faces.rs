@@ -594,8 +594,9 @@ pub fn page(settings: &Settings, choice: Choice, q: &ListQuery, got: &FacesJson)
             f.aleatoric,
             f.epistemic,
             100.0 * f.epistemic_share,
+            // + 0.0: a unanimous crowd's −0.0 shows as 0.000.
             f.crowd_entropy
-                .map_or_else(|| "–".to_owned(), |c| format!("{c:.3}")),
+                .map_or_else(|| "–".to_owned(), |c| format!("{:.3}", c + 0.0)),
             escape(&set),
             html::vote_bars(&votes),
             got.n,
@@ -748,7 +749,7 @@ pub fn one_page(face: &OneFaceJson) -> String {
         escape(&face.image),
         face.majority.unwrap_or("none"),
         face.crowd_entropy
-            .map_or_else(|| "–".to_owned(), |c| format!("{c:.3} nats")),
+            .map_or_else(|| "–".to_owned(), |c| format!("{:.3} nats", c + 0.0)),
         html::vote_bars(&votes)
     );
     b.push_str("<h2>The prediction as samples are added</h2><p class=\"meta\">Each chart: the mean probability of each emotion over the first n samples (MC passes or ensemble members), n on the x axis.</p>");

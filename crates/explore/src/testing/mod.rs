@@ -1,6 +1,8 @@
 //! Test and bench helpers (feature `testing`; not a stable API): a raw HTTP/1.1 client that
-//! sends request targets exactly as written, and headless Chromium over the DevTools protocol.
+//! sends request targets exactly as written, the hostile requests the safety tests and the load
+//! bench send, and headless Chromium over the DevTools protocol.
 
+pub mod attacks;
 pub mod cdp;
 pub mod http;
 

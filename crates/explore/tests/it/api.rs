@@ -70,12 +70,10 @@ fn faces_are_the_infer_tables_means_with_analyzes_entropy_split() {
             let first: Vec<&[[f32; 8]]> = s[..n].iter().map(std::slice::from_ref).collect();
             let want = ferbayes_analyze::metrics::face_uncertainty(&first);
             let p = probs(&face["probabilities"]);
-            for k in 0..8 {
+            for (k, (got, want)) in p.iter().zip(want.pbar[0]).enumerate() {
                 assert!(
-                    (p[k] - f64::from(want.pbar[0][k])).abs() < 1e-6,
-                    "{image} n={n} class {k}: {} vs {}",
-                    p[k],
-                    want.pbar[0][k]
+                    (got - f64::from(want)).abs() < 1e-6,
+                    "{image} n={n} class {k}: {got} vs {want}"
                 );
             }
             let entropy = face["predictive_entropy"].as_f64().expect("entropy");
@@ -239,13 +237,13 @@ fn one_face_across_every_combination_and_n() {
         for (i, at) in by_n.iter().enumerate() {
             let n = i + 1;
             let p = probs(&at["probabilities"]);
-            for k in 0..8 {
+            for (k, got) in p.iter().enumerate() {
                 let mean: f64 = table[&image][..n]
                     .iter()
                     .map(|s| f64::from(s[k]))
                     .sum::<f64>()
                     / n as f64;
-                assert!((p[k] - mean).abs() < 1e-6, "{arch}/{method} n={n}");
+                assert!((got - mean).abs() < 1e-6, "{arch}/{method} n={n}");
             }
         }
     }
