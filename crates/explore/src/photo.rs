@@ -368,7 +368,7 @@ pub fn page(settings: &Settings, request: Option<&PhotoRequest>, result: &str) -
             } else {
                 ""
             };
-            format!("<option value=\"arch={a}&method={m}\"{sel}>{a} / {m}</option>")
+            format!("<option value=\"arch={a}&amp;method={m}\"{sel}>{a} / {m}</option>")
         })
         .collect();
     let mut b = format!(
