@@ -85,6 +85,11 @@ status *ARGS:
 predict *ARGS:
     {{cargo}} ferbayes -- predict {{ARGS}}
 
+# A local web page over the profile's artifacts and your photos (read-only), on
+# http://127.0.0.1:7878/ unless `--listen` says otherwise; e.g. `just explore --listen 127.0.0.1:8000`.
+explore *ARGS:
+    {{cargo}} ferbayes -- explore {{ARGS}}
+
 # The test suite (what CI runs): every crate, optimised build.
 test:
     cargo test --release --workspace
@@ -99,6 +104,9 @@ bench:
     cargo bench --quiet -p ferbayes-ingest --bench ingest
     cargo bench --quiet -p ferbayes-infer --bench infer
     RAYON_NUM_THREADS=1 cargo bench --quiet -p ferbayes-predict --bench predict
+    # ferbayes explore on loopback: 8 clients for 30 s against the faces page and the photo API
+    # (FER_BENCH_SECONDS to shorten), then malformed uploads and traversal attempts.
+    cargo bench --quiet -p ferbayes-explore --bench load
     cargo bench --quiet -p ferbayes-kernels --bench conv
     # Training speed against PyTorch, both measured twice and interleaved (PyTorch, ferbayes,
     # PyTorch, ferbayes); the final table takes each side's fastest (see benches/train.rs).

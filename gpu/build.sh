@@ -63,8 +63,8 @@ fi
 export CUDA_ROOT="$R" CUDA_PATH="$R" CUDA_HOME="$R" PATH="$R/bin:$PATH"
 export CUDA_COMPUTE_CAP="${CUDA_COMPUTE_CAP:-90}" CARGO_TARGET_DIR="$TARGET"
 export LIBRARY_PATH="$R/lib64${LIBRARY_PATH:+:$LIBRARY_PATH}"
-features="ferbayes-train/$FEATURES,ferbayes-infer/$FEATURES,ferbayes-predict/$FEATURES"
-cargo build --locked --release -p ferbayes-train -p ferbayes-infer -p ferbayes-predict \
+features="ferbayes-train/$FEATURES,ferbayes-infer/$FEATURES,ferbayes/$FEATURES"
+cargo build --locked --release -p ferbayes-train -p ferbayes-infer -p ferbayes \
     --features "$features" --bins
 # The train bench (`FER_BENCH_DEVICE=cuda`), as an executable the GPU machine can run.
 bench="$(cargo bench --locked -p ferbayes-train --features "ferbayes-train/$FEATURES" \

@@ -226,9 +226,14 @@ impl Layout {
         self.slurm_logs_dir().join(name)
     }
 
+    /// `analyze/figures/`: the analyze stage's figures.
+    pub fn figures_dir(&self) -> PathBuf {
+        self.stage_dir(Stage::Analyze).join("figures")
+    }
+
     /// `analyze/figures/<name>` (a figure's PNG or SVG file).
     pub fn figure(&self, name: &str) -> PathBuf {
-        self.stage_dir(Stage::Analyze).join("figures").join(name)
+        self.figures_dir().join(name)
     }
 }
 
@@ -256,6 +261,11 @@ mod tests {
             Path::new("art/smoke/infer/densenet121/mc_dropconnect/test.parquet")
         );
         assert_eq!(l.metrics(), Path::new("art/smoke/analyze/metrics.parquet"));
+        assert_eq!(
+            l.figure("error_vs_n.png"),
+            l.figures_dir().join("error_vs_n.png")
+        );
+        assert_eq!(l.figures_dir(), Path::new("art/smoke/analyze/figures"));
         assert_eq!(
             l.temperature(),
             Path::new("art/smoke/analyze/temperature.parquet")

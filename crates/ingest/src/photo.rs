@@ -48,27 +48,31 @@ fn reader(path: &Path) -> Result<image::ImageReader<std::io::BufReader<std::fs::
         .map_err(|e| IngestError::io(path, e))
 }
 
-/// Checks a file taken for a JPEG (by content or, failing that, by extension): it must start
+/// Checks an image taken for a JPEG (by content or, failing that, by extension): it must start
 /// with the start-of-image marker (FF D8 FF) and have its end-of-image marker (FF D9) in its
 /// last 64 KiB (trailing bytes after it are allowed there). The JPEG decoder fills a truncated
-/// file's missing part with grey instead of failing, so truncation is checked here.
-fn check_jpeg(path: &Path) -> Result<()> {
-    use std::io::{Read, Seek, SeekFrom};
+/// file's missing part with grey instead of failing, so truncation is checked here. `source`
+/// holds the `len` bytes of the image called `path`.
+fn check_jpeg<R: std::io::Read + std::io::Seek>(
+    path: &Path,
+    mut source: R,
+    len: u64,
+) -> Result<()> {
+    use std::io::SeekFrom;
     const TAIL: u64 = 64 * 1024;
     let io = |e| IngestError::io(path, e);
-    let mut file = std::fs::File::open(path).map_err(io)?;
     let mut head = [0u8; 3];
-    if file.read_exact(&mut head).is_err() || head != [0xFF, 0xD8, 0xFF] {
+    if source.read_exact(&mut head).is_err() || head != [0xFF, 0xD8, 0xFF] {
         return Err(image_error(
             path,
             "cannot decode image (PNG or JPEG expected): not a JPEG file",
         ));
     }
-    let len = file.metadata().map_err(io)?.len();
-    file.seek(SeekFrom::Start(len.saturating_sub(TAIL)))
+    source
+        .seek(SeekFrom::Start(len.saturating_sub(TAIL)))
         .map_err(io)?;
     let mut tail = Vec::new();
-    file.read_to_end(&mut tail).map_err(io)?;
+    source.read_to_end(&mut tail).map_err(io)?;
     if !tail.windows(2).any(|w| w == [0xFF, 0xD9]) {
         return Err(image_error(
             path,
@@ -90,8 +94,45 @@ pub fn open_photo(path: &Path) -> Result<DynamicImage> {
     }
     let header = reader(path)?;
     if header.format() == Some(image::ImageFormat::Jpeg) {
-        check_jpeg(path)?;
+        let file = std::fs::File::open(path).map_err(|e| IngestError::io(path, e))?;
+        check_jpeg(path, file, size)?;
     }
+    decode_checked(path, header, || reader(path))
+}
+
+/// Decodes a photo held in memory (e.g. uploaded to `ferbayes explore`) with the checks of
+/// [`open_photo`]; `name` is the file name its errors give (and, as a file's, its extension
+/// names the format when the content does not).
+pub fn decode_photo(name: &Path, bytes: &[u8]) -> Result<DynamicImage> {
+    if bytes.is_empty() {
+        return Err(image_error(name, "file is empty"));
+    }
+    // The format from the content or, as for a file, from the name's extension.
+    let memory = || {
+        let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+            .with_guessed_format()
+            .map_err(|e| IngestError::io(name, e))?;
+        if reader.format().is_none()
+            && let Ok(format) = image::ImageFormat::from_path(name)
+        {
+            reader.set_format(format);
+        }
+        Ok(reader)
+    };
+    let header = memory()?;
+    if header.format() == Some(image::ImageFormat::Jpeg) {
+        check_jpeg(name, std::io::Cursor::new(bytes), bytes.len() as u64)?;
+    }
+    decode_checked(name, header, memory)
+}
+
+/// The size check of the image whose header `header` reads, then its decoding through a fresh
+/// reader from `open`, limited to that size.
+fn decode_checked<R: std::io::BufRead + std::io::Seek>(
+    path: &Path,
+    header: image::ImageReader<R>,
+    open: impl Fn() -> Result<image::ImageReader<R>>,
+) -> Result<DynamicImage> {
     let (w, h) = header.into_dimensions().map_err(|e| {
         image_error(
             path,
@@ -115,7 +156,7 @@ pub fn open_photo(path: &Path) -> Result<DynamicImage> {
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(w);
     limits.max_image_height = Some(h);
-    let mut reader = reader(path)?;
+    let mut reader = open()?;
     reader.limits(limits);
     reader.decode().map_err(|e| {
         image_error(

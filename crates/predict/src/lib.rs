@@ -92,8 +92,20 @@ pub fn predict_photo(
     faces: Faces,
 ) -> Result<PhotoPrediction> {
     let image = photo::open_photo(path)?;
+    predict_image(predictor, detector, path, image, faces)
+}
+
+/// [`predict_photo`] for a photo already decoded (e.g. by [`photo::decode_photo`] from an
+/// upload); `name` is what the faces and errors call it.
+pub fn predict_image(
+    predictor: &Predictor,
+    detector: &mut FaceDetector,
+    name: &Path,
+    image: DynamicImage,
+    faces: Faces,
+) -> Result<PhotoPrediction> {
     let gray = photo::to_gray(&image);
-    let located = locate(path, &image, &gray, faces, detector)?;
+    let located = locate(name, &image, &gray, faces, detector)?;
     let mut pixels = Vec::with_capacity(located.len() * ferbayes_core::IMAGE_PIXELS);
     for (_, square, _) in &located {
         pixels.extend(photo::face_pixels(&gray, *square));
@@ -105,7 +117,7 @@ pub fn predict_photo(
         .enumerate()
         .map(|(i, (bbox, _, warning))| {
             let source = summary::FaceSource {
-                image: path,
+                image: name,
                 face: i,
                 bbox,
                 warning,

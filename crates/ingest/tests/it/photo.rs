@@ -1,6 +1,8 @@
 //! Users' own photos become 48x48 grayscale faces.
 
-use ferbayes_ingest::photo::load_photo;
+use std::path::Path;
+
+use ferbayes_ingest::photo::{decode_photo, load_photo, open_photo};
 use ferbayes_ingest::source::read_png;
 
 use crate::support::real_root;
@@ -88,4 +90,46 @@ fn face_pixels_crop_a_square_and_repeat_the_edges_past_the_border() {
     assert!(outside[..9].iter().all(|&p| p == 0), "{:?}", &outside[..10]);
     assert_eq!(outside[9], 1);
     assert_eq!(outside[48 * 47 + 47], 39 + 39);
+}
+
+/// The photos of shared/photos (beside the FER+ copy).
+fn shared_photo(name: &str) -> std::path::PathBuf {
+    real_root().join("../photos").join(name)
+}
+
+#[test]
+fn a_photo_in_memory_decodes_as_its_file_does() {
+    for name in ["group.jpg", "astronaut.png"] {
+        let path = shared_photo(name);
+        let bytes = std::fs::read(&path).expect("photo");
+        let from_file = open_photo(&path).expect("file decodes");
+        let from_memory = decode_photo(Path::new(name), &bytes).expect("bytes decode");
+        assert_eq!(from_file, from_memory, "{name}");
+    }
+}
+
+#[test]
+fn bad_bytes_get_the_errors_of_bad_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let jpeg = std::fs::read(shared_photo("group.jpg")).expect("group.jpg");
+    let png = std::fs::read(shared_photo("astronaut.png")).expect("astronaut.png");
+    for (bytes, why) in [
+        (&jpeg[..jpeg.len() / 3], "truncated JPEG"),
+        (&png[..png.len() / 2], "cannot decode"),
+        (&b""[..], "file is empty"),
+        (&b"not an image at all"[..], "cannot decode"),
+    ] {
+        let err = decode_photo(Path::new("upload.jpg"), bytes)
+            .expect_err(why)
+            .to_string();
+        assert!(err.contains("upload.jpg") && err.contains(why), "{err}");
+        let file = dir.path().join("upload.jpg");
+        std::fs::write(&file, bytes).expect("write");
+        let from_file = open_photo(&file).expect_err(why).to_string();
+        assert_eq!(
+            err.replace("upload.jpg", ""),
+            from_file.replace(&file.display().to_string(), ""),
+            "the same refusal from memory as from a file"
+        );
+    }
 }

@@ -1,9 +1,4 @@
-//! Integration tests of `ferbayes predict` on real photos, bad input and FER+ faces.
+//! Integration tests of the predict library on FER+ faces (the `ferbayes predict` command's
+//! tests, which run the binary, live with it in crates/cli).
 
-mod bad_input;
-mod conformal;
-mod crops;
-mod folder;
-mod photos;
 mod redetect;
-mod support;

@@ -1,11 +1,10 @@
-//! `ferbayes`: commands for people with their own images.
+//! `ferbayes predict`: faces in people's own photos, each with its emotion and uncertainty.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
-use ferbayes_core::cli::{CommonArgs, init_tracing};
+use ferbayes_core::cli::CommonArgs;
 use ferbayes_core::{Arch, Method};
 use ferbayes_infer::Predictor;
 use ferbayes_predict::{
@@ -16,29 +15,8 @@ use ferbayes_predict::{
 /// Exit status when an image has no face.
 const NO_FACE: u8 = 3;
 
-/// ferbayes: facial-emotion classifiers that know when a face is ambiguous.
-#[derive(Debug, Parser)]
-#[command(name = "ferbayes", version)]
-struct Args {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Find the faces in photos (PNG/JPEG) and predict each one's emotion with its uncertainty.
-    ///
-    /// Each face is found by a frontal face detector, cropped with FER2013's margin and converted
-    /// to a 48x48 grayscale face. Prints, per face, its box, the mean probability of each
-    /// emotion, the predicted emotion, the predictive entropy split into aleatoric (ambiguity of
-    /// the face) and epistemic (disagreement of the model's samples) parts, and a verdict. An
-    /// image without a face is an error (exit status 3). A single folder argument writes one
-    /// Parquet table for all the photos in it.
-    Predict(PredictArgs),
-}
-
 #[derive(Debug, clap::Args)]
-struct PredictArgs {
+pub struct PredictArgs {
     /// Images to classify, or one folder of images.
     #[arg(required = true)]
     images: Vec<PathBuf>,
@@ -78,20 +56,6 @@ struct PredictArgs {
     common: CommonArgs,
 }
 
-fn main() -> ExitCode {
-    let tuning = ferbayes_models::tune_cpu_process();
-    init_tracing();
-    tracing::debug!(?tuning, "cpu runtime");
-    let Command::Predict(args) = Args::parse().command;
-    match predict(&args) {
-        Ok(code) => code,
-        Err(e) => {
-            tracing::error!("{e:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
 /// The model, and the threshold of its prediction sets (or why there is none).
 fn load(args: &PredictArgs) -> anyhow::Result<(Predictor, SetThreshold)> {
     let ctx = args.common.context()?;
@@ -125,7 +89,8 @@ fn load(args: &PredictArgs) -> anyhow::Result<(Predictor, SetThreshold)> {
     Ok((predictor, threshold))
 }
 
-fn predict(args: &PredictArgs) -> anyhow::Result<ExitCode> {
+/// Runs `ferbayes predict`.
+pub fn run(args: &PredictArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(args.min_face >= 8, "--min-face must be at least 8 pixels");
     let folder = args.images.iter().any(|p| p.is_dir());
     anyhow::ensure!(
