@@ -8,6 +8,7 @@ pub mod config;
 pub mod error;
 pub mod io;
 pub mod layout;
+pub mod lock;
 pub mod manifest;
 pub mod names;
 pub mod plan;

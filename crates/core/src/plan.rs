@@ -133,6 +133,28 @@ pub fn shard_unit(settings: &Settings, member: usize) -> usize {
     member / settings.train.pack_members.max(1)
 }
 
+/// The members a train process writes, combination by combination: with `shard = Some((k, n))`
+/// those of every n-th shard unit from unit k, counted over `combos` in order (done or not, as
+/// `ferbayes-train --shard` assigns them), else every member. What its member locks cover.
+pub fn shard_members(
+    settings: &Settings,
+    combos: &[(Arch, Method)],
+    shard: Option<(usize, usize)>,
+) -> Vec<(Arch, Method, usize)> {
+    let mut slot = 0;
+    let mut out = Vec::new();
+    for &(arch, method) in combos {
+        for member in 0..members(settings, method) {
+            let unit = slot + shard_unit(settings, member);
+            if shard.is_none_or(|(k, n)| unit % n == k) {
+                out.push((arch, method, member));
+            }
+        }
+        slot += shard_units(settings, method);
+    }
+    out
+}
+
 /// Shard units of one run (the main one or a soft-label comparison run) over all its
 /// combinations: more shards than this leave some idle.
 pub fn run_shard_units(settings: &Settings) -> usize {
@@ -768,6 +790,31 @@ mod tests {
             [0, 0, 1, 1, 2]
         );
         assert_eq!(run_shard_units(&s), 2 * (1 + 3));
+
+        // Shards of two split the units (alexnet/mc_dropout, its ensemble's packs {0,1},
+        // {2,3}, {4}, then vgg16's) between them; together they cover every member once.
+        let combos = Selection::default().combos(&s.train);
+        let zero = shard_members(&s, &combos, Some((0, 2)));
+        let one = shard_members(&s, &combos, Some((1, 2)));
+        use Arch::{AlexNet, Vgg16};
+        use Method::{Ensemble, McDropout};
+        assert_eq!(
+            zero,
+            [
+                (AlexNet, McDropout, 0),
+                (AlexNet, Ensemble, 2),
+                (AlexNet, Ensemble, 3),
+                (Vgg16, McDropout, 0),
+                (Vgg16, Ensemble, 2),
+                (Vgg16, Ensemble, 3),
+            ]
+        );
+        let mut all = [zero, one].concat();
+        all.sort_by_key(|&(a, m, k)| (a.as_str(), m.as_str(), k));
+        let mut lone = shard_members(&s, &combos, None);
+        lone.sort_by_key(|&(a, m, k)| (a.as_str(), m.as_str(), k));
+        assert_eq!(all, lone);
+        assert_eq!(lone.len(), 2 * (1 + 5));
     }
 
     #[test]

@@ -86,8 +86,7 @@ pub fn run(
     settings: &IngestSettings,
 ) -> Result<Vec<SplitSummary>> {
     let plan = ferbayes_core::plan::ingest(layout, data_root, settings);
-    let check = plan.check()?;
-    write(data_root, layout, settings, StageRun::new(&plan, check))
+    write(data_root, layout, settings, StageRun::locked(&plan)?)
 }
 
 fn write(

@@ -127,33 +127,37 @@ pub fn run(
     let mut budget = None;
     let mut slot = 0usize;
     let mut out = Vec::new();
+    // One writer per member: the members this process trains (a shard's, or all) are locked
+    // before anything is checked, so a second `just train` on this root stops at once.
+    let _locks = lock_members(layout, settings, options)?;
     // Data are loaded once per distinct input size (the label mode is the profile's).
     let mut cache: HashMap<usize, (Arc<Dataset>, Arc<Dataset>)> = HashMap::new();
     for (arch, method) in options.selection.combos(&settings.train) {
         let plan = ferbayes_core::plan::train(layout, settings, arch, method);
         let check = plan.check()?;
         let members = ferbayes_core::plan::members(settings, method);
-        if check.up_to_date() && !options.force {
-            if let Some(history) = finished_history(layout, arch, method, members) {
-                // Shards count every member, done or not, so that all agree on who trains what.
-                slot += ferbayes_core::plan::shard_units(settings, method);
-                tracing::info!(
-                    "{}: up to date ({}, key {})",
-                    plan.label,
-                    plan.dir.display(),
-                    check.short_key()
-                );
-                out.push(ComboSummary {
-                    arch,
-                    method,
-                    members,
-                    trained: 0,
-                    interrupted: false,
-                    skipped: true,
-                    history,
-                });
-                continue;
-            }
+        if check.up_to_date()
+            && !options.force
+            && let Some(history) = finished_history(layout, arch, method, members)
+        {
+            // Shards count every member, done or not, so that all agree on who trains what.
+            slot += ferbayes_core::plan::shard_units(settings, method);
+            tracing::info!(
+                "{}: up to date ({}, key {})",
+                plan.label,
+                plan.dir.display(),
+                check.short_key()
+            );
+            out.push(ComboSummary {
+                arch,
+                method,
+                members,
+                trained: 0,
+                interrupted: false,
+                skipped: true,
+                history,
+            });
+            continue;
         }
         let size = settings.train.arch(arch).input_size;
         let (train, valid) = match cache.entry(size) {
@@ -193,6 +197,31 @@ pub fn run(
         }
     }
     Ok(out)
+}
+
+/// Locks every member this process may write (`Layout::member_lock`), for as long as the
+/// returned locks live; fails at once naming the folder, member and holder while another
+/// process trains one of them.
+fn lock_members(
+    layout: &Layout,
+    settings: &Settings,
+    options: &TrainOptions,
+) -> Result<Vec<ferbayes_core::lock::StageLock>> {
+    let combos = options.selection.combos(&settings.train);
+    let mut locks = Vec::new();
+    for (arch, method, member) in
+        ferbayes_core::plan::shard_members(settings, &combos, options.shard)
+    {
+        let what = format!(
+            "{} (member {member:02})",
+            layout.train_dir(arch, method).display()
+        );
+        locks.push(ferbayes_core::lock::acquire(
+            &layout.member_lock(arch, method, member),
+            &what,
+        )?);
+    }
+    Ok(locks)
 }
 
 /// Everything that determines a member's final weights, hashed into its fingerprint.
