@@ -143,6 +143,10 @@ fn predict(args: &PredictArgs) -> anyhow::Result<ExitCode> {
             min_face: args.min_face,
         }
     };
+    if folder {
+        // An empty folder is refused before the model loads.
+        table::image_files(&args.images[0])?;
+    }
     let (predictor, threshold) = load(args)?;
     let mut detector = FaceDetector::new()?;
     if folder {
