@@ -9,6 +9,7 @@ pub mod error;
 pub mod io;
 pub mod layout;
 pub mod lock;
+pub mod machine;
 pub mod manifest;
 pub mod names;
 pub mod plan;

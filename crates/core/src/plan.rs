@@ -476,6 +476,69 @@ pub fn all(layout: &Layout, data_root: &Path, settings: &Settings) -> Vec<Plan> 
     plans
 }
 
+/// One machine the manifests name and what it made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MachineUse {
+    /// [`crate::machine::Machine::summary`] of the machine and process settings.
+    pub machine: String,
+    /// The plans (labels) whose manifest this machine wrote.
+    pub wrote: Vec<String>,
+    /// Train members it trained whose combination's manifest may have been written elsewhere
+    /// (`just train`'s shards, Slurm array tasks): `train alexnet/ensemble members 00, 01`.
+    pub trained: Vec<String>,
+}
+
+/// The machines named by the manifests of `plans` (those that exist), in order of first
+/// appearance, with what each wrote and, from the train manifests' `trained_on`, trained.
+pub fn provenance(plans: &[Plan]) -> Vec<MachineUse> {
+    let mut out: Vec<MachineUse> = Vec::new();
+    fn entry<'a>(out: &'a mut Vec<MachineUse>, machine: &str) -> &'a mut MachineUse {
+        let at = match out.iter().position(|u| u.machine == machine) {
+            Some(i) => i,
+            None => {
+                out.push(MachineUse {
+                    machine: machine.to_owned(),
+                    wrote: Vec::new(),
+                    trained: Vec::new(),
+                });
+                out.len() - 1
+            }
+        };
+        &mut out[at]
+    }
+    for plan in plans {
+        let Ok(Some(m)) = read_manifest(&plan.dir) else {
+            continue;
+        };
+        entry(&mut out, &m.machine.summary())
+            .wrote
+            .push(plan.label.clone());
+        let Some(groups) = m.settings.get("trained_on").and_then(|v| v.as_array()) else {
+            continue;
+        };
+        for g in groups {
+            let (Some(machine), Some(members)) = (
+                g.get("machine").and_then(|v| v.as_str()),
+                g.get("members").and_then(|v| v.as_array()),
+            ) else {
+                continue;
+            };
+            let members: Vec<String> = members
+                .iter()
+                .filter_map(|v| v.as_u64())
+                .map(|k| format!("{k:02}"))
+                .collect();
+            entry(&mut out, machine).trained.push(format!(
+                "{} member{} {}",
+                plan.label,
+                if members.len() == 1 { "" } else { "s" },
+                members.join(", ")
+            ));
+        }
+    }
+    out
+}
+
 #[derive(Serialize)]
 struct KeyInput<'a> {
     stage: &'a str,

@@ -271,7 +271,10 @@ fn train_combo(
     } = combo;
     let members = ferbayes_core::plan::members(settings, method);
     let started = Instant::now();
-    let stage = StageRun::new(plan, check.clone());
+    let mut stage = StageRun::new(plan, check.clone());
+    let machine = ferbayes_models::machine(&options.device, options.kernels);
+    let machine_line = machine.summary();
+    stage.manifest_mut().machine = machine;
     let span = ferbayes_core::cli::progress_span(&format!("{arch}/{method}"), members as u64);
     let _enter = span.enter();
     let mut assigned = assign_members(combo, options, slot)?;
@@ -291,7 +294,14 @@ fn train_combo(
         while group.peek().is_some() {
             let pack: Vec<PackEntry> = group.by_ref().take(pack_size).collect();
             let n = pack.len();
-            let outcome = train_pack(settings, arch, method, pack, data, options, budget)?;
+            let outcome = train_pack(
+                settings,
+                (arch, method),
+                pack,
+                data,
+                options,
+                (&mut *budget, &machine_line),
+            )?;
             span.pb_inc(n as u64);
             match outcome {
                 PackOutcome::Complete(done) => {
@@ -418,6 +428,7 @@ fn finish_combo(
         })
         .collect();
     stage.note("best_epochs", best);
+    stage.note("trained_on", trained_on(layout, arch, method, members));
     stage.note("seconds", started.elapsed().as_secs_f64());
     stage.finish()?;
     let resume = layout.train_dir(arch, method).join(".resume");
@@ -425,6 +436,31 @@ fn finish_combo(
         std::fs::remove_dir_all(&resume).map_err(|e| ferbayes_core::Error::io(&resume, e))?;
     }
     Ok(())
+}
+
+/// Where the members trained (their `ferbayes.machine` metadata): one entry per machine
+/// description with the members trained there, in member order; `not recorded` for members
+/// written before it was.
+fn trained_on(layout: &Layout, arch: Arch, method: Method, members: usize) -> serde_json::Value {
+    let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
+    for m in 0..members {
+        let path = layout.member_weights(arch, method, m);
+        let machine = std::fs::read(&path)
+            .ok()
+            .and_then(|bytes| {
+                let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).ok()?;
+                meta.metadata().as_ref()?.get(META_MACHINE).cloned()
+            })
+            .unwrap_or_else(|| "not recorded".to_owned());
+        match groups.iter_mut().find(|(g, _)| *g == machine) {
+            Some((_, list)) => list.push(m),
+            None => groups.push((machine, vec![m])),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(machine, members)| serde_json::json!({"machine": machine, "members": members}))
+        .collect()
 }
 
 /// The MC-Dropout network and ensemble member 0 train identically: the same seed (weights,
@@ -449,8 +485,8 @@ fn copy_twin(combo: Combo<'_>, job: &MemberJob) -> Result<Option<Vec<EpochRecord
     let Some(history) = finished_member(&other.weights, &other.fingerprint) else {
         return Ok(None);
     };
-    let (tensors, _) = read_safetensors(&other.weights, &Device::Cpu)?;
-    let meta = HashMap::from([
+    let (tensors, other_meta) = read_safetensors(&other.weights, &Device::Cpu)?;
+    let mut meta = HashMap::from([
         (META_FINGERPRINT.to_owned(), job.fingerprint.clone()),
         (
             META_HISTORY.to_owned(),
@@ -458,6 +494,10 @@ fn copy_twin(combo: Combo<'_>, job: &MemberJob) -> Result<Option<Vec<EpochRecord
         ),
         (META_COMPLETE.to_owned(), "true".to_owned()),
     ]);
+    // The copy's weights were trained where its twin's were.
+    if let Some(machine) = other_meta.get(META_MACHINE) {
+        meta.insert(META_MACHINE.to_owned(), machine.clone());
+    }
     write_safetensors(&job.weights, &tensors, meta)?;
     tracing::info!(
         "{arch}/{method} member 00: the weights of {arch}/{twin} member 00, which trains \
@@ -581,6 +621,9 @@ const META_EPOCHS: &str = "ferbayes.epochs_done";
 const META_STEP: &str = "ferbayes.step";
 const META_HISTORY: &str = "ferbayes.history";
 const META_COMPLETE: &str = "ferbayes.complete";
+/// Where a finished member trained (`core::machine::Machine::summary`): shards of one run may
+/// train on other machines than the run that writes the combination's manifest.
+const META_MACHINE: &str = "ferbayes.machine";
 
 /// A safetensors file's tensors and metadata.
 fn read_safetensors(
@@ -792,16 +835,15 @@ impl Network {
 }
 
 /// Trains one pack of members (all resuming from the same epoch) as one packed network,
-/// writing each member's checkpoint after every epoch and its weights after the last.
-#[allow(clippy::too_many_arguments)]
+/// writing each member's checkpoint after every epoch and its weights (recording `machine`,
+/// the one-line description of where it trained) after the last.
 fn train_pack(
     settings: &Settings,
-    arch: Arch,
-    method: Method,
+    (arch, method): (Arch, Method),
     pack: Vec<PackEntry>,
     (train, valid): (&Dataset, &Dataset),
     options: &TrainOptions,
-    budget: &mut Option<usize>,
+    (budget, machine): (&mut Option<usize>, &str),
 ) -> Result<PackOutcome> {
     let s = settings.train.arch(arch);
     let device = &options.device;
@@ -855,7 +897,7 @@ fn train_pack(
             (jobs.len() * train.len()) as f64 / seconds
         ));
         let last = epoch + 1 == s.epochs;
-        save_pack(&net, &jobs, &histories, epoch, last)?;
+        save_pack(&net, &jobs, &histories, (epoch, last), machine)?;
         if let Some(left) = budget.as_mut() {
             *left = left.saturating_sub(1);
             if *left == 0 && !last {
@@ -917,8 +959,8 @@ fn save_pack(
     net: &Network,
     jobs: &[MemberJob],
     histories: &[Vec<EpochRecord>],
-    epoch: usize,
-    last: bool,
+    (epoch, last): (usize, bool),
+    machine: &str,
 ) -> Result<()> {
     let mut states = if last {
         Vec::new()
@@ -937,6 +979,7 @@ fn save_pack(
         ]);
         if last {
             meta.insert(META_COMPLETE.to_owned(), "true".to_owned());
+            meta.insert(META_MACHINE.to_owned(), machine.to_owned());
             write_safetensors(&job.weights, &tensors, meta)?;
         } else {
             tensors.extend(states.next().unwrap_or_default());

@@ -1,0 +1,45 @@
+//! The machine a stage running networks records in its manifest: `core`'s description of the
+//! CPU plus what only this side knows (the device, the kernels' SIMD paths, the pool's threads).
+
+use candle_core::{Device, DeviceLocation};
+use ferbayes_core::machine::Machine;
+use ferbayes_kernels::Backend;
+
+/// [`Machine::detect`] with the device, the thread count of the rayon pool the caller runs on
+/// and, on the CPU, the kernels `backend` runs (`ferbayes_kernels::simd_paths`).
+pub fn machine(device: &Device, backend: Backend) -> Machine {
+    let mut m = Machine::detect();
+    m.threads = rayon::current_num_threads();
+    m.device = match device.location() {
+        DeviceLocation::Cpu => "cpu".to_owned(),
+        DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
+        DeviceLocation::Metal { gpu_id } => format!("metal:{gpu_id}"),
+    };
+    m.kernels = if device.is_cpu() {
+        ferbayes_kernels::simd_paths(backend).into_iter().collect()
+    } else {
+        [("backend".to_owned(), format!("candle on {}", m.device))]
+            .into_iter()
+            .collect()
+    };
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cpu_machine_names_its_kernels_and_pool() {
+        let m = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .expect("pool")
+            .install(|| machine(&Device::Cpu, Backend::Winograd));
+        assert_eq!(m.threads, 3);
+        assert_eq!(m.device, "cpu");
+        assert_eq!(m.kernels["backend"], "winograd");
+        assert!(m.kernels.contains_key("gemm") && m.kernels.contains_key("pool, batchnorm"));
+        assert!(m.summary().contains("gemm: f32"), "{}", m.summary());
+    }
+}
