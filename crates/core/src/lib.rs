@@ -4,6 +4,7 @@
 
 pub mod classes;
 pub mod cli;
+pub mod compare;
 pub mod config;
 pub mod error;
 pub mod io;
