@@ -10,6 +10,8 @@
 //! - `manifest.json` field by field, leaving out what is not reproducible by design: the times
 //!   (`started`, `finished`, `settings.seconds`), the artifact paths (`inputs`), the machine, and
 //!   the input hashes (and so the key) of input files whose data compared equal;
+//! - `report.md` and `report.html` byte for byte up to their last section, the machines
+//!   appendix;
 //! - every other file byte for byte.
 //!
 //! Hidden files (locks, temporary files, `.resume/` checkpoints) are skipped.
@@ -110,12 +112,32 @@ fn compare_file(a: &Path, b: &Path, done: &[Compared]) -> Result<Verdict> {
         Ok(compare_safetensors(&ba, &bb).unwrap_or_else(Verdict::Differs))
     } else if name.ends_with("manifest.json") {
         Ok(compare_manifest(&ba, &bb, done))
+    } else if name.ends_with("report.md") || name.ends_with("report.html") {
+        Ok(compare_report(&ba, &bb))
     } else {
         Ok(Verdict::Differs(format!(
             "bytes differ ({} vs {} bytes)",
             ba.len(),
             bb.len()
         )))
+    }
+}
+
+/// The heading of the report's last section, which describes the machines that made the
+/// artifacts (provenance, like a manifest's `machine`).
+const MACHINES_APPENDIX: &[u8] = b"Appendix: machines";
+
+/// A report byte for byte up to its machines appendix (its last section).
+fn compare_report(a: &[u8], b: &[u8]) -> Verdict {
+    let body = |x: &'_ [u8]| -> Option<usize> {
+        x.windows(MACHINES_APPENDIX.len())
+            .rposition(|w| w == MACHINES_APPENDIX)
+    };
+    match (body(a), body(b)) {
+        (Some(i), Some(j)) if a[..i] == b[..j] => {
+            Verdict::SameData("differs only in its machines appendix".into())
+        }
+        _ => Verdict::Differs(format!("bytes differ ({} vs {} bytes)", a.len(), b.len())),
     }
 }
 
@@ -594,6 +616,14 @@ mod tests {
         for root in [&a, &b] {
             std::fs::create_dir_all(root.join("t")).expect("mkdir");
             std::fs::write(root.join("report.md"), "same").expect("write");
+            std::fs::write(
+                root.join("t/report.html"),
+                format!(
+                    "<a>Appendix: machines</a> body <h2>Appendix: machines</h2> {}",
+                    root.display()
+                ),
+            )
+            .expect("write");
             std::fs::write(root.join(".lock"), root.display().to_string()).expect("write");
         }
         // Equal data, other timings.
@@ -658,6 +688,10 @@ mod tests {
         assert!(!got.iter().any(|c| c.file.contains(".lock")), "{got:?}");
         assert_eq!(verdict("report.md"), Verdict::Identical);
         assert_eq!(
+            verdict("t/report.html"),
+            Verdict::SameData("differs only in its machines appendix".into())
+        );
+        assert_eq!(
             verdict("t/history.parquet"),
             Verdict::SameData("timing only: column `seconds`".into())
         );
@@ -692,9 +726,9 @@ mod tests {
         let (text, ok) = report(&a, &b, &got);
         assert!(!ok);
         assert!(
-            text.contains("7 files compared")
+            text.contains("8 files compared")
                 && text.contains("1 byte-identical")
-                && text.contains("3 the same data, 3 differ"),
+                && text.contains("4 the same data, 3 differ"),
             "{text}"
         );
         assert!(

@@ -11,7 +11,7 @@ use ferbayes_core::cli::init_tracing;
 /// by column (bit for bit; `seconds` columns are timings), weight files tensor by tensor (their
 /// metadata key by key, the history's seconds and the machine excepted), manifests field by
 /// field (times, paths, the machine and the hashes of inputs whose data are equal excepted),
-/// every other file byte for byte. Prints what differs; exit status 1 when any data differ.
+/// reports up to their machines appendix, every other file byte for byte. Prints what differs; exit status 1 when any data differ.
 #[derive(Debug, Parser)]
 #[command(name = "ferbayes-compare", version)]
 struct Args {
