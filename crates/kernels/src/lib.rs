@@ -24,9 +24,11 @@
 //! They replace candle's general ops, which allocate a fresh buffer per elementwise step
 //! and run gemm's own threading on small matrices. Every op has its own backward; every
 //! reduction sums in a fixed order over a fixed partition of the batch, so results do
-//! not depend on thread timing. The few loops the compiler cannot vectorise (the pool
-//! gradient's window shuffles, BatchNorm's f64 lane sums) have AVX2 versions through
-//! `pulp`'s safe intrinsics, chosen at run time and equal to the scalar code bit for bit.
+//! not depend on thread timing, and every matrix product sums in the same depth blocks on
+//! every CPU (gemm would size them from the cache; see `gemm::depth_block`). The few loops
+//! the compiler cannot vectorise (the pool gradient's window shuffles, BatchNorm's f64 lane
+//! sums) have AVX2 versions through `pulp`'s safe intrinsics, chosen at run time and equal
+//! to the scalar code bit for bit (`FER_SIMD=scalar` takes the scalar code).
 //!
 //! [`runtime`] holds the process settings: [`tune_cpu_process`] and [`run_in_pool`].
 
@@ -278,8 +280,9 @@ fn scalar_forced() -> bool {
 /// `backend` on the CPU. gemm (the convolutions' and linear layers' matrix products, and
 /// candle's matmul) picks its microkernel at run time from the CPU's features; this build
 /// leaves gemm's `x86-v4` feature off, so it never runs AVX-512 code even where the CPU has
-/// it. gemm also sizes its blocks (and so the order of its sums over k) from the CPU's cache
-/// sizes, which the manifest records beside this.
+/// it. gemm would also size its depth blocks (and so the rounding of its sums) from the CPU's
+/// cache sizes; the fused kernels fix them (`gemm::depth_block`), candle's own matmul (the
+/// `reference` backend) does not.
 pub fn simd_paths(backend: Backend) -> Vec<(String, String)> {
     let pulp = match (simd(), simd_detected()) {
         (Some(_), _) => "AVX2+FMA (pulp V3)",
@@ -300,22 +303,22 @@ fn gemm_path() -> &'static str {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("fma") {
-            "f32 AVX2+FMA microkernels (AVX-512 not built in)"
+            "f32 AVX2+FMA microkernels (AVX-512 not built in), fixed depth blocks"
         } else {
-            "f32 scalar microkernels (no FMA on this CPU)"
+            "f32 scalar microkernels (no FMA on this CPU), fixed depth blocks"
         }
     }
     #[cfg(target_arch = "aarch64")]
     {
         if std::arch::is_aarch64_feature_detected!("neon") {
-            "f32 NEON microkernels"
+            "f32 NEON microkernels, fixed depth blocks"
         } else {
-            "f32 scalar microkernels"
+            "f32 scalar microkernels, fixed depth blocks"
         }
     }
     #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
     {
-        "f32 scalar microkernels"
+        "f32 scalar microkernels, fixed depth blocks"
     }
 }
 
