@@ -1,10 +1,11 @@
 //! Which machine made an artifact: the CPU, the SIMD paths the kernels chose, the thread counts
 //! and the device, recorded in every manifest ([`Manifest::machine`](crate::manifest::Manifest)).
 //!
-//! Training is deterministic on one machine but not across CPU types (gemm sizes its blocks,
-//! and so the order of its sums, from the CPU's caches; see docs/results.md), so the manifest
-//! says where it was made. This is provenance, not part of a stage's key: the key says what the
-//! outputs are meant to be (settings and inputs), and a rerun on another machine is not stale.
+//! Training is bit for bit deterministic on one machine; across machines only as far as their
+//! arithmetic agrees (FMA or not, ARM, glibc's maths, GPU; see docs/results.md), so the
+//! manifest says where it was made. This is provenance, not part of a stage's key: the key says
+//! what the outputs are meant to be (settings and inputs), and a rerun on another machine is
+//! not stale.
 //!
 //! [`Machine::detect`] fills what any process can see (CPU model, SIMD extensions, caches,
 //! cores, thread settings); the stages that run networks add the device and the kernels' choices

@@ -216,7 +216,8 @@ fn settings_table(ctx: &Context<'_>, doc: &mut Vec<Block>) {
 }
 
 /// The machines that made the artifacts (from the ingest, train and infer manifests, and this
-/// analyze run): training is deterministic on one machine but not across CPU types.
+/// analyze run): results are bit for bit the same on one machine, across machines only as far
+/// as their arithmetic agrees.
 fn machines_table(ctx: &Context<'_>, doc: &mut Vec<Block>) {
     use ferbayes_core::plan;
     let s = ctx.settings;
@@ -246,7 +247,7 @@ fn machines_table(ctx: &Context<'_>, doc: &mut Vec<Block>) {
         }),
     }
     doc.push(Block::Paragraph(
-        "Where each artifact was made, from the stages' manifests: CPU model, SIMD extensions and caches, threads, device, and the SIMD paths the kernels took. Results are bit for bit reproducible on one machine (`just verify`), not across CPU types (see docs/results.md in the repository).".into(),
+        "Where each artifact was made, from the stages' manifests: CPU model, SIMD extensions and caches, threads, device, and the SIMD paths the kernels took. Results are bit for bit reproducible on one machine (`just verify`); across machines as far as docs/results.md in the repository says (\"Reproducibility across machines\").".into(),
     ));
     let rows = uses
         .into_iter()

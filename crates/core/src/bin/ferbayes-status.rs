@@ -37,8 +37,8 @@ fn main() -> anyhow::Result<()> {
         };
         println!("{:<34} {state}", plan.label);
     }
-    // Which machines made the artifacts (provenance: training is deterministic on one machine
-    // but not across CPU types, see docs/results.md).
+    // Which machines made the artifacts (provenance: results are bit for bit the same on one
+    // machine, across machines only as far as docs/results.md says).
     println!();
     let uses = ferbayes_core::plan::provenance(&plans);
     if !uses.is_empty() {
