@@ -105,9 +105,15 @@ impl Machine {
             cpu.push_str(&format!("; {}", self.caches.join(", ")));
         }
         cpu.push(')');
+        let plural = |n: usize| if n == 1 { "" } else { "s" };
         let mut line = format!(
-            "{cpu}, {} logical cores, {} threads (candle {}), device {}",
-            self.logical_cores, self.threads, self.candle_threads, self.device
+            "{cpu}, {} logical core{}, {} thread{} (candle {}), device {}",
+            self.logical_cores,
+            plural(self.logical_cores),
+            self.threads,
+            plural(self.threads),
+            self.candle_threads,
+            self.device
         );
         if !self.kernels.is_empty() {
             let kernels: Vec<String> = self

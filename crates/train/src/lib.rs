@@ -445,12 +445,8 @@ fn trained_on(layout: &Layout, arch: Arch, method: Method, members: usize) -> se
     let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
     for m in 0..members {
         let path = layout.member_weights(arch, method, m);
-        let machine = std::fs::read(&path)
-            .ok()
-            .and_then(|bytes| {
-                let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).ok()?;
-                meta.metadata().as_ref()?.get(META_MACHINE).cloned()
-            })
+        let machine = header_metadata(&path)
+            .and_then(|mut meta| meta.remove(META_MACHINE))
             .unwrap_or_else(|| "not recorded".to_owned());
         match groups.iter_mut().find(|(g, _)| *g == machine) {
             Some((_, list)) => list.push(m),
@@ -461,6 +457,23 @@ fn trained_on(layout: &Layout, arch: Arch, method: Method, members: usize) -> se
         .into_iter()
         .map(|(machine, members)| serde_json::json!({"machine": machine, "members": members}))
         .collect()
+}
+
+/// The metadata of a safetensors file, reading only its header (the 8-byte length and the JSON
+/// it gives), not the tensors.
+fn header_metadata(path: &Path) -> Option<HashMap<String, String>> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).ok()?;
+    let mut len = [0u8; 8];
+    file.read_exact(&mut len).ok()?;
+    // safetensors' own bound on a header: 100 MB.
+    let len = usize::try_from(u64::from_le_bytes(len))
+        .ok()
+        .filter(|&n| n <= 100_000_000)?;
+    let mut header = vec![0u8; len];
+    file.read_exact(&mut header).ok()?;
+    let json: serde_json::Value = serde_json::from_slice(&header).ok()?;
+    serde_json::from_value(json.get("__metadata__")?.clone()).ok()
 }
 
 /// The MC-Dropout network and ensemble member 0 train identically: the same seed (weights,
