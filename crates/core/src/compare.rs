@@ -491,21 +491,21 @@ fn compare_manifest(a: &[u8], b: &[u8], done: &[Compared]) -> Verdict {
             .unwrap_or_default()
     };
     let (ha, hb) = (hashes(&ja), hashes(&jb));
-    let mut unexplained = false;
+    let mut explained = false;
     for file in ha.keys().chain(hb.keys()).collect::<BTreeSet<_>>() {
         if ha.get(file) == hb.get(file) {
             continue;
         }
         if ha.contains_key(file) && hb.contains_key(file) && verdict_of(file) == Some(true) {
+            explained = true;
             notes.insert("hashes of inputs whose data are equal");
         } else {
-            unexplained = true;
             differs.push(format!("input hash of {file}"));
         }
     }
-    if ja.get("key") != jb.get("key") && !unexplained && differs.is_empty() {
-        notes.insert("hashes of inputs whose data are equal");
-    } else if ja.get("key") != jb.get("key") && differs.is_empty() {
+    // The key hashes the settings, versions and input hashes: when those compared equal or
+    // explained, a differing key follows from the explained input hashes, and only then.
+    if ja.get("key") != jb.get("key") && differs.is_empty() && !explained {
         differs.push("key".into());
     }
     if !differs.is_empty() {
@@ -677,6 +677,12 @@ mod tests {
         )
         .expect("write");
         std::fs::write(b.join("extra.txt"), "new").expect("write");
+        // A key that differs with nothing to explain it (same settings and input hashes).
+        for (root, key) in [(&a, "k1"), (&b, "k2")] {
+            std::fs::create_dir_all(root.join("u")).expect("mkdir");
+            let m = serde_json::json!({"stage": "ingest", "key": key, "input_hashes": []});
+            std::fs::write(root.join("u/manifest.json"), m.to_string()).expect("write");
+        }
 
         let got = compare_trees(&a, &b).expect("compare");
         let verdict = |f: &str| {
@@ -722,13 +728,14 @@ mod tests {
             "{why}"
         );
         assert!(matches!(verdict("extra.txt"), Verdict::Differs(w) if w.contains("only in")));
+        assert_eq!(verdict("u/manifest.json"), Verdict::Differs("key".into()));
 
         let (text, ok) = report(&a, &b, &got);
         assert!(!ok);
         assert!(
-            text.contains("8 files compared")
+            text.contains("9 files compared")
                 && text.contains("1 byte-identical")
-                && text.contains("4 the same data, 3 differ"),
+                && text.contains("4 the same data, 4 differ"),
             "{text}"
         );
         assert!(
