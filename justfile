@@ -94,6 +94,30 @@ explore *ARGS:
 test:
     cargo test --release --workspace
 
+# The smoke chain (FER_PROFILE=smoke) twice into fresh temporary roots (kept, and named, when
+# anything fails), then every Parquet table, weight file and manifest compared by ferbayes-compare.
+# Reproducibility check: do two runs agree bit for bit? Exit status 1 naming what differs.
+verify:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    cargo build --release --quiet --bin ferbayes-ingest --bin ferbayes-train --bin ferbayes-infer --bin ferbayes-analyze --bin ferbayes-compare
+    tmp="$(mktemp -d -t ferbayes-verify.XXXXXX)"
+    start=$SECONDS
+    for run in a b; do
+        echo "verify: smoke chain, run $run of 2 into $tmp/$run" >&2
+        if ! FER_PROFILE=smoke FER_ARTIFACTS="$tmp/$run" "{{just_executable()}}" --justfile "{{justfile()}}" all > "$tmp/$run.log" 2>&1; then
+            tail -n 40 "$tmp/$run.log" >&2
+            echo "verify: run $run failed; its log and artifacts are in $tmp" >&2
+            exit 1
+        fi
+    done
+    if ! {{cargo}} ferbayes-compare -- "$tmp/a/smoke" "$tmp/b/smoke"; then
+        echo "verify: the two runs differ; both are kept in $tmp" >&2
+        exit 1
+    fi
+    rm -rf "$tmp"
+    echo "verify: the two runs agree ($((SECONDS - start)) s)" >&2
+
 # The train table sets ferbayes against PyTorch CPU (bench/torch_reference.py), installed from
 # PyPI on first use into target/bench-venv; FER_BENCH_TORCH=0 skips PyTorch, FER_BENCH_PYTHON
 # picks a Python that already has torch.

@@ -155,8 +155,7 @@ pub fn run_checked(
 /// [`run_checked`]).
 pub fn run(layout: &Layout, settings: &Settings) -> Result<AnalyzeSummary> {
     let plan = ferbayes_core::plan::analyze(layout, settings);
-    let check = plan.check()?;
-    run_plan(layout, settings, StageRun::new(&plan, check))
+    run_plan(layout, settings, StageRun::locked(&plan)?)
 }
 
 /// The stage's work; its tables are committed, after the report and figures, with the manifest.

@@ -108,6 +108,10 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<ExitCode> {
             min_face: args.min_face,
         }
     };
+    if folder {
+        // An empty folder is refused before the model loads.
+        table::image_files(&args.images[0])?;
+    }
     let (predictor, threshold) = load(args)?;
     let mut detector = FaceDetector::new()?;
     if folder {

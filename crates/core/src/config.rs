@@ -326,6 +326,18 @@ impl Settings {
     pub fn validate(&self) -> std::result::Result<(), (String, String)> {
         let t = &self.train;
         let bad = |key: &str, msg: &str| Err((key.to_owned(), msg.to_owned()));
+        if t.archs.is_empty() {
+            return bad(
+                "train.archs",
+                "is empty: name at least one architecture (alexnet, vgg16, densenet121)",
+            );
+        }
+        if t.methods.is_empty() {
+            return bad(
+                "train.methods",
+                "is empty: name at least one method (mc_dropout, mc_dropconnect, ensemble)",
+            );
+        }
         if t.batch_size == 0 {
             return bad("train.batch_size", "must be at least 1");
         }
@@ -772,6 +784,18 @@ max_per_split = 10
             err.contains("profiles.bad") && err.contains("train.vgg16.drop_rate"),
             "{err}"
         );
+
+        // Empty lists would make every stage a silent no-op: refused, naming the key.
+        for key in ["archs", "methods"] {
+            let text = format!("{BASE}\n[profiles.empty.train]\n{key} = []\n");
+            let err = parse(&text).expect_err("empty list").to_string();
+            assert!(
+                err.contains("profiles.empty")
+                    && err.contains(&format!("train.{key}"))
+                    && err.contains("is empty"),
+                "{err}"
+            );
+        }
 
         let file = parse(BASE).expect("valid");
         let smoke = file.settings("smoke").expect("smoke");

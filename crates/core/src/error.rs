@@ -32,6 +32,18 @@ pub enum Error {
     },
     #[error("FER+ data not found: {message}")]
     DataNotFound { message: String },
+    #[error(
+        "{what} is being written by another process ({holder}; lock file {}): wait for it to \
+         finish or stop it, then run again",
+        lock.display()
+    )]
+    Locked {
+        /// The folder (or member) the other process writes.
+        what: String,
+        lock: PathBuf,
+        /// The holder as its lock file names it: program, pid, host and for how long.
+        holder: String,
+    },
 }
 
 impl Error {

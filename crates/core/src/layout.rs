@@ -10,6 +10,9 @@
 //!   slurm/<job>.sh, slurm/logs/<job>-<id>[_<task>].log   (`ferbayes-submit`)
 //! ```
 //!
+//! Each folder a stage writes also holds its lock file (`.lock`; train: `.lock-member-NN`),
+//! see `core::lock`.
+//!
 //! A *variant* layout ([`Layout::variant`]) nests train and infer one folder deeper, e.g.
 //! `train/label-crossentropy/<arch>/<method>/`, for the soft-label comparison runs.
 
@@ -102,6 +105,19 @@ impl Layout {
     /// The manifest a stage writes beside its outputs (in `dir`).
     pub fn manifest_in(dir: &Path) -> PathBuf {
         dir.join("manifest.json")
+    }
+
+    /// `<dir>/.lock`: the lock a stage holds while it writes the output folder `dir` (see
+    /// `core::lock`).
+    pub fn lock_in(dir: &Path) -> PathBuf {
+        dir.join(".lock")
+    }
+
+    /// `train/<arch>/<method>/.lock-member-NN`: the lock of one member, which the train process
+    /// training it holds (shards of one run train different members of a folder).
+    pub fn member_lock(&self, arch: Arch, method: Method, member: usize) -> PathBuf {
+        self.train_dir(arch, method)
+            .join(format!(".lock-member-{member:02}"))
     }
 
     /// `ingest/<split>.parquet`.
@@ -306,6 +322,14 @@ mod tests {
         assert_eq!(
             Layout::manifest_in(&l.stage_dir(Stage::Ingest)),
             Path::new("art/smoke/ingest/manifest.json")
+        );
+        assert_eq!(
+            Layout::lock_in(&l.stage_dir(Stage::Analyze)),
+            Path::new("art/smoke/analyze/.lock")
+        );
+        assert_eq!(
+            l.member_lock(Arch::AlexNet, Method::Ensemble, 4),
+            Path::new("art/smoke/train/alexnet/ensemble/.lock-member-04")
         );
     }
 }

@@ -4,10 +4,13 @@
 
 pub mod classes;
 pub mod cli;
+pub mod compare;
 pub mod config;
 pub mod error;
 pub mod io;
 pub mod layout;
+pub mod lock;
+pub mod machine;
 pub mod manifest;
 pub mod names;
 pub mod plan;

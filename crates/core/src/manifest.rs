@@ -6,6 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::machine::Machine;
 use crate::schema::SCHEMA_VERSION;
 
 /// One output file of a stage.
@@ -54,6 +55,10 @@ pub struct Manifest {
     /// equal keys mean equal outputs (see `core::plan`).
     #[serde(default)]
     pub key: String,
+    /// The machine that wrote it: CPU, SIMD paths, threads, device (provenance; not part of
+    /// the key). Manifests written before it was recorded read as unknown.
+    #[serde(default)]
+    pub machine: Machine,
     /// Seconds since the Unix epoch.
     pub started: u64,
     pub finished: u64,
@@ -74,6 +79,7 @@ impl Manifest {
             input_hashes: Vec::new(),
             git_commit: GIT_COMMIT.to_owned(),
             key: String::new(),
+            machine: Machine::detect(),
             started: now,
             finished: now,
         }

@@ -133,6 +133,28 @@ pub fn shard_unit(settings: &Settings, member: usize) -> usize {
     member / settings.train.pack_members.max(1)
 }
 
+/// The members a train process writes, combination by combination: with `shard = Some((k, n))`
+/// those of every n-th shard unit from unit k, counted over `combos` in order (done or not, as
+/// `ferbayes-train --shard` assigns them), else every member. What its member locks cover.
+pub fn shard_members(
+    settings: &Settings,
+    combos: &[(Arch, Method)],
+    shard: Option<(usize, usize)>,
+) -> Vec<(Arch, Method, usize)> {
+    let mut slot = 0;
+    let mut out = Vec::new();
+    for &(arch, method) in combos {
+        for member in 0..members(settings, method) {
+            let unit = slot + shard_unit(settings, member);
+            if shard.is_none_or(|(k, n)| unit % n == k) {
+                out.push((arch, method, member));
+            }
+        }
+        slot += shard_units(settings, method);
+    }
+    out
+}
+
 /// Shard units of one run (the main one or a soft-label comparison run) over all its
 /// combinations: more shards than this leave some idle.
 pub fn run_shard_units(settings: &Settings) -> usize {
@@ -454,6 +476,69 @@ pub fn all(layout: &Layout, data_root: &Path, settings: &Settings) -> Vec<Plan> 
     plans
 }
 
+/// One machine the manifests name and what it made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MachineUse {
+    /// [`crate::machine::Machine::summary`] of the machine and process settings.
+    pub machine: String,
+    /// The plans (labels) whose manifest this machine wrote.
+    pub wrote: Vec<String>,
+    /// Train members it trained whose combination's manifest may have been written elsewhere
+    /// (`just train`'s shards, Slurm array tasks): `train alexnet/ensemble members 00, 01`.
+    pub trained: Vec<String>,
+}
+
+/// The machines named by the manifests of `plans` (those that exist), in order of first
+/// appearance, with what each wrote and, from the train manifests' `trained_on`, trained.
+pub fn provenance(plans: &[Plan]) -> Vec<MachineUse> {
+    let mut out: Vec<MachineUse> = Vec::new();
+    fn entry<'a>(out: &'a mut Vec<MachineUse>, machine: &str) -> &'a mut MachineUse {
+        let at = match out.iter().position(|u| u.machine == machine) {
+            Some(i) => i,
+            None => {
+                out.push(MachineUse {
+                    machine: machine.to_owned(),
+                    wrote: Vec::new(),
+                    trained: Vec::new(),
+                });
+                out.len() - 1
+            }
+        };
+        &mut out[at]
+    }
+    for plan in plans {
+        let Ok(Some(m)) = read_manifest(&plan.dir) else {
+            continue;
+        };
+        entry(&mut out, &m.machine.summary())
+            .wrote
+            .push(plan.label.clone());
+        let Some(groups) = m.settings.get("trained_on").and_then(|v| v.as_array()) else {
+            continue;
+        };
+        for g in groups {
+            let (Some(machine), Some(members)) = (
+                g.get("machine").and_then(|v| v.as_str()),
+                g.get("members").and_then(|v| v.as_array()),
+            ) else {
+                continue;
+            };
+            let members: Vec<String> = members
+                .iter()
+                .filter_map(|v| v.as_u64())
+                .map(|k| format!("{k:02}"))
+                .collect();
+            entry(&mut out, machine).trained.push(format!(
+                "{} member{} {}",
+                plan.label,
+                if members.len() == 1 { "" } else { "s" },
+                members.join(", ")
+            ));
+        }
+    }
+    out
+}
+
 #[derive(Serialize)]
 struct KeyInput<'a> {
     stage: &'a str,
@@ -768,6 +853,31 @@ mod tests {
             [0, 0, 1, 1, 2]
         );
         assert_eq!(run_shard_units(&s), 2 * (1 + 3));
+
+        // Shards of two split the units (alexnet/mc_dropout, its ensemble's packs {0,1},
+        // {2,3}, {4}, then vgg16's) between them; together they cover every member once.
+        let combos = Selection::default().combos(&s.train);
+        let zero = shard_members(&s, &combos, Some((0, 2)));
+        let one = shard_members(&s, &combos, Some((1, 2)));
+        use Arch::{AlexNet, Vgg16};
+        use Method::{Ensemble, McDropout};
+        assert_eq!(
+            zero,
+            [
+                (AlexNet, McDropout, 0),
+                (AlexNet, Ensemble, 2),
+                (AlexNet, Ensemble, 3),
+                (Vgg16, McDropout, 0),
+                (Vgg16, Ensemble, 2),
+                (Vgg16, Ensemble, 3),
+            ]
+        );
+        let mut all = [zero, one].concat();
+        all.sort_by_key(|&(a, m, k)| (a.as_str(), m.as_str(), k));
+        let mut lone = shard_members(&s, &combos, None);
+        lone.sort_by_key(|&(a, m, k)| (a.as_str(), m.as_str(), k));
+        assert_eq!(all, lone);
+        assert_eq!(lone.len(), 2 * (1 + 5));
     }
 
     #[test]

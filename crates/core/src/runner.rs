@@ -7,6 +7,10 @@
 //! pending files into place before it writes `manifest.json`. A stage that fails before
 //! `finish` leaves the previous complete outputs, and a manifest always describes complete
 //! files.
+//!
+//! [`Plan::begin`] first takes the folder's lock ([`crate::lock`]), before it checks anything,
+//! and the [`StageRun`] holds it until it is finished or dropped: a second writer of the same
+//! folder stops at once, naming the folder and the holder.
 
 use std::path::{Path, PathBuf};
 
@@ -16,6 +20,7 @@ use arrow_schema::SchemaRef;
 use crate::error::Result;
 use crate::io::{PendingFile, write_parquet};
 use crate::layout::Layout;
+use crate::lock::StageLock;
 use crate::manifest::Manifest;
 use crate::plan::{Check, Plan};
 
@@ -29,9 +34,12 @@ pub enum Begin<'p> {
 }
 
 impl Plan {
-    /// Checks the plan and, unless `force`, skips it when its outputs are up to date (logged
-    /// with the plan's label, folder and key).
+    /// Takes the output folder's lock, then checks the plan and, unless `force`, skips it when
+    /// its outputs are up to date (logged with the plan's label, folder and key; the lock is
+    /// released). Fails at once with [`crate::Error::Locked`] while another process writes the
+    /// folder.
     pub fn begin(&self, force: bool) -> Result<Begin<'_>> {
+        let lock = self.lock()?;
         let check = self.check()?;
         if check.up_to_date() && !force {
             tracing::info!(
@@ -42,7 +50,14 @@ impl Plan {
             );
             return Ok(Begin::UpToDate(check));
         }
-        Ok(Begin::Run(Box::new(StageRun::new(self, check))))
+        let mut run = StageRun::new(self, check);
+        run.lock = Some(lock);
+        Ok(Begin::Run(Box::new(run)))
+    }
+
+    /// The exclusive lock of the plan's output folder (`<dir>/.lock`).
+    pub fn lock(&self) -> Result<StageLock> {
+        crate::lock::acquire(&Layout::lock_in(&self.dir), &self.dir.display().to_string())
     }
 }
 
@@ -53,11 +68,14 @@ pub struct StageRun<'p> {
     check: Check,
     manifest: Manifest,
     pending: Vec<PendingFile>,
+    /// The output folder's lock, held until the run is finished or dropped.
+    lock: Option<StageLock>,
 }
 
 impl<'p> StageRun<'p> {
-    /// A run of `plan` after `check` (for a stage whose skip needs more than
-    /// [`Plan::begin`]'s rule, such as train's finished histories).
+    /// A run of `plan` after `check` that takes no lock: for train, whose processes lock the
+    /// members they train instead (`Layout::member_lock`), since the shards of one run share
+    /// a folder. Other stages use [`Plan::begin`] or [`StageRun::locked`].
     pub fn new(plan: &'p Plan, check: Check) -> Self {
         let manifest = plan.manifest(&check);
         StageRun {
@@ -65,7 +83,17 @@ impl<'p> StageRun<'p> {
             check,
             manifest,
             pending: Vec::new(),
+            lock: None,
         }
+    }
+
+    /// A run of `plan` that always writes (no up-to-date skip), holding the output folder's
+    /// lock: taken before the check, so a second writer stops at once.
+    pub fn locked(plan: &'p Plan) -> Result<Self> {
+        let lock = plan.lock()?;
+        let mut run = StageRun::new(plan, plan.check()?);
+        run.lock = Some(lock);
+        Ok(run)
     }
 
     pub fn plan(&self) -> &'p Plan {
@@ -123,11 +151,14 @@ impl<'p> StageRun<'p> {
     }
 
     /// Renames every pending output into place, then writes the manifest; returns its path.
+    /// The lock is released after the manifest is written.
     pub fn finish(self) -> Result<PathBuf> {
         for file in self.pending {
             file.commit()?;
         }
-        self.manifest.finish(&Layout::manifest_in(&self.plan.dir))
+        let written = self.manifest.finish(&Layout::manifest_in(&self.plan.dir));
+        drop(self.lock);
+        written
     }
 }
 
@@ -264,6 +295,33 @@ mod tests {
             .filter(|n| n.ends_with(".tmp"))
             .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    #[test]
+    fn a_running_stage_holds_its_folder_against_a_second_writer() {
+        let tmp = tempfile::tempdir().expect("test step");
+        let plan = plan(tmp.path());
+        let Begin::Run(first) = plan.begin(false).expect("first writer") else {
+            panic!("nothing written yet: it runs");
+        };
+        for second in [
+            plan.begin(true).map(|_| ()),
+            StageRun::locked(&plan).map(|_| ()),
+        ] {
+            let err = second.expect_err("a second writer").to_string();
+            assert!(
+                err.contains(&plan.dir.display().to_string())
+                    && err.contains(&format!("pid {}", std::process::id())),
+                "{err}"
+            );
+        }
+        first.finish().expect("test step");
+        // Finished (without its tables, so stale): the lock is free for the next writer, and
+        // an up-to-date check takes and releases it.
+        assert!(run_both(&plan, false).is_some());
+        assert!(run_both(&plan, false).is_none());
+        assert!(run_both(&plan, true).is_some());
+        assert!(Layout::lock_in(&plan.dir).is_file());
     }
 
     #[test]

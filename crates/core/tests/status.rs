@@ -83,7 +83,7 @@ fn status_reports_missing_up_to_date_and_stale() {
 
     // Fresh root: everything missing.
     let out = status(&artifacts, &data, &config);
-    let stages: Vec<&str> = out.lines().skip(1).collect();
+    let stages: Vec<&str> = out.lines().skip(1).take_while(|l| !l.is_empty()).collect();
     // ingest, analyze, and train + infer for every combination of the main run and of each
     // soft-label comparison run.
     let combos: usize = plan::variants(&Layout::new(&artifacts, "smoke"), &settings)
@@ -93,6 +93,15 @@ fn status_reports_missing_up_to_date_and_stale() {
     assert!(combos > settings.train.archs.len() * settings.train.methods.len());
     assert_eq!(stages.len(), 2 + 2 * combos, "{out}");
     assert!(stages.iter().all(|l| l.ends_with(" missing")), "{out}");
+    // No manifest names a machine yet; this machine is described.
+    let here = ferbayes_core::machine::Machine::detect();
+    assert!(!out.contains("made on:"), "{out}");
+    assert!(
+        out.lines()
+            .last()
+            .is_some_and(|l| l.starts_with("this machine: ") && l.contains(&here.cpu)),
+        "{out}"
+    );
 
     // After ingest: ingest up to date, the rest missing.
     let layout = Layout::new(&artifacts, "smoke");
@@ -104,6 +113,12 @@ fn status_reports_missing_up_to_date_and_stale() {
         "{out}"
     );
     assert!(line(&out, "analyze").ends_with(" missing"), "{out}");
+    // The ingest manifest names the machine that wrote it.
+    let made: Vec<&str> = out.lines().skip_while(|l| *l != "made on:").collect();
+    assert!(
+        made.len() >= 3 && made[1].trim() == here.summary() && made[2].trim() == "wrote: ingest",
+        "{out}"
+    );
 
     // A changed setting: stale, with the reason.
     let text = std::fs::read_to_string(&config).expect("read config");

@@ -318,6 +318,7 @@ pub fn run(
                 continue;
             }
         };
+        stage.manifest_mut().machine = ferbayes_models::machine(&options.device, options.kernels);
         let predictor = Predictor::load_on(
             layout,
             settings,

@@ -35,6 +35,22 @@ fn setting_error(key: &str, message: String) -> IngestError {
     }
 }
 
+/// Checks the extra sets' settings before any face is read: corruption and generated set names,
+/// and that every `ingest.ood.folders` entry is a folder holding PNG or JPEG images; the error
+/// names the key and the path.
+pub fn check_settings(settings: &ferbayes_core::IngestSettings) -> Result<()> {
+    if settings.shift.enabled() {
+        corruptions(&settings.shift)?;
+    }
+    if settings.ood.enabled() {
+        generated_sets(&settings.ood)?;
+        for dir in &settings.ood.folders {
+            folder_images(dir, settings.ood.faces)?;
+        }
+    }
+    Ok(())
+}
+
 /// Parses the corruption names of `ingest.shift.corruptions`.
 pub fn corruptions(settings: &ShiftSettings) -> Result<Vec<Corruption>> {
     settings

@@ -86,8 +86,7 @@ pub fn run(
     settings: &IngestSettings,
 ) -> Result<Vec<SplitSummary>> {
     let plan = ferbayes_core::plan::ingest(layout, data_root, settings);
-    let check = plan.check()?;
-    write(data_root, layout, settings, StageRun::new(&plan, check))
+    write(data_root, layout, settings, StageRun::locked(&plan)?)
 }
 
 fn write(
@@ -97,6 +96,8 @@ fn write(
     mut stage: StageRun<'_>,
 ) -> Result<Vec<SplitSummary>> {
     let started = Instant::now();
+    // Bad extra-set settings (an empty OOD folder, say) are refused before FER+ is read.
+    extra::check_settings(settings)?;
     let source_layout = source::detect(data_root)?;
     tracing::info!(root = %data_root.display(), layout = ?source_layout, "reading FER+");
     let splits = source::read_all(data_root, source_layout, settings.max_per_split)?;

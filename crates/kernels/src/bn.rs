@@ -903,7 +903,7 @@ mod tests {
     /// with and without a remainder, values of mixed sign and magnitude).
     #[test]
     fn simd_lane_sums_equal_scalar_bit_for_bit() {
-        let Some(simd) = crate::simd() else {
+        let Some(simd) = crate::simd_detected() else {
             return;
         };
         let vals = |n: usize, seed: u32| -> Vec<f32> {

@@ -97,41 +97,167 @@ fn checked_gemm(
     } else {
         Parallelism::None
     };
-    // SAFETY: checked above: every element gemm reads, a[i*rs + l*cs] for i < m,
-    // l < k (and likewise b for l < k, j < n), lies inside its slice, and every
-    // element it writes, c[i*rs + j*cs] for i < m, j < n, lies inside `c`; distinct
-    // (i, j) map to distinct elements of `c` (the callers' stride checks: ldc >= the
-    // other extent, the other stride 1), and `c` is a unique borrow, so it aliases
-    // neither `a` nor `b`. Strides fit in isize. With `read_dst` false gemm never
-    // reads `c`, so stale values there are harmless.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            c.as_mut_ptr(),
-            cs as isize,
-            rs as isize,
-            accumulate,
-            a.data.as_ptr(),
-            a.cs as isize,
-            a.rs as isize,
-            b.data.as_ptr(),
-            b.cs as isize,
-            b.rs as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            par,
-        );
+    // One call per depth block (see `depth_block`), each adding its sum into `c`.
+    let block = depth_block(m, n, k, (a, b), (rs, cs));
+    let mut start = 0;
+    while start < k {
+        let depth = block.min(k - start);
+        // The block's first column of `a` and first row of `b`: in bounds, as start < k.
+        let (a_block, b_block) = (&a.data[start * a.cs..], &b.data[start * b.rs..]);
+        // SAFETY: checked above: every element gemm reads, a[i*rs + l*cs] for i < m,
+        // l < k (and likewise b for l < k, j < n), lies inside its slice, so the
+        // elements of a block, l in start..start + depth, lie inside the sub-slices
+        // starting at l = start; every element it writes, c[i*rs + j*cs] for i < m,
+        // j < n, lies inside `c`; distinct (i, j) map to distinct elements of `c` (the
+        // callers' stride checks: ldc >= the other extent, the other stride 1), and `c`
+        // is a unique borrow, so it aliases neither `a` nor `b`. Strides fit in isize.
+        // With `read_dst` false gemm never reads `c`, so stale values there are harmless.
+        unsafe {
+            gemm::gemm(
+                m,
+                n,
+                depth,
+                c.as_mut_ptr(),
+                cs as isize,
+                rs as isize,
+                accumulate || start > 0,
+                a_block.as_ptr(),
+                a.cs as isize,
+                a.rs as isize,
+                b_block.as_ptr(),
+                b.cs as isize,
+                b.rs as isize,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                par,
+            );
+        }
+        start += depth;
+    }
+}
+
+/// Depths up to this are summed by gemm in one block on every CPU.
+const DEPTH_BLOCK: usize = 512;
+
+/// The depth block length to call gemm with, so that a product rounds the same on every CPU.
+///
+/// gemm 0.19 sums a product's depth (k) in blocks, each block's sum added into `c`, so the
+/// blocking decides the rounding. On its general path (neither its k <= 2 nor its
+/// matrix-vector paths, and m or n over 64) it sizes the blocks from the L1 data cache
+/// (`gemm_common::cache::kernel_params`): blocks of ⌈k / ⌈k / kc⌉⌉ with kc = 512 on a 32 KiB
+/// 8-way L1, 1024 on a 48 KiB 12-way one, 672 on that one shared by two threads; so one
+/// product rounded differently on different CPUs, and training with it (docs/results.md).
+/// A depth of at most 512 is one block on every CPU, so such a product is cut here into
+/// ⌈k / 512⌉ equal blocks (the last one shorter), exactly what a 32 KiB 8-way L1 gives, each
+/// one gemm call. Every other product (gemm's fixed 512-long blocks when m and n are at most
+/// 64, its matrix-vector paths) is one call, as gemm sums it the same everywhere. The paths
+/// are gemm's: after it transposes a product whose `c` is column-oriented.
+fn depth_block(
+    m: usize,
+    n: usize,
+    k: usize,
+    (a, b): (View<'_>, View<'_>),
+    (rs, cs): (usize, usize),
+) -> usize {
+    // gemm's own view: lhs (m x k), rhs (k x n), dst (m x n), transposed when `c` is
+    // column-oriented (dst_cs < dst_rs).
+    let (m, n, dst_rs, dst_cs, lhs, rhs) = if cs < rs {
+        (n, m, cs, rs, (b.cs, b.rs), (a.cs, a.rs))
+    } else {
+        (m, n, rs, cs, (a.rs, a.cs), (b.rs, b.cs))
+    };
+    let ((lhs_rs, lhs_cs), (rhs_rs, rhs_cs)) = (lhs, rhs);
+    let gemv = (n <= 1 && lhs_rs == 1 && dst_rs == 1)
+        || (n <= 1 && lhs_cs == 1 && rhs_rs == 1)
+        || (m <= 1 && rhs_cs == 1 && dst_cs == 1)
+        || (m <= 1 && rhs_rs == 1 && lhs_cs == 1);
+    // (A depth over 512 is also past gemm's k <= 2 path.)
+    let cache_sized = k > DEPTH_BLOCK && !gemv && (m > 64 || n > 64);
+    if cache_sized {
+        k.div_ceil(k.div_ceil(DEPTH_BLOCK))
+    } else {
+        k
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `c = a·b` summed as gemm's f32 microkernels sum on an FMA CPU: per entry one
+    /// accumulator, a fused multiply-add per depth step in ascending order, each block's sum
+    /// then added into `c`; blocks of `block(k)` (an independent model of the blocking).
+    fn blocked_reference(
+        (m, n, k): (usize, usize, usize),
+        a: &[f32],
+        b: &[f32],
+        block: usize,
+    ) -> Vec<f32> {
+        let mut c = vec![0f32; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                let mut start = 0;
+                while start < k {
+                    let end = (start + block).min(k);
+                    let mut acc = 0f32;
+                    for l in start..end {
+                        acc = a[i * k + l].mul_add(b[l * n + j], acc);
+                    }
+                    c[i * n + j] = if start == 0 { acc } else { c[i * n + j] + acc };
+                    start = end;
+                }
+            }
+        }
+        c
+    }
+
+    /// Products whose depth blocks gemm would size from the CPU's L1 cache (m or n over 64,
+    /// k over 512) are summed in ⌈k / 512⌉ equal blocks, whatever the CPU: bit for bit the
+    /// blocked reference (run with a 48 KiB 12-way L1 described under /sys, they differed
+    /// before `depth_block`); small products keep gemm's own fixed 512-long blocks.
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn every_cpu_sums_a_product_in_the_same_depth_blocks() {
+        if !std::arch::is_x86_feature_detected!("fma") {
+            return;
+        }
+        for (m, n, k, block) in [
+            (128, 128, 513, 257),
+            (128, 128, 1024, 512),
+            (16, 576, 2304, 461),
+            (96, 40, 1300, 434),
+            (64, 64, 2304, 512),
+            (8, 32, 1300, 512),
+        ] {
+            let a = values(m * k, 4);
+            let b = values(k * n, 5);
+            let mut c = vec![f32::NAN; m * n];
+            let av = View {
+                data: &a,
+                rs: k,
+                cs: 1,
+            };
+            let bv = View {
+                data: &b,
+                rs: n,
+                cs: 1,
+            };
+            sgemm(m, n, k, av, bv, &mut c, n, false, false);
+            let want = blocked_reference((m, n, k), &a, &b, block);
+            let differ = c
+                .iter()
+                .zip(&want)
+                .filter(|(x, y)| x.to_bits() != y.to_bits())
+                .count();
+            assert_eq!(
+                differ, 0,
+                "{m}x{n}x{k}: {differ} entries off blocks of {block}"
+            );
+        }
+    }
 
     fn values(n: usize, seed: usize) -> Vec<f32> {
         (0..n)

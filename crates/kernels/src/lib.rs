@@ -24,9 +24,11 @@
 //! They replace candle's general ops, which allocate a fresh buffer per elementwise step
 //! and run gemm's own threading on small matrices. Every op has its own backward; every
 //! reduction sums in a fixed order over a fixed partition of the batch, so results do
-//! not depend on thread timing. The few loops the compiler cannot vectorise (the pool
-//! gradient's window shuffles, BatchNorm's f64 lane sums) have AVX2 versions through
-//! `pulp`'s safe intrinsics, chosen at run time and equal to the scalar code bit for bit.
+//! not depend on thread timing, and every matrix product sums in the same depth blocks on
+//! every CPU (gemm would size them from the cache; see `gemm::depth_block`). The few loops
+//! the compiler cannot vectorise (the pool gradient's window shuffles, BatchNorm's f64 lane
+//! sums) have AVX2 versions through `pulp`'s safe intrinsics, chosen at run time and equal
+//! to the scalar code bit for bit (`FER_SIMD=scalar` takes the scalar code).
 //!
 //! [`runtime`] holds the process settings: [`tune_cpu_process`] and [`run_in_pool`].
 
@@ -48,7 +50,7 @@ mod tests;
 mod winograd;
 
 use std::cell::RefCell;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Shape, Tensor};
 use rayon::prelude::*;
@@ -277,8 +279,18 @@ type Simd = pulp::x86::V3;
 #[derive(Clone, Copy, Debug)]
 enum Simd {}
 
-/// [`Simd`], if this CPU has it (std's feature detection, cached after the first call).
+/// [`Simd`], if this CPU has it and `FER_SIMD=scalar` does not turn it off (the kernels then
+/// run their scalar loops, equal bit for bit; a check that the SIMD path changes no result).
 fn simd() -> Option<Simd> {
+    if scalar_forced() {
+        None
+    } else {
+        simd_detected()
+    }
+}
+
+/// [`Simd`], if this CPU has it (std's feature detection, cached after the first call).
+fn simd_detected() -> Option<Simd> {
     #[cfg(target_arch = "x86_64")]
     {
         pulp::x86::V3::try_new()
@@ -286,6 +298,60 @@ fn simd() -> Option<Simd> {
     #[cfg(not(target_arch = "x86_64"))]
     {
         None
+    }
+}
+
+/// `FER_SIMD=scalar`: the hand-vectorised kernels take their scalar loops (read once).
+fn scalar_forced() -> bool {
+    static FORCED: OnceLock<bool> = OnceLock::new();
+    *FORCED.get_or_init(|| {
+        std::env::var("FER_SIMD").is_ok_and(|v| v.trim().eq_ignore_ascii_case("scalar"))
+    })
+}
+
+/// What this process's kernels run on, for the manifests: (kernel family, choice) pairs for
+/// `backend` on the CPU. gemm (the convolutions' and linear layers' matrix products, and
+/// candle's matmul) picks its microkernel at run time from the CPU's features; this build
+/// leaves gemm's `x86-v4` feature off, so it never runs AVX-512 code even where the CPU has
+/// it. gemm would also size its depth blocks (and so the rounding of its sums) from the CPU's
+/// cache sizes; the fused kernels fix them (`gemm::depth_block`), candle's own matmul (the
+/// `reference` backend) does not.
+pub fn simd_paths(backend: Backend) -> Vec<(String, String)> {
+    let pulp = match (simd(), simd_detected()) {
+        (Some(_), _) => "AVX2+FMA (pulp V3)",
+        (None, Some(_)) => "scalar (FER_SIMD=scalar)",
+        (None, None) => "scalar (no AVX2+FMA on this CPU)",
+    };
+    vec![
+        ("backend".to_owned(), backend.name().to_owned()),
+        ("gemm".to_owned(), gemm_path().to_owned()),
+        ("pool, batchnorm".to_owned(), pulp.to_owned()),
+    ]
+}
+
+/// The f32 microkernel gemm 0.19 dispatches to on this CPU (its `gemm_f32` dispatch: AVX-512
+/// only with the `x86-v4` feature, which this build does not enable; else FMA (AVX2); NEON on
+/// aarch64; else scalar).
+fn gemm_path() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("fma") {
+            "f32 AVX2+FMA microkernels (AVX-512 not built in), fixed depth blocks"
+        } else {
+            "f32 scalar microkernels (no FMA on this CPU), fixed depth blocks"
+        }
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        if std::arch::is_aarch64_feature_detected!("neon") {
+            "f32 NEON microkernels, fixed depth blocks"
+        } else {
+            "f32 scalar microkernels, fixed depth blocks"
+        }
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        "f32 scalar microkernels, fixed depth blocks"
     }
 }
 

@@ -632,7 +632,7 @@ fn pad_rows(a: &Tables, src: &[f32], h: usize, w: usize, tw: usize, y0: usize, p
         let (even, odd) = dst.split_at_mut(half);
         for (x, &v) in src[y * w..(y + 1) * w].iter().enumerate() {
             let j = x + p;
-            if j % 2 == 0 {
+            if j.is_multiple_of(2) {
                 even[j / 2] = v;
             } else {
                 odd[j / 2] = v;

@@ -249,11 +249,11 @@ mod against_candle {
                     // dims from H alone (a shape error when H and W differ mod 2);
                     // `conv_op_values_and_gradients` checks those shapes by finite differences.
                     let mut h = shapes.range(min, 13);
-                    if case % 2 == 0 && h % 2 == 0 {
+                    if case.is_multiple_of(2) && h.is_multiple_of(2) {
                         h += 1;
                     }
                     let w = if s == 1 { shapes.range(min, 13) } else { h };
-                    let bias = case % 4 != 0;
+                    let bias = !case.is_multiple_of(4);
                     // The fused ReLU against candle's `relu` on every third case.
                     let relu = case % 3 == 1;
                     let what =

@@ -137,6 +137,7 @@ mod init;
 #[cfg(test)]
 mod layer_tests;
 mod layers;
+mod machine;
 mod model;
 mod noise;
 mod preprocess;
@@ -151,6 +152,7 @@ pub use ferbayes_kernels::{Backend, Tuning, run_in_pool, tensors_created, tune_c
 pub use init::{
     VarRole, init_packed, init_seeded, pack_members, sorted_vars, trainable_vars, unpack_member,
 };
+pub use machine::machine;
 pub use model::Model;
 pub use noise::Noise;
 pub use preprocess::{SOURCE_SIZE, batch_tensor, preprocess, resize_bilinear};

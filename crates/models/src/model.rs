@@ -125,7 +125,7 @@ impl Model {
         let dims = xs.dims();
         let members = self.ops.members;
         let shape_ok = dims.len() == 4 && dims[1] == 1 && dims[2] == size && dims[3] == size;
-        if !shape_ok || dims[0] == 0 || dims[0] % members != 0 {
+        if !shape_ok || dims[0] == 0 || !dims[0].is_multiple_of(members) {
             return Err(Error::InputShape {
                 got: dims.to_vec(),
                 size,

@@ -23,4 +23,9 @@ pub enum PredictError {
     DetectorModel(String),
     #[error("{}: {message}", path.display())]
     Output { path: PathBuf, message: String },
+    #[error(
+        "{}: no PNG or JPEG files in this folder or its subfolders; nothing to predict, nothing written",
+        dir.display()
+    )]
+    NoImages { dir: PathBuf },
 }

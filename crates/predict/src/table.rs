@@ -28,7 +28,8 @@ fn is_image(path: &Path) -> bool {
         .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg"))
 }
 
-/// The PNG and JPEG files under `dir`, sorted.
+/// The PNG and JPEG files under `dir`, sorted; [`PredictError::NoImages`] when there are none
+/// (an empty table named after the folder would look like a result).
 pub fn image_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     let mut todo = vec![dir.to_owned()];
@@ -42,6 +43,11 @@ pub fn image_files(dir: &Path) -> Result<Vec<PathBuf>> {
                 out.push(path);
             }
         }
+    }
+    if out.is_empty() {
+        return Err(PredictError::NoImages {
+            dir: dir.to_owned(),
+        });
     }
     out.sort();
     Ok(out)

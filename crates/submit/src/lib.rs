@@ -20,6 +20,17 @@ pub use chain::{ChainJob, JobKind};
 pub use error::{Error, Result};
 pub use script::JobEnv;
 
+/// The lock of `slurm/` that a submission holds while it writes the scripts, submits and (with
+/// `--wait`) follows the jobs, so a second `just submit` of the profile on this artifact root
+/// stops at once. The jobs themselves take each stage's own lock when they run.
+pub fn lock(layout: &Layout) -> Result<ferbayes_core::lock::StageLock> {
+    let dir = layout.slurm_dir();
+    Ok(ferbayes_core::lock::acquire(
+        &Layout::lock_in(&dir),
+        &dir.display().to_string(),
+    )?)
+}
+
 /// Decides which jobs are needed and writes every job's script under `slurm/` (skipped ones
 /// too, so the folder always holds the whole chain).
 pub fn prepare(

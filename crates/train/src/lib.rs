@@ -127,33 +127,37 @@ pub fn run(
     let mut budget = None;
     let mut slot = 0usize;
     let mut out = Vec::new();
+    // One writer per member: the members this process trains (a shard's, or all) are locked
+    // before anything is checked, so a second `just train` on this root stops at once.
+    let _locks = lock_members(layout, settings, options)?;
     // Data are loaded once per distinct input size (the label mode is the profile's).
     let mut cache: HashMap<usize, (Arc<Dataset>, Arc<Dataset>)> = HashMap::new();
     for (arch, method) in options.selection.combos(&settings.train) {
         let plan = ferbayes_core::plan::train(layout, settings, arch, method);
         let check = plan.check()?;
         let members = ferbayes_core::plan::members(settings, method);
-        if check.up_to_date() && !options.force {
-            if let Some(history) = finished_history(layout, arch, method, members) {
-                // Shards count every member, done or not, so that all agree on who trains what.
-                slot += ferbayes_core::plan::shard_units(settings, method);
-                tracing::info!(
-                    "{}: up to date ({}, key {})",
-                    plan.label,
-                    plan.dir.display(),
-                    check.short_key()
-                );
-                out.push(ComboSummary {
-                    arch,
-                    method,
-                    members,
-                    trained: 0,
-                    interrupted: false,
-                    skipped: true,
-                    history,
-                });
-                continue;
-            }
+        if check.up_to_date()
+            && !options.force
+            && let Some(history) = finished_history(layout, arch, method, members)
+        {
+            // Shards count every member, done or not, so that all agree on who trains what.
+            slot += ferbayes_core::plan::shard_units(settings, method);
+            tracing::info!(
+                "{}: up to date ({}, key {})",
+                plan.label,
+                plan.dir.display(),
+                check.short_key()
+            );
+            out.push(ComboSummary {
+                arch,
+                method,
+                members,
+                trained: 0,
+                interrupted: false,
+                skipped: true,
+                history,
+            });
+            continue;
         }
         let size = settings.train.arch(arch).input_size;
         let (train, valid) = match cache.entry(size) {
@@ -193,6 +197,31 @@ pub fn run(
         }
     }
     Ok(out)
+}
+
+/// Locks every member this process may write (`Layout::member_lock`), for as long as the
+/// returned locks live; fails at once naming the folder, member and holder while another
+/// process trains one of them.
+fn lock_members(
+    layout: &Layout,
+    settings: &Settings,
+    options: &TrainOptions,
+) -> Result<Vec<ferbayes_core::lock::StageLock>> {
+    let combos = options.selection.combos(&settings.train);
+    let mut locks = Vec::new();
+    for (arch, method, member) in
+        ferbayes_core::plan::shard_members(settings, &combos, options.shard)
+    {
+        let what = format!(
+            "{} (member {member:02})",
+            layout.train_dir(arch, method).display()
+        );
+        locks.push(ferbayes_core::lock::acquire(
+            &layout.member_lock(arch, method, member),
+            &what,
+        )?);
+    }
+    Ok(locks)
 }
 
 /// Everything that determines a member's final weights, hashed into its fingerprint.
@@ -242,7 +271,10 @@ fn train_combo(
     } = combo;
     let members = ferbayes_core::plan::members(settings, method);
     let started = Instant::now();
-    let stage = StageRun::new(plan, check.clone());
+    let mut stage = StageRun::new(plan, check.clone());
+    let machine = ferbayes_models::machine(&options.device, options.kernels);
+    let machine_line = machine.summary();
+    stage.manifest_mut().machine = machine;
     let span = ferbayes_core::cli::progress_span(&format!("{arch}/{method}"), members as u64);
     let _enter = span.enter();
     let mut assigned = assign_members(combo, options, slot)?;
@@ -262,7 +294,14 @@ fn train_combo(
         while group.peek().is_some() {
             let pack: Vec<PackEntry> = group.by_ref().take(pack_size).collect();
             let n = pack.len();
-            let outcome = train_pack(settings, arch, method, pack, data, options, budget)?;
+            let outcome = train_pack(
+                settings,
+                (arch, method),
+                pack,
+                data,
+                options,
+                (&mut *budget, &machine_line),
+            )?;
             span.pb_inc(n as u64);
             match outcome {
                 PackOutcome::Complete(done) => {
@@ -389,6 +428,7 @@ fn finish_combo(
         })
         .collect();
     stage.note("best_epochs", best);
+    stage.note("trained_on", trained_on(layout, arch, method, members));
     stage.note("seconds", started.elapsed().as_secs_f64());
     stage.finish()?;
     let resume = layout.train_dir(arch, method).join(".resume");
@@ -396,6 +436,44 @@ fn finish_combo(
         std::fs::remove_dir_all(&resume).map_err(|e| ferbayes_core::Error::io(&resume, e))?;
     }
     Ok(())
+}
+
+/// Where the members trained (their `ferbayes.machine` metadata): one entry per machine
+/// description with the members trained there, in member order; `not recorded` for members
+/// written before it was.
+fn trained_on(layout: &Layout, arch: Arch, method: Method, members: usize) -> serde_json::Value {
+    let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
+    for m in 0..members {
+        let path = layout.member_weights(arch, method, m);
+        let machine = header_metadata(&path)
+            .and_then(|mut meta| meta.remove(META_MACHINE))
+            .unwrap_or_else(|| "not recorded".to_owned());
+        match groups.iter_mut().find(|(g, _)| *g == machine) {
+            Some((_, list)) => list.push(m),
+            None => groups.push((machine, vec![m])),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(machine, members)| serde_json::json!({"machine": machine, "members": members}))
+        .collect()
+}
+
+/// The metadata of a safetensors file, reading only its header (the 8-byte length and the JSON
+/// it gives), not the tensors.
+fn header_metadata(path: &Path) -> Option<HashMap<String, String>> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).ok()?;
+    let mut len = [0u8; 8];
+    file.read_exact(&mut len).ok()?;
+    // safetensors' own bound on a header: 100 MB.
+    let len = usize::try_from(u64::from_le_bytes(len))
+        .ok()
+        .filter(|&n| n <= 100_000_000)?;
+    let mut header = vec![0u8; len];
+    file.read_exact(&mut header).ok()?;
+    let json: serde_json::Value = serde_json::from_slice(&header).ok()?;
+    serde_json::from_value(json.get("__metadata__")?.clone()).ok()
 }
 
 /// The MC-Dropout network and ensemble member 0 train identically: the same seed (weights,
@@ -420,8 +498,8 @@ fn copy_twin(combo: Combo<'_>, job: &MemberJob) -> Result<Option<Vec<EpochRecord
     let Some(history) = finished_member(&other.weights, &other.fingerprint) else {
         return Ok(None);
     };
-    let (tensors, _) = read_safetensors(&other.weights, &Device::Cpu)?;
-    let meta = HashMap::from([
+    let (tensors, other_meta) = read_safetensors(&other.weights, &Device::Cpu)?;
+    let mut meta = HashMap::from([
         (META_FINGERPRINT.to_owned(), job.fingerprint.clone()),
         (
             META_HISTORY.to_owned(),
@@ -429,6 +507,10 @@ fn copy_twin(combo: Combo<'_>, job: &MemberJob) -> Result<Option<Vec<EpochRecord
         ),
         (META_COMPLETE.to_owned(), "true".to_owned()),
     ]);
+    // The copy's weights were trained where its twin's were.
+    if let Some(machine) = other_meta.get(META_MACHINE) {
+        meta.insert(META_MACHINE.to_owned(), machine.clone());
+    }
     write_safetensors(&job.weights, &tensors, meta)?;
     tracing::info!(
         "{arch}/{method} member 00: the weights of {arch}/{twin} member 00, which trains \
@@ -552,6 +634,9 @@ const META_EPOCHS: &str = "ferbayes.epochs_done";
 const META_STEP: &str = "ferbayes.step";
 const META_HISTORY: &str = "ferbayes.history";
 const META_COMPLETE: &str = "ferbayes.complete";
+/// Where a finished member trained (`core::machine::Machine::summary`): shards of one run may
+/// train on other machines than the run that writes the combination's manifest.
+const META_MACHINE: &str = "ferbayes.machine";
 
 /// A safetensors file's tensors and metadata.
 fn read_safetensors(
@@ -763,16 +848,15 @@ impl Network {
 }
 
 /// Trains one pack of members (all resuming from the same epoch) as one packed network,
-/// writing each member's checkpoint after every epoch and its weights after the last.
-#[allow(clippy::too_many_arguments)]
+/// writing each member's checkpoint after every epoch and its weights (recording `machine`,
+/// the one-line description of where it trained) after the last.
 fn train_pack(
     settings: &Settings,
-    arch: Arch,
-    method: Method,
+    (arch, method): (Arch, Method),
     pack: Vec<PackEntry>,
     (train, valid): (&Dataset, &Dataset),
     options: &TrainOptions,
-    budget: &mut Option<usize>,
+    (budget, machine): (&mut Option<usize>, &str),
 ) -> Result<PackOutcome> {
     let s = settings.train.arch(arch);
     let device = &options.device;
@@ -826,7 +910,7 @@ fn train_pack(
             (jobs.len() * train.len()) as f64 / seconds
         ));
         let last = epoch + 1 == s.epochs;
-        save_pack(&net, &jobs, &histories, epoch, last)?;
+        save_pack(&net, &jobs, &histories, (epoch, last), machine)?;
         if let Some(left) = budget.as_mut() {
             *left = left.saturating_sub(1);
             if *left == 0 && !last {
@@ -888,8 +972,8 @@ fn save_pack(
     net: &Network,
     jobs: &[MemberJob],
     histories: &[Vec<EpochRecord>],
-    epoch: usize,
-    last: bool,
+    (epoch, last): (usize, bool),
+    machine: &str,
 ) -> Result<()> {
     let mut states = if last {
         Vec::new()
@@ -908,6 +992,7 @@ fn save_pack(
         ]);
         if last {
             meta.insert(META_COMPLETE.to_owned(), "true".to_owned());
+            meta.insert(META_MACHINE.to_owned(), machine.to_owned());
             write_safetensors(&job.weights, &tensors, meta)?;
         } else {
             tensors.extend(states.next().unwrap_or_default());

@@ -107,6 +107,8 @@ fn document(ctx: &Context<'_>) -> Vec<Block> {
     settings_table(ctx, &mut body);
     body.push(Block::Heading("Appendix: inputs".into()));
     inputs_list(ctx, &mut body);
+    body.push(Block::Heading("Appendix: machines".into()));
+    machines_table(ctx, &mut body);
 
     doc.push(Block::Contents(
         body.iter()
@@ -209,6 +211,59 @@ fn settings_table(ctx: &Context<'_>, doc: &mut Vec<Block>) {
     }
     doc.push(Block::Table {
         header: strings(["setting", "value"]),
+        rows,
+    });
+}
+
+/// The machines that made the artifacts (from the ingest, train and infer manifests, and this
+/// analyze run): results are bit for bit the same on one machine, across machines only as far
+/// as their arithmetic agrees.
+fn machines_table(ctx: &Context<'_>, doc: &mut Vec<Block>) {
+    use ferbayes_core::plan;
+    let s = ctx.settings;
+    // The ingest plan's folder and label do not depend on where FER+ is.
+    let mut plans = vec![plan::ingest(ctx.layout, Path::new(""), &s.ingest)];
+    let variants = plan::variants(ctx.layout, s);
+    for stage in [ferbayes_core::Stage::Train, ferbayes_core::Stage::Infer] {
+        for (layout, vs) in &variants {
+            for arch in &vs.train.archs {
+                for method in &vs.train.methods {
+                    plans.push(match stage {
+                        ferbayes_core::Stage::Train => plan::train(layout, vs, *arch, *method),
+                        _ => plan::infer(layout, vs, *arch, *method),
+                    });
+                }
+            }
+        }
+    }
+    let mut uses = plan::provenance(&plans);
+    let here = ferbayes_core::machine::Machine::detect().summary();
+    match uses.iter_mut().find(|u| u.machine == here) {
+        Some(u) => u.wrote.push("analyze (this report)".into()),
+        None => uses.push(plan::MachineUse {
+            machine: here,
+            wrote: vec!["analyze (this report)".into()],
+            trained: Vec::new(),
+        }),
+    }
+    doc.push(Block::Paragraph(
+        "Where each artifact was made, from the stages' manifests: CPU model, SIMD extensions and caches, threads, device, and the SIMD paths the kernels took. Results are bit for bit reproducible on one machine (`just verify`); across machines as far as docs/results.md in the repository says (\"Reproducibility across machines\").".into(),
+    ));
+    let rows = uses
+        .into_iter()
+        .map(|u| {
+            let mut made = Vec::new();
+            if !u.wrote.is_empty() {
+                made.push(format!("wrote {}", u.wrote.join(", ")));
+            }
+            if !u.trained.is_empty() {
+                made.push(format!("trained {}", u.trained.join("; ")));
+            }
+            vec![u.machine, made.join("; ")]
+        })
+        .collect();
+    doc.push(Block::Table {
+        header: strings(["machine", "made"]),
         rows,
     });
 }

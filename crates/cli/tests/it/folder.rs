@@ -57,3 +57,54 @@ fn a_folder_becomes_one_table_of_faces_and_samples() {
         .collect();
     assert_eq!(left.len(), 2, "{left:?}");
 }
+
+#[test]
+fn a_folder_without_images_is_refused_and_nothing_is_written() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let empty = dir.path().join("holiday");
+    std::fs::create_dir_all(empty.join("sub")).expect("mkdir");
+    // Files that are not PNG or JPEG by name do not count.
+    std::fs::write(empty.join("notes.txt"), "no photos here").expect("write");
+    let before = crate::support::snapshot(crate::support::artifacts());
+    let out_file = dir.path().join("faces.parquet");
+    for args in [
+        vec![empty.as_os_str(), "--out".as_ref(), out_file.as_os_str()],
+        vec![empty.as_os_str()],
+    ] {
+        let run = std::process::Command::new(env!("CARGO_BIN_EXE_ferbayes"))
+            .current_dir(dir.path())
+            .arg("predict")
+            .args(&args)
+            .args([
+                "--arch",
+                "alexnet",
+                "--method",
+                "mc_dropout",
+                "--profile",
+                "smoke",
+            ])
+            .arg("--artifacts")
+            .arg(crate::support::artifacts())
+            .arg("--config")
+            .arg(crate::support::repo().join("pipeline.toml"))
+            .output()
+            .expect("run ferbayes");
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(!run.status.success(), "{stderr}");
+        assert!(
+            stderr.contains(&empty.display().to_string()) && stderr.contains("no PNG or JPEG"),
+            "{stderr}"
+        );
+    }
+    // Neither the named table nor the default `holiday-faces.parquet` exists.
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("ls")
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(left, ["holiday"], "{left:?}");
+    assert!(
+        crate::support::snapshot(crate::support::artifacts()) == before,
+        "the artifacts changed"
+    );
+}

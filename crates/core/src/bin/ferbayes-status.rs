@@ -1,6 +1,7 @@
 //! `ferbayes-status`: prints, for the profile, whether each stage (and each arch × method of train
 //! and infer) is `up to date`, `stale (<reason>)` or `missing`, from the same plans the stages
-//! use to decide whether to rerun.
+//! use to decide whether to rerun; then the machines the manifests name (CPU, SIMD paths,
+//! threads, device) with what each made, and this machine.
 
 use clap::Parser;
 use ferbayes_core::cli::{CommonArgs, DeviceArg, init_tracing};
@@ -38,12 +39,33 @@ fn main() -> anyhow::Result<()> {
         ctx.profile,
         ctx.layout.profile_dir().display()
     );
-    for plan in ferbayes_core::plan::all(&ctx.layout, &data_root, &ctx.settings) {
+    let plans = ferbayes_core::plan::all(&ctx.layout, &data_root, &ctx.settings);
+    for plan in &plans {
         let state = match plan.check() {
             Ok(check) => check.freshness.to_string(),
             Err(e) => format!("stale ({e})"),
         };
         println!("{:<34} {state}", plan.label);
     }
+    // Which machines made the artifacts (provenance: results are bit for bit the same on one
+    // machine, across machines only as far as docs/results.md says).
+    println!();
+    let uses = ferbayes_core::plan::provenance(&plans);
+    if !uses.is_empty() {
+        println!("made on:");
+    }
+    for u in &uses {
+        println!("  {}", u.machine);
+        if !u.wrote.is_empty() {
+            println!("    wrote: {}", u.wrote.join(", "));
+        }
+        if !u.trained.is_empty() {
+            println!("    trained: {}", u.trained.join("; "));
+        }
+    }
+    println!(
+        "this machine: {}",
+        ferbayes_core::machine::Machine::detect().summary()
+    );
     Ok(())
 }

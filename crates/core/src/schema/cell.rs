@@ -374,10 +374,10 @@ pub(crate) fn decode<C: Cell>(
         .ok_or_else(|| RowError::MissingColumn {
             column: name.to_owned(),
         })?;
-    if let Ok(field) = schema.field_with_name(name) {
-        if field.data_type() != array.data_type() {
-            return Err(wrong_type(name, field.data_type(), array.data_type()));
-        }
+    if let Ok(field) = schema.field_with_name(name)
+        && field.data_type() != array.data_type()
+    {
+        return Err(wrong_type(name, field.data_type(), array.data_type()));
     }
     C::decode(array.as_ref(), name)
 }

@@ -236,3 +236,78 @@ fn bad_extra_settings_name_the_key_and_leave_earlier_outputs() {
         "a failed run leaves the earlier outputs"
     );
 }
+
+/// Every non-hidden file under `dir` with its bytes (locks are not artifacts).
+fn snapshot(dir: &std::path::Path) -> std::collections::BTreeMap<std::path::PathBuf, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut todo = vec![dir.to_owned()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).expect("ls").flatten() {
+            let path = entry.path();
+            if entry.file_name().to_string_lossy().starts_with('.') {
+                continue;
+            } else if path.is_dir() {
+                todo.push(path);
+            } else {
+                out.insert(path.clone(), std::fs::read(&path).expect("read"));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn ferbayes_ingest_refuses_an_empty_ood_folder_naming_it_and_writes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let base = std::fs::read_to_string(repo.join("pipeline.toml")).expect("pipeline.toml");
+    let empty = dir.path().join("no-photos");
+    std::fs::create_dir_all(&empty).expect("mkdir");
+    std::fs::write(empty.join("readme.txt"), "not an image").expect("write");
+    let config = |folders: &str, name: &str| {
+        let path = dir.path().join(name);
+        let text = format!(
+            "{base}\n[profiles.t]\n[profiles.t.ingest]\nmax_per_split = 32\n\
+             [profiles.t.ingest.shift]\nfaces = 2\n[profiles.t.ingest.ood]\nfaces = 4\n\
+             folders = [{folders}]\n"
+        );
+        std::fs::write(&path, text).expect("write config");
+        path
+    };
+    let ingest = |config: &std::path::Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ferbayes-ingest"))
+            .args(["--profile", "t", "--config"])
+            .arg(config)
+            .arg("--artifacts")
+            .arg(dir.path().join("art"))
+            .arg("--data")
+            .arg(support::real_root())
+            .output()
+            .expect("run ferbayes-ingest")
+    };
+    let good = ingest(&config("", "good.toml"));
+    assert!(
+        good.status.success(),
+        "{}",
+        String::from_utf8_lossy(&good.stderr)
+    );
+    let before = snapshot(&dir.path().join("art"));
+    assert!(before.len() >= 6, "{:?}", before.keys());
+
+    let bad = ingest(&config(
+        &format!("{:?}", empty.display().to_string()),
+        "bad.toml",
+    ));
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("ingest.ood.folders")
+            && stderr.contains(&empty.display().to_string())
+            && stderr.contains("no PNG or JPEG"),
+        "{stderr}"
+    );
+    assert!(
+        snapshot(&dir.path().join("art")) == before,
+        "the refused run changed the artifacts"
+    );
+}

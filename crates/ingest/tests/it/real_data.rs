@@ -87,7 +87,8 @@ fn limit_is_applied_per_split_and_output_is_deterministic() {
         let bytes_b = std::fs::read(b.ingest_split(split)).expect("read b");
         assert!(bytes_a == bytes_b, "{split}: two runs differ");
     }
-    // Only the final files and the manifest are left: no temporary files.
+    // Only the final files, the manifest and the folder's lock file (kept, see core::lock)
+    // are left: no temporary files.
     let mut names: Vec<String> = std::fs::read_dir(out.path().join("a/ingest"))
         .expect("dir")
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
@@ -96,6 +97,7 @@ fn limit_is_applied_per_split_and_output_is_deterministic() {
     assert_eq!(
         names,
         [
+            ".lock",
             "manifest.json",
             "test.parquet",
             "train.parquet",

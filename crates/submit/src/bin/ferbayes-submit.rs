@@ -61,6 +61,8 @@ fn main() -> anyhow::Result<()> {
     let ctx = args.common.context()?;
     let env = job_env(&args.common, &ctx)?;
     let layout = ferbayes_core::Layout::new(&env.artifacts, &ctx.profile);
+    // One submission at a time per profile and root (held until this process ends).
+    let _lock = ferbayes_submit::lock(&layout)?;
     let data_root = ctx.data_root()?;
     let jobs = ferbayes_submit::prepare(&env, &layout, &ctx.settings, &data_root)?;
     for job in &jobs {

@@ -1,5 +1,6 @@
 //! Integration tests of the train stage on real FER+ faces.
 
+mod processes;
 mod provenance;
 mod support;
 mod training;
