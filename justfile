@@ -155,6 +155,24 @@ bench:
     fi
     cargo bench --quiet -p ferbayes-train --bench train
 
+# Needs the CUDA toolkit, cuDNN and a Python with torch (FER_BENCH_PYTHON, default python3);
+# FER_BENCH_ONLY picks rows (default the paper sizes). On a machine without a Rust toolchain:
+# `just gpu-build` elsewhere, then `bash gpu/run.sh bench` here (gpu/README.md).
+# The train bench on the first GPU next to PyTorch on the same GPU (FP32, TF32 off), ms per step.
+bench-gpu:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    dir="$PWD/target/bench-gpu"
+    mkdir -p "$dir"
+    rm -f "$dir"/torch.json "$dir"/ferbayes-rates.json
+    export FER_BENCH_DEVICE=cuda FER_BENCH_RESULTS="$dir/ferbayes-rates.json"
+    export FER_BENCH_ONLY="${FER_BENCH_ONLY:-paper/alexnet,paper/vgg16,paper/densenet121}"
+    FER_BENCH_PACKED="${FER_BENCH_PACKED:-0}" "${FER_BENCH_PYTHON:-python3}" \
+        bench/torch_reference.py "$dir/torch.json"
+    FER_TORCH_BENCH="$dir/torch.json" cargo bench --quiet \
+        --target-dir "${CARGO_TARGET_DIR:-target}/cuda" -p ferbayes-train \
+        --features "ferbayes-train/${FER_CUDA_FEATURES:-cudnn}" --bench train
+
 # For a GPU machine without a Rust toolchain (see gpu/README.md; FER_GPU_FEATURES=cuda|cudnn).
 # CUDA build of the binaries and the train bench on a machine without a GPU.
 gpu-build:

@@ -86,7 +86,7 @@ pub fn dropout(xs: &Tensor, streams: &[MaskStream], keep: f64) -> Result<Tensor>
     if !(keep > 0.0 && keep <= 1.0) {
         candle_core::bail!("ferbayes dropout: keep probability {keep} is not in (0, 1]");
     }
-    if streams.is_empty() || xs.elem_count() % streams.len() != 0 {
+    if streams.is_empty() || !xs.elem_count().is_multiple_of(streams.len()) {
         candle_core::bail!(
             "ferbayes dropout: {} elements in {} blocks",
             xs.elem_count(),
@@ -167,7 +167,10 @@ impl CustomOp1 for Dropout {
 /// dense layer: its new features, dropped out, after the block's features so far): the mask of
 /// `b` exactly as [`dropout`] draws it. The backward is one op per input.
 pub fn cat_dropout(a: &Tensor, b: &Tensor, streams: &[MaskStream], keep: f64) -> Result<Tensor> {
-    if !(keep > 0.0 && keep <= 1.0) || streams.is_empty() || b.elem_count() % streams.len() != 0 {
+    if !(keep > 0.0 && keep <= 1.0)
+        || streams.is_empty()
+        || !b.elem_count().is_multiple_of(streams.len())
+    {
         candle_core::bail!(
             "ferbayes cat dropout: keep {keep}, {} elements in {} blocks",
             b.elem_count(),
@@ -328,7 +331,7 @@ pub(crate) struct BnDims {
 impl BnDims {
     fn new(dims: &[usize], members: usize) -> Result<Self> {
         let members = members.max(1);
-        if dims.len() < 2 || dims[0] % members != 0 || dims[0] == 0 {
+        if dims.len() < 2 || !dims[0].is_multiple_of(members) || dims[0] == 0 {
             candle_core::bail!("ferbayes device batch norm: dims {dims:?} for {members} members");
         }
         Ok(BnDims {
