@@ -631,3 +631,14 @@ pub fn tensors_created() -> usize {
         .parse()
         .unwrap_or(0)
 }
+
+/// The ops `f` runs: the tensors it creates ([`tensors_created`]) plus the in-place ops it
+/// applies ([`device::inplace_ops`]), the counters' own probe tensor excluded. The counters are
+/// the process's: nothing else may create tensors meanwhile.
+pub fn ops_of(f: impl FnOnce()) -> usize {
+    let (t0, i0) = (tensors_created(), device::inplace_ops());
+    f();
+    let (t1, i1) = (tensors_created(), device::inplace_ops());
+    // Less the probe tensor the second reading of the tensor counter creates.
+    (t1 - t0 - 1) + (i1 - i0)
+}

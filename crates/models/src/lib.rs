@@ -148,7 +148,9 @@ pub use device::device;
 pub use error::{Error, Result};
 pub use ferbayes_kernels::device as device_ops;
 pub use ferbayes_kernels::device::{count_inplace, inplace_ops};
-pub use ferbayes_kernels::{Backend, Tuning, run_in_pool, tensors_created, tune_cpu_process};
+pub use ferbayes_kernels::{
+    Backend, Tuning, ops_of, run_in_pool, tensors_created, tune_cpu_process,
+};
 pub use init::{
     VarRole, init_packed, init_seeded, pack_members, sorted_vars, trainable_vars, unpack_member,
 };

@@ -564,7 +564,7 @@ const OPS_BACKENDS: [Backend; 3] = [Backend::Reference, Backend::Winograd, Backe
 
 /// The candle tensors one training step of `arch` (MC-Dropout, one network, batch [`BATCH`],
 /// the profile's size) creates on `backend`'s kernels on the CPU, after one warm-up step:
-/// [`ferbayes_models::tensors_created`] before and after [`train_step`].
+/// [`ferbayes_models::ops_of`] one [`train_step`].
 fn step_ops(
     arch: Arch,
     s: &ferbayes_core::ArchTrainSettings,
@@ -595,11 +595,7 @@ fn step_ops(
         train_step(&model, &mut optimizer, &xs, &targets, &target, &mut noise).expect("step");
     };
     step();
-    let count = || ferbayes_models::tensors_created() + ferbayes_models::inplace_ops();
-    let before = count();
-    step();
-    // Less the probe tensor the second reading creates.
-    let ops = count() - before - 1;
+    let ops = ferbayes_models::ops_of(step);
     eprintln!(
         "ferbayes {arch:11} width {:<5} input {size:3}: {ops} ops per step on {backend}",
         s.width

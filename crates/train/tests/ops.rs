@@ -47,19 +47,26 @@ fn step_ops(arch: Arch, backend: Backend, chain_optimizer: bool) -> usize {
         train_step(&model, &mut optimizer, &xs, &targets, &target, &mut noise).expect("step");
     };
     step();
-    let (t0, i0) = (
-        ferbayes_models::tensors_created(),
-        ferbayes_models::inplace_ops(),
-    );
-    step();
-    // Less the probe tensor the second counter reading creates.
-    (ferbayes_models::tensors_created() - t0 - 1) + (ferbayes_models::inplace_ops() - i0)
+    ferbayes_models::ops_of(step)
 }
 
 /// The device ops bring a DenseNet-121 step to at most 3,000 ops and AlexNet's and VGG16's to
 /// at most 500, from several times that on the reference ops.
 #[test]
 fn device_ops_per_training_step() {
+    // The counter itself: one op is one, an in-place op counts, a view is a tensor.
+    let a = Tensor::new(&[1f32, 2.0], &Device::Cpu).expect("a");
+    assert_eq!(ferbayes_models::ops_of(|| drop((&a + &a).expect("add"))), 1);
+    assert_eq!(
+        ferbayes_models::ops_of(|| ferbayes_models::count_inplace(3)),
+        3
+    );
+    assert_eq!(
+        ferbayes_models::ops_of(|| drop(a.reshape((2, 1)).expect("view"))),
+        1
+    );
+    assert_eq!(ferbayes_models::ops_of(|| ()), 0);
+
     for (arch, bound) in [
         (Arch::AlexNet, 500),
         (Arch::Vgg16, 500),
