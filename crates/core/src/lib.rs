@@ -50,3 +50,28 @@ pub fn test_data_root() -> std::path::PathBuf {
     );
     path
 }
+
+/// Every file under `dir` but the hidden ones (the stages' lock files, which are not artifacts)
+/// with its bytes: what tests compare to show that a refused run wrote nothing (feature
+/// `testing`).
+#[cfg(feature = "testing")]
+pub fn test_snapshot(
+    dir: &std::path::Path,
+) -> std::collections::BTreeMap<std::path::PathBuf, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut todo = vec![dir.to_owned()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).expect("ls").flatten() {
+            let path = entry.path();
+            if entry.file_name().to_string_lossy().starts_with('.') {
+                continue;
+            } else if path.is_dir() {
+                todo.push(path);
+            } else {
+                let bytes = std::fs::read(&path).expect("read");
+                out.insert(path, bytes);
+            }
+        }
+    }
+    out
+}

@@ -65,7 +65,7 @@ fn a_folder_without_images_is_refused_and_nothing_is_written() {
     std::fs::create_dir_all(empty.join("sub")).expect("mkdir");
     // Files that are not PNG or JPEG by name do not count.
     std::fs::write(empty.join("notes.txt"), "no photos here").expect("write");
-    let before = crate::support::snapshot(crate::support::artifacts());
+    let before = ferbayes_core::test_snapshot(crate::support::artifacts());
     let out_file = dir.path().join("faces.parquet");
     for args in [
         vec![empty.as_os_str(), "--out".as_ref(), out_file.as_os_str()],
@@ -104,7 +104,7 @@ fn a_folder_without_images_is_refused_and_nothing_is_written() {
         .collect();
     assert_eq!(left, ["holiday"], "{left:?}");
     assert!(
-        crate::support::snapshot(crate::support::artifacts()) == before,
+        ferbayes_core::test_snapshot(crate::support::artifacts()) == before,
         "the artifacts changed"
     );
 }

@@ -86,20 +86,3 @@ pub fn face_box(face: &serde_json::Value) -> (f64, f64, f64, f64) {
     let get = |k: &str| b[k].as_f64().expect("box field");
     (get("x"), get("y"), get("width"), get("height"))
 }
-
-/// Every file under `dir` with its bytes.
-pub fn snapshot(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
-    let mut out = std::collections::BTreeMap::new();
-    let mut todo = vec![dir.to_owned()];
-    while let Some(d) = todo.pop() {
-        for entry in std::fs::read_dir(&d).expect("ls").flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                todo.push(path);
-            } else {
-                out.insert(path.clone(), std::fs::read(&path).expect("read"));
-            }
-        }
-    }
-    out
-}

@@ -237,25 +237,6 @@ fn bad_extra_settings_name_the_key_and_leave_earlier_outputs() {
     );
 }
 
-/// Every non-hidden file under `dir` with its bytes (locks are not artifacts).
-fn snapshot(dir: &std::path::Path) -> std::collections::BTreeMap<std::path::PathBuf, Vec<u8>> {
-    let mut out = std::collections::BTreeMap::new();
-    let mut todo = vec![dir.to_owned()];
-    while let Some(d) = todo.pop() {
-        for entry in std::fs::read_dir(&d).expect("ls").flatten() {
-            let path = entry.path();
-            if entry.file_name().to_string_lossy().starts_with('.') {
-                continue;
-            } else if path.is_dir() {
-                todo.push(path);
-            } else {
-                out.insert(path.clone(), std::fs::read(&path).expect("read"));
-            }
-        }
-    }
-    out
-}
-
 #[test]
 fn ferbayes_ingest_refuses_an_empty_ood_folder_naming_it_and_writes_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -291,7 +272,7 @@ fn ferbayes_ingest_refuses_an_empty_ood_folder_naming_it_and_writes_nothing() {
         "{}",
         String::from_utf8_lossy(&good.stderr)
     );
-    let before = snapshot(&dir.path().join("art"));
+    let before = ferbayes_core::test_snapshot(&dir.path().join("art"));
     assert!(before.len() >= 6, "{:?}", before.keys());
 
     let bad = ingest(&config(
@@ -307,7 +288,7 @@ fn ferbayes_ingest_refuses_an_empty_ood_folder_naming_it_and_writes_nothing() {
         "{stderr}"
     );
     assert!(
-        snapshot(&dir.path().join("art")) == before,
+        ferbayes_core::test_snapshot(&dir.path().join("art")) == before,
         "the refused run changed the artifacts"
     );
 }

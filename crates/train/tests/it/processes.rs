@@ -2,7 +2,6 @@
 //! at once naming the folder and the first one's pid), a SIGKILLed run's lock blocks nothing,
 //! and a profile with nothing to train is refused before anything is touched.
 
-use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
@@ -62,25 +61,6 @@ fn wait_for_lock(child: &mut Child, lock: &Path) {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-/// Every non-hidden file under `dir` with its bytes.
-fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut todo = vec![dir.to_owned()];
-    while let Some(d) = todo.pop() {
-        for entry in std::fs::read_dir(&d).expect("ls").flatten() {
-            let path = entry.path();
-            if entry.file_name().to_string_lossy().starts_with('.') {
-                continue;
-            } else if path.is_dir() {
-                todo.push(path);
-            } else {
-                out.insert(path.clone(), std::fs::read(&path).expect("read"));
-            }
-        }
-    }
-    out
 }
 
 /// The train folders of two roots hold the same data (weights tensor by tensor, histories but
@@ -151,7 +131,7 @@ fn one_writer_per_root_a_killed_run_blocks_nothing_and_empty_lists_are_refused()
     wait_for_lock(&mut victim, &lock);
     // Let it write something (a first checkpoint or member) before the kill.
     let t0 = Instant::now();
-    while snapshot(&killed.stage_dir(Stage::Train)).is_empty()
+    while ferbayes_core::test_snapshot(&killed.stage_dir(Stage::Train)).is_empty()
         && !killed.train_dir(arch, method).join(".resume").is_dir()
         && t0.elapsed() < Duration::from_secs(60)
     {
@@ -171,7 +151,7 @@ fn one_writer_per_root_a_killed_run_blocks_nothing_and_empty_lists_are_refused()
 
     // Nothing to train: `train.archs` or `train.methods` empty is refused naming the key, and
     // the artifacts stay byte for byte.
-    let before = snapshot(&lone.profile_dir());
+    let before = ferbayes_core::test_snapshot(&lone.profile_dir());
     let text = std::fs::read_to_string(&config).expect("read");
     for key in ["archs", "methods"] {
         let bad = dir.path().join(format!("empty-{key}.toml"));
@@ -191,7 +171,7 @@ fn one_writer_per_root_a_killed_run_blocks_nothing_and_empty_lists_are_refused()
         );
     }
     assert!(
-        snapshot(&lone.profile_dir()) == before,
+        ferbayes_core::test_snapshot(&lone.profile_dir()) == before,
         "a refused run changed the artifacts"
     );
 }
