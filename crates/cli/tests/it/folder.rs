@@ -71,22 +71,8 @@ fn a_folder_without_images_is_refused_and_nothing_is_written() {
         vec![empty.as_os_str(), "--out".as_ref(), out_file.as_os_str()],
         vec![empty.as_os_str()],
     ] {
-        let run = std::process::Command::new(env!("CARGO_BIN_EXE_ferbayes"))
+        let run = crate::support::predict_command(&args)
             .current_dir(dir.path())
-            .arg("predict")
-            .args(&args)
-            .args([
-                "--arch",
-                "alexnet",
-                "--method",
-                "mc_dropout",
-                "--profile",
-                "smoke",
-            ])
-            .arg("--artifacts")
-            .arg(crate::support::artifacts())
-            .arg("--config")
-            .arg(crate::support::repo().join("pipeline.toml"))
             .output()
             .expect("run ferbayes");
         let stderr = String::from_utf8_lossy(&run.stderr);

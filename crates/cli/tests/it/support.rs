@@ -44,9 +44,11 @@ pub fn artifacts() -> &'static Path {
     .path()
 }
 
-/// Runs `ferbayes predict ARGS --arch alexnet --method mc_dropout` on the seeded smoke weights.
-pub fn predict(args: &[&std::ffi::OsStr]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ferbayes"))
+/// `ferbayes predict ARGS --arch alexnet --method mc_dropout` on the seeded smoke weights, one
+/// thread, to be run.
+pub fn predict_command(args: &[&std::ffi::OsStr]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ferbayes"));
+    command
         .arg("predict")
         .args(args)
         .args([
@@ -61,9 +63,13 @@ pub fn predict(args: &[&std::ffi::OsStr]) -> Output {
         .arg(artifacts())
         .arg("--config")
         .arg(repo().join("pipeline.toml"))
-        .env("RAYON_NUM_THREADS", "1")
-        .output()
-        .expect("run ferbayes")
+        .env("RAYON_NUM_THREADS", "1");
+    command
+}
+
+/// Runs [`predict_command`].
+pub fn predict(args: &[&std::ffi::OsStr]) -> Output {
+    predict_command(args).output().expect("run ferbayes")
 }
 
 /// [`predict`] with `--json`, which must succeed; the parsed list of faces.
