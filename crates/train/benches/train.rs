@@ -192,7 +192,7 @@ fn bench() {
             if count_ops {
                 let counts: Vec<String> = OPS_BACKENDS
                     .iter()
-                    .map(|&b| step_ops(arch, &s, b, &mut rng).to_string())
+                    .map(|&b| step_ops(arch, &s, b).to_string())
                     .collect();
                 ops_rows.push(format!("| {profile} | {arch} | {} |", counts.join(" | ")));
             }
@@ -562,43 +562,13 @@ fn measure(
 /// The kernel backends the ops table counts.
 const OPS_BACKENDS: [Backend; 3] = [Backend::Reference, Backend::Winograd, Backend::Device];
 
-/// The candle tensors one training step of `arch` (MC-Dropout, one network, batch [`BATCH`],
-/// the profile's size) creates on `backend`'s kernels on the CPU, after one warm-up step:
-/// [`ferbayes_models::ops_of`] one [`train_step`].
-fn step_ops(
-    arch: Arch,
-    s: &ferbayes_core::ArchTrainSettings,
-    backend: Backend,
-    rng: &mut ChaCha8Rng,
-) -> usize {
-    let device = bench_device();
-    let Network {
-        model,
-        mut optimizer,
-        ..
-    } = Network::packed_on(arch, Method::McDropout, s, &device, &[7], backend).expect("network");
-    optimizer.set_steps_per_epoch(fer_steps_per_epoch());
-    if backend == Backend::Reference {
-        // As a GPU ran it before the device ops: the update as candle ops per variable.
-        optimizer.force_candle_chain();
-    }
-    let size = s.input_size;
-    let pixels: Vec<f32> = (0..BATCH * size * size).map(|_| rng.random()).collect();
-    let xs = Tensor::from_vec(pixels, (BATCH, 1, size, size), &device).expect("xs");
-    let labels: Vec<u32> = (0..BATCH)
-        .map(|_| rng.random_range(0..CLASSES as u32))
-        .collect();
-    let target = Tensor::new(labels.as_slice(), &device).expect("labels");
-    let targets = StepTargets::Classes(target.clone());
-    let mut noise = [Noise::new(11)];
-    let mut step = || {
-        train_step(&model, &mut optimizer, &xs, &targets, &target, &mut noise).expect("step");
-    };
-    step();
-    let ops = ferbayes_models::ops_of(step);
+/// The ops one training step of `arch` (batch [`BATCH`], the profile's size) runs on
+/// `backend`'s kernels on the bench's device ([`ferbayes_train::step_ops`]).
+fn step_ops(arch: Arch, s: &ferbayes_core::ArchTrainSettings, backend: Backend) -> usize {
+    let ops = ferbayes_train::step_ops(arch, s, &bench_device(), backend, BATCH).expect("step");
     eprintln!(
-        "ferbayes {arch:11} width {:<5} input {size:3}: {ops} ops per step on {backend}",
-        s.width
+        "ferbayes {arch:11} width {:<5} input {:3}: {ops} ops per step on {backend}",
+        s.width, s.input_size
     );
     ops
 }

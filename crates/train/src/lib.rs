@@ -1161,6 +1161,50 @@ pub fn train_step(
     Ok(Tensor::stack(&[losses, correct], 0)?.detach())
 }
 
+/// The ops one [`train_step`] of `arch` runs on `backend`'s kernels (MC-Dropout, one network, a
+/// batch of `batch` faces of the settings' size, after one warm-up step), counted by
+/// [`ferbayes_models::ops_of`]: each a kernel launch on a GPU at most (views launch nothing).
+/// The count depends on the network's structure and optimiser settings, not on its width, input
+/// size or `batch`. On [`Backend::Reference`] the optimiser runs as a chain of candle ops per
+/// variable, as a GPU ran it before the device ops. The counters are the process's: nothing
+/// else may create tensors meanwhile.
+pub fn step_ops(
+    arch: Arch,
+    s: &ArchTrainSettings,
+    device: &Device,
+    backend: Backend,
+    batch: usize,
+) -> Result<usize> {
+    let Network {
+        model,
+        mut optimizer,
+        ..
+    } = Network::packed_on(arch, Method::McDropout, s, device, &[7], backend)?;
+    // A FER+ epoch's steps, which the learning-rate schedules need.
+    optimizer.set_steps_per_epoch(optim::steps_per_epoch(25_045, batch));
+    if backend == Backend::Reference {
+        optimizer.force_candle_chain();
+    }
+    let size = s.input_size;
+    let pixels: Vec<f32> = (0..batch * size * size)
+        .map(|i| (i % 251) as f32 / 251.0)
+        .collect();
+    let xs = Tensor::from_vec(pixels, (batch, 1, size, size), device)?;
+    let labels: Vec<u32> = (0..batch as u32).map(|i| i % 8).collect();
+    let served = Tensor::new(labels.as_slice(), device)?;
+    let targets = StepTargets::Classes(served.clone());
+    let mut noise = [Noise::new(11)];
+    train_step(&model, &mut optimizer, &xs, &targets, &served, &mut noise)?;
+    let mut failed = None;
+    let ops = ferbayes_models::ops_of(|| {
+        failed = train_step(&model, &mut optimizer, &xs, &targets, &served, &mut noise).err();
+    });
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(ops),
+    }
+}
+
 /// The targets and served labels of one step: member g's batch `lists[g]`, its label draws
 /// (label mode `probability`) from `rngs[g]`, members in order.
 fn step_targets(

@@ -13,7 +13,11 @@ use candle_core::Device;
 fn gpu() -> Result<Device, String> {
     #[cfg(feature = "cuda")]
     {
-        Device::new_cuda(0).map_err(|e| format!("no CUDA device ({e})"))
+        // The error's first line: candle appends a backtrace to it.
+        Device::new_cuda(0).map_err(|e| {
+            let e = e.to_string();
+            format!("no CUDA device ({})", e.lines().next().unwrap_or_default())
+        })
     }
     #[cfg(not(feature = "cuda"))]
     {
