@@ -18,7 +18,7 @@
 //! again that its own file names, and that it no longer holds, therefore waits for it (up to
 //! [`OWN_RELEASE_WAIT`]); any other holder is refused at once.
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -34,17 +34,14 @@ use crate::error::{Error, Result};
 pub const OWN_RELEASE_WAIT: Duration = Duration::from_secs(10);
 
 /// The lock files this process holds now (their paths as given to [`acquire`]).
-static HELD: Mutex<Option<HashSet<PathBuf>>> = Mutex::new(None);
+static HELD: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
 
 fn held_here(lock: &Path) -> bool {
-    HELD.lock()
-        .map(|h| h.as_ref().is_some_and(|set| set.contains(lock)))
-        .unwrap_or(false)
+    HELD.lock().is_ok_and(|set| set.contains(lock))
 }
 
 fn set_held(lock: &Path, held: bool) {
-    if let Ok(mut guard) = HELD.lock() {
-        let set = guard.get_or_insert_with(HashSet::new);
+    if let Ok(mut set) = HELD.lock() {
         if held {
             set.insert(lock.to_owned());
         } else {
