@@ -156,7 +156,9 @@ bench:
     cargo bench --quiet -p ferbayes-train --bench train
 
 # Needs the CUDA toolkit, cuDNN and a Python with torch (FER_BENCH_PYTHON, default python3);
-# FER_BENCH_ONLY picks rows (default the paper sizes). On a machine without a Rust toolchain:
+# FER_BENCH_ONLY picks rows (default the paper sizes). ferbayes' packed rows (a pack of
+# FER_BENCH_PACK members against one at a time) are on, PyTorch's off (FER_BENCH_PACKED=1).
+# On a machine without a Rust toolchain:
 # `just gpu-build` elsewhere, then `bash gpu/run.sh bench` here (gpu/README.md).
 # The train bench on the first GPU next to PyTorch on the same GPU (FP32, TF32 off), ms per step.
 bench-gpu:
