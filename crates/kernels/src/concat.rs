@@ -10,6 +10,22 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor};
 
 use super::{contiguous_f32, par_chunks_mut, par_zip_map};
 
+/// The CPU concatenation along channels of `a` (dims `a_dims`, (B, C_a, ...)) and `b` (the
+/// same dims but `cb` channels), both contiguous: the output storage and shape.
+pub(crate) fn cat_cpu(a: &[f32], b: &[f32], a_dims: &[usize], cb: usize) -> (CpuStorage, Shape) {
+    let (n, ca) = (a_dims[0], a_dims[1]);
+    let r: usize = a_dims[2..].iter().product();
+    let (la, lb) = (ca * r, cb * r);
+    let mut out = vec![0f32; n * (la + lb)];
+    par_chunks_mut(&mut out, la + lb, |s, o| {
+        o[..la].copy_from_slice(&a[s * la..(s + 1) * la]);
+        o[la..].copy_from_slice(&b[s * lb..(s + 1) * lb]);
+    });
+    let mut dims = a_dims.to_vec();
+    dims[1] = ca + cb;
+    (CpuStorage::F32(out), Shape::from(dims))
+}
+
 /// (B, C, rest) of a tensor of rank >= 2.
 pub(crate) fn bcr(dims: &[usize]) -> candle_core::Result<(usize, usize, usize)> {
     if dims.len() < 2 {
@@ -55,19 +71,11 @@ impl CustomOp2 for CatChannels {
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (a, b) = (contiguous_f32(s1, l1)?, contiguous_f32(s2, l2)?);
-        let ((n, ca, r), (n2, cb, r2)) = (bcr(l1.dims())?, bcr(l2.dims())?);
+        let ((n, _, r), (n2, cb, r2)) = (bcr(l1.dims())?, bcr(l2.dims())?);
         if n != n2 || r != r2 || l1.dims()[2..] != l2.dims()[2..] {
             candle_core::bail!("ferbayes concat: {:?} and {:?}", l1.dims(), l2.dims());
         }
-        let (la, lb) = (ca * r, cb * r);
-        let mut out = vec![0f32; n * (la + lb)];
-        par_chunks_mut(&mut out, la + lb, |s, o| {
-            o[..la].copy_from_slice(&a[s * la..(s + 1) * la]);
-            o[la..].copy_from_slice(&b[s * lb..(s + 1) * lb]);
-        });
-        let mut dims = l1.dims().to_vec();
-        dims[1] = ca + cb;
-        Ok((CpuStorage::F32(out), Shape::from(dims)))
+        Ok(cat_cpu(a, b, l1.dims(), cb))
     }
 
     fn bwd(

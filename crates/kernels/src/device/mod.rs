@@ -217,7 +217,7 @@ impl CustomOp2 for CatDropout {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (a, b) = (contiguous_f32(s1, l1)?, contiguous_f32(s2, l2)?);
-        let ((n, ca, r), (n2, cb, r2)) = (
+        let ((n, _, r), (n2, cb, r2)) = (
             crate::concat::bcr(l1.dims())?,
             crate::concat::bcr(l2.dims())?,
         );
@@ -225,15 +225,7 @@ impl CustomOp2 for CatDropout {
             candle_core::bail!("ferbayes cat dropout: {:?} and {:?}", l1.dims(), l2.dims());
         }
         let b = self.masked(b);
-        let (la, lb) = (ca * r, cb * r);
-        let mut out = vec![0f32; n * (la + lb)];
-        par_chunks_mut(&mut out, la + lb, |s, o| {
-            o[..la].copy_from_slice(&a[s * la..(s + 1) * la]);
-            o[la..].copy_from_slice(&b[s * lb..(s + 1) * lb]);
-        });
-        let mut dims = l1.dims().to_vec();
-        dims[1] = ca + cb;
-        Ok((CpuStorage::F32(out), Shape::from(dims)))
+        Ok(crate::concat::cat_cpu(a, &b, l1.dims(), cb))
     }
 
     #[cfg(feature = "cuda")]
