@@ -381,9 +381,8 @@ impl Stochastic {
         mode.stochastic && self.p > 0.0
     }
 
-    /// A mask shaped like `t`: each member's block drawn from that member's own
-    /// stream (`noise[g]`), as the member alone would draw it, the blocks stacked.
-    fn mask(&self, t: &Tensor, noise: &mut [Noise]) -> Result<Tensor> {
+    /// The elements of one member's block of `t`, once `noise` holds one stream per member.
+    fn member_block(&self, t: &Tensor, noise: &[Noise]) -> Result<usize> {
         let members = self.ops.members;
         if noise.len() != members {
             return Err(Error::Config(format!(
@@ -391,7 +390,13 @@ impl Stochastic {
                 noise.len()
             )));
         }
-        let n = t.elem_count() / members;
+        Ok(t.elem_count() / members)
+    }
+
+    /// A mask shaped like `t`: each member's block drawn from that member's own
+    /// stream (`noise[g]`), as the member alone would draw it, the blocks stacked.
+    fn mask(&self, t: &Tensor, noise: &mut [Noise]) -> Result<Tensor> {
+        let n = self.member_block(t, noise)?;
         let mut values = Vec::with_capacity(t.elem_count());
         for stream in noise {
             values.extend(stream.mask_values(n, 1.0 - self.p)?);
@@ -444,14 +449,7 @@ impl Stochastic {
         t: &Tensor,
         noise: &mut [Noise],
     ) -> Result<Vec<ferbayes_kernels::device::MaskStream>> {
-        let members = self.ops.members;
-        if noise.len() != members {
-            return Err(Error::Config(format!(
-                "{} noise streams for {members} packed members",
-                noise.len()
-            )));
-        }
-        let n = t.elem_count() / members;
+        let n = self.member_block(t, noise)?;
         noise
             .iter_mut()
             .map(|stream| stream.reserve(n, 1.0 - self.p))
