@@ -1,6 +1,7 @@
-//! ferbayes-posterior's tests, one binary: the SWAG numerics against
+//! ferbayes-posterior's tests, one binary: the last-layer Laplace and SWAG numerics against
 //! numpy/scipy values (`tests/reference/*.py` write the `*.json` files the tests read).
 
+mod laplace;
 mod swag;
 
 use serde_json::Value;
