@@ -13,7 +13,9 @@
 //!    valid negative log-likelihood of the probit predictive over a log-spaced grid
 //!    ([`default_prior_grid`]).
 //! 3. [`LaplacePosterior::new`]: the posterior `N(θ_MAP, P⁻¹)`, `P = G + δ I`, `θ_MAP` the trained
-//!    weights, with the Cholesky factor `P = L Lᵀ`.
+//!    weights, with the Cholesky factor `P = L Lᵀ`. `G` alone is singular (adding one vector to
+//!    every class's `[w_k, b_k]` leaves the softmax unchanged, so `G` has at least `F + 1` zero
+//!    eigenvalues); `δ > 0` makes `P` positive definite.
 //! 4. Predictives: [`LaplacePosterior::probit`] (one deterministic prediction per face) and
 //!    [`LaplacePosterior::sample`] (`T` last layers; [`crate::sampled_softmax`] applies them).
 //!
@@ -52,8 +54,8 @@ pub const NLL_FLOOR: f64 = 1e-12;
 
 /// The probit (mean-field) approximation of the expected softmax under Gaussian logits with
 /// means `mu` and variances `var` (one face, `K` values each), into `out`:
-/// `out = softmax(μ_k / sqrt(1 + π/8 · v_k))` (Lu et al. 2020; Daxberger et al. 2021, eq. 8
-/// with the diagonal of the logit covariance).
+/// `out = softmax(μ_k / sqrt(1 + π/8 · v_k))` (Lu et al. 2020, as in Daxberger et al. 2021, with
+/// the diagonal of the logit covariance).
 pub fn probit_into(mu: &[f64], var: &[f64], out: &mut [f64]) {
     for ((o, &m), &v) in out.iter_mut().zip(mu).zip(var) {
         *o = m / (1.0 + std::f64::consts::PI / 8.0 * v).sqrt();

@@ -50,6 +50,13 @@ fn ggn_matches_per_face_jacobians() -> Result<()> {
     let want = f64s(&c.r["ggn"]);
     let scale = max_abs(&want);
     assert_close("GGN", &ggn.to_row_major(), &want, |_, _| 1e-13 * scale);
+    // Shifting every class's [w_k, b_k] by the same u leaves the softmax unchanged: G u = 0.
+    let g = ggn.to_row_major();
+    let u = [0.7, -1.3, 0.4];
+    for i in 0..9 {
+        let gu: f64 = (0..9).map(|j| g[i * 9 + j] * u[j % 3]).sum();
+        assert!(gu.abs() < 1e-13 * scale, "(G u)[{i}] = {gu}");
+    }
     // Exactly symmetric.
     for i in 0..9 {
         for j in 0..9 {
