@@ -1,5 +1,5 @@
 //! The Photo page and `/api/photo`: an uploaded PNG/JPEG through `ferbayes predict`'s own path
-//! (ingest's checked decoding with its 120-megapixel limit, the detector and crop, infer's
+//! (`ferbayes-faces`' checked decoding with its 120-megapixel limit, the detector and crop, infer's
 //! Predictor, the summary, the conformal set and the annotated picture), on a blocking thread.
 
 use std::cell::RefCell;
@@ -12,8 +12,8 @@ use axum::http::StatusCode;
 use base64::Engine as _;
 use ferbayes_core::layout::Stage;
 use ferbayes_core::{Arch, Method, Settings};
+use ferbayes_faces::photo::{self, MAX_PIXELS};
 use ferbayes_infer::{InferError, Predictor};
-use ferbayes_ingest::photo::{self, MAX_PIXELS};
 use ferbayes_predict::{FaceDetector, FacePrediction, Faces, PredictError, SetThreshold};
 use serde::Serialize;
 
@@ -22,7 +22,7 @@ use crate::data::{combos, manifest_key};
 use crate::error::Fail;
 use crate::html::{self, escape};
 
-/// Largest upload accepted, in bytes (the request body; the pixel limit is ingest's
+/// Largest upload accepted, in bytes (the request body; the pixel limit is `ferbayes-faces`'
 /// [`MAX_PIXELS`]).
 pub const MAX_UPLOAD_BYTES: usize = 64 * 1024 * 1024;
 
@@ -223,15 +223,6 @@ pub fn check_type(name: &str, bytes: &[u8]) -> Result<(), Fail> {
     }
 }
 
-/// The width and height a PNG/JPEG header claims, if readable.
-fn claimed_size(bytes: &[u8]) -> Option<(u32, u32)> {
-    image::ImageReader::new(std::io::Cursor::new(bytes))
-        .with_guessed_format()
-        .ok()?
-        .into_dimensions()
-        .ok()
-}
-
 /// Decodes and predicts an upload (blocking: call on a blocking thread).
 pub fn predict(
     options: &ExploreOptions,
@@ -243,8 +234,8 @@ pub fn predict(
     check_type(name, bytes)?;
     let label = Path::new(name);
     let image = photo::decode_photo(label, bytes).map_err(|e| {
-        let too_big =
-            claimed_size(bytes).is_some_and(|(w, h)| u64::from(w) * u64::from(h) > MAX_PIXELS);
+        let too_big = photo::header_size(bytes)
+            .is_some_and(|(w, h)| u64::from(w) * u64::from(h) > MAX_PIXELS);
         let status = if too_big {
             StatusCode::PAYLOAD_TOO_LARGE
         } else {

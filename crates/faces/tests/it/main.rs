@@ -1,0 +1,5 @@
+//! Integration tests of the faces crate on FER+ faces and the shared photos (one test binary).
+
+mod fer;
+mod photo;
+mod redetect;
