@@ -9,12 +9,12 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use axum::http::StatusCode;
-use base64::Engine as _;
 use ferbayes_core::layout::Stage;
 use ferbayes_core::{Arch, Method, Settings};
 use ferbayes_faces::photo::{self, MAX_PIXELS};
 use ferbayes_infer::{InferError, Predictor};
 use ferbayes_predict::{FaceDetector, FacePrediction, Faces, PredictError, SetThreshold};
+use ferbayes_render::png::{Channels, Compression};
 use serde::Serialize;
 
 use crate::ExploreOptions;
@@ -295,7 +295,6 @@ pub fn predict(
 
 /// The annotated picture (scaled to at most [`ANNOTATED_SIDE`]) as a PNG data URI.
 fn annotated(image: &image::DynamicImage, faces: &[FacePrediction]) -> Result<String, Fail> {
-    use image::ImageEncoder;
     let internal = |e: String| Fail::new(StatusCode::INTERNAL_SERVER_ERROR, e);
     let side = image.width().max(image.height());
     let (shown, scaled): (
@@ -330,19 +329,15 @@ fn annotated(image: &image::DynamicImage, faces: &[FacePrediction]) -> Result<St
     };
     let rgb =
         ferbayes_predict::annotate::render(&shown, &scaled).map_err(|e| internal(e.to_string()))?;
-    let mut png = Vec::new();
-    image::codecs::png::PngEncoder::new(&mut png)
-        .write_image(
-            &rgb,
-            shown.width(),
-            shown.height(),
-            image::ExtendedColorType::Rgb8,
-        )
-        .map_err(|e| internal(e.to_string()))?;
-    Ok(format!(
-        "data:image/png;base64,{}",
-        base64::engine::general_purpose::STANDARD.encode(&png)
-    ))
+    let png = ferbayes_render::png::encode(
+        &rgb,
+        shown.width(),
+        shown.height(),
+        Channels::Rgb,
+        Compression::Fast,
+    )
+    .map_err(|e| internal(e.to_string()))?;
+    Ok(ferbayes_render::png_data_uri(&png))
 }
 
 /// The upload form (with the result or refusal of the last upload below it).

@@ -17,6 +17,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use ferbayes_core::Split;
 use ferbayes_core::layout::Stage;
+use ferbayes_render::png::{Channels, Compression};
 
 use crate::ExploreOptions;
 use crate::data::{RunData, RunKey};
@@ -233,13 +234,12 @@ async fn face_png(State(state): State<Shared>, headers: HeaderMap, p: SplitImage
             return Ok(StatusCode::NOT_MODIFIED.into_response());
         }
         let side = ferbayes_core::IMAGE_SIDE as u32;
-        let mut png = Vec::new();
-        image::ImageEncoder::write_image(
-            image::codecs::png::PngEncoder::new(&mut png),
+        let png = ferbayes_render::png::encode(
             faces.pixels(i),
             side,
             side,
-            image::ExtendedColorType::L8,
+            Channels::Gray,
+            Compression::Fast,
         )
         .map_err(|e| internal(e.to_string()))?;
         Ok((
