@@ -15,7 +15,7 @@ use ferbayes_faces::photo::{self, MAX_PIXELS};
 use ferbayes_infer::{InferError, Predictor};
 use ferbayes_predict::{FaceDetector, FacePrediction, Faces, PredictError, SetThreshold};
 use ferbayes_render::png::{Channels, Compression};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::ExploreOptions;
 use crate::data::{combos, manifest_key};
@@ -134,24 +134,30 @@ pub struct PhotoRequest {
     pub annotate: bool,
 }
 
+/// The query of the Photo page's form and `/api/photo` as sent: the keys they read (others are
+/// ignored), checked by [`PhotoRequest::parse`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct PhotoQuery {
+    pub arch: Option<String>,
+    pub method: Option<String>,
+    /// Unused by a photo, but checked as on the Faces page (`valid` or `test`).
+    pub split: Option<String>,
+    pub no_detect: Option<String>,
+    pub min_face: Option<String>,
+    pub annotate: Option<String>,
+}
+
 impl PhotoRequest {
     /// From the query (`arch`, `method`, `no_detect`, `min_face`, `annotate`); the default model
     /// is the profile's first arch × method.
-    pub fn parse(
-        q: &HashMap<String, String>,
-        settings: &Settings,
-        page: bool,
-    ) -> Result<Self, Fail> {
-        let choice = crate::faces::Choice::parse(q, settings)?;
-        let flag = |k: &str| {
-            q.get(k)
+    pub fn parse(q: &PhotoQuery, settings: &Settings, page: bool) -> Result<Self, Fail> {
+        let choice = crate::faces::Choice::parse(&q.arch, &q.method, &q.split, settings)?;
+        let flag = |v: &Option<String>| {
+            v.as_deref()
                 .is_some_and(|v| matches!(v.trim(), "1" | "true" | "on" | "yes"))
         };
-        let min_face = match q
-            .get("min_face")
-            .map(|v| v.trim())
-            .filter(|v| !v.is_empty())
-        {
+        let min_face = match crate::faces::value(&q.min_face) {
             None => MIN_FACE,
             Some(v) => v.parse::<u32>().ok().filter(|m| *m >= 8).ok_or_else(|| {
                 Fail::bad_request(format!("`min_face` must be a whole number ≥ 8, not `{v}`"))
@@ -160,12 +166,12 @@ impl PhotoRequest {
         Ok(PhotoRequest {
             arch: choice.arch,
             method: choice.method,
-            faces: if flag("no_detect") {
+            faces: if flag(&q.no_detect) {
                 Faces::WholeImage
             } else {
                 Faces::Detect { min_face }
             },
-            annotate: page || flag("annotate"),
+            annotate: page || flag(&q.annotate),
         })
     }
 }
@@ -367,7 +373,7 @@ pub fn page(settings: &Settings, request: Option<&PhotoRequest>, result: &str) -
 <script>\
 const f=document.getElementById('photo-form'),m=document.getElementById('photo-model');\
 const go=()=>{{f.action='/photo?'+m.value;}};m.addEventListener('change',go);go();\
-f.addEventListener('submit',()=>{{const nd=f.querySelector('[name=no_detect]');if(nd.checked)f.action+='&no_detect=1';}});\
+f.addEventListener('submit',()=>{{go();const nd=f.querySelector('[name=no_detect]');if(nd.checked)f.action+='&no_detect=1';}});\
 </script>",
         MAX_UPLOAD_BYTES >> 20,
         MAX_PIXELS / 1_000_000
