@@ -24,9 +24,9 @@ pub enum AnalyzeError {
     /// Drawing or encoding a figure failed.
     #[error("{}: cannot draw the figure: {message}", path.display())]
     Figure { path: PathBuf, message: String },
-    /// The bundled font could not be loaded.
-    #[error("the bundled font assets/DejaVuSans.ttf is not a valid font")]
-    Font,
+    /// The bundled font could not be loaded (`ferbayes_render::RenderError::Font`).
+    #[error(transparent)]
+    Render(#[from] ferbayes_render::RenderError),
     /// Writing `metrics.parquet` failed.
     #[error("{}: {message}", path.display())]
     Output { path: PathBuf, message: String },

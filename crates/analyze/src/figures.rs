@@ -1,37 +1,25 @@
-//! The figures, drawn with plotters into PNG (an RGB buffer encoded with `png`) and SVG, with
-//! text in the bundled DejaVu Sans so that no system font is needed.
+//! The figures, drawn with plotters into PNG (an RGB buffer encoded by `ferbayes_render::png`)
+//! and SVG, with text in the bundled DejaVu Sans (`ferbayes_render::font`) so that no system
+//! font is needed.
 //!
 //! Face images are not drawn by plotters: a figure records where each goes ([`Placed`]) and they
 //! are pasted into the PNG buffer (nearest-neighbour) or embedded into the SVG as a small
 //! base64 PNG `<image>`, which keeps the SVG compact.
 
 use std::path::PathBuf;
-use std::sync::OnceLock;
 
 use ferbayes_core::io::write_atomic;
 use ferbayes_core::{EMOTIONS, IMAGE_SIDE, Layout, Method, NUM_CLASSES};
+use ferbayes_render::font::{FAMILY as FONT, ensure_font};
+use ferbayes_render::glyphs::GlyphBitMap;
+use ferbayes_render::png::{Channels, Compression};
 use plotters::coord::Shift;
 use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
-use plotters::style::{FontStyle, register_font};
 
 use crate::error::{AnalyzeError, Result};
-use crate::glyphs::GlyphBitMap;
 use crate::metrics::Bin;
-
-/// DejaVu Sans (Bitstream Vera licence, see assets/DejaVu-LICENSE.txt).
-pub(crate) const FONT_BYTES: &[u8] = include_bytes!("../../../assets/DejaVuSans.ttf");
-/// The family name the figures use; the SVG files name it too, so viewers fall back to their
-/// own sans-serif font.
-const FONT: &str = "sans-serif";
-
-/// Registers the bundled font with plotters (once per process).
-pub fn ensure_font() -> Result<()> {
-    static REGISTERED: OnceLock<bool> = OnceLock::new();
-    let ok = *REGISTERED.get_or_init(|| register_font(FONT, FontStyle::Normal, FONT_BYTES).is_ok());
-    if ok { Ok(()) } else { Err(AnalyzeError::Font) }
-}
 
 type DrawResult<DB> =
     std::result::Result<(), DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
@@ -120,12 +108,12 @@ pub fn save<F: Figure>(layout: &Layout, stem: &str, figure: &F) -> Result<Vec<Pa
     for face in &faces {
         let png = encode_gray(&face.pixels).map_err(|e| fail(&svg_path, e))?;
         images.push_str(&format!(
-            "<image x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" style=\"image-rendering:pixelated\" href=\"data:image/png;base64,{}\"/>\n",
+            "<image x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" style=\"image-rendering:pixelated\" href=\"{}\"/>\n",
             face.x,
             face.y,
             face.side,
             face.side,
-            base64(&png)
+            ferbayes_render::png_data_uri(&png)
         ));
     }
     let at = svg.rfind("</svg>").unwrap_or(svg.len());
@@ -154,54 +142,16 @@ fn paste(buf: &mut [u8], w: u32, h: u32, face: &Placed) {
     }
 }
 
-fn encode(
-    data: &[u8],
-    w: u32,
-    h: u32,
-    color: png::ColorType,
-) -> std::result::Result<Vec<u8>, String> {
-    let mut out = Vec::new();
-    {
-        let mut enc = png::Encoder::new(&mut out, w, h);
-        enc.set_color(color);
-        enc.set_depth(png::BitDepth::Eight);
-        enc.set_compression(png::Compression::High);
-        let mut writer = enc.write_header().map_err(|e| e.to_string())?;
-        writer.write_image_data(data).map_err(|e| e.to_string())?;
-        writer.finish().map_err(|e| e.to_string())?;
-    }
-    Ok(out)
-}
-
+/// A figure's PNG: the smallest files (they are kept), as the figures always were.
 fn encode_rgb(buf: &[u8], w: u32, h: u32) -> std::result::Result<Vec<u8>, String> {
-    encode(buf, w, h, png::ColorType::Rgb)
+    ferbayes_render::png::encode(buf, w, h, Channels::Rgb, Compression::Small)
+        .map_err(|e| e.to_string())
 }
 
 fn encode_gray(pixels: &[u8]) -> std::result::Result<Vec<u8>, String> {
     let side = IMAGE_SIDE as u32;
-    encode(pixels, side, side, png::ColorType::Grayscale)
-}
-
-/// Standard base64 with padding.
-pub(crate) fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[(n >> (18 - 6 * i) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    ferbayes_render::png::encode(pixels, side, side, Channels::Gray, Compression::Small)
+        .map_err(|e| e.to_string())
 }
 
 /// A value range padded by 6% (at least ±0.01 around a constant), ignoring NaN.
@@ -431,7 +381,7 @@ impl Figure for Reliability {
     /// than the figure would start left of it).
     fn size(&self) -> (u32, u32) {
         let panels = 440 * self.panels.len().max(1) as u32;
-        let title = crate::glyphs::text_width(&self.title, f64::from(TITLE_SIZE)) + 40;
+        let title = ferbayes_render::glyphs::text_width(&self.title, f64::from(TITLE_SIZE)) + 40;
         (panels.max(title), 600)
     }
 
@@ -1116,20 +1066,6 @@ pub const SET_COLORS: [RGBColor; 6] = [
 mod tests {
     use super::*;
 
-    #[test]
-    fn base64_matches_rfc4648_examples() {
-        assert_eq!(base64(b""), "");
-        assert_eq!(base64(b"f"), "Zg==");
-        assert_eq!(base64(b"fo"), "Zm8=");
-        assert_eq!(base64(b"foo"), "Zm9v");
-        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
-    }
-
-    #[test]
-    fn bundled_font_registers() {
-        ensure_font().expect("DejaVu Sans parses");
-    }
-
     /// The leftmost column of a non-white pixel in the title strip (the top 30 rows) of a
     /// figure drawn as the PNG is, and the figure's width.
     fn title_extent<F: Figure>(figure: &F) -> (Option<u32>, u32) {
@@ -1171,7 +1107,7 @@ mod tests {
         let (left, w) = title_extent(&figure);
         let left = left.expect("the title is drawn");
         assert!(left >= 5, "title starts at column {left}");
-        let width = crate::glyphs::text_width(&figure.title, f64::from(TITLE_SIZE));
+        let width = ferbayes_render::glyphs::text_width(&figure.title, f64::from(TITLE_SIZE));
         assert!(
             left + width <= w - 5,
             "title ends at {} of {w}",

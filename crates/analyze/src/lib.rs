@@ -58,7 +58,6 @@ pub mod detection;
 pub mod error;
 mod extras;
 pub mod figures;
-pub mod glyphs;
 pub mod labels;
 pub mod metrics;
 pub mod ood;

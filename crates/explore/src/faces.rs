@@ -2,12 +2,11 @@
 //! (the Faces page and `/api/faces`), and one face across every arch × method and n = 1..T
 //! (the Face page and `/api/face/...`).
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use ferbayes_core::schema::SHOWN_ALPHA;
 use ferbayes_core::{Arch, EMOTIONS, Method, NUM_CLASSES, Settings, Split, VOTE_COLUMNS};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::data::{AtN, RunData, SplitFaces, combos};
 use crate::error::Fail;
@@ -39,15 +38,63 @@ pub fn valid_name(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
 }
 
-/// The face-list query as sent (every field optional, empty means unset).
-pub type Query = HashMap<String, String>;
-
-fn get<'a>(q: &'a Query, key: &str) -> Option<&'a str> {
-    q.get(key).map(|s| s.trim()).filter(|s| !s.is_empty())
+/// A query value as sent, trimmed; `None` when absent or blank (empty means unset).
+pub fn value(v: &Option<String>) -> Option<&str> {
+    v.as_deref().map(str::trim).filter(|s| !s.is_empty())
 }
 
-fn parse_number<T: std::str::FromStr>(q: &Query, key: &str) -> Result<Option<T>, Fail> {
-    get(q, key)
+/// The query of the Faces page and `/api/faces` as sent: the keys they read (others are
+/// ignored), each value as typed, checked by [`Choice::parse`] and [`ListQuery::parse`] with
+/// messages naming the key and the value.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct FacesQuery {
+    pub arch: Option<String>,
+    pub method: Option<String>,
+    pub split: Option<String>,
+    pub n: Option<String>,
+    pub sort: Option<String>,
+    pub order: Option<String>,
+    pub page: Option<String>,
+    pub per_page: Option<String>,
+    pub correct: Option<String>,
+    pub majority: Option<String>,
+    pub predicted: Option<String>,
+    pub min_entropy: Option<String>,
+    pub max_entropy: Option<String>,
+    pub min_share: Option<String>,
+    pub max_share: Option<String>,
+    pub min_crowd_entropy: Option<String>,
+    pub max_crowd_entropy: Option<String>,
+}
+
+impl FacesQuery {
+    /// Every key with its value as sent, in the struct's order.
+    fn pairs(&self) -> [(&'static str, &Option<String>); 17] {
+        [
+            ("arch", &self.arch),
+            ("method", &self.method),
+            ("split", &self.split),
+            ("n", &self.n),
+            ("sort", &self.sort),
+            ("order", &self.order),
+            ("page", &self.page),
+            ("per_page", &self.per_page),
+            ("correct", &self.correct),
+            ("majority", &self.majority),
+            ("predicted", &self.predicted),
+            ("min_entropy", &self.min_entropy),
+            ("max_entropy", &self.max_entropy),
+            ("min_share", &self.min_share),
+            ("max_share", &self.max_share),
+            ("min_crowd_entropy", &self.min_crowd_entropy),
+            ("max_crowd_entropy", &self.max_crowd_entropy),
+        ]
+    }
+}
+
+fn parse_number<T: std::str::FromStr>(key: &str, v: &Option<String>) -> Result<Option<T>, Fail> {
+    value(v)
         .map(|v| {
             v.parse::<T>()
                 .map_err(|_| Fail::bad_request(format!("`{key}` must be a number, not `{v}`")))
@@ -55,8 +102,8 @@ fn parse_number<T: std::str::FromStr>(q: &Query, key: &str) -> Result<Option<T>,
         .transpose()
 }
 
-fn parse_class(q: &Query, key: &str) -> Result<Option<usize>, Fail> {
-    match get(q, key) {
+fn parse_class(key: &str, v: &Option<String>) -> Result<Option<usize>, Fail> {
+    match value(v) {
         None | Some("any") => Ok(None),
         Some(v) => EMOTIONS
             .iter()
@@ -80,19 +127,24 @@ pub struct Choice {
 }
 
 impl Choice {
-    /// The choice of `q` (`arch`, `method`, `split`), defaulting to the profile's first
-    /// combination and the test split.
-    pub fn parse(q: &Query, settings: &Settings) -> Result<Choice, Fail> {
+    /// The choice of the query values `arch`, `method` and `split` (as sent), defaulting to the
+    /// profile's first combination and the test split.
+    pub fn parse(
+        arch: &Option<String>,
+        method: &Option<String>,
+        split: &Option<String>,
+        settings: &Settings,
+    ) -> Result<Choice, Fail> {
         let all = combos(settings);
         let (a0, m0) = all
             .first()
             .copied()
             .ok_or_else(|| Fail::not_found("the profile trains no arch × method"))?;
-        let arch = match get(q, "arch") {
+        let arch = match value(arch) {
             Some(v) => v.parse::<Arch>().map_err(Fail::bad_request)?,
             None => a0,
         };
-        let method = match get(q, "method") {
+        let method = match value(method) {
             Some(v) => v.parse::<Method>().map_err(Fail::bad_request)?,
             None => m0,
         };
@@ -101,7 +153,7 @@ impl Choice {
                 "{arch}/{method} is not a combination of this profile's run"
             )));
         }
-        let split = parse_split(get(q, "split"))?;
+        let split = parse_split(value(split))?;
         Ok(Choice {
             arch,
             method,
@@ -146,13 +198,14 @@ pub struct ListQuery {
     entropy: (Option<f64>, Option<f64>),
     share: (Option<f64>, Option<f64>),
     crowd_entropy: (Option<f64>, Option<f64>),
-    /// The query to repeat in links (the filters, without sort and page).
-    raw: Query,
+    /// The query as sent, for the form's fields and the links (whose sort, order and page are
+    /// this list's own).
+    raw: FacesQuery,
 }
 
 impl ListQuery {
-    pub fn parse(q: &Query) -> Result<ListQuery, Fail> {
-        let sort = match get(q, "sort") {
+    pub fn parse(q: &FacesQuery) -> Result<ListQuery, Fail> {
+        let sort = match value(&q.sort) {
             None => "entropy",
             Some(v) => SORTS
                 .iter()
@@ -166,7 +219,7 @@ impl ListQuery {
                     ))
                 })?,
         };
-        let descending = match get(q, "order") {
+        let descending = match value(&q.order) {
             None => sort != "image",
             Some("desc") => true,
             Some("asc") => false,
@@ -176,7 +229,7 @@ impl ListQuery {
                 )));
             }
         };
-        let correct = match get(q, "correct") {
+        let correct = match value(&q.correct) {
             None | Some("any") => Correct::Any,
             Some("correct") => Correct::Right,
             Some("wrong") => Correct::Wrong,
@@ -187,30 +240,34 @@ impl ListQuery {
                 )));
             }
         };
-        let page = parse_number::<usize>(q, "page")?.unwrap_or(1).max(1);
-        let per_page = parse_number::<usize>(q, "per_page")?
+        let page = parse_number::<usize>("page", &q.page)?.unwrap_or(1).max(1);
+        let per_page = parse_number::<usize>("per_page", &q.per_page)?
             .unwrap_or(PER_PAGE)
             .clamp(1, MAX_PER_PAGE);
-        let range = |lo: &str, hi: &str| -> Result<(Option<f64>, Option<f64>), Fail> {
-            Ok((parse_number(q, lo)?, parse_number(q, hi)?))
+        let range = |lo: (&str, &Option<String>),
+                     hi: (&str, &Option<String>)|
+         -> Result<(Option<f64>, Option<f64>), Fail> {
+            Ok((parse_number(lo.0, lo.1)?, parse_number(hi.0, hi.1)?))
         };
-        let mut raw = q.clone();
-        for k in ["sort", "order", "page"] {
-            raw.remove(k);
-        }
         Ok(ListQuery {
-            n: parse_number(q, "n")?,
+            n: parse_number("n", &q.n)?,
             sort,
             descending,
             page,
             per_page,
             correct,
-            majority: parse_class(q, "majority")?,
-            predicted: parse_class(q, "predicted")?,
-            entropy: range("min_entropy", "max_entropy")?,
-            share: range("min_share", "max_share")?,
-            crowd_entropy: range("min_crowd_entropy", "max_crowd_entropy")?,
-            raw,
+            majority: parse_class("majority", &q.majority)?,
+            predicted: parse_class("predicted", &q.predicted)?,
+            entropy: range(
+                ("min_entropy", &q.min_entropy),
+                ("max_entropy", &q.max_entropy),
+            )?,
+            share: range(("min_share", &q.min_share), ("max_share", &q.max_share))?,
+            crowd_entropy: range(
+                ("min_crowd_entropy", &q.min_crowd_entropy),
+                ("max_crowd_entropy", &q.max_crowd_entropy),
+            )?,
+            raw: q.clone(),
         })
     }
 
@@ -218,9 +275,10 @@ impl ListQuery {
     pub fn link(&self, changes: &[(&str, String)]) -> String {
         let mut pairs: Vec<(String, String)> = self
             .raw
-            .iter()
+            .pairs()
+            .into_iter()
+            .filter_map(|(k, v)| Some((k.to_owned(), v.clone()?)))
             .filter(|(_, v)| !v.trim().is_empty())
-            .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         let mut set = |k: &str, v: String| {
             pairs.retain(|(kk, _)| kk != k);
@@ -473,9 +531,9 @@ pub fn page(settings: &Settings, choice: Choice, q: &ListQuery, got: &FacesJson)
         choice.arch, choice.method, got.split, got.n, got.samples
     );
     // The selection and the filters: one GET form.
-    let raw = |k: &str| escape(q.raw.get(k).map(String::as_str).unwrap_or(""));
-    let class_options = |key: &str, extra: &[&str]| {
-        let cur = q.raw.get(key).map(String::as_str).unwrap_or("any");
+    let raw = |v: &Option<String>| escape(v.as_deref().unwrap_or(""));
+    let class_options = |sent: &Option<String>, extra: &[&str]| {
+        let cur = sent.as_deref().unwrap_or("any");
         let mut s = String::new();
         for v in ["any"].iter().chain(extra).chain(EMOTIONS.iter()) {
             let sel = if *v == cur { " selected" } else { "" };
@@ -483,7 +541,7 @@ pub fn page(settings: &Settings, choice: Choice, q: &ListQuery, got: &FacesJson)
         }
         s
     };
-    let correct_cur = q.raw.get("correct").map(String::as_str).unwrap_or("any");
+    let correct_cur = q.raw.correct.as_deref().unwrap_or("any");
     let correct: String = ["any", "correct", "wrong", "unlabelled"]
         .iter()
         .map(|v| {
@@ -515,14 +573,14 @@ pub fn page(settings: &Settings, choice: Choice, q: &ListQuery, got: &FacesJson)
         got.samples,
         got.samples,
         got.n,
-        class_options("majority", &[]),
-        class_options("predicted", &[]),
-        raw("min_entropy"),
-        raw("max_entropy"),
-        raw("min_share"),
-        raw("max_share"),
-        raw("min_crowd_entropy"),
-        raw("max_crowd_entropy"),
+        class_options(&q.raw.majority, &[]),
+        class_options(&q.raw.predicted, &[]),
+        raw(&q.raw.min_entropy),
+        raw(&q.raw.max_entropy),
+        raw(&q.raw.min_share),
+        raw(&q.raw.max_share),
+        raw(&q.raw.min_crowd_entropy),
+        raw(&q.raw.max_crowd_entropy),
         got.per_page,
         got.sort,
         got.order,
@@ -835,16 +893,18 @@ mod tests {
         }
     }
 
+    /// The query of `target` as the `Query` extractor reads it.
+    fn query(target: &str) -> FacesQuery {
+        let uri: axum::http::Uri = target.parse().expect("uri");
+        axum::extract::Query::<FacesQuery>::try_from_uri(&uri)
+            .expect("query")
+            .0
+    }
+
     #[test]
     fn list_queries_refuse_what_they_do_not_know() {
-        let q = |pairs: &[(&str, &str)]| -> Query {
-            pairs
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect()
-        };
-        let ok = ListQuery::parse(&q(&[("min_entropy", ""), ("sort", "crowd_entropy")]))
-            .expect("empty values are unset");
+        let ok = ListQuery::parse(&query("/faces?min_entropy=&sort=crowd_entropy&color=red"))
+            .expect("empty values are unset, unknown keys ignored");
         assert_eq!(
             (ok.sort, ok.descending, ok.page),
             ("crowd_entropy", true, 1)
@@ -856,7 +916,7 @@ mod tests {
             ("majority", "joy"),
             ("correct", "maybe"),
         ] {
-            let err = ListQuery::parse(&q(&[(k, v)])).expect_err(k);
+            let err = ListQuery::parse(&query(&format!("/faces?{k}={v}"))).expect_err(k);
             assert_eq!(err.status, axum::http::StatusCode::BAD_REQUEST);
             assert!(
                 err.message.contains(k) && err.message.contains(v),
@@ -865,5 +925,42 @@ mod tests {
         }
         assert!(parse_split(Some("train")).is_err());
         assert!(parse_split(Some("../test")).is_err());
+    }
+
+    /// Values are trimmed and percent-decoded; links repeat the filters as sent (sorted by key,
+    /// blank ones left out) with this list's sort, order and page.
+    #[test]
+    fn values_are_trimmed_and_links_repeat_the_filters() {
+        let q = query(
+            "/faces?per_page=+7+&min_share=0.50&max_entropy=&majority=%20anger&page=3&order=asc",
+        );
+        let list = ListQuery::parse(&q).expect("parses");
+        assert_eq!(
+            (
+                list.per_page,
+                list.page,
+                list.descending,
+                list.share,
+                list.majority
+            ),
+            (7, 3, false, (Some(0.5), None), Some(4))
+        );
+        assert_eq!(
+            list.link(&[("page", "1".into())]),
+            "/faces?majority=%20anger&min_share=0.50&order=asc&page=1&per_page=%207%20&sort=entropy"
+        );
+    }
+
+    /// A key given twice is refused by the extractor (a 400 naming it, see `server::params`)
+    /// rather than one of its values silently winning.
+    #[test]
+    fn a_key_given_twice_is_refused() {
+        let uri: axum::http::Uri = "/faces?arch=alexnet&arch=vgg16".parse().expect("uri");
+        let err = axum::extract::Query::<FacesQuery>::try_from_uri(&uri).expect_err("twice");
+        assert!(
+            err.body_text().contains("duplicate field `arch`"),
+            "{}",
+            err.body_text()
+        );
     }
 }

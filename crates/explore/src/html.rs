@@ -1,5 +1,6 @@
-//! HTML pieces every page shares: escaping, the page frame with its navigation, probability
-//! bars and the line chart of a face's probabilities over n. No template engine: pages are
+//! HTML pieces every page shares: escaping (`ferbayes_render::html`), the page frame with its
+//! navigation (in `ferbayes_render::html`'s document frame), probability bars and the line
+//! chart of a face's probabilities over n. No template engine: pages are
 //! small and built with `format!`, every value from data or a request escaped.
 
 use std::fmt::Write as _;
@@ -12,21 +13,8 @@ pub const COLORS: [&str; 10] = [
     "#bbbbbb", "#444444",
 ];
 
-/// `&`, `<`, `>`, `"` and `'` as entities.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+/// `&`, `<`, `>`, `"` and `'` as entities (the one escaping function, shared with the report).
+pub use ferbayes_render::html::escape;
 
 /// Percent-encodes a query value (everything but unreserved characters).
 pub fn encode(s: &str) -> String {
@@ -77,9 +65,10 @@ pub fn page(title: &str, active: Option<&str>, body: &str) -> String {
         };
         let _ = write!(nav, "<a id=\"nav-{id}\" href=\"{href}\"{class}>{label}</a>");
     }
-    format!(
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{} · ferbayes explore</title>\n<style>{CSS}</style>\n</head>\n<body>\n<nav>{nav}</nav>\n<main>\n{body}\n</main>\n</body>\n</html>\n",
-        escape(title)
+    ferbayes_render::html::document(
+        &format!("{title} · ferbayes explore"),
+        CSS,
+        &format!("<nav>{nav}</nav>\n<main>\n{body}\n</main>\n"),
     )
 }
 
@@ -208,12 +197,19 @@ pub fn prob_chart(series: &[[f32; NUM_CLASSES]], id: &str) -> String {
 mod tests {
     use super::*;
 
+    /// The frame, byte for byte as it was before `ferbayes_render::html::document` held it.
     #[test]
-    fn escaping_and_encoding() {
+    fn the_page_frame() {
         assert_eq!(
-            escape("<a href=\"x\">'&'</a>"),
-            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+            page("A & 'B'", Some("run"), "<p>x</p>"),
+            format!(
+                "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>A &amp; &#39;B&#39; · ferbayes explore</title>\n<style>{CSS}</style>\n</head>\n<body>\n<nav><a id=\"nav-faces\" href=\"/faces\">Faces</a><a id=\"nav-photo\" href=\"/photo\">Photo</a><a id=\"nav-run\" href=\"/run\" class=\"on\">Run</a></nav>\n<main>\n<p>x</p>\n</main>\n</body>\n</html>\n"
+            )
         );
+    }
+
+    #[test]
+    fn encoding() {
         assert_eq!(encode("a b/../é"), "a%20b%2F..%2F%C3%A9");
     }
 

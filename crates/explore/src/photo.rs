@@ -1,5 +1,5 @@
 //! The Photo page and `/api/photo`: an uploaded PNG/JPEG through `ferbayes predict`'s own path
-//! (ingest's checked decoding with its 120-megapixel limit, the detector and crop, infer's
+//! (`ferbayes-faces`' checked decoding with its 120-megapixel limit, the detector and crop, infer's
 //! Predictor, the summary, the conformal set and the annotated picture), on a blocking thread.
 
 use std::cell::RefCell;
@@ -9,20 +9,20 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use axum::http::StatusCode;
-use base64::Engine as _;
 use ferbayes_core::layout::Stage;
 use ferbayes_core::{Arch, Method, Settings};
+use ferbayes_faces::photo::{self, MAX_PIXELS};
 use ferbayes_infer::{InferError, Predictor};
-use ferbayes_ingest::photo::{self, MAX_PIXELS};
 use ferbayes_predict::{FaceDetector, FacePrediction, Faces, PredictError, SetThreshold};
-use serde::Serialize;
+use ferbayes_render::png::{Channels, Compression};
+use serde::{Deserialize, Serialize};
 
 use crate::ExploreOptions;
 use crate::data::{combos, manifest_key};
 use crate::error::Fail;
 use crate::html::{self, escape};
 
-/// Largest upload accepted, in bytes (the request body; the pixel limit is ingest's
+/// Largest upload accepted, in bytes (the request body; the pixel limit is `ferbayes-faces`'
 /// [`MAX_PIXELS`]).
 pub const MAX_UPLOAD_BYTES: usize = 64 * 1024 * 1024;
 
@@ -134,24 +134,30 @@ pub struct PhotoRequest {
     pub annotate: bool,
 }
 
+/// The query of the Photo page's form and `/api/photo` as sent: the keys they read (others are
+/// ignored), checked by [`PhotoRequest::parse`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct PhotoQuery {
+    pub arch: Option<String>,
+    pub method: Option<String>,
+    /// Unused by a photo, but checked as on the Faces page (`valid` or `test`).
+    pub split: Option<String>,
+    pub no_detect: Option<String>,
+    pub min_face: Option<String>,
+    pub annotate: Option<String>,
+}
+
 impl PhotoRequest {
     /// From the query (`arch`, `method`, `no_detect`, `min_face`, `annotate`); the default model
     /// is the profile's first arch × method.
-    pub fn parse(
-        q: &HashMap<String, String>,
-        settings: &Settings,
-        page: bool,
-    ) -> Result<Self, Fail> {
-        let choice = crate::faces::Choice::parse(q, settings)?;
-        let flag = |k: &str| {
-            q.get(k)
+    pub fn parse(q: &PhotoQuery, settings: &Settings, page: bool) -> Result<Self, Fail> {
+        let choice = crate::faces::Choice::parse(&q.arch, &q.method, &q.split, settings)?;
+        let flag = |v: &Option<String>| {
+            v.as_deref()
                 .is_some_and(|v| matches!(v.trim(), "1" | "true" | "on" | "yes"))
         };
-        let min_face = match q
-            .get("min_face")
-            .map(|v| v.trim())
-            .filter(|v| !v.is_empty())
-        {
+        let min_face = match crate::faces::value(&q.min_face) {
             None => MIN_FACE,
             Some(v) => v.parse::<u32>().ok().filter(|m| *m >= 8).ok_or_else(|| {
                 Fail::bad_request(format!("`min_face` must be a whole number ≥ 8, not `{v}`"))
@@ -160,12 +166,12 @@ impl PhotoRequest {
         Ok(PhotoRequest {
             arch: choice.arch,
             method: choice.method,
-            faces: if flag("no_detect") {
+            faces: if flag(&q.no_detect) {
                 Faces::WholeImage
             } else {
                 Faces::Detect { min_face }
             },
-            annotate: page || flag("annotate"),
+            annotate: page || flag(&q.annotate),
         })
     }
 }
@@ -223,15 +229,6 @@ pub fn check_type(name: &str, bytes: &[u8]) -> Result<(), Fail> {
     }
 }
 
-/// The width and height a PNG/JPEG header claims, if readable.
-fn claimed_size(bytes: &[u8]) -> Option<(u32, u32)> {
-    image::ImageReader::new(std::io::Cursor::new(bytes))
-        .with_guessed_format()
-        .ok()?
-        .into_dimensions()
-        .ok()
-}
-
 /// Decodes and predicts an upload (blocking: call on a blocking thread).
 pub fn predict(
     options: &ExploreOptions,
@@ -243,8 +240,8 @@ pub fn predict(
     check_type(name, bytes)?;
     let label = Path::new(name);
     let image = photo::decode_photo(label, bytes).map_err(|e| {
-        let too_big =
-            claimed_size(bytes).is_some_and(|(w, h)| u64::from(w) * u64::from(h) > MAX_PIXELS);
+        let too_big = photo::header_size(bytes)
+            .is_some_and(|(w, h)| u64::from(w) * u64::from(h) > MAX_PIXELS);
         let status = if too_big {
             StatusCode::PAYLOAD_TOO_LARGE
         } else {
@@ -304,7 +301,6 @@ pub fn predict(
 
 /// The annotated picture (scaled to at most [`ANNOTATED_SIDE`]) as a PNG data URI.
 fn annotated(image: &image::DynamicImage, faces: &[FacePrediction]) -> Result<String, Fail> {
-    use image::ImageEncoder;
     let internal = |e: String| Fail::new(StatusCode::INTERNAL_SERVER_ERROR, e);
     let side = image.width().max(image.height());
     let (shown, scaled): (
@@ -339,19 +335,15 @@ fn annotated(image: &image::DynamicImage, faces: &[FacePrediction]) -> Result<St
     };
     let rgb =
         ferbayes_predict::annotate::render(&shown, &scaled).map_err(|e| internal(e.to_string()))?;
-    let mut png = Vec::new();
-    image::codecs::png::PngEncoder::new(&mut png)
-        .write_image(
-            &rgb,
-            shown.width(),
-            shown.height(),
-            image::ExtendedColorType::Rgb8,
-        )
-        .map_err(|e| internal(e.to_string()))?;
-    Ok(format!(
-        "data:image/png;base64,{}",
-        base64::engine::general_purpose::STANDARD.encode(&png)
-    ))
+    let png = ferbayes_render::png::encode(
+        &rgb,
+        shown.width(),
+        shown.height(),
+        Channels::Rgb,
+        Compression::Fast,
+    )
+    .map_err(|e| internal(e.to_string()))?;
+    Ok(ferbayes_render::png_data_uri(&png))
 }
 
 /// The upload form (with the result or refusal of the last upload below it).
@@ -381,7 +373,7 @@ pub fn page(settings: &Settings, request: Option<&PhotoRequest>, result: &str) -
 <script>\
 const f=document.getElementById('photo-form'),m=document.getElementById('photo-model');\
 const go=()=>{{f.action='/photo?'+m.value;}};m.addEventListener('change',go);go();\
-f.addEventListener('submit',()=>{{const nd=f.querySelector('[name=no_detect]');if(nd.checked)f.action+='&no_detect=1';}});\
+f.addEventListener('submit',()=>{{go();const nd=f.querySelector('[name=no_detect]');if(nd.checked)f.action+='&no_detect=1';}});\
 </script>",
         MAX_UPLOAD_BYTES >> 20,
         MAX_PIXELS / 1_000_000

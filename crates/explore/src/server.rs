@@ -2,7 +2,6 @@
 //! [`RunKey`] (reloaded when a manifest key changes), the photo models, and a limit on photo
 //! predictions running at once.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -17,12 +16,13 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use ferbayes_core::Split;
 use ferbayes_core::layout::Stage;
+use ferbayes_render::png::{Channels, Compression};
 
 use crate::ExploreOptions;
 use crate::data::{RunData, RunKey};
 use crate::error::Fail;
-use crate::faces::{self, Choice, ListQuery, valid_name};
-use crate::photo::{self, MAX_UPLOAD_BYTES, Models, PhotoJson, PhotoRequest};
+use crate::faces::{self, Choice, FacesQuery, ListQuery, valid_name};
+use crate::photo::{self, MAX_UPLOAD_BYTES, Models, PhotoJson, PhotoQuery, PhotoRequest};
 use crate::runpage;
 
 /// How long a read of the manifest keys is trusted before they are read again: a rerun shows
@@ -147,9 +147,10 @@ async fn timing(request: Request, next: Next) -> Response {
     response
 }
 
-type Params = Result<Query<HashMap<String, String>>, QueryRejection>;
+/// A typed query, or why it could not be read (a key given twice, say).
+type Params<T> = Result<Query<T>, QueryRejection>;
 
-fn params(q: Params) -> Result<HashMap<String, String>, Fail> {
+fn params<T>(q: Params<T>) -> Result<T, Fail> {
     q.map(|Query(q)| q)
         .map_err(|e| Fail::bad_request(e.body_text()))
 }
@@ -161,17 +162,17 @@ fn path_of<T>(p: Result<Path<T>, PathRejection>) -> Result<T, Fail> {
 
 async fn faces_data(
     state: &Shared,
-    q: Params,
+    q: Params<FacesQuery>,
 ) -> Result<(Choice, ListQuery, faces::FacesJson), Fail> {
     let q = params(q)?;
-    let choice = Choice::parse(&q, &state.options.settings)?;
+    let choice = Choice::parse(&q.arch, &q.method, &q.split, &state.options.settings)?;
     let list = ListQuery::parse(&q)?;
     let run = state.current_run().await?;
     let got = faces::list(&run, state.options.layout.profile(), choice, &list)?;
     Ok((choice, list, got))
 }
 
-async fn faces_page(State(state): State<Shared>, q: Params) -> Response {
+async fn faces_page(State(state): State<Shared>, q: Params<FacesQuery>) -> Response {
     match faces_data(&state, q).await {
         Ok((choice, list, got)) => {
             Html(faces::page(&state.options.settings, choice, &list, &got)).into_response()
@@ -180,7 +181,7 @@ async fn faces_page(State(state): State<Shared>, q: Params) -> Response {
     }
 }
 
-async fn faces_api(State(state): State<Shared>, q: Params) -> Response {
+async fn faces_api(State(state): State<Shared>, q: Params<FacesQuery>) -> Response {
     match faces_data(&state, q).await {
         Ok((_, _, got)) => axum::Json(got).into_response(),
         Err(f) => f.api(),
@@ -233,13 +234,12 @@ async fn face_png(State(state): State<Shared>, headers: HeaderMap, p: SplitImage
             return Ok(StatusCode::NOT_MODIFIED.into_response());
         }
         let side = ferbayes_core::IMAGE_SIDE as u32;
-        let mut png = Vec::new();
-        image::ImageEncoder::write_image(
-            image::codecs::png::PngEncoder::new(&mut png),
+        let png = ferbayes_render::png::encode(
             faces.pixels(i),
             side,
             side,
-            image::ExtendedColorType::L8,
+            Channels::Gray,
+            Compression::Fast,
         )
         .map_err(|e| internal(e.to_string()))?;
         Ok((
@@ -323,7 +323,7 @@ async fn photo_answer(
 
 async fn photo_page(
     State(state): State<Shared>,
-    q: Params,
+    q: Params<PhotoQuery>,
     headers: HeaderMap,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Response {
@@ -362,7 +362,7 @@ async fn photo_page(
 
 async fn photo_api(
     State(state): State<Shared>,
-    q: Params,
+    q: Params<PhotoQuery>,
     headers: HeaderMap,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Response {

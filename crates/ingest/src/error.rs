@@ -25,6 +25,9 @@ pub enum IngestError {
         #[source]
         source: std::io::Error,
     },
+    /// An image that `ferbayes-faces` could not read (a FER+ PNG or an OOD folder's image).
+    #[error(transparent)]
+    Faces(#[from] ferbayes_faces::FacesError),
     #[error(transparent)]
     Core(#[from] ferbayes_core::Error),
 }

@@ -10,8 +10,8 @@
 //! OOD: `ingest.ood.faces` images per generated set (the face-based sets cycle through the test
 //! faces; seeds from (`ingest.ood.seed`, set name, index)), and `ingest.ood.faces` images of
 //! every folder in `ingest.ood.folders` (all of them if it has fewer; otherwise evenly spread
-//! over the folder sorted by file name, see [`spread`]), converted like `predict` converts a
-//! photo.
+//! over the folder sorted by file name, see [`spread`]), converted by `ferbayes-faces` as
+//! `predict` converts a photo.
 
 use std::path::{Path, PathBuf};
 
@@ -207,7 +207,7 @@ pub fn ood_rows(test: &[Face], settings: &OodSettings) -> Result<Vec<OodImageRow
         let loaded: Vec<OodImageRow> = files
             .par_iter()
             .map(|path| {
-                let photo = crate::photo::load_photo(path)?;
+                let photo = ferbayes_faces::photo::load_photo(path)?;
                 let name = path
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())

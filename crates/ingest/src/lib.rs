@@ -1,13 +1,13 @@
 //! The ingest stage: FER+ (either accepted layout) to one Parquet file per split, with the FER+
 //! majority, crossentropy and multi-target labels and the plain crowd distribution.
 //!
-//! Architecture invariant: this is the only crate that reads raw images or the FER+ CSV files;
-//! every later stage reads the Parquet written here.
+//! Architecture invariant: this is the only crate that reads the FER+ label and CSV files, and
+//! the only stage that reads raw images (decoded by `ferbayes-faces`: FER+'s face PNGs and the
+//! OOD image folders); every later stage reads the Parquet written here.
 
 pub mod error;
 pub mod extra;
 pub mod labels;
-pub mod photo;
 pub mod shift;
 pub mod source;
 

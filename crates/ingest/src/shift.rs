@@ -171,21 +171,6 @@ impl Corruption {
         )
     }
 
-    /// What [`Corruption::parameter`] measures, for tables: `noise_sigma`, `blur_sigma_px`,
-    /// `contrast_factor`, `brightness_offset`, `patch_side_px`, `angle_degrees`,
-    /// `block_side_px`.
-    pub fn parameter_name(self) -> &'static str {
-        match self {
-            Corruption::GaussianNoise => "noise_sigma",
-            Corruption::GaussianBlur => "blur_sigma_px",
-            Corruption::Contrast => "contrast_factor",
-            Corruption::Brightness => "brightness_offset",
-            Corruption::Occlusion => "patch_side_px",
-            Corruption::Rotation => "angle_degrees",
-            Corruption::Pixelate => "block_side_px",
-        }
-    }
-
     /// The parameter of this corruption at `severity` (the module's severity table), or
     /// [`ShiftError::Severity`] outside `1..=SEVERITIES`.
     pub fn parameter(self, severity: u8) -> Result<f64> {

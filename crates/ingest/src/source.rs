@@ -1,14 +1,14 @@
 //! Reading FER+ from either accepted layout into [`Face`] records.
 //!
-//! 1. The Microsoft FER+ folders: `FER2013{Train,Valid,Test}/label.csv` plus the 48x48 PNGs.
+//! 1. The Microsoft FER+ folders: `FER2013{Train,Valid,Test}/label.csv` plus the 48x48 PNGs
+//!    (decoded by `ferbayes_faces::fer::read_png`).
 //! 2. The original `fer2013.csv` (emotion, pixels, Usage) beside `fer2013new.csv` (Usage, Image
 //!    name, 10 vote counts), row for row; rows with an empty image name are non-faces, skipped.
 
 use std::collections::HashMap;
-use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
-use ferbayes_core::{IMAGE_PIXELS, IMAGE_SIDE, NUM_VOTES, Split};
+use ferbayes_core::{IMAGE_PIXELS, NUM_VOTES, Split};
 use rayon::prelude::*;
 use tracing_indicatif::span_ext::IndicatifSpanExt;
 
@@ -145,7 +145,7 @@ pub fn read_folder(root: &Path, split: Split, limit: Option<usize>) -> Result<Ve
     let _enter = span.enter();
     rows.into_par_iter()
         .map(|r| {
-            let pixels = read_png(&dir.join(&r.image))?;
+            let pixels = ferbayes_faces::fer::read_png(&dir.join(&r.image))?;
             span.pb_inc(1);
             Ok(Face {
                 image: r.image,
@@ -239,38 +239,6 @@ fn parse_votes<'a>(
         return Err(format!("expected {NUM_VOTES} vote counts, found {n}"));
     }
     Ok(votes)
-}
-
-/// Decodes a FER2013 face PNG, which must be 48x48 8-bit grayscale.
-pub fn read_png(path: &Path) -> Result<Vec<u8>> {
-    let bytes = std::fs::read(path).map_err(|e| IngestError::io(path, e))?;
-    let bad = |message: String| IngestError::Image {
-        path: path.to_owned(),
-        message,
-    };
-    let mut decoder = png::Decoder::new(Cursor::new(bytes));
-    decoder.set_transformations(png::Transformations::IDENTITY);
-    let mut reader = decoder
-        .read_info()
-        .map_err(|e| bad(format!("not a readable PNG: {e}")))?;
-    let info = reader.info();
-    if (info.width as usize, info.height as usize) != (IMAGE_SIDE, IMAGE_SIDE) {
-        return Err(bad(format!(
-            "image is {}x{}, expected {IMAGE_SIDE}x{IMAGE_SIDE}",
-            info.width, info.height
-        )));
-    }
-    if info.color_type != png::ColorType::Grayscale || info.bit_depth != png::BitDepth::Eight {
-        return Err(bad(format!(
-            "image is {:?} with {} bits per sample, expected 8-bit grayscale",
-            info.color_type, info.bit_depth as u8
-        )));
-    }
-    let mut pixels = vec![0u8; IMAGE_PIXELS];
-    reader
-        .next_frame(&mut pixels)
-        .map_err(|e| bad(format!("PNG data is truncated or corrupt: {e}")))?;
-    Ok(pixels)
 }
 
 type CsvReader = csv::Reader<std::io::BufReader<std::fs::File>>;

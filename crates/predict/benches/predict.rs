@@ -49,8 +49,8 @@ fn main() {
     let layout = Layout::new(dir.path(), &profile);
     let photo = ferbayes_core::test_data_root().join("../photos/astronaut.png");
     let mut detector = FaceDetector::new().expect("detector");
-    let gray = ferbayes_ingest::photo::to_gray(
-        &ferbayes_ingest::photo::open_photo(&photo).expect("astronaut.png"),
+    let gray = ferbayes_faces::photo::to_gray(
+        &ferbayes_faces::photo::open_photo(&photo).expect("astronaut.png"),
     );
     let detect = timed(|| {
         assert_eq!(detector.detect(&gray, 40).len(), 1);

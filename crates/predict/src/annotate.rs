@@ -1,10 +1,12 @@
 //! `--annotate OUT.png`: the photo with each face's box and, beside it, a small bar chart of its
 //! mean probabilities, both coloured by the verdict. Drawn with the report's plotting stack
-//! (plotters on analyze's glyph-correct bitmap backend, with the bundled DejaVu Sans font).
+//! (plotters on `ferbayes-render`'s glyph-correct bitmap backend, with the bundled DejaVu Sans
+//! font).
 
 use std::path::Path;
 
-use ferbayes_analyze::glyphs::GlyphBitMap;
+use ferbayes_render::glyphs::GlyphBitMap;
+use ferbayes_render::png::{Channels, Compression};
 use image::DynamicImage;
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -156,7 +158,7 @@ fn draw_bars<DB: DrawingBackend>(
 
 /// The annotated photo as RGB8 pixels of the photo's size.
 pub fn render(photo: &DynamicImage, faces: &[FacePrediction]) -> Result<Vec<u8>> {
-    ferbayes_analyze::figures::ensure_font().map_err(|e| PredictError::Output {
+    ferbayes_render::font::ensure_font().map_err(|e| PredictError::Output {
         path: "annotation".into(),
         message: e.to_string(),
     })?;
@@ -187,20 +189,18 @@ pub fn render(photo: &DynamicImage, faces: &[FacePrediction]) -> Result<Vec<u8>>
 
 /// Writes the annotated photo to `out` as PNG (atomically).
 pub fn save(out: &Path, photo: &DynamicImage, faces: &[FacePrediction]) -> Result<()> {
-    use image::ImageEncoder;
     let buf = render(photo, faces)?;
-    let mut png = Vec::new();
-    image::codecs::png::PngEncoder::new(&mut png)
-        .write_image(
-            &buf,
-            photo.width(),
-            photo.height(),
-            image::ExtendedColorType::Rgb8,
-        )
-        .map_err(|e| PredictError::Output {
-            path: out.to_owned(),
-            message: e.to_string(),
-        })?;
+    let png = ferbayes_render::png::encode(
+        &buf,
+        photo.width(),
+        photo.height(),
+        Channels::Rgb,
+        Compression::Fast,
+    )
+    .map_err(|e| PredictError::Output {
+        path: out.to_owned(),
+        message: e.to_string(),
+    })?;
     ferbayes_core::io::write_atomic(out, &png)?;
     Ok(())
 }

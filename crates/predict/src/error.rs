@@ -10,8 +10,9 @@ pub type Result<T, E = PredictError> = std::result::Result<T, E>;
 pub enum PredictError {
     #[error(transparent)]
     Core(#[from] ferbayes_core::Error),
+    /// A photo `ferbayes-faces` could not read, or its detector's model.
     #[error(transparent)]
-    Ingest(#[from] ferbayes_ingest::IngestError),
+    Faces(#[from] ferbayes_faces::FacesError),
     #[error(transparent)]
     Infer(#[from] ferbayes_infer::InferError),
     #[error(
@@ -19,8 +20,6 @@ pub enum PredictError {
         path.display()
     )]
     NoFace { path: PathBuf },
-    #[error("the face detector's embedded model is unreadable: {0}")]
-    DetectorModel(String),
     #[error("{}: {message}", path.display())]
     Output { path: PathBuf, message: String },
     #[error(

@@ -1,6 +1,6 @@
 //! `ferbayes predict`: a user's photos through a trained model. The faces of each photo are found
-//! by a frontal face detector ([`detect`]), cropped with FER2013's margin and converted to 48x48
-//! grayscale by ingest's photo path, and sampled by infer's [`Predictor`] (T passes or N
+//! by the frontal face detector of `ferbayes-faces` ([`FaceDetector`]), cropped with FER2013's
+//! margin and converted to 48x48 grayscale by that crate's photo path, and sampled by infer's [`Predictor`] (T passes or N
 //! members); each face gets its mean probabilities, the predictive entropy split into aleatoric
 //! and epistemic parts, a verdict ([`summary`]) and, when the profile's analyze stage has
 //! calibrated one, a split-conformal prediction set ([`conformal`]). [`annotate`] draws the answer on the photo
@@ -8,7 +8,6 @@
 
 pub mod annotate;
 pub mod conformal;
-pub mod detect;
 pub mod error;
 pub mod summary;
 pub mod table;
@@ -16,13 +15,13 @@ pub mod table;
 use std::path::Path;
 
 use ferbayes_core::IMAGE_SIDE;
+use ferbayes_faces::photo::{self, Square};
 use ferbayes_infer::Predictor;
-use ferbayes_ingest::photo::{self, Square};
 use image::DynamicImage;
 
 pub use conformal::{PredictionSet, SetThreshold};
-pub use detect::{FaceBox, FaceDetector};
 pub use error::{PredictError, Result};
+pub use ferbayes_faces::{FaceBox, FaceDetector};
 pub use summary::{FacePrediction, Verdict};
 
 /// How faces are found in a photo.

@@ -7,7 +7,7 @@ use ferbayes_core::{EMOTIONS, NUM_CLASSES};
 use serde::Serialize;
 
 use crate::conformal::{self, PredictionSet, SetThreshold};
-use crate::detect::FaceBox;
+use ferbayes_faces::FaceBox;
 
 /// Mutual information (nats) above which the samples disagree enough to call the input
 /// unfamiliar; a quarter of ln 2, the largest MI two equally likely opposite samples could have.

@@ -75,7 +75,7 @@ pub fn predict_folder(
                 tracing::warn!("no face found in {}", path.display());
                 out.no_face.push(path);
             }
-            Err(PredictError::Ingest(e)) => {
+            Err(PredictError::Faces(e)) => {
                 tracing::warn!("{e}");
                 out.unreadable.push(e.to_string());
             }

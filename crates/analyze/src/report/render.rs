@@ -3,6 +3,8 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
+use ferbayes_render::html::{document, escape};
+
 use super::Block;
 
 /// The anchor of a heading, as GitHub derives it: lower case, spaces to `-`, only letters,
@@ -17,13 +19,6 @@ pub(super) fn anchor(heading: &str) -> String {
             _ => None,
         })
         .collect()
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 /// Inline `code` spans to HTML.
@@ -48,13 +43,7 @@ code{background:#f4f4f4;padding:0 .2em}";
 /// The HTML page; figures are embedded as base64 PNG (read from `base`) so the page is
 /// self-contained, with the relative path as a fallback if a figure cannot be read.
 pub(super) fn html(title: &str, doc: &[Block], base: &Path) -> String {
-    let mut out = String::new();
-    let _ = write!(
-        out,
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{}</title>\n<style>{CSS}</style>\n</head>\n<body>\n<h1>{}</h1>\n",
-        escape(title),
-        escape(title)
-    );
+    let mut out = format!("<h1>{}</h1>\n", escape(title));
     for block in doc {
         match block {
             Block::Heading(h) => {
@@ -98,10 +87,8 @@ pub(super) fn html(title: &str, doc: &[Block], base: &Path) -> String {
                 out.push_str("</table>\n");
             }
             Block::Figure { src, caption } => {
-                let data = std::fs::read(base.join(src)).map_or_else(
-                    |_| escape(src),
-                    |png| format!("data:image/png;base64,{}", crate::figures::base64(&png)),
-                );
+                let data = std::fs::read(base.join(src))
+                    .map_or_else(|_| escape(src), |png| ferbayes_render::png_data_uri(&png));
                 let stem = Path::new(src)
                     .file_stem()
                     .map_or_else(String::new, |s| s.to_string_lossy().into_owned());
@@ -116,8 +103,7 @@ pub(super) fn html(title: &str, doc: &[Block], base: &Path) -> String {
             }
         }
     }
-    out.push_str("</body>\n</html>\n");
-    out
+    document(title, CSS, &out)
 }
 
 fn md_cell(s: &str) -> String {

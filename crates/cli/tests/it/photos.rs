@@ -41,7 +41,7 @@ fn group_photo_gives_the_four_faces_where_they_are() {
         // 48x48 frame: every edge within a quarter of its side.
         let found = faces.iter().any(|f| {
             let (x, y, w, _) = face_box(f);
-            let side = w * ferbayes_predict::detect::CROP_SCALE;
+            let side = w * ferbayes_faces::CROP_SCALE;
             let (cx, cy) = (x + w / 2.0, y + w / 2.0);
             let (x0, y0) = (cx - side / 2.0, cy - side / 2.0);
             let tol = GROUP_SIDE / 4.0;

@@ -34,7 +34,7 @@ fn write_csv_pair(dest: &Path) -> usize {
             } else {
                 faces += 1;
                 let split = Split::from_usage(usage).expect("known usage");
-                ferbayes_ingest::source::read_png(&real.join(split.ferplus_folder()).join(name))
+                ferbayes_faces::fer::read_png(&real.join(split.ferplus_folder()).join(name))
                     .expect("real png")
             };
             let text: Vec<String> = pixels.iter().map(u8::to_string).collect();
@@ -88,9 +88,8 @@ fn csv_layout_matches_the_folder_layout() {
         for face in read_faces(&layout, split) {
             let name = &face.image;
             assert_eq!(face.split, split.name());
-            let png =
-                ferbayes_ingest::source::read_png(&real.join(split.ferplus_folder()).join(name))
-                    .expect("png");
+            let png = ferbayes_faces::fer::read_png(&real.join(split.ferplus_folder()).join(name))
+                .expect("png");
             assert_eq!(face.pixels, png, "{name}");
             assert_eq!(
                 face.votes.as_slice(),

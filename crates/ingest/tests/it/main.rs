@@ -5,7 +5,6 @@ mod csv_layout;
 mod extra;
 mod killed;
 mod labels;
-mod photo;
 mod real_data;
 mod rerun;
 mod shift;

@@ -3,10 +3,10 @@
 
 use ferbayes_core::seed::mix;
 use ferbayes_core::{IMAGE_PIXELS, IMAGE_SIDE};
+use ferbayes_faces::fer::read_png;
 use ferbayes_ingest::shift::{
     Corruption, GeneratedOod, SEVERITIES, ShiftError, corrupt, gaussian_blur, generate, rotate,
 };
-use ferbayes_ingest::source::read_png;
 
 use crate::support::real_root;
 

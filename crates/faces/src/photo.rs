@@ -1,7 +1,7 @@
 //! A user's own photo (PNG or JPEG, any size, colour or not) to FER2013-style faces: 8-bit
 //! grayscale, a square region resized to 48x48 — the whole image's centre square
 //! ([`load_photo`]) or a square around a detected face ([`face_pixels`]). Used by `predict` and
-//! by the out-of-distribution sets, so that every raw image enters ferbayes through this crate.
+//! `explore` for people's photos and by ingest for the out-of-distribution image folders.
 
 use std::path::Path;
 
@@ -9,7 +9,7 @@ use ferbayes_core::{IMAGE_PIXELS, IMAGE_SIDE};
 use image::imageops::FilterType;
 use image::{DynamicImage, GrayImage};
 
-use crate::error::{IngestError, Result};
+use crate::error::{FacesError, Result};
 
 /// Largest image [`open_photo`] decodes, in pixels (120 megapixels: a large camera photo); its
 /// header is read first, so a bigger one is refused before any pixel is decoded.
@@ -34,18 +34,15 @@ pub struct Square {
     pub side: u32,
 }
 
-fn image_error(path: &Path, message: impl Into<String>) -> IngestError {
-    IngestError::Image {
-        path: path.to_owned(),
-        message: message.into(),
-    }
+fn image_error(path: &Path, message: impl Into<String>) -> FacesError {
+    FacesError::image(path, message)
 }
 
 fn reader(path: &Path) -> Result<image::ImageReader<std::io::BufReader<std::fs::File>>> {
     image::ImageReader::open(path)
-        .map_err(|e| IngestError::io(path, e))?
+        .map_err(|e| FacesError::io(path, e))?
         .with_guessed_format()
-        .map_err(|e| IngestError::io(path, e))
+        .map_err(|e| FacesError::io(path, e))
 }
 
 /// Checks an image taken for a JPEG (by content or, failing that, by extension): it must start
@@ -60,7 +57,7 @@ fn check_jpeg<R: std::io::Read + std::io::Seek>(
 ) -> Result<()> {
     use std::io::SeekFrom;
     const TAIL: u64 = 64 * 1024;
-    let io = |e| IngestError::io(path, e);
+    let io = |e| FacesError::io(path, e);
     let mut head = [0u8; 3];
     if source.read_exact(&mut head).is_err() || head != [0xFF, 0xD8, 0xFF] {
         return Err(image_error(
@@ -87,14 +84,14 @@ fn check_jpeg<R: std::io::Read + std::io::Seek>(
 /// before decoding, and a truncated PNG fails while decoding; every error names the file.
 pub fn open_photo(path: &Path) -> Result<DynamicImage> {
     let size = std::fs::metadata(path)
-        .map_err(|e| IngestError::io(path, e))?
+        .map_err(|e| FacesError::io(path, e))?
         .len();
     if size == 0 {
         return Err(image_error(path, "file is empty"));
     }
     let header = reader(path)?;
     if header.format() == Some(image::ImageFormat::Jpeg) {
-        let file = std::fs::File::open(path).map_err(|e| IngestError::io(path, e))?;
+        let file = std::fs::File::open(path).map_err(|e| FacesError::io(path, e))?;
         check_jpeg(path, file, size)?;
     }
     decode_checked(path, header, || reader(path))
@@ -111,7 +108,7 @@ pub fn decode_photo(name: &Path, bytes: &[u8]) -> Result<DynamicImage> {
     let memory = || {
         let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
             .with_guessed_format()
-            .map_err(|e| IngestError::io(name, e))?;
+            .map_err(|e| FacesError::io(name, e))?;
         if reader.format().is_none()
             && let Ok(format) = image::ImageFormat::from_path(name)
         {
@@ -124,6 +121,16 @@ pub fn decode_photo(name: &Path, bytes: &[u8]) -> Result<DynamicImage> {
         check_jpeg(name, std::io::Cursor::new(bytes), bytes.len() as u64)?;
     }
     decode_checked(name, header, memory)
+}
+
+/// The width and height that a PNG or JPEG held in memory claims in its header, if readable;
+/// nothing is decoded (so a caller can tell an image refused for its size from a broken one).
+pub fn header_size(bytes: &[u8]) -> Option<(u32, u32)> {
+    image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .ok()?
+        .into_dimensions()
+        .ok()
 }
 
 /// The size check of the image whose header `header` reads, then its decoding through a fresh

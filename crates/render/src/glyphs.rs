@@ -1,4 +1,5 @@
-//! A bitmap backend whose text is rasterised here with `ab_glyph` from the bundled font.
+//! A bitmap backend whose text is rasterised here with `ab_glyph` from the bundled font
+//! ([`crate::font`]).
 //!
 //! plotters 0.3.7's own ab_glyph text path places each glyph at the pen position without its
 //! left-side bearing, which spaces narrow glyphs unevenly ("cr owd", "1 .0"). This wrapper
@@ -15,7 +16,7 @@ use plotters_backend::{
     BackendColor, BackendCoord, BackendStyle, BackendTextStyle, DrawingBackend, DrawingErrorKind,
 };
 
-use crate::figures::FONT_BYTES;
+use crate::font::FONT_BYTES;
 
 fn font() -> Option<&'static FontRef<'static>> {
     static FONT: OnceLock<Option<FontRef<'static>>> = OnceLock::new();
@@ -40,7 +41,7 @@ fn layout(font: &FontRef<'static>, text: &str, size: f64) -> (u32, u32) {
 }
 
 /// The drawn width of `text` at `size` pixels, as this backend lays it out (0 without the font).
-pub(crate) fn text_width(text: &str, size: f64) -> u32 {
+pub fn text_width(text: &str, size: f64) -> u32 {
     font().map_or(0, |f| layout(f, text, size).0)
 }
 

@@ -2,10 +2,12 @@
 
 use std::path::Path;
 
-use ferbayes_ingest::photo::{decode_photo, load_photo, open_photo};
-use ferbayes_ingest::source::read_png;
+use ferbayes_faces::fer::read_png;
+use ferbayes_faces::photo::{decode_photo, header_size, load_photo, open_photo};
 
-use crate::support::real_root;
+fn real_root() -> std::path::PathBuf {
+    ferbayes_core::test_data_root()
+}
 
 #[test]
 fn a_real_face_passes_through_unchanged() {
@@ -61,7 +63,7 @@ fn colour_images_are_grayed_centre_cropped_and_resized() {
 
 #[test]
 fn face_pixels_crop_a_square_and_repeat_the_edges_past_the_border() {
-    use ferbayes_ingest::photo::{Square, face_pixels};
+    use ferbayes_faces::photo::{Square, face_pixels};
     // 100x80 image whose pixel (x, y) is x + y (mod 256).
     let img = image::GrayImage::from_fn(100, 80, |x, y| image::Luma([(x + y) as u8]));
     // A 48 square inside: exactly those pixels, nothing resampled.
@@ -132,4 +134,19 @@ fn bad_bytes_get_the_errors_of_bad_files() {
             "the same refusal from memory as from a file"
         );
     }
+}
+
+#[test]
+fn header_sizes_are_read_without_decoding() {
+    let png = std::fs::read(shared_photo("astronaut.png")).expect("astronaut.png");
+    assert_eq!(header_size(&png), Some((512, 512)));
+    // Half the file: the header is whole, the pixels are not.
+    assert_eq!(header_size(&png[..png.len() / 2]), Some((512, 512)));
+    let jpeg = std::fs::read(shared_photo("group.jpg")).expect("group.jpg");
+    assert_eq!(
+        header_size(&jpeg),
+        Some(image::image_dimensions(shared_photo("group.jpg")).expect("size"))
+    );
+    assert_eq!(header_size(b"not an image at all"), None);
+    assert_eq!(header_size(b""), None);
 }

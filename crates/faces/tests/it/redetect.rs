@@ -1,12 +1,12 @@
-//! FER2013's crop margin, and the crop of a re-detected FER face against ingest's 48x48 pixels.
+//! FER2013's crop margin, and the crop of a re-detected FER face against FER+'s own 48x48 pixels.
 //!
 //! Each of the first FACES FER+ test faces is upscaled 4x (bicubic, as `group.jpg` was made) to
 //! 192x192 and pasted in the middle of a 384x384 mid-grey canvas; the detector then looks for it.
 
 use ferbayes_core::IMAGE_SIDE;
-use ferbayes_ingest::photo::{Square, face_pixels};
-use ferbayes_predict::FaceDetector;
-use ferbayes_predict::detect::CROP_SCALE;
+use ferbayes_faces::FaceDetector;
+use ferbayes_faces::detect::CROP_SCALE;
+use ferbayes_faces::photo::{Square, face_pixels};
 use image::GrayImage;
 use image::imageops::FilterType;
 
@@ -20,7 +20,7 @@ struct Measured {
     ratios: Vec<f64>,
     /// (box centre − frame centre) / 192, x and y, per detected face.
     offsets: Vec<(f64, f64)>,
-    /// Mean |difference| (grey levels) of the re-detected crop against ingest's pixels.
+    /// Mean |difference| (grey levels) of the re-detected crop against the face's own pixels.
     redetected: Vec<f64>,
     /// The same for the exact frame (the 192 square where the face was pasted): resampling only.
     resampled: Vec<f64>,
@@ -69,7 +69,7 @@ fn measure() -> Measured {
         tried: files.len(),
     };
     for path in &files {
-        let pixels = ferbayes_ingest::source::read_png(path).expect("png");
+        let pixels = ferbayes_faces::fer::read_png(path).expect("png");
         let face = GrayImage::from_raw(48, 48, pixels.clone()).expect("48x48");
         let big = image::imageops::resize(&face, side, side, FilterType::CatmullRom);
         let mut canvas = GrayImage::from_pixel(CANVAS, CANVAS, image::Luma([128]));
@@ -133,7 +133,7 @@ fn fer_crop_margin_and_redetected_crops() {
     // CROP_SCALE is this measurement (within 3 %), and the crop needs no shift (< 3 % of the side).
     assert!((ratio / CROP_SCALE - 1.0).abs() < 0.03, "ratio {ratio}");
     assert!(dx.abs() < 0.03 && dy.abs() < 0.03, "offset ({dx}, {dy})");
-    // Upscaling 4x and resizing back with ingest's filter, on the exact frame: the resampling
+    // Upscaling 4x and resizing back with the photo path's filter, on the exact frame: the resampling
     // error (a triangle filter over 4x is a blur, so it is not zero).
     let resampled_median = median(m.resampled.clone());
     assert!(
@@ -141,7 +141,7 @@ fn fer_crop_margin_and_redetected_crops() {
         "resampling error {resampled_median} / {resampled_max}"
     );
     // Where the detector's box matches FER2013's crop to within one 48x48 pixel (2 of 100 faces
-    // here), the re-detected face is ingest's within the resampling error plus what a shift of
+    // here), the re-detected face is the original within the resampling error plus what a shift of
     // under one pixel costs (measured 6.7 grey levels at most).
     assert!(!m.aligned.is_empty(), "no aligned crop");
     assert!(aligned_excess < 8.0, "aligned excess {aligned_excess}");

@@ -1,12 +1,12 @@
 //! Face detection with rustface (SeetaFace's funnel-structured cascade for frontal faces, its
 //! model file embedded at build time), and the FER2013-style crop around each detected face.
 
-use ferbayes_ingest::photo::Square;
 use image::GrayImage;
 use image::imageops::FilterType;
 use serde::Serialize;
 
-use crate::error::{PredictError, Result};
+use crate::error::{FacesError, Result};
+use crate::photo::Square;
 
 /// The embedded `seeta_fd_frontal_v1.0.bin` of the rustface package (see build.rs).
 const MODEL: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/seeta_fd_frontal_v1.0.bin"));
@@ -65,7 +65,7 @@ impl FaceDetector {
     /// threshold 2.0, pyramid factor 0.8, window step 4).
     pub fn new() -> Result<Self> {
         let model =
-            rustface::read_model(MODEL).map_err(|e| PredictError::DetectorModel(e.to_string()))?;
+            rustface::read_model(MODEL).map_err(|e| FacesError::DetectorModel(e.to_string()))?;
         let mut inner = rustface::create_detector_with_model(model);
         inner.set_score_thresh(2.0);
         inner.set_pyramid_scale_factor(0.8);
