@@ -10,6 +10,7 @@ use std::sync::OnceLock;
 
 use ferbayes_core::io::write_atomic;
 use ferbayes_core::{EMOTIONS, IMAGE_SIDE, Layout, Method, NUM_CLASSES};
+use ferbayes_uq::calibration::Bin;
 use plotters::coord::Shift;
 use plotters::element::DashedPathElement;
 use plotters::prelude::*;
@@ -18,7 +19,6 @@ use plotters::style::{FontStyle, register_font};
 
 use crate::error::{AnalyzeError, Result};
 use crate::glyphs::GlyphBitMap;
-use crate::metrics::Bin;
 
 /// DejaVu Sans (Bitstream Vera licence, see assets/DejaVu-LICENSE.txt).
 pub(crate) const FONT_BYTES: &[u8] = include_bytes!("../../../assets/DejaVuSans.ttf");
@@ -756,10 +756,7 @@ fn draw_bars_cell<DB: DrawingBackend>(
 
 /// The predicted class name of a distribution.
 pub fn class_name(p: &[f32]) -> &'static str {
-    EMOTIONS
-        .get(crate::metrics::predict(p).0)
-        .copied()
-        .unwrap_or("?")
+    EMOTIONS.get(ferbayes_uq::argmax(p)).copied().unwrap_or("?")
 }
 
 /// The entropy-vs-crowd-entropy scatter, one panel per architecture.
@@ -1155,7 +1152,7 @@ mod tests {
     /// edge and ends left of the right edge.
     #[test]
     fn one_panel_reliability_title_is_not_clipped() {
-        let bins = crate::metrics::reliability(&[[0.7f32, 0.3], [0.4, 0.6]], &[0, 1], 10);
+        let bins = ferbayes_uq::calibration::reliability(&[[0.7f32, 0.3], [0.4, 0.6]], &[0, 1], 10);
         let figure = Reliability {
             title: "densenet121 / mc_dropconnect: reliability on the test split".into(),
             color: RGBColor(10, 10, 10),

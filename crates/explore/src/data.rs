@@ -186,7 +186,7 @@ pub struct AtN {
 impl AtN {
     /// The predicted class and its probability.
     pub fn predicted(&self) -> (usize, f64) {
-        let (k, p) = ferbayes_analyze::metrics::predict(&self.probs);
+        let (k, p) = ferbayes_uq::predict(&self.probs);
         (k, p)
     }
 
@@ -268,7 +268,7 @@ impl ComboStats {
                 for k in 0..NUM_CLASSES {
                     sum[k] += f64::from(p[k]);
                 }
-                entropy_sum += ferbayes_analyze::metrics::entropy(p);
+                entropy_sum += ferbayes_uq::entropy(p);
                 let count = (s + 1) as f64;
                 means.push(sum.map(|v| (v / count) as f32));
                 aleatoric.push(entropy_sum / count);
@@ -287,7 +287,7 @@ impl ComboStats {
     pub fn at(&self, i: usize, n: usize) -> AtN {
         let slot = i * self.samples + (n.clamp(1, self.samples) - 1);
         let probs = self.means[slot];
-        let entropy = ferbayes_analyze::metrics::entropy(&probs);
+        let entropy = ferbayes_uq::entropy(&probs);
         let aleatoric = self.aleatoric[slot];
         AtN {
             probs,

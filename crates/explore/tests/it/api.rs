@@ -68,9 +68,9 @@ fn faces_are_the_infer_tables_means_with_analyzes_entropy_split() {
             let image = face["image"].as_str().expect("image");
             let s = &table[image];
             let first: Vec<&[[f32; 8]]> = s[..n].iter().map(std::slice::from_ref).collect();
-            let want = ferbayes_analyze::metrics::face_uncertainty(&first);
+            let want = ferbayes_uq::face_splits(&first)[0];
             let p = probs(&face["probabilities"]);
-            for (k, (got, want)) in p.iter().zip(want.pbar[0]).enumerate() {
+            for (k, (got, want)) in p.iter().zip(want.probs).enumerate() {
                 assert!(
                     (got - f64::from(want)).abs() < 1e-6,
                     "{image} n={n} class {k}: {got} vs {want}"
@@ -78,11 +78,11 @@ fn faces_are_the_infer_tables_means_with_analyzes_entropy_split() {
             }
             let entropy = face["predictive_entropy"].as_f64().expect("entropy");
             let epistemic = face["epistemic"].as_f64().expect("epistemic");
-            assert!((entropy - want.entropy[0]).abs() < 1e-5, "{image}");
+            assert!((entropy - want.entropy).abs() < 1e-5, "{image}");
             assert!(
-                (epistemic - want.mutual_information[0]).abs() < 1e-5,
+                (epistemic - want.epistemic).abs() < 1e-5,
                 "{image}: {epistemic} vs {}",
-                want.mutual_information[0]
+                want.epistemic
             );
             let set = &face["prediction_set"];
             assert_eq!(set["qhat"].as_f64(), Some(qhat), "{face}");
