@@ -313,6 +313,21 @@ fn quantile_rank_is_off_by_one_safe() {
 }
 
 #[test]
+fn the_set_holds_the_classes_within_the_threshold() {
+    let set = |p: &[f32], q: f64| set_classes(prediction_set(p, q)).collect::<Vec<_>>();
+    // 1 − p = (0.5, 0.7, 0.9, 1, 1, 1, 0.95, 0.95) (up to f32 rounding: 1 − 0.3f32 is
+    // 0.69999998807907): q̂ = 0.7 keeps classes 0 and 1.
+    let mean = [0.5f32, 0.3, 0.1, 0.0, 0.0, 0.0, 0.05, 0.05];
+    assert_eq!(set(&mean, 0.7), vec![0, 1]);
+    // The boundary is inclusive: 1 − 0.5 = 0.5 ≤ 0.5 exactly.
+    assert_eq!(set(&mean, 0.5), vec![0]);
+    assert_eq!(set(&mean, 0.69), vec![0]);
+    assert_eq!(set(&mean, 0.4), Vec::<usize>::new());
+    // q̂ = +∞ (too few calibration faces for α): every class.
+    assert_eq!(set(&mean, f64::INFINITY), (0..8).collect::<Vec<_>>());
+}
+
+#[test]
 fn set_metrics_by_hand() {
     let face = |set, label, crowd_set, crowd_entropy| SetFace {
         set,
