@@ -57,7 +57,7 @@ pub struct CrowdDiagram {
     pub method: Method,
     /// Confidence bins with the majority label's hit rate (the usual reliability diagram).
     pub majority: Vec<Bin>,
-    /// The same bins with the mean crowd agreement c[ŷ] as `accuracy`.
+    /// The same bins with the mean crowd agreement c\[ŷ\] as `accuracy`.
     pub crowd: Vec<Bin>,
     /// (decile 1..10 of the crowd entropy, mean |C| at α = `SHOWN_ALPHA`).
     pub set_size_by_decile: Vec<(f64, f64)>,

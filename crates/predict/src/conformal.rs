@@ -2,7 +2,7 @@
 //! `analyze/conformal.parquet`: the threshold q̂ calibrated on the valid split for the model's
 //! arch, method and sample count at α = [`SHOWN_ALPHA`]. The set itself is
 //! [`ferbayes_uq::conformal::prediction_set`], the rule analyze evaluates on the test split,
-//! C(x) = {k : 1 − p̄[k] ≤ q̂}, which holds the majority label for at least 1 − α of faces
+//! C(x) = {k : 1 − p̄\[k\] ≤ q̂}, which holds the majority label for at least 1 − α of faces
 //! exchangeable with the calibration faces ([`crate::FacePrediction::with_set`]).
 
 use ferbayes_core::plan::{self, Plan};
@@ -18,7 +18,7 @@ use crate::Result;
 pub struct PredictionSet {
     /// The miscoverage level: the set misses the majority label of at most this share of faces.
     pub alpha: f64,
-    /// The threshold on 1 − p̄[k] (calibrated on the valid split).
+    /// The threshold on 1 − p̄\[k\] (calibrated on the valid split).
     pub qhat: f64,
     /// The emotions in the set, in FER+ order.
     pub emotions: Vec<String>,

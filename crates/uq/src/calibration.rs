@@ -17,7 +17,7 @@ pub fn error<const K: usize>(probs: &[[f32; K]], labels: &[u8]) -> f64 {
     mean(wrong as f64, probs.len().min(labels.len()))
 }
 
-/// Negative log-likelihood of the labels: −mean log max(p[y], 1e-12).
+/// Negative log-likelihood of the labels: −mean log max(p\[y\], 1e-12).
 pub fn nll<const K: usize>(probs: &[[f32; K]], labels: &[u8]) -> f64 {
     let sum: f64 = probs
         .iter()
@@ -164,15 +164,15 @@ fn classwise_gap<const K: usize>(
 }
 
 /// The crowd reliability diagram: the faces binned by confidence `conf[i]` as for ECE, each bin's
-/// `accuracy` being the mean crowd agreement `crowd_at_pred[i]` = c_i[ŷ_i], the share of the
+/// `accuracy` being the mean crowd agreement `crowd_at_pred[i]` = c_i\[ŷ_i\], the share of the
 /// crowd's votes on the predicted class.
 pub fn crowd_reliability(conf: &[f64], crowd_at_pred: &[f64], bins: usize) -> Vec<Bin> {
     let pairs = conf.iter().copied().zip(crowd_at_pred.iter().copied());
     bins_of(pairs, bins.max(1))
 }
 
-/// Crowd ECE: Σ_b (|B_b| / N) |mean_b conf − mean_b c[ŷ]| over the equal-width (lo, hi]
-/// confidence bins of ECE; `crowd_at_pred[i]` is c_i[ŷ_i].
+/// Crowd ECE: Σ_b (|B_b| / N) |mean_b conf − mean_b c\[ŷ\]| over the equal-width (lo, hi]
+/// confidence bins of ECE; `crowd_at_pred[i]` is c_i\[ŷ_i\].
 pub fn crowd_ece(conf: &[f64], crowd_at_pred: &[f64], bins: usize) -> f64 {
     ece_of_bins(&crowd_reliability(conf, crowd_at_pred, bins))
 }

@@ -1,8 +1,8 @@
 //! Split-conformal prediction sets over plain slices, and how they compare with the crowd.
 //!
-//! The score of a face with majority label y is s = 1 − p̄[y]. On m calibration scores, q̂ is
+//! The score of a face with majority label y is s = 1 − p̄\[y\]. On m calibration scores, q̂ is
 //! the ⌈(m+1)(1−α)⌉-th smallest ([`quantile_rank`]); when that rank exceeds m, q̂ = +∞ and every
-//! set holds every class. The set of a test face is C = {k : 1 − p̄[k] ≤ q̂}. With exchangeable
+//! set holds every class. The set of a test face is C = {k : 1 − p̄\[k\] ≤ q̂}. With exchangeable
 //! calibration and test faces, P(y ∈ C) ≥ 1 − α.
 //!
 //! Sets are bit masks over at most 8 classes (bit k = class k), like the crowd's label set M,
@@ -31,12 +31,12 @@ pub fn qhat(scores: &[f64], alpha: f64) -> f64 {
     sorted[rank - 1]
 }
 
-/// The conformal score of a face: 1 − p[y], in f64.
+/// The conformal score of a face: 1 − p\[y\], in f64.
 pub fn score(p: &[f32], y: usize) -> f64 {
     1.0 - f64::from(p[y])
 }
 
-/// The prediction set {k : 1 − p[k] ≤ q̂} as a bit mask (bit k = class k; the boundary is
+/// The prediction set {k : 1 − p\[k\] ≤ q̂} as a bit mask (bit k = class k; the boundary is
 /// inclusive, and q̂ = +∞ gives every class). The one set rule of analyze's tables, `ferbayes
 /// predict` and explore; [`set_classes`] lists its classes.
 pub fn prediction_set(p: &[f32], qhat: f64) -> u8 {

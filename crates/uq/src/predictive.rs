@@ -149,7 +149,7 @@ pub struct FaceSplit<const K: usize> {
     pub probs: [f32; K],
     /// Predictive entropy H[p̄] of the f32 mean.
     pub entropy: f64,
-    /// Expected entropy (aleatoric): the mean over samples of H[p_t].
+    /// Expected entropy (aleatoric): the mean over samples of H\[p_t\].
     pub aleatoric: f64,
     /// Mutual information (epistemic): `entropy − aleatoric`, not clamped. It is ≥ 0 for the
     /// exact mean, but `entropy` is that of p̄ rounded to f32, so when the samples (almost)
@@ -161,7 +161,7 @@ pub struct FaceSplit<const K: usize> {
 
 impl<const K: usize> FaceSplit<K> {
     /// The split of a face whose mean prediction is `probs` and whose samples' mean entropy is
-    /// `aleatoric`: entropy = H[`probs`], epistemic = entropy − aleatoric.
+    /// `aleatoric`: entropy = H\[`probs`\], epistemic = entropy − aleatoric.
     pub fn new(probs: [f32; K], aleatoric: f64) -> Self {
         let entropy = entropy(&probs);
         FaceSplit {
@@ -234,9 +234,9 @@ pub fn face_split<const K: usize>(samples: &[[f32; K]]) -> FaceSplit<K> {
 pub struct Uncertainty {
     /// Predictive entropy H[p̄] of the mean prediction.
     pub entropy: f64,
-    /// Expected entropy (aleatoric): the mean over samples of H[p_t].
+    /// Expected entropy (aleatoric): the mean over samples of H\[p_t\].
     pub aleatoric: f64,
-    /// Mutual information (epistemic): H[p̄] − mean_t H[p_t].
+    /// Mutual information (epistemic): H\[p̄\] − mean_t H\[p_t\].
     pub epistemic: f64,
 }
 
