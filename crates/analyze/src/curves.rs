@@ -2,6 +2,7 @@
 
 use ferbayes_core::seed::{mix, stream_of};
 use ferbayes_core::{Arch, Method, NUM_CLASSES, Split};
+use ferbayes_uq::RunningMean;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
@@ -81,9 +82,10 @@ pub fn orderings(
         .collect()
 }
 
-/// The metrics for n = 1..order.len(), adding the samples in `order` one at a time to running
-/// sums (the prediction at n is the mean of the first n samples of `order`). `sample_entropy[t]`
-/// is the labelled faces' mean entropy under sample t ([`Evaluator::labelled_entropy`]).
+/// The metrics for n = 1..order.len(), adding the samples in `order` one at a time to each face's
+/// [`RunningMean`] (the prediction at n is the mean of the first n samples of `order`).
+/// `sample_entropy[t]` is the labelled faces' mean entropy under sample t
+/// ([`Evaluator::labelled_entropy`]).
 pub fn curve(
     samples: &Samples,
     evaluator: &Evaluator<NUM_CLASSES>,
@@ -91,17 +93,19 @@ pub fn curve(
     order: &[usize],
 ) -> Vec<Metrics> {
     let faces = samples.faces;
-    let mut sums = vec![[0.0f64; NUM_CLASSES]; faces];
+    let mut running = vec![RunningMean::<NUM_CLASSES>::new(); faces];
     let mut mean = vec![[0.0f32; NUM_CLASSES]; faces];
     let mut entropy_sum = 0.0;
     let mut out = Vec::with_capacity(order.len());
     for (j, &t) in order.iter().enumerate() {
         let n = (j + 1) as f64;
-        for ((sum, avg), p) in sums.iter_mut().zip(mean.iter_mut()).zip(samples.sample(t)) {
-            for k in 0..NUM_CLASSES {
-                sum[k] += f64::from(p[k]);
-                avg[k] = (sum[k] / n) as f32;
-            }
+        for ((acc, avg), p) in running
+            .iter_mut()
+            .zip(mean.iter_mut())
+            .zip(samples.sample(t))
+        {
+            acc.push(p);
+            *avg = acc.mean();
         }
         entropy_sum += sample_entropy[t];
         out.push(evaluator.evaluate(&mean, entropy_sum / n));

@@ -13,13 +13,13 @@ use ferbayes_core::{EMOTIONS, IMAGE_SIDE, Layout, Method, NUM_CLASSES};
 use ferbayes_render::font::{FAMILY as FONT, ensure_font};
 use ferbayes_render::glyphs::GlyphBitMap;
 use ferbayes_render::png::{Channels, Compression};
+use ferbayes_uq::calibration::Bin;
 use plotters::coord::Shift;
 use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::error::{AnalyzeError, Result};
-use crate::metrics::Bin;
 
 type DrawResult<DB> =
     std::result::Result<(), DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
@@ -706,10 +706,7 @@ fn draw_bars_cell<DB: DrawingBackend>(
 
 /// The predicted class name of a distribution.
 pub fn class_name(p: &[f32]) -> &'static str {
-    EMOTIONS
-        .get(crate::metrics::predict(p).0)
-        .copied()
-        .unwrap_or("?")
+    EMOTIONS.get(ferbayes_uq::argmax(p)).copied().unwrap_or("?")
 }
 
 /// The entropy-vs-crowd-entropy scatter, one panel per architecture.
@@ -1091,7 +1088,7 @@ mod tests {
     /// edge and ends left of the right edge.
     #[test]
     fn one_panel_reliability_title_is_not_clipped() {
-        let bins = crate::metrics::reliability(&[[0.7f32, 0.3], [0.4, 0.6]], &[0, 1], 10);
+        let bins = ferbayes_uq::calibration::reliability(&[[0.7f32, 0.3], [0.4, 0.6]], &[0, 1], 10);
         let figure = Reliability {
             title: "densenet121 / mc_dropconnect: reliability on the test split".into(),
             color: RGBColor(10, 10, 10),

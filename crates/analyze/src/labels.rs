@@ -8,10 +8,11 @@ use std::path::Path;
 use arrow_array::RecordBatch;
 use ferbayes_core::schema::rows::LabelsRow;
 use ferbayes_core::{Arch, LabelMode, Method, NUM_CLASSES};
+use ferbayes_uq::mean_prediction;
 
 use crate::data::Samples;
 use crate::error::Result;
-use crate::metrics::{Evaluator, mean_prediction};
+use crate::metrics::Evaluator;
 
 /// The metric columns of [`LabelRow`], in table order.
 pub const METRICS: [&str; 7] = [

@@ -9,15 +9,17 @@
 //! `analyze.orderings` random member permutations (ChaCha8, seeded from `seed` and the
 //! combination's name; the same permutations on both splits). Their mean goes into the report and
 //! the figures' bands. For the MC methods the `_std` columns are 0 (null where the metric itself
-//! is undefined, e.g. a correlation over constant values). The metric definitions are in
-//! [`metrics`].
+//! is undefined, e.g. a correlation over constant values). The metric definitions are
+//! `ferbayes_uq`'s; [`metrics`] computes them all in one pass over the faces.
 //!
 //! Calibration against the crowd, for every n = 1..T (fitted on the valid split's labelled faces,
 //! judged on the test split's; [`posthoc`]):
 //!
-//! - `crowd_ece` and `crowd_cw_ece` in `metrics.parquet` ([`metrics::crowd_ece`]);
-//! - temperature scaling ([`calibration`]): `analyze/temperature.parquet`;
-//! - split-conformal prediction sets ([`conformal`]) at α ∈ `schema::CONFORMAL_ALPHAS`:
+//! - `crowd_ece` and `crowd_cw_ece` in `metrics.parquet`
+//!   ([`ferbayes_uq::calibration::crowd_ece`]);
+//! - temperature scaling ([`ferbayes_uq::temperature`]): `analyze/temperature.parquet`;
+//! - split-conformal prediction sets ([`ferbayes_uq::conformal`]) at α ∈
+//!   `schema::CONFORMAL_ALPHAS`:
 //!   `analyze/conformal.parquet`;
 //! - figures `crowd_reliability_<arch>_<method>` and `set_size_vs_entropy`, and the report's
 //!   "Calibration against the crowd" section, whose answers also open the report.
@@ -50,11 +52,8 @@
 //! Architecture invariant: reads only ingest and infer Parquet (through `ferbayes_core::io`),
 //! writes only under `analyze/`, every file atomically.
 
-pub mod calibration;
-pub mod conformal;
 pub mod curves;
 pub mod data;
-pub mod detection;
 pub mod error;
 mod extras;
 pub mod figures;

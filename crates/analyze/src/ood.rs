@@ -2,7 +2,7 @@
 //! against each OOD set (the positives), under three scores where higher means "more likely
 //! OOD": `max_prob` (1 − the maximum mean probability), `entropy` (predictive entropy) and
 //! `mutual_information`. `analyze/ood.parquet` (schema [`ferbayes_core::schema::analyze_ood`]);
-//! the metrics are [`crate::detection::ood_scores`].
+//! the metrics are [`ferbayes_uq::detection::ood_scores`].
 
 use std::path::Path;
 
@@ -11,9 +11,10 @@ use ferbayes_core::schema::rows::OodDetectionRow;
 use ferbayes_core::{Arch, Method};
 
 use crate::data::{KeyedSamples, OodKey, Samples};
-use crate::detection::ood_scores;
+use ferbayes_uq::detection::ood_scores;
+use ferbayes_uq::face_splits;
+
 use crate::error::{AnalyzeError, Result};
-use crate::metrics::{face_uncertainty, predict};
 
 /// The detection scores, in table order.
 pub const SCORES: [&str; 3] = ["max_prob", "entropy", "mutual_information"];
@@ -32,11 +33,11 @@ pub struct Scores {
 impl Scores {
     /// The scores of `samples` (all T samples), every face.
     pub fn of(samples: &Samples) -> Self {
-        let u = face_uncertainty(&samples.all());
+        let u = face_splits(&samples.all());
         Scores {
-            max_prob: u.pbar.iter().map(|p| 1.0 - predict(p).1).collect(),
-            entropy: u.entropy,
-            mutual_information: u.mutual_information,
+            max_prob: u.iter().map(|f| 1.0 - f.predicted().1).collect(),
+            entropy: u.iter().map(|f| f.entropy).collect(),
+            mutual_information: u.iter().map(|f| f.epistemic).collect(),
         }
     }
 

@@ -3,6 +3,8 @@
 use std::collections::BTreeMap;
 
 use ferbayes_core::{Arch, EMOTIONS, Layout, Method, NUM_CLASSES, Settings, Split};
+use ferbayes_uq::calibration::{self, Bin};
+use ferbayes_uq::{crowd, entropy, mean_prediction};
 use rayon::prelude::*;
 
 use crate::curves::Curve;
@@ -12,7 +14,6 @@ use crate::figures::{
     CROWD_COLOR, Cell, FaceGrid, Figure, Line, LinePanels, PanelLine, Reliability,
     ReliabilityPanel, Scatter, ScatterPanel, VsN, class_name, method_color, save,
 };
-use crate::metrics::{self, entropy, mean_prediction};
 use crate::output::shown_for;
 use crate::posthoc::{CrowdDiagram, DECILES, PostHoc};
 use crate::{FigureEntry, InputView};
@@ -197,13 +198,13 @@ fn reliability_jobs<'a>(
                     let pbar = prediction(input, n);
                     let probs: Vec<[f32; NUM_CLASSES]> =
                         labelled.iter().map(|&i| pbar[i]).collect();
-                    let bins = metrics::reliability(&probs, &labels, bins);
+                    let bins = calibration::reliability(&probs, &labels, bins);
                     ReliabilityPanel {
                         title,
                         y_label: "accuracy".into(),
                         ece_name: "ECE".into(),
-                        ece: metrics::ece_of_bins(&bins),
-                        error: metrics::error(&probs, &labels),
+                        ece: calibration::ece_of_bins(&bins),
+                        error: calibration::error(&probs, &labels),
                         bins,
                     }
                 })
@@ -350,7 +351,7 @@ fn crowd_job<'a>(
         .iter()
         .map(|&(i, h)| {
             let crowd = faces.evaluator.crowd()[i].unwrap_or([0.0; NUM_CLASSES]);
-            let jsd = metrics::jsd(&crowd, &p[i]);
+            let jsd = crowd::jsd(&crowd, &p[i]);
             vec![
                 face_cell(faces, i, h),
                 Cell::Bars {
@@ -482,7 +483,7 @@ pub(crate) fn draw_crowd(
 }
 
 /// The error of the faces of reliability bins (1 − their pooled accuracy).
-fn error_of_bins(bins: &[metrics::Bin]) -> f64 {
+fn error_of_bins(bins: &[Bin]) -> f64 {
     let (hits, count) = bins
         .iter()
         .filter(|b| b.count > 0)
@@ -495,15 +496,14 @@ fn error_of_bins(bins: &[metrics::Bin]) -> f64 {
 /// `crowd_reliability_<arch>_<method>`: the label's and the crowd's reliability side by side.
 fn crowd_reliability_job<'a>(layout: &'a Layout, d: &CrowdDiagram, n: usize) -> Job<'a> {
     let error = error_of_bins(&d.majority);
-    let panel =
-        |title: &str, y_label: &str, ece_name: &str, bins: &[metrics::Bin]| ReliabilityPanel {
-            title: title.to_owned(),
-            y_label: y_label.to_owned(),
-            ece_name: ece_name.to_owned(),
-            ece: metrics::ece_of_bins(bins),
-            error,
-            bins: bins.to_vec(),
-        };
+    let panel = |title: &str, y_label: &str, ece_name: &str, bins: &[Bin]| ReliabilityPanel {
+        title: title.to_owned(),
+        y_label: y_label.to_owned(),
+        ece_name: ece_name.to_owned(),
+        ece: calibration::ece_of_bins(bins),
+        error,
+        bins: bins.to_vec(),
+    };
     let fig = Reliability {
         title: format!(
             "{} / {}: calibration against the label and the crowd (n = {n})",

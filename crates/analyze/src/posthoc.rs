@@ -1,5 +1,5 @@
 //! Calibration against the crowd beyond `metrics.parquet`: temperature scaling
-//! ([`crate::calibration`]) and split-conformal prediction sets ([`crate::conformal`]) for every
+//! ([`ferbayes_uq::temperature`]) and split-conformal prediction sets ([`ferbayes_uq::conformal`]) for every
 //! arch × method × n = 1..T, fitted on the valid split's labelled faces and judged on the test
 //! split's; `analyze/temperature.parquet`, `analyze/conformal.parquet`, and the data of the crowd
 //! figures (crowd reliability at n = T, set size by crowd-entropy decile at α = `SHOWN_ALPHA`).
@@ -11,14 +11,16 @@ use std::path::Path;
 use arrow_array::RecordBatch;
 use ferbayes_core::schema::{CONFORMAL_ALPHAS, SHOWN_ALPHA, rows};
 use ferbayes_core::{Arch, Method, NUM_CLASSES, Split};
+use ferbayes_uq::calibration::{self, Bin};
+use ferbayes_uq::conformal::{self, SetFace, SetMetrics};
+use ferbayes_uq::temperature::{fit_temperature, temper_all};
+use ferbayes_uq::{mean_prediction, predict};
 use rayon::prelude::*;
 
 use crate::InputView;
-use crate::calibration::{fit_temperature, temper_all};
-use crate::conformal::{self, SetFace, SetMetrics};
 use crate::data::{Faces, Samples};
 use crate::error::{AnalyzeError, Result};
-use crate::metrics::{self, Bin, Metrics, mean_prediction};
+use crate::metrics::Metrics;
 
 /// Crowd-entropy deciles of the set-size figure.
 pub const DECILES: usize = 10;
@@ -55,7 +57,7 @@ pub struct CrowdDiagram {
     pub method: Method,
     /// Confidence bins with the majority label's hit rate (the usual reliability diagram).
     pub majority: Vec<Bin>,
-    /// The same bins with the mean crowd agreement c[ŷ] as `accuracy`.
+    /// The same bins with the mean crowd agreement c\[ŷ\] as `accuracy`.
     pub crowd: Vec<Bin>,
     /// (decile 1..10 of the crowd entropy, mean |C| at α = `SHOWN_ALPHA`).
     pub set_size_by_decile: Vec<(f64, f64)>,
@@ -204,7 +206,7 @@ fn diagram(
         let (Some(y), Some(c)) = (ev.majority()[i], ev.crowd()[i]) else {
             continue;
         };
-        let (pred, confidence) = metrics::predict(p);
+        let (pred, confidence) = predict(p);
         conf.push(confidence);
         agree.push(f64::from(c[pred]));
         probs.push(*p);
@@ -213,8 +215,8 @@ fn diagram(
     CrowdDiagram {
         arch: pair.arch,
         method: pair.method,
-        majority: metrics::reliability(&probs, &labels, bins),
-        crowd: metrics::crowd_reliability(&conf, &agree, bins),
+        majority: calibration::reliability(&probs, &labels, bins),
+        crowd: calibration::crowd_reliability(&conf, &agree, bins),
         set_size_by_decile: set_size_by_decile(shown),
     }
 }

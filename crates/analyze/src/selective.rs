@@ -9,10 +9,13 @@ use arrow_array::RecordBatch;
 use ferbayes_core::schema::rows;
 use ferbayes_core::{Arch, Method};
 
+use ferbayes_uq::detection::{
+    accuracy_at_coverage, coverage_at_accuracy, downsample, risk_coverage,
+};
+use ferbayes_uq::face_splits;
+
 use crate::data::Samples;
-use crate::detection::{accuracy_at_coverage, coverage_at_accuracy, downsample, risk_coverage};
 use crate::error::Result;
-use crate::metrics::{face_uncertainty, predict};
 
 /// The ranking scores, in table order.
 pub const SCORES: [&str; 2] = ["confidence", "mutual_information"];
@@ -47,15 +50,15 @@ pub fn selective(
     samples: &Samples,
     majority: &[Option<u8>],
 ) -> Vec<SelectiveRow> {
-    let u = face_uncertainty(&samples.all());
+    let u = face_splits(&samples.all());
     let (mut confidence, mut neg_mi, mut correct) = (Vec::new(), Vec::new(), Vec::new());
-    for (i, y) in majority.iter().enumerate() {
-        let (Some(y), Some(p)) = (y, u.pbar.get(i)) else {
+    for (y, face) in majority.iter().zip(&u) {
+        let Some(y) = y else {
             continue;
         };
-        let (pred, conf) = predict(p);
+        let (pred, conf) = face.predicted();
         confidence.push(conf);
-        neg_mi.push(-u.mutual_information[i]);
+        neg_mi.push(-face.epistemic);
         correct.push(pred == usize::from(*y));
     }
     SCORES

@@ -10,10 +10,11 @@ use std::path::Path;
 use arrow_array::RecordBatch;
 use ferbayes_core::schema::rows::ShiftMetricsRow;
 use ferbayes_core::{Arch, Method, NUM_CLASSES};
+use ferbayes_uq::calibration::{ece, error, nll};
+use ferbayes_uq::face_splits;
 
 use crate::data::{KeyedSamples, ShiftKey};
 use crate::error::{AnalyzeError, Result};
-use crate::metrics::{ece, error, face_uncertainty, nll};
 
 /// The corruption name of the clean faces (severity 0).
 pub const CLEAN: &str = "none";
@@ -66,7 +67,9 @@ pub fn shift_rows(
     labels: &HashMap<ShiftKey, Option<u8>>,
     bins: usize,
 ) -> Result<Vec<ShiftRow>> {
-    let u = face_uncertainty(&shift.samples.all());
+    let u = face_splits(&shift.samples.all());
+    let entropy: Vec<f64> = u.iter().map(|f| f.entropy).collect();
+    let mutual_information: Vec<f64> = u.iter().map(|f| f.epistemic).collect();
     let mut clean: Vec<usize> = Vec::new();
     let mut order: Vec<&str> = Vec::new();
     let mut groups: HashMap<&str, BTreeMap<u8, Vec<usize>>> = HashMap::new();
@@ -97,7 +100,7 @@ pub fn shift_rows(
             .push(i);
     }
     let metrics = |corruption: &str, severity: u8, faces: &[usize]| {
-        let probs: Vec<[f32; NUM_CLASSES]> = faces.iter().map(|&i| u.pbar[i]).collect();
+        let probs: Vec<[f32; NUM_CLASSES]> = faces.iter().map(|&i| u[i].probs).collect();
         let ys: Vec<u8> = faces
             .iter()
             .filter_map(|&i| labels.get(&shift.keys[i]).copied().flatten())
@@ -118,8 +121,8 @@ pub fn shift_rows(
             error: error(&probs, &ys),
             nll: nll(&probs, &ys),
             ece: ece(&probs, &ys, bins),
-            entropy: mean(&u.entropy),
-            mutual_information: mean(&u.mutual_information),
+            entropy: mean(&entropy),
+            mutual_information: mean(&mutual_information),
         }
     };
     let mut rows = Vec::new();

@@ -14,6 +14,7 @@ use ferbayes_core::plan::{self, Freshness};
 use ferbayes_core::schema::SHOWN_ALPHA;
 use ferbayes_core::schema::rows::{ConformalRow, FaceRow, InferRow};
 use ferbayes_core::{Arch, Layout, Method, NUM_CLASSES, NUM_VOTES, Settings, Split};
+use ferbayes_uq::{FaceSplit, RunningSplit};
 use rayon::prelude::*;
 
 /// The splits whose faces the pages show (the ones infer predicts).
@@ -158,7 +159,8 @@ impl SplitFaces {
 }
 
 /// One arch × method on one split: for every face and n = 1..T, the mean of the first n
-/// samples' probabilities and the mean of their entropies (the aleatoric part at n).
+/// samples' probabilities and the mean of their entropies (the aleatoric part at n), as a
+/// [`RunningSplit`] holds them after n samples.
 #[derive(Debug)]
 pub struct ComboStats {
     pub arch: Arch,
@@ -171,34 +173,10 @@ pub struct ComboStats {
     aleatoric: Vec<f64>,
 }
 
-/// A face's prediction from its first n samples.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct AtN {
-    pub probs: [f32; NUM_CLASSES],
-    /// Entropy of `probs`, nats.
-    pub entropy: f64,
-    /// Mean entropy of the samples, nats.
-    pub aleatoric: f64,
-    /// entropy − aleatoric (the mutual information), nats.
-    pub epistemic: f64,
-}
-
-impl AtN {
-    /// The predicted class and its probability.
-    pub fn predicted(&self) -> (usize, f64) {
-        let (k, p) = ferbayes_analyze::metrics::predict(&self.probs);
-        (k, p)
-    }
-
-    /// The epistemic share of the predictive entropy (0 when the entropy is 0).
-    pub fn epistemic_share(&self) -> f64 {
-        if self.entropy > 0.0 {
-            (self.epistemic / self.entropy).clamp(0.0, 1.0)
-        } else {
-            0.0
-        }
-    }
-}
+/// A face's prediction from its first n samples: `ferbayes_uq`'s split (mean probabilities,
+/// entropy, aleatoric and epistemic parts), bit for bit what analyze computes for the same
+/// samples, with [`FaceSplit::predicted`] and [`FaceSplit::epistemic_share`].
+pub type AtN = FaceSplit<NUM_CLASSES>;
 
 impl ComboStats {
     /// Builds the running means from the rows of an infer table over `faces`; every face must
@@ -262,16 +240,11 @@ impl ComboStats {
         let mut means = Vec::with_capacity(n * t);
         let mut aleatoric = Vec::with_capacity(n * t);
         for face in probs.chunks_exact(t) {
-            let mut sum = [0.0f64; NUM_CLASSES];
-            let mut entropy_sum = 0.0;
-            for (s, p) in face.iter().enumerate() {
-                for k in 0..NUM_CLASSES {
-                    sum[k] += f64::from(p[k]);
-                }
-                entropy_sum += ferbayes_analyze::metrics::entropy(p);
-                let count = (s + 1) as f64;
-                means.push(sum.map(|v| (v / count) as f32));
-                aleatoric.push(entropy_sum / count);
+            let mut running = RunningSplit::new();
+            for p in face {
+                running.push(p);
+                means.push(running.mean());
+                aleatoric.push(running.aleatoric());
             }
         }
         Ok(ComboStats {
@@ -283,18 +256,11 @@ impl ComboStats {
         })
     }
 
-    /// Face `i`'s prediction from its first `n` samples (1 ≤ n ≤ T).
+    /// Face `i`'s prediction from its first `n` samples (1 ≤ n ≤ T): [`RunningSplit::split`]
+    /// after n samples.
     pub fn at(&self, i: usize, n: usize) -> AtN {
         let slot = i * self.samples + (n.clamp(1, self.samples) - 1);
-        let probs = self.means[slot];
-        let entropy = ferbayes_analyze::metrics::entropy(&probs);
-        let aleatoric = self.aleatoric[slot];
-        AtN {
-            probs,
-            entropy,
-            aleatoric,
-            epistemic: entropy - aleatoric,
-        }
+        FaceSplit::new(self.means[slot], self.aleatoric[slot])
     }
 }
 
@@ -562,6 +528,9 @@ mod tests {
         assert!((two.entropy - ln2).abs() < 1e-7, "{two:?}");
         assert_eq!(two.aleatoric, 0.0);
         assert!((two.epistemic_share() - 1.0).abs() < 1e-7);
+        // Exactly uq's split of the first n samples.
+        assert_eq!(one, ferbayes_uq::face_split(&[p0]));
+        assert_eq!(two, ferbayes_uq::face_split(&[p0, p1]));
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 
 use ferbayes_core::schema::SHOWN_ALPHA;
 use ferbayes_core::{Arch, EMOTIONS, Method, NUM_CLASSES, Settings, Split, VOTE_COLUMNS};
+use ferbayes_uq::conformal::{prediction_set, set_classes};
 use serde::{Deserialize, Serialize};
 
 use crate::data::{AtN, RunData, SplitFaces, combos};
@@ -391,16 +392,12 @@ fn face_json(faces: &SplitFaces, i: usize, at: &AtN, qhat: Option<f64>) -> FaceJ
         aleatoric: at.aleatoric,
         epistemic: at.epistemic,
         epistemic_share: at.epistemic_share(),
-        prediction_set: qhat.map(|q| {
-            let mean: Vec<f64> = at.probs.iter().map(|&p| f64::from(p)).collect();
-            SetJson {
-                alpha: SHOWN_ALPHA,
-                qhat: q,
-                emotions: ferbayes_predict::conformal::prediction_set(&mean, q)
-                    .into_iter()
-                    .map(|k| EMOTIONS[k])
-                    .collect(),
-            }
+        prediction_set: qhat.map(|q| SetJson {
+            alpha: SHOWN_ALPHA,
+            qhat: q,
+            emotions: set_classes(prediction_set(&at.probs, q))
+                .map(|k| EMOTIONS[k])
+                .collect(),
         }),
     }
 }

@@ -1,13 +1,14 @@
 //! Split-conformal prediction sets for `ferbayes predict`, from the analyze stage's
 //! `analyze/conformal.parquet`: the threshold q̂ calibrated on the valid split for the model's
-//! arch, method and sample count at α = [`SHOWN_ALPHA`], and the set rule analyze evaluates on
-//! the test split, C(x) = {k : 1 − p̄[k] ≤ q̂}, which holds the majority label for at least
-//! 1 − α of faces exchangeable with the calibration faces.
+//! arch, method and sample count at α = [`SHOWN_ALPHA`]. The set itself is
+//! [`ferbayes_uq::conformal::prediction_set`], the rule analyze evaluates on the test split,
+//! C(x) = {k : 1 − p̄\[k\] ≤ q̂}, which holds the majority label for at least 1 − α of faces
+//! exchangeable with the calibration faces ([`crate::FacePrediction::with_set`]).
 
 use ferbayes_core::plan::{self, Plan};
 use ferbayes_core::schema::SHOWN_ALPHA;
 use ferbayes_core::schema::rows::ConformalRow;
-use ferbayes_core::{Arch, Layout, Method, NUM_CLASSES, Settings};
+use ferbayes_core::{Arch, Layout, Method, Settings};
 use serde::Serialize;
 
 use crate::Result;
@@ -17,7 +18,7 @@ use crate::Result;
 pub struct PredictionSet {
     /// The miscoverage level: the set misses the majority label of at most this share of faces.
     pub alpha: f64,
-    /// The threshold on 1 − p̄[k] (calibrated on the valid split).
+    /// The threshold on 1 − p̄\[k\] (calibrated on the valid split).
     pub qhat: f64,
     /// The emotions in the set, in FER+ order.
     pub emotions: Vec<String>,
@@ -32,13 +33,6 @@ pub enum SetThreshold {
     },
     /// No up-to-date calibration: the sentence says why and how to get one.
     Unavailable(String),
-}
-
-/// The classes k of `mean` with 1 − mean[k] ≤ `qhat` (the rule of analyze's conformal sets).
-pub fn prediction_set(mean: &[f64], qhat: f64) -> Vec<usize> {
-    (0..mean.len().min(NUM_CLASSES))
-        .filter(|&k| 1.0 - mean[k] <= qhat)
-        .collect()
 }
 
 /// The threshold for `arch`/`method` at `n` samples and α = [`SHOWN_ALPHA`], read from the
@@ -108,22 +102,6 @@ mod tests {
     use ferbayes_core::schema;
 
     use super::*;
-
-    #[test]
-    fn the_set_holds_the_classes_within_the_threshold() {
-        // 1 − p = (0.5, 0.7, 0.9, 1, 1, 1, 0.95, 0.95): q̂ = 0.7 keeps classes 0 and 1.
-        let mean = [0.5, 0.3, 0.1, 0.0, 0.0, 0.0, 0.05, 0.05];
-        assert_eq!(prediction_set(&mean, 0.7), vec![0, 1]);
-        // The boundary is inclusive, as in analyze: 1 − 0.5 = 0.5 ≤ 0.5 exactly.
-        assert_eq!(prediction_set(&mean, 0.5), vec![0]);
-        assert_eq!(prediction_set(&mean, 0.69), vec![0]);
-        assert_eq!(prediction_set(&mean, 0.4), Vec::<usize>::new());
-        // q̂ = +inf (too few calibration faces for α): every class.
-        assert_eq!(
-            prediction_set(&mean, f64::INFINITY),
-            (0..8).collect::<Vec<_>>()
-        );
-    }
 
     /// A conformal table with rows for (alexnet, ensemble, n = 1..3) at every α; qhat encodes
     /// its row so the test can tell which one was read.

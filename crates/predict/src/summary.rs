@@ -1,12 +1,19 @@
 //! One face's prediction: the mean probabilities over the samples, the predictive entropy split
 //! into its aleatoric and epistemic parts, and a verdict in plain words.
+//!
+//! The numbers are `ferbayes_uq`'s per-face split ([`ferbayes_uq::face_split`]), the definition
+//! analyze's tables and explore's pages use: the mean of the samples summed in f64 and rounded to
+//! f32, the entropy of that mean, the samples' mean entropy, their difference (not clamped, so it
+//! can be a hair below 0 when the samples agree), and the first of equal largest probabilities as
+//! the predicted class.
 
 use std::path::{Path, PathBuf};
 
 use ferbayes_core::{EMOTIONS, NUM_CLASSES};
+use ferbayes_uq::{FaceSplit, argmax, face_split};
 use serde::Serialize;
 
-use crate::conformal::{self, PredictionSet, SetThreshold};
+use crate::conformal::{PredictionSet, SetThreshold};
 use ferbayes_faces::FaceBox;
 
 /// Mutual information (nats) above which the samples disagree enough to call the input
@@ -48,15 +55,18 @@ pub struct FacePrediction {
     /// Where the face is, in pixels of the original image.
     #[serde(rename = "box")]
     pub bbox: FaceBox,
-    /// Mean probability of each emotion over the samples, FER+ order.
+    /// Mean probability of each emotion over the samples, FER+ order: f32 values (the mean is
+    /// rounded to f32, as analyze rounds it) widened to f64.
     pub probabilities: Vec<(String, f64)>,
+    /// The emotion with the largest mean probability (the first of equal ones).
     pub emotion: String,
     pub confidence: f64,
     /// Entropy of the mean prediction (nats) = aleatoric + epistemic.
     pub predictive_entropy: f64,
     /// Mean entropy of the individual samples: ambiguity in the face itself (nats).
     pub aleatoric: f64,
-    /// Mutual information between prediction and model: disagreement of the samples (nats).
+    /// Mutual information between prediction and model: disagreement of the samples (nats);
+    /// predictive entropy − aleatoric, not clamped at 0.
     pub epistemic: f64,
     pub samples: usize,
     pub verdict: Verdict,
@@ -72,13 +82,6 @@ pub struct FacePrediction {
     pub sample_probs: Vec<[f32; NUM_CLASSES]>,
 }
 
-fn entropy(p: &[f64]) -> f64 {
-    -p.iter()
-        .filter(|&&v| v > 0.0)
-        .map(|&v| v * v.ln())
-        .sum::<f64>()
-}
-
 /// Where a face is and how it was found.
 #[derive(Debug, Clone)]
 pub struct FaceSource<'a> {
@@ -88,40 +91,26 @@ pub struct FaceSource<'a> {
     pub warning: Option<String>,
 }
 
-/// Summarises the samples of one face (each a probability vector).
+/// Summarises the samples of one face (each a probability vector; at least one, else the numbers
+/// are NaN) through [`ferbayes_uq::face_split`].
 pub fn summarise(source: FaceSource<'_>, samples: &[[f32; NUM_CLASSES]]) -> FacePrediction {
-    let s = samples.len().max(1) as f64;
-    let mut mean = [0.0f64; NUM_CLASSES];
-    let mut aleatoric = 0.0;
-    for p in samples {
-        let p64: Vec<f64> = p.iter().map(|&v| f64::from(v)).collect();
-        aleatoric += entropy(&p64) / s;
-        for k in 0..NUM_CLASSES {
-            mean[k] += p64[k] / s;
-        }
-    }
-    let total = entropy(&mean);
-    let epistemic = (total - aleatoric).max(0.0);
-    let (best, &confidence) = mean
-        .iter()
-        .enumerate()
-        .max_by(|a, b| a.1.total_cmp(b.1))
-        .unwrap_or((0, &0.0));
-    let (verdict, explanation) = judge(&mean, best, aleatoric, epistemic);
+    let split = face_split(samples);
+    let (best, confidence) = split.predicted();
+    let (verdict, explanation) = judge(&split);
     FacePrediction {
         image: source.image.to_owned(),
         face: source.face,
         bbox: source.bbox,
         probabilities: EMOTIONS
             .iter()
-            .zip(mean)
-            .map(|(e, p)| ((*e).to_owned(), p))
+            .zip(split.probs)
+            .map(|(e, p)| ((*e).to_owned(), f64::from(p)))
             .collect(),
         emotion: EMOTIONS[best].to_owned(),
         confidence,
-        predictive_entropy: total,
-        aleatoric,
-        epistemic,
+        predictive_entropy: split.entropy,
+        aleatoric: split.aleatoric,
+        epistemic: split.epistemic,
         samples: samples.len(),
         verdict,
         explanation,
@@ -131,10 +120,11 @@ pub fn summarise(source: FaceSource<'_>, samples: &[[f32; NUM_CLASSES]]) -> Face
     }
 }
 
-/// The verdict on a face whose mean probabilities are `mean` (largest at `best`).
-fn judge(mean: &[f64], best: usize, aleatoric: f64, epistemic: f64) -> (Verdict, String) {
+/// The verdict on a face.
+fn judge(split: &FaceSplit<NUM_CLASSES>) -> (Verdict, String) {
+    let (best, confidence) = split.predicted();
+    let (aleatoric, epistemic) = (split.aleatoric, split.epistemic);
     let emotion = EMOTIONS[best];
-    let confidence = mean[best];
     if epistemic > EPISTEMIC_THRESHOLD {
         (
             Verdict::UnsureModel,
@@ -143,13 +133,10 @@ fn judge(mean: &[f64], best: usize, aleatoric: f64, epistemic: f64) -> (Verdict,
             ),
         )
     } else if confidence < CONFIDENT_PROBABILITY {
-        let second = mean
-            .iter()
-            .enumerate()
-            .filter(|(k, _)| *k != best)
-            .max_by(|a, b| a.1.total_cmp(b.1))
-            .map(|(k, _)| EMOTIONS[k])
-            .unwrap_or("another emotion");
+        // The runner-up: the largest of the other classes (the first of equal ones).
+        let mut others = split.probs;
+        others[best] = f32::NEG_INFINITY;
+        let second = EMOTIONS[argmax(&others)];
         (
             Verdict::AmbiguousFace,
             format!(
@@ -216,12 +203,22 @@ pub fn render(p: &FacePrediction) -> String {
 }
 
 impl FacePrediction {
-    /// Adds the prediction set under `threshold` (nothing when none is calibrated).
+    /// The mean probabilities as the f32 values they were computed as (narrowing the widened
+    /// values gives them back exactly).
+    pub fn mean(&self) -> [f32; NUM_CLASSES] {
+        std::array::from_fn(|k| {
+            self.probabilities
+                .get(k)
+                .map_or(f32::NAN, |(_, p)| *p as f32)
+        })
+    }
+
+    /// Adds the prediction set under `threshold` (nothing when none is calibrated): the classes
+    /// of [`ferbayes_uq::conformal::prediction_set`], the rule of analyze's conformal table.
     pub fn with_set(mut self, threshold: &SetThreshold) -> Self {
         if let SetThreshold::Calibrated { alpha, qhat } = *threshold {
-            let mean: Vec<f64> = self.probabilities.iter().map(|(_, p)| *p).collect();
-            let emotions = conformal::prediction_set(&mean, qhat)
-                .into_iter()
+            let set = ferbayes_uq::conformal::prediction_set(&self.mean(), qhat);
+            let emotions = ferbayes_uq::conformal::set_classes(set)
                 .map(|k| EMOTIONS[k].to_owned())
                 .collect();
             self.prediction_set = Some(PredictionSet {
@@ -292,5 +289,38 @@ mod tests {
         let json = serde_json::to_value(&p).expect("json");
         assert_eq!(json["verdict"], "confident");
         assert_eq!(json["box"]["width"], 30);
+    }
+
+    #[test]
+    fn the_numbers_are_the_uq_split_of_the_samples() {
+        // Three samples whose mean (0.4, 0.4, 0.2) ties neutral and happiness: the first wins,
+        // and the runner-up named in the verdict is the other one.
+        let mut a = [0.0; NUM_CLASSES];
+        a[..3].copy_from_slice(&[0.5, 0.3, 0.2]);
+        let mut b = [0.0; NUM_CLASSES];
+        b[..3].copy_from_slice(&[0.3, 0.5, 0.2]);
+        let samples = [a, b, [0.4, 0.4, 0.2, 0.0, 0.0, 0.0, 0.0, 0.0]];
+        let p = summarise(source(), &samples);
+        let want = face_split(&samples);
+        assert_eq!(p.emotion, "neutral");
+        assert_eq!(p.confidence, f64::from(want.probs[0]));
+        assert_eq!(
+            p.mean(),
+            want.probs,
+            "the f32 mean, widened and narrowed back exactly"
+        );
+        for ((_, got), want) in p.probabilities.iter().zip(want.probs) {
+            assert_eq!(*got, f64::from(want));
+        }
+        assert_eq!(
+            (p.predictive_entropy, p.aleatoric, p.epistemic),
+            (want.entropy, want.aleatoric, want.epistemic)
+        );
+        assert_eq!(p.verdict, Verdict::AmbiguousFace);
+        assert!(
+            p.explanation.contains("but also `happiness`"),
+            "{}",
+            p.explanation
+        );
     }
 }

@@ -8,7 +8,6 @@ use std::path::PathBuf;
 use arrow_array::RecordBatch;
 use ferbayes_analyze::data::{KeyedSamples, OodKey, Samples, ShiftKey};
 use ferbayes_analyze::labels::{LabelRow, best_modes};
-use ferbayes_analyze::metrics::entropy;
 use ferbayes_analyze::{ood, selective, shift};
 use ferbayes_core::schema::Row;
 use ferbayes_core::schema::rows::{
@@ -16,6 +15,7 @@ use ferbayes_core::schema::rows::{
     ShiftFaceRow, ShiftMetricsRow,
 };
 use ferbayes_core::{Arch, LabelMode, Layout, Method, Split, Stage, schema};
+use ferbayes_uq::entropy;
 
 use crate::support::{
     ingest, ingest_faces, metric, smoke_settings, synthetic_probs, walk, write_infer,

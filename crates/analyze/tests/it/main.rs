@@ -1,9 +1,7 @@
 //! Integration tests of the analyze stage (one test binary, modules per concern).
 
 mod browser;
-mod calibration;
 mod chain;
-mod detection;
 mod extras;
 mod metrics;
 mod pipeline;

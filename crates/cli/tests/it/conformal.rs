@@ -6,11 +6,11 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+use ferbayes_core::Layout;
 use ferbayes_core::schema::SHOWN_ALPHA;
 use ferbayes_core::schema::rows::ConformalRow;
-use ferbayes_core::{Layout, PipelineFile};
 
-use crate::support::{photos, repo};
+use crate::support::{photos, repo, run_chain};
 
 const TINY: &str = r#"
 [profiles.tiny]
@@ -77,18 +77,7 @@ fn predict_prints_the_calibrated_set_of_a_finished_run() {
     let config = dir.path().join("pipeline.toml");
     let base = std::fs::read_to_string(repo().join("pipeline.toml")).expect("pipeline.toml");
     std::fs::write(&config, base + TINY).expect("config");
-    let settings = PipelineFile::load(&config)
-        .expect("load")
-        .settings("tiny")
-        .expect("tiny");
-    let layout = Layout::new(dir.path().join("art"), "tiny");
-    ferbayes_ingest::run(&ferbayes_core::test_data_root(), &layout, &settings.ingest)
-        .expect("ingest");
-    ferbayes_train::run(&layout, &settings, &ferbayes_train::TrainOptions::default())
-        .expect("train");
-    ferbayes_infer::run(&layout, &settings, &ferbayes_infer::InferOptions::default())
-        .expect("infer");
-    ferbayes_analyze::run(&layout, &settings).expect("analyze");
+    let layout = run_chain(&config, &dir.path().join("art"), "tiny");
     let q = qhat(&layout);
 
     let out = predict(dir.path(), "group.jpg", true);

@@ -2,52 +2,17 @@
 //! has run (each page naming the recipe that makes its data), predicts an uploaded photo with
 //! the profile's weights, and stops when killed.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use ferbayes_explore::testing::http;
 
-use crate::support::{artifacts, photos, repo};
+use crate::support::{artifacts, photos, repo, spawn_explore};
 
 #[test]
 fn explore_starts_answers_and_predicts_a_photo() {
     let started = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ferbayes"))
-        .args(["explore", "--listen", "127.0.0.1:0", "--profile", "smoke"])
-        .arg("--artifacts")
-        .arg(artifacts())
-        .arg("--config")
-        .arg(repo().join("pipeline.toml"))
-        .env("RAYON_NUM_THREADS", "1")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start ferbayes explore");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let mut addr = None;
-    while addr.is_none() {
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("explore prints its address");
-        if let Some(at) = line.find("http://") {
-            let rest = &line[at + "http://".len()..];
-            let end = rest.find('/').expect("a URL");
-            addr = Some(
-                rest[..end]
-                    .parse::<std::net::SocketAddr>()
-                    .expect("address"),
-            );
-        }
-    }
-    let addr = addr.expect("address");
+    let explore = spawn_explore("smoke", artifacts(), &repo().join("pipeline.toml"));
+    let addr = explore.addr;
     eprintln!(
         "explore answered after {:.2} s",
         started.elapsed().as_secs_f64()
@@ -72,6 +37,5 @@ fn explore_starts_answers_and_predicts_a_photo() {
             .is_some_and(|why| why.contains("just all")),
         "{json}"
     );
-    child.kill().expect("kill");
-    child.wait().expect("wait");
+    drop(explore);
 }

@@ -92,3 +92,79 @@ pub fn face_box(face: &serde_json::Value) -> (f64, f64, f64, f64) {
     let get = |k: &str| b[k].as_f64().expect("box field");
     (get("x"), get("y"), get("width"), get("height"))
 }
+
+/// Runs ingest, train, infer and analyze for profile `profile` of `config` (a pipeline.toml)
+/// into `artifacts`, in this process; the run's layout.
+pub fn run_chain(config: &Path, artifacts: &Path, profile: &str) -> Layout {
+    let settings = PipelineFile::load(config)
+        .expect("load")
+        .settings(profile)
+        .expect("profile");
+    let layout = Layout::new(artifacts, profile);
+    ferbayes_ingest::run(&ferbayes_core::test_data_root(), &layout, &settings.ingest)
+        .expect("ingest");
+    ferbayes_train::run(&layout, &settings, &ferbayes_train::TrainOptions::default())
+        .expect("train");
+    ferbayes_infer::run(&layout, &settings, &ferbayes_infer::InferOptions::default())
+        .expect("infer");
+    ferbayes_analyze::run(&layout, &settings).expect("analyze");
+    layout
+}
+
+/// A running `ferbayes explore` (killed when dropped) and the address it printed.
+#[derive(Debug)]
+pub struct Explore {
+    child: std::process::Child,
+    pub addr: std::net::SocketAddr,
+}
+
+impl Drop for Explore {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `ferbayes explore --listen 127.0.0.1:0` on profile `profile` of `artifacts` with
+/// `config`, one thread, and waits (at most a minute) for the address it prints.
+pub fn spawn_explore(profile: &str, artifacts: &Path, config: &Path) -> Explore {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ferbayes"))
+        .args(["explore", "--listen", "127.0.0.1:0", "--profile", profile])
+        .arg("--artifacts")
+        .arg(artifacts)
+        .arg("--config")
+        .arg(config)
+        .env("RAYON_NUM_THREADS", "1")
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start ferbayes explore");
+    let stderr = child.stderr.take();
+    // Killed and waited for on every path from here, a failed wait below included.
+    let mut explore = Explore {
+        child,
+        addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr.expect("stderr"))
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    loop {
+        let line = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("explore prints its address");
+        if let Some(at) = line.find("http://") {
+            let rest = &line[at + "http://".len()..];
+            let end = rest.find('/').expect("a URL");
+            explore.addr = rest[..end].parse().expect("address");
+            return explore;
+        }
+    }
+}

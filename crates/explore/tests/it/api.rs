@@ -1,6 +1,7 @@
 //! The JSON API on the smoke run, checked against the run's own tables: the probabilities at n
-//! are the mean of the infer table's first n samples, the entropy split is analyze's, the
-//! prediction sets use the q̂ of `analyze/conformal.parquet`, the PNGs are ingest's pixels.
+//! are the mean of the infer table's first n samples and the entropy split is analyze's
+//! (`ferbayes_uq::face_splits`, bit for bit), the prediction sets use the q̂ of
+//! `analyze/conformal.parquet`, the PNGs are ingest's pixels.
 
 use std::collections::HashMap;
 
@@ -68,21 +69,24 @@ fn faces_are_the_infer_tables_means_with_analyzes_entropy_split() {
             let image = face["image"].as_str().expect("image");
             let s = &table[image];
             let first: Vec<&[[f32; 8]]> = s[..n].iter().map(std::slice::from_ref).collect();
-            let want = ferbayes_analyze::metrics::face_uncertainty(&first);
+            let want = ferbayes_uq::face_splits(&first)[0];
             let p = probs(&face["probabilities"]);
-            for (k, (got, want)) in p.iter().zip(want.pbar[0]).enumerate() {
-                assert!(
-                    (got - f64::from(want)).abs() < 1e-6,
-                    "{image} n={n} class {k}: {got} vs {want}"
-                );
-            }
-            let entropy = face["predictive_entropy"].as_f64().expect("entropy");
-            let epistemic = face["epistemic"].as_f64().expect("epistemic");
-            assert!((entropy - want.entropy[0]).abs() < 1e-5, "{image}");
-            assert!(
-                (epistemic - want.mutual_information[0]).abs() < 1e-5,
-                "{image}: {epistemic} vs {}",
-                want.mutual_information[0]
+            let want_p: Vec<f64> = want.probs.iter().map(|&v| f64::from(v)).collect();
+            assert_eq!(p, want_p, "{image} n={n}");
+            let value = |key: &str| face[key].as_f64().expect(key);
+            assert_eq!(
+                (
+                    value("predictive_entropy"),
+                    value("aleatoric"),
+                    value("epistemic")
+                ),
+                (want.entropy, want.aleatoric, want.epistemic),
+                "{image} n={n}"
+            );
+            assert_eq!(
+                face["predicted"],
+                EMOTIONS[want.predicted().0],
+                "{image} n={n}"
             );
             let set = &face["prediction_set"];
             assert_eq!(set["qhat"].as_f64(), Some(qhat), "{face}");

@@ -12,9 +12,9 @@
 //! is higher for more confident predictions (callers pass the maximum probability or −mutual
 //! information) and `correct[i]` says whether prediction i is right. Inputs are ranked by
 //! confidence, descending; ties keep input order (a stable sort), as for
-//! [`crate::metrics::aurc_of`], so the mean risk of [`risk_coverage`] is the AURC.
+//! [`crate::calibration::aurc_of`], so the mean risk of [`risk_coverage`] is the AURC.
 //!
-//! Conventions every function follows (as in [`crate::metrics`]):
+//! Conventions every function follows (as in the crate's conventions):
 //! - an empty input gives NaN; detection needs both sets, so either set empty gives NaN;
 //! - a NaN detection score makes the detection metrics NaN; a NaN confidence ranks last (least
 //!   confident); −0 and +0 are the same score;
@@ -230,7 +230,7 @@ fn ranked(confidence: &[f64], correct: &[bool]) -> Vec<bool> {
 /// ties in input order — each input is its own point, ties are not grouped, as in AURC), and for
 /// k = 1..=n give (coverage k/n, risk = errors among the first k / k). All n points, in order of
 /// increasing coverage; the last is (1, overall error rate) and the mean of the risks is
-/// [`crate::metrics::aurc_of`]. Empty for an empty input.
+/// [`crate::calibration::aurc_of`]. Empty for an empty input.
 pub fn risk_coverage(confidence: &[f64], correct: &[bool]) -> Vec<(f64, f64)> {
     let ranked = ranked(confidence, correct);
     let n = ranked.len() as f64;

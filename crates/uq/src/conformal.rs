@@ -1,14 +1,17 @@
 //! Split-conformal prediction sets over plain slices, and how they compare with the crowd.
 //!
-//! The score of a face with majority label y is s = 1 − p̄[y]. On m calibration scores, q̂ is
+//! The score of a face with majority label y is s = 1 − p̄\[y\]. On m calibration scores, q̂ is
 //! the ⌈(m+1)(1−α)⌉-th smallest ([`quantile_rank`]); when that rank exceeds m, q̂ = +∞ and every
-//! set holds every class. The set of a test face is C = {k : 1 − p̄[k] ≤ q̂}. With exchangeable
+//! set holds every class. The set of a test face is C = {k : 1 − p̄\[k\] ≤ q̂}. With exchangeable
 //! calibration and test faces, P(y ∈ C) ≥ 1 − α.
 //!
 //! Sets are bit masks over at most 8 classes (bit k = class k), like the crowd's label set M,
 //! the FER+ `multi_target` classes.
 
 use std::cmp::Ordering;
+
+use crate::crowd::spearman;
+use crate::mean_or_nan as mean;
 
 /// The 1-based rank ⌈(m+1)(1−α)⌉ of q̂ among m sorted calibration scores; None when it exceeds m
 /// (q̂ = +∞). The product is rounded to 1e-9 before the ceiling so that, e.g., (9+1)·0.9 is 9.
@@ -28,12 +31,14 @@ pub fn qhat(scores: &[f64], alpha: f64) -> f64 {
     sorted[rank - 1]
 }
 
-/// The conformal score of a face: 1 − p[y], in f64.
+/// The conformal score of a face: 1 − p\[y\], in f64.
 pub fn score(p: &[f32], y: usize) -> f64 {
     1.0 - f64::from(p[y])
 }
 
-/// The prediction set {k : 1 − p[k] ≤ q̂} as a bit mask.
+/// The prediction set {k : 1 − p\[k\] ≤ q̂} as a bit mask (bit k = class k; the boundary is
+/// inclusive, and q̂ = +∞ gives every class). The one set rule of analyze's tables, `ferbayes
+/// predict` and explore; [`set_classes`] lists its classes.
 pub fn prediction_set(p: &[f32], qhat: f64) -> u8 {
     p.iter()
         .enumerate()
@@ -42,36 +47,9 @@ pub fn prediction_set(p: &[f32], qhat: f64) -> u8 {
         .fold(0u8, |mask, (k, _)| mask | (1 << k))
 }
 
-/// The classes of a bit mask, in order.
-pub fn classes_of(mask: u8) -> Vec<usize> {
-    (0..8).filter(|k| mask & (1 << k) != 0).collect()
-}
-
-/// Average ranks (1-based) of `x`, ties sharing the mean of their positions.
-pub fn average_ranks(x: &[f64]) -> Vec<f64> {
-    let mut order: Vec<usize> = (0..x.len()).collect();
-    order.sort_by(|&a, &b| x[a].partial_cmp(&x[b]).unwrap_or(Ordering::Equal));
-    let mut ranks = vec![0.0; x.len()];
-    let mut i = 0;
-    while i < order.len() {
-        let mut j = i;
-        while j + 1 < order.len() && x[order[j + 1]] == x[order[i]] {
-            j += 1;
-        }
-        let rank = (i + j) as f64 / 2.0 + 1.0;
-        for &o in &order[i..=j] {
-            ranks[o] = rank;
-        }
-        i = j + 1;
-    }
-    ranks
-}
-
-/// Spearman's rank correlation: the Pearson correlation of the average ranks; NaN when shorter
-/// than 2 or either series is constant.
-pub fn spearman(x: &[f64], y: &[f64]) -> f64 {
-    let len = x.len().min(y.len());
-    crate::metrics::pearson(&average_ranks(&x[..len]), &average_ranks(&y[..len]))
+/// The classes of a set's bit mask ([`prediction_set`]), in order.
+pub fn set_classes(mask: u8) -> impl Iterator<Item = usize> {
+    (0..8).filter(move |k| mask & (1 << k) != 0)
 }
 
 /// One test face as the set metrics see it.
@@ -115,14 +93,6 @@ impl SetMetrics {
             self.crowd_exact,
             self.size_entropy_spearman,
         ]
-    }
-}
-
-fn mean(sum: f64, count: usize) -> f64 {
-    if count == 0 {
-        f64::NAN
-    } else {
-        sum / count as f64
     }
 }
 

@@ -1,16 +1,16 @@
 //! Calibration against the crowd: crowd ECE, classwise crowd ECE, temperature scaling and
 //! split-conformal prediction sets, against hand-computed values, against
 //! tests/reference/calibration_reference.py (numpy/scipy; its output is pasted below as `PY_*`;
-//! rerun it with `python3 crates/analyze/tests/reference/calibration_reference.py`), and on
+//! rerun it with `python3 crates/uq/tests/reference/calibration_reference.py`), and on
 //! synthetic data with known answers.
 
-use ferbayes_analyze::calibration::{
-    T_TOLERANCE, fit_temperature, temper, temper_all, tempered_nll,
+use ferbayes_uq::calibration::{self, crowd_cw_ece, crowd_ece};
+use ferbayes_uq::conformal::{
+    self, SetFace, prediction_set, qhat, quantile_rank, set_classes, set_metrics,
 };
-use ferbayes_analyze::conformal::{
-    self, SetFace, average_ranks, prediction_set, qhat, quantile_rank, set_metrics, spearman,
-};
-use ferbayes_analyze::metrics::{self, crowd_cw_ece, crowd_ece};
+use ferbayes_uq::crowd::{average_ranks, spearman};
+use ferbayes_uq::predictive;
+use ferbayes_uq::temperature::{T_TOLERANCE, fit_temperature, temper, temper_all, tempered_nll};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -95,7 +95,7 @@ fn conf_and_agreement(probs: &[[f32; 4]], crowd: &[[f32; 4]]) -> (Vec<f64>, Vec<
         .iter()
         .zip(crowd)
         .map(|(p, c)| {
-            let (k, conf) = metrics::predict(p);
+            let (k, conf) = predictive::predict(p);
             (conf, f64::from(c[k]))
         })
         .unzip()
@@ -157,7 +157,7 @@ fn crowd_metrics_match_the_reference_script() {
         "classwise crowd ECE",
     );
     // The reliability bins behind crowd ECE hold every face once.
-    let bins = metrics::crowd_reliability(&conf, &agree, 4);
+    let bins = calibration::crowd_reliability(&conf, &agree, 4);
     assert_eq!(bins.iter().map(|b| b.count).sum::<usize>(), TEST.len());
 }
 
@@ -200,7 +200,7 @@ fn temperature_by_hand() {
     // NLL at T = 1 is the plain NLL.
     close(
         tempered_nll(&VALID, &VALID_LABELS, 1.0),
-        metrics::nll(&VALID, &VALID_LABELS),
+        calibration::nll(&VALID, &VALID_LABELS),
         1e-7,
         "NLL at T = 1",
     );
@@ -260,13 +260,16 @@ fn temperature_scaling_never_changes_the_error() {
         })
         .collect();
     let labels: Vec<u8> = (0..500).map(|_| rng.random_range(0..8u8)).collect();
-    let before = metrics::error(&probs, &labels);
+    let before = calibration::error(&probs, &labels);
     for t in [0.05, 0.3, 0.9, 1.7, 5.0, 20.0] {
-        let after = metrics::error(&temper_all(&probs, t), &labels);
+        let after = calibration::error(&temper_all(&probs, t), &labels);
         assert_eq!(before, after, "T = {t}");
     }
     let fitted = fit_temperature(&probs, &labels);
-    assert_eq!(before, metrics::error(&temper_all(&probs, fitted), &labels));
+    assert_eq!(
+        before,
+        calibration::error(&temper_all(&probs, fitted), &labels)
+    );
 }
 
 #[test]
@@ -301,6 +304,27 @@ fn quantile_rank_is_off_by_one_safe() {
     assert_eq!(prediction_set(&[0.1f32, 0.2, 0.7], f64::INFINITY), 0b111);
     assert_eq!(prediction_set(&[0.1f32, 0.2, 0.7], 0.2), 0b000);
     assert_eq!(prediction_set(&[0.1f32, 0.2, 0.7], 0.8), 0b110);
+    assert_eq!(set_classes(0b110).collect::<Vec<_>>(), vec![1, 2]);
+    assert_eq!(set_classes(0).count(), 0);
+    assert_eq!(
+        set_classes(0xff).collect::<Vec<_>>(),
+        (0..8).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn the_set_holds_the_classes_within_the_threshold() {
+    let set = |p: &[f32], q: f64| set_classes(prediction_set(p, q)).collect::<Vec<_>>();
+    // 1 − p = (0.5, 0.7, 0.9, 1, 1, 1, 0.95, 0.95) (up to f32 rounding: 1 − 0.3f32 is
+    // 0.69999998807907): q̂ = 0.7 keeps classes 0 and 1.
+    let mean = [0.5f32, 0.3, 0.1, 0.0, 0.0, 0.0, 0.05, 0.05];
+    assert_eq!(set(&mean, 0.7), vec![0, 1]);
+    // The boundary is inclusive: 1 − 0.5 = 0.5 ≤ 0.5 exactly.
+    assert_eq!(set(&mean, 0.5), vec![0]);
+    assert_eq!(set(&mean, 0.69), vec![0]);
+    assert_eq!(set(&mean, 0.4), Vec::<usize>::new());
+    // q̂ = +∞ (too few calibration faces for α): every class.
+    assert_eq!(set(&mean, f64::INFINITY), (0..8).collect::<Vec<_>>());
 }
 
 #[test]
@@ -358,7 +382,7 @@ fn conformal_sets_match_the_reference_script() {
         .zip(VALID_LABELS)
         .map(|(p, y)| conformal::score(p, usize::from(y)))
         .collect();
-    let crowd_entropy: Vec<f64> = CROWD.iter().map(|c| metrics::entropy(c)).collect();
+    let crowd_entropy: Vec<f64> = CROWD.iter().map(|c| predictive::entropy(c)).collect();
     for (alpha, want_q, want) in [
         (0.05, f64::INFINITY, PY_SETS_ALPHA_005),
         (0.1, PY_QHAT_ALPHA_01, PY_SETS_ALPHA_01),
@@ -420,7 +444,8 @@ fn conformal_coverage_holds_on_exchangeable_data() {
                 .unwrap_or(7)
         })
         .collect();
-    for alpha in ferbayes_core::schema::CONFORMAL_ALPHAS {
+    // The levels of analyze's conformal table (`ferbayes_core::schema::CONFORMAL_ALPHAS`).
+    for alpha in [0.05, 0.10, 0.20] {
         let coverages: Vec<f64> = (0..200u64)
             .map(|seed| {
                 let mut order: Vec<usize> = (0..faces).collect();

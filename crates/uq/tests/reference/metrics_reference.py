@@ -1,8 +1,8 @@
-"""Reference values for crates/analyze/tests/it/metrics.rs.
+"""Reference values for crates/uq/tests/it/metrics.rs.
 
-An independent, literal transcription of the metric definitions of the analyze stage, in plain
-Python (standard library only). Inputs are rounded to float32 first, as the Rust code reads them.
-Run: python3 crates/analyze/tests/reference/metrics_reference.py
+An independent, literal transcription of the metric definitions of ferbayes-uq, in plain Python
+(standard library only). Inputs are rounded to float32 first, as the Rust code reads them.
+Run: python3 crates/uq/tests/reference/metrics_reference.py
 """
 import math
 import struct

@@ -8,7 +8,7 @@
 //! Dividing all log-probabilities by the same T > 0 keeps their order, so the predicted class and
 //! the error never change.
 
-use crate::metrics::PROB_FLOOR;
+use crate::PROB_FLOOR;
 
 /// Smallest temperature searched.
 pub const T_MIN: f64 = 0.05;

@@ -2,13 +2,13 @@
 //! inputs, and on pseudo-random inputs against scikit-learn / numpy: the `PY_*` constants below
 //! are the output of tests/reference/detection_reference.py. Rerun it with
 //! `python3 -m venv /tmp/skvenv && /tmp/skvenv/bin/pip install scikit-learn numpy` and
-//! `/tmp/skvenv/bin/python crates/analyze/tests/reference/detection_reference.py`.
+//! `/tmp/skvenv/bin/python crates/uq/tests/reference/detection_reference.py`.
 
-use ferbayes_analyze::detection::{
+use ferbayes_uq::calibration;
+use ferbayes_uq::detection::{
     OodScores, TPR95, accuracy_at_coverage, aupr, auroc, coverage_at_accuracy, downsample,
     fpr_at_tpr, ood_scores, risk_coverage,
 };
-use ferbayes_analyze::metrics;
 
 // Output of tests/reference/detection_reference.py (scikit-learn 1.9.1, numpy 2.4.6).
 // detection: 200 in (seed 20240601), 150 out
@@ -304,7 +304,7 @@ fn risk_coverage_by_hand() {
     let mean = got.iter().map(|p| p.1).sum::<f64>() / 5.0;
     close(mean, 31.0 / 75.0, "mean risk");
     let mut pairs: Vec<(f64, bool)> = conf.iter().copied().zip(ok).collect();
-    close(metrics::aurc_of(&mut pairs), mean, "aurc_of");
+    close(calibration::aurc_of(&mut pairs), mean, "aurc_of");
     // A NaN confidence ranks last.
     let nan = risk_coverage(&[f64::NAN, 0.5], &[false, true]);
     assert_eq!(nan, vec![(0.5, 0.0), (1.0, 0.5)]);
@@ -406,7 +406,7 @@ fn selective_against_numpy() {
     let mean = curve.iter().map(|p| p.1).sum::<f64>() / 300.0;
     rel_close(mean, PY_SEL_AURC, "mean risk");
     let mut pairs: Vec<(f64, bool)> = conf.iter().copied().zip(ok.iter().copied()).collect();
-    rel_close(metrics::aurc_of(&mut pairs), PY_SEL_AURC, "aurc_of");
+    rel_close(calibration::aurc_of(&mut pairs), PY_SEL_AURC, "aurc_of");
     for (coverage, accuracy) in PY_ACC_AT_COV {
         rel_close(
             accuracy_at_coverage(&conf, &ok, coverage),

@@ -1,13 +1,13 @@
-"""Reference values for crates/analyze/tests/it/detection.rs.
+"""Reference values for crates/uq/tests/it/detection.rs.
 
-Recomputes the OOD detection and selective prediction metrics of crates/analyze/src/detection.rs
+Recomputes the OOD detection and selective prediction metrics of crates/uq/src/detection.rs
 on pseudo-random inputs with scikit-learn and numpy, and prints them as Rust constants to paste
 into the test. The inputs come from a 64-bit LCG (Knuth's MMIX constants) written identically in
 the Rust test, quantised so that many scores tie.
 
 Setup and run (from the repository root):
     python3 -m venv /tmp/skvenv && /tmp/skvenv/bin/pip install scikit-learn numpy
-    /tmp/skvenv/bin/python crates/analyze/tests/reference/detection_reference.py
+    /tmp/skvenv/bin/python crates/uq/tests/reference/detection_reference.py
 
 FPR at 95 % TPR. The Rust definition: tau = the largest value with #{out >= tau} / n_out >= tpr,
 FPR = #{in >= tau} / n_in. sklearn's roc_curve flags scores >= threshold, one threshold per

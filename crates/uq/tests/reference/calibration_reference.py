@@ -2,7 +2,7 @@
 temperature scaling and split-conformal prediction sets, written from their definitions with
 numpy/scipy (scipy.optimize for the temperature, scipy.stats.spearmanr for the rank correlation).
 
-Run: python3 crates/analyze/tests/reference/calibration_reference.py
+Run: python3 crates/uq/tests/reference/calibration_reference.py
 The Rust tests embed the printed values (PY_* constants).
 """
 
