@@ -16,10 +16,9 @@ use candle_core::cuda_backend::cudarc::driver::{
 };
 use candle_core::{CudaDevice, CudaStorage, Layout, Result, Shape, Storage, Tensor};
 
-use super::{
-    BnApply, BnBwdDx, BnBwdSums, BnDims, BnStats, CHUNK, ChannelsDropout, Dropout, MaskStream,
-    PendingRunning, Target,
-};
+use super::batch_norm::{BnApply, BnBwdDx, BnBwdSums, BnDims, BnStats, PendingRunning};
+use super::dropout::{ChannelsDropout, Dropout};
+use super::{CHUNK, MaskStream, Target};
 
 /// The kernels' PTX.
 const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/ferbayes_kernels.ptx"));
@@ -830,7 +829,7 @@ mod cudnn {
     use candle_core::{CudaDevice, CudaStorage, Layout, Result, Shape};
 
     use super::{alloc, view, wrap};
-    use crate::device::{ConvBwdData, ConvBwdFilter, ConvFwd};
+    use crate::device::conv::{ConvBwdData, ConvBwdFilter, ConvFwd};
 
     /// The algorithms, fixed: each is deterministic (the same bits twice on one GPU) and runs
     /// every shape the networks have.
