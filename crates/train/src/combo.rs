@@ -1,6 +1,8 @@
 //! One architecture × method: its members trained pack by pack, then its history and
 //! manifest.
 
+use std::collections::HashSet;
+use std::path::PathBuf;
 use std::time::Instant;
 
 use ferbayes_core::runner::StageRun;
@@ -12,7 +14,7 @@ use crate::checkpoint::{META_MACHINE, header_metadata};
 use crate::data::Dataset;
 use crate::epoch::{PackEntry, PackOutcome, group_by_resume, train_pack};
 use crate::error::Result;
-use crate::shard::assign_members;
+use crate::shard::{assign_members, finished_members};
 use crate::{ComboSummary, EpochRecord, TrainOptions};
 
 /// One architecture × method to train: where it goes, its settings and its faces.
@@ -29,7 +31,7 @@ pub(crate) struct Combo<'a> {
 pub(crate) fn train_combo(
     combo: Combo<'_>,
     options: &TrainOptions,
-    (budget, slot): (&mut Option<usize>, &mut usize),
+    (budget, slot, trained): (&mut Option<usize>, &mut usize, &mut HashSet<PathBuf>),
     (plan, check): (&ferbayes_core::plan::Plan, &ferbayes_core::plan::Check),
 ) -> Result<ComboSummary> {
     let Combo {
@@ -47,8 +49,6 @@ pub(crate) fn train_combo(
     stage.manifest_mut().machine = machine;
     let span = ferbayes_core::cli::progress_span(&format!("{arch}/{method}"), members as u64);
     let _enter = span.enter();
-    let mut assigned = assign_members(combo, options, slot)?;
-    span.pb_inc((members - assigned.todo.len()) as u64);
     let mut summary = ComboSummary {
         arch,
         method,
@@ -58,8 +58,24 @@ pub(crate) fn train_combo(
         skipped: false,
         history: Vec::new(),
     };
+    if options.finish {
+        // The shards trained every member: only the history and the manifest are left.
+        summary.history = finished_members(combo)?;
+        finish_combo(
+            layout,
+            arch,
+            method,
+            members,
+            stage,
+            &summary.history,
+            started,
+        )?;
+        return Ok(summary);
+    }
+    let mut assigned = assign_members(combo, options, slot, trained)?;
+    span.pb_inc((members - assigned.todo.len()) as u64);
     let pack_size = settings.train.pack_members.max(1);
-    for group in group_by_resume(assigned.todo, &options.device) {
+    for group in group_by_resume(assigned.todo, &options.device, options.force) {
         let mut group = group.into_iter().peekable();
         while group.peek().is_some() {
             let pack: Vec<PackEntry> = group.by_ref().take(pack_size).collect();
@@ -76,6 +92,7 @@ pub(crate) fn train_combo(
             match outcome {
                 PackOutcome::Complete(done) => {
                     for (member, h) in done {
+                        trained.insert(layout.member_weights(arch, method, member));
                         assigned.histories[member] = Some(h);
                         summary.trained += 1;
                     }

@@ -24,11 +24,16 @@ use crate::step::{step_targets, train_step};
 use crate::{EpochRecord, TrainOptions};
 
 /// The jobs grouped by the epoch they resume from (a pack's members train in step), in order of
-/// first appearance.
-pub(crate) fn group_by_resume(todo: Vec<MemberJob>, device: &Device) -> Vec<Vec<PackEntry>> {
+/// first appearance; with `afresh` (`--force`) every job starts from epoch 0, whatever its
+/// checkpoint.
+pub(crate) fn group_by_resume(
+    todo: Vec<MemberJob>,
+    device: &Device,
+    afresh: bool,
+) -> Vec<Vec<PackEntry>> {
     let mut groups: Vec<(usize, Vec<PackEntry>)> = Vec::new();
     for job in todo {
-        let resume = job.resume(device);
+        let resume = if afresh { None } else { job.resume(device) };
         let epoch = resume.as_ref().map_or(0, |r| r.epochs_done);
         match groups.iter_mut().find(|(e, _)| *e == epoch) {
             Some((_, g)) => g.push((job, resume)),

@@ -14,7 +14,10 @@
 //! - After every epoch the member's weights, optimiser state and history are checkpointed to
 //!   `.resume/member-NN.safetensors`, so a killed run resumes from its last completed epoch and
 //!   ends with the weights of an uninterrupted run. A finished member's weights carry a
-//!   fingerprint of everything that determines them; a rerun with the same fingerprint skips it.
+//!   fingerprint of everything that determines them; a rerun with the same fingerprint skips it
+//!   (`TrainOptions::force` retrains it from scratch). Shards (`TrainOptions::shard`) leave each
+//!   combination's history and manifest to a finishing pass (`TrainOptions::finish`), which
+//!   trains nothing.
 //! - Every epoch evaluates the valid split (majority accuracy and NLL, deterministic pass); the
 //!   final weights are kept (as the study does) and the best-NLL epoch is recorded.
 //!
@@ -40,7 +43,7 @@ mod pack_tests;
 mod shard;
 mod step;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use candle_core::Device;
@@ -70,14 +73,21 @@ pub struct TrainOptions {
     #[cfg(feature = "testing")]
     #[doc(hidden)]
     pub stop_after_epochs: Option<usize>,
-    /// Retrain combinations whose manifest key is up to date (members with a matching
-    /// fingerprint are still reused).
+    /// Retrain every member this run covers (all of the selection's, or its shard's), from
+    /// scratch, even where the combination is up to date or a member's finished weights or
+    /// checkpoint match its fingerprint; each once (the MC-Dropout network and ensemble member
+    /// 0, which train identically, once and copied once when this run covers both). With
+    /// `finish`: rewrite every selected combination's history and manifest.
     pub force: bool,
     /// `(k, n)`: train only every n-th shard unit (a pack of `train.pack_members` members, see
     /// `ferbayes_core::plan::shard_units`; counted over all combinations in order), starting
     /// at unit k, and leave each combination's history and manifest to a
-    /// final run without a shard. Lets n processes train one profile in parallel.
+    /// final run with `finish`. Lets n processes train one profile in parallel.
     pub shard: Option<(usize, usize)>,
+    /// The last pass after the shards: train nothing, write each combination's history and
+    /// manifest from its finished members, and fail naming the members that are not finished.
+    /// Takes no `shard`.
+    pub finish: bool,
     /// The kernels the networks run on (default: [`Backend::from_env`]).
     pub kernels: Backend,
 }
@@ -92,6 +102,7 @@ impl Default for TrainOptions {
             stop_after_epochs: None,
             force: false,
             shard: None,
+            finish: false,
         }
     }
 }
@@ -134,7 +145,14 @@ pub fn run(
     let mut budget = options.stop_after_epochs;
     #[cfg(not(feature = "testing"))]
     let mut budget = None;
+    if options.finish && options.shard.is_some() {
+        return Err(TrainError::Invalid(
+            "finishing writes every shard's histories and manifests: it takes no shard".into(),
+        ));
+    }
     let mut slot = 0usize;
+    // The member weights this run trained (under `force`, the only twins it copies).
+    let mut trained = HashSet::new();
     let mut out = Vec::new();
     // One writer per member: the members this process trains (a shard's, or all) are locked
     // before anything is checked, so a second `just train` on this root stops at once.
@@ -198,7 +216,12 @@ pub fn run(
             method,
             data: (&train, &valid),
         };
-        let summary = train_combo(combo, options, (&mut budget, &mut slot), (&plan, &check))?;
+        let summary = train_combo(
+            combo,
+            options,
+            (&mut budget, &mut slot, &mut trained),
+            (&plan, &check),
+        )?;
         let stop = summary.interrupted;
         out.push(summary);
         if stop {

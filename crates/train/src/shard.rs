@@ -1,7 +1,8 @@
 //! Which members this process trains: the locks it takes, its shard units
 //! (`ferbayes_core::plan::shard_units`), and what is already finished or copied from its twin.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
 
 use candle_core::Device;
 use ferbayes_core::{Layout, Method, Settings};
@@ -11,7 +12,7 @@ use crate::checkpoint::{
     write_safetensors,
 };
 use crate::combo::Combo;
-use crate::error::Result;
+use crate::error::{Result, TrainError};
 use crate::fingerprint::MemberJob;
 use crate::{EpochRecord, TrainOptions};
 
@@ -52,11 +53,13 @@ pub(crate) struct Assigned {
 
 /// This process's members (a shard takes every n-th shard unit, a pack of members, counted
 /// over all combinations; see `ferbayes_core::plan::shard_units`), less the finished ones and
-/// those copied from their twin.
+/// those copied from their twin. Under `force` no member counts as finished, and a twin is
+/// copied only if this run trained it (`trained`: the member weights it wrote).
 pub(crate) fn assign_members(
     combo: Combo<'_>,
     options: &TrainOptions,
     slot: &mut usize,
+    trained: &HashSet<PathBuf>,
 ) -> Result<Assigned> {
     let (settings, arch, method) = (combo.settings, combo.arch, combo.method);
     let members = ferbayes_core::plan::members(settings, method);
@@ -73,10 +76,15 @@ pub(crate) fn assign_members(
             continue;
         }
         let job = MemberJob::new(combo, member);
-        if let Some(history) = finished_member(&job.weights, &job.fingerprint) {
+        let finished = if options.force {
+            None
+        } else {
+            finished_member(&job.weights, &job.fingerprint)
+        };
+        if let Some(history) = finished {
             tracing::info!("{arch}/{method} member {member:02} is up to date; skipping");
             assigned.histories[member] = Some(history);
-        } else if let Some(history) = copy_twin(combo, &job)? {
+        } else if let Some(history) = copy_twin(combo, &job, options.force.then_some(trained))? {
             assigned.histories[member] = Some(history);
         } else {
             assigned.todo.push(job);
@@ -88,9 +96,14 @@ pub(crate) fn assign_members(
 
 /// The MC-Dropout network and ensemble member 0 train identically: the same seed (weights,
 /// data order, masks), dropout on the activations in both, the same settings. When one of
-/// them is finished, the other is a copy of its weights under its own fingerprint (and its
-/// history), not a second training. Returns that history when it copied.
-pub(crate) fn copy_twin(combo: Combo<'_>, job: &MemberJob) -> Result<Option<Vec<EpochRecord>>> {
+/// them is finished (and, given `only`, one of these weights: those this run trained), the
+/// other is a copy of its weights under its own fingerprint (and its history), not a second
+/// training. Returns that history when it copied.
+pub(crate) fn copy_twin(
+    combo: Combo<'_>,
+    job: &MemberJob,
+    only: Option<&HashSet<PathBuf>>,
+) -> Result<Option<Vec<EpochRecord>>> {
     let (arch, method) = (combo.arch, combo.method);
     let twin = match method {
         _ if job.member != 0 => return Ok(None),
@@ -105,6 +118,9 @@ pub(crate) fn copy_twin(combo: Combo<'_>, job: &MemberJob) -> Result<Option<Vec<
         },
         0,
     );
+    if only.is_some_and(|trained| !trained.contains(&other.weights)) {
+        return Ok(None);
+    }
     let Some(history) = finished_member(&other.weights, &other.fingerprint) else {
         return Ok(None);
     };
@@ -127,4 +143,27 @@ pub(crate) fn copy_twin(combo: Combo<'_>, job: &MemberJob) -> Result<Option<Vec<
          identically (copied, not retrained)"
     );
     Ok(Some(history))
+}
+
+/// Every member's history from its finished weights (those with its fingerprint), for the last
+/// pass after the shards (`TrainOptions::finish`); fails naming the members that are not
+/// finished.
+pub(crate) fn finished_members(combo: Combo<'_>) -> Result<Vec<EpochRecord>> {
+    let members = ferbayes_core::plan::members(combo.settings, combo.method);
+    let mut history = Vec::new();
+    let mut missing = Vec::new();
+    for member in 0..members {
+        let job = MemberJob::new(combo, member);
+        match finished_member(&job.weights, &job.fingerprint) {
+            Some(h) => history.extend(h),
+            None => missing.push(job.weights),
+        }
+    }
+    if missing.is_empty() {
+        return Ok(history);
+    }
+    Err(TrainError::Unfinished {
+        what: format!("{}/{}", combo.arch, combo.method),
+        missing,
+    })
 }

@@ -1,5 +1,6 @@
 //! Integration tests of the train stage on real FER+ faces.
 
+mod force;
 mod processes;
 mod provenance;
 mod support;
