@@ -98,6 +98,11 @@ fn serve_child(root: &Path) {
         "127.0.0.1:0".parse().expect("addr"),
     );
     options.data_root = Some(ferbayes_core::test_data_root());
+    // The kernel knobs, read once as `ferbayes explore` reads them.
+    options.kernels = ferbayes_models::install_kernels(
+        &ferbayes_core::cli::KernelArgs::default(),
+        &options.device,
+    );
     let server = Server::start(options).expect("server");
     println!("LISTENING {}", server.addr());
     let _ = std::io::stdout().flush();

@@ -85,7 +85,8 @@ pub struct Predictor {
 }
 
 impl Predictor {
-    /// Loads the weights of `arch`/`method` written by the train stage for this profile.
+    /// Loads the weights of `arch`/`method` written by the train stage for this profile, on the
+    /// default kernels ([`Backend::default`]; [`Predictor::load_on`] takes them).
     pub fn load(
         layout: &Layout,
         settings: &Settings,
@@ -93,7 +94,7 @@ impl Predictor {
         method: Method,
         device: &Device,
     ) -> Result<Predictor> {
-        Self::load_on(layout, settings, arch, method, device, Backend::from_env())
+        Self::load_on(layout, settings, arch, method, device, Backend::default())
     }
 
     /// [`Predictor::load`] with the networks on the kernels of `kernels`.
@@ -280,7 +281,8 @@ pub struct InferOptions {
     pub device: Device,
     /// Rerun combinations that are up to date.
     pub force: bool,
-    /// The kernels the networks run on (default: [`Backend::from_env`]).
+    /// The kernels the networks run on (default: [`Backend::default`], the CPU's; the binary
+    /// passes what its knobs say, `ferbayes_models::install_kernels`).
     pub kernels: Backend,
 }
 
@@ -290,7 +292,7 @@ impl Default for InferOptions {
             selection: Selection::default(),
             device: Device::Cpu,
             force: false,
-            kernels: Backend::from_env(),
+            kernels: Backend::default(),
         }
     }
 }

@@ -88,14 +88,15 @@ pub struct TrainOptions {
     /// manifest from its finished members, and fail naming the members that are not finished.
     /// Takes no `shard`.
     pub finish: bool,
-    /// The kernels the networks run on (default: [`Backend::from_env`]).
+    /// The kernels the networks run on (default: [`Backend::default`], the CPU's; the binary
+    /// passes what its knobs say, `ferbayes_models::install_kernels`).
     pub kernels: Backend,
 }
 
 impl Default for TrainOptions {
     fn default() -> Self {
         TrainOptions {
-            kernels: Backend::from_env(),
+            kernels: Backend::default(),
             selection: Selection::default(),
             device: Device::Cpu,
             #[cfg(feature = "testing")]

@@ -47,7 +47,8 @@ impl Network {
 
     /// `seeds.len()` networks packed into one (`Model::packed`), member g drawing its weights
     /// from `seeds[g]` exactly as [`Network::new`] would, with one optimiser over the packed
-    /// variables (every update is elementwise, so each member's is its own).
+    /// variables (every update is elementwise, so each member's is its own), on the default
+    /// kernels ([`Backend::default`]; [`Network::packed_on`] takes them).
     pub fn packed(
         arch: Arch,
         method: Method,
@@ -55,7 +56,7 @@ impl Network {
         device: &Device,
         seeds: &[u64],
     ) -> Result<Self> {
-        Self::packed_on(arch, method, s, device, seeds, Backend::from_env())
+        Self::packed_on(arch, method, s, device, seeds, Backend::default())
     }
 
     /// [`Network::packed`] on the kernels of `kernels`.

@@ -830,6 +830,7 @@ mod cudnn {
 
     use super::{alloc, view, wrap};
     use crate::device::conv::{ConvBwdData, ConvBwdFilter, ConvFwd};
+    use crate::device::tf32;
 
     /// The algorithms, fixed: each is deterministic (the same bits twice on one GPU) and runs
     /// every shape the networks have.
@@ -851,12 +852,6 @@ mod cudnn {
             h.borrow_mut().insert(dev.id(), c.clone());
             Ok(c)
         })
-    }
-
-    /// Whether cuDNN may use TF32 tensor cores (`FER_TF32=1`); off by default, so that f32
-    /// convolutions are f32 FMAs.
-    pub(crate) fn tf32() -> bool {
-        std::env::var("FER_TF32").is_ok_and(|v| v.trim() == "1")
     }
 
     /// The descriptors of one convolution: x (b, cin, h, w), w (cout, cin, kh, kw), y.
@@ -1020,7 +1015,11 @@ mod cudnn {
             v / 10000,
             (v / 100) % 100,
             v % 100,
-            if tf32() { "on (FER_TF32=1)" } else { "off" }
+            if tf32() {
+                "on (the tf32 setting)"
+            } else {
+                "off"
+            }
         )
     }
 }

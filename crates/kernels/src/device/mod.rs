@@ -38,7 +38,7 @@ mod optim;
 #[cfg(test)]
 mod tests;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use candle_core::{DType, Tensor};
 
@@ -67,6 +67,22 @@ pub fn inplace_ops() -> usize {
 /// Counts `n` in-place ops (see [`inplace_ops`]).
 pub fn count_inplace(n: usize) {
     INPLACE_OPS.fetch_add(n, Ordering::Relaxed);
+}
+
+/// Whether cuDNN's convolutions may use TF32 tensor cores ([`set_tf32`]).
+static TF32: AtomicBool = AtomicBool::new(false);
+
+/// Lets cuDNN's convolutions (feature `cudnn`) use TF32 tensor cores, or not (the default, so
+/// that f32 convolutions are f32 FMAs): a process-wide setting, installed once by the binaries
+/// (their `--tf32`) before any network runs and read by every convolution; the manifests record
+/// it ([`gpu_kernels`]).
+pub fn set_tf32(on: bool) {
+    TF32.store(on, Ordering::Relaxed);
+}
+
+/// Whether [`set_tf32`] allowed TF32.
+pub fn tf32() -> bool {
+    TF32.load(Ordering::Relaxed)
 }
 
 /// Whether the device ops can run on this tensor's device: the CPU always, a CUDA GPU with the

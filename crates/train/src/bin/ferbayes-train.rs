@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::Parser;
-use ferbayes_core::cli::{CommonArgs, DeviceArg, Selection, init_tracing};
+use ferbayes_core::cli::{CommonArgs, DeviceArg, KernelArgs, Selection, init_tracing};
 
 /// Train every architecture × uncertainty method the profile lists (or the ones named) on the
 /// ingest Parquet, writing train/<arch>/<method>/member-NN.safetensors and history.parquet.
@@ -32,11 +32,8 @@ struct Args {
     /// manifest from the members the shards finished, and fail naming any member that is not.
     #[arg(long, conflicts_with = "shard")]
     finish: bool,
-    /// Kernels: winograd, im2col (the CPU's fused kernels), device (one fused op per layer,
-    /// what a GPU runs) or reference (candle's ops) [default: winograd on the CPU, device on
-    /// a GPU]; FER_REFERENCE_OPS=1 and FER_WINOGRAD=0 override it.
-    #[arg(long)]
-    kernels: Option<ferbayes_models::Backend>,
+    #[command(flatten)]
+    kernels: KernelArgs,
 }
 
 fn parse_shard(s: &str) -> Result<(usize, usize), String> {
@@ -72,10 +69,7 @@ fn main() -> anyhow::Result<()> {
         force: args.force,
         shard: args.shard,
         finish: args.finish,
-        kernels: args
-            .kernels
-            .unwrap_or_else(|| ferbayes_models::Backend::for_device(&device))
-            .with_env_overrides(),
+        kernels: ferbayes_models::install_kernels(&args.kernels, &device),
         ..ferbayes_train::TrainOptions::default()
     };
     // The main run, then each soft-label comparison run (`train.compare_label_modes`),
