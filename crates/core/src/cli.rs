@@ -54,7 +54,7 @@ impl DeviceArg {
 
 /// The kernels a network runs on, by name: `ferbayes_kernels::Backend`'s choices (this crate
 /// links no kernels; `ferbayes_models::install_kernels` converts).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum KernelChoice {
     /// candle's own ops.
     Reference,
@@ -84,6 +84,25 @@ impl KernelChoice {
             ComputeDevice::Cpu => KernelChoice::Winograd,
             ComputeDevice::Cuda => KernelChoice::Device,
         }
+    }
+}
+
+impl std::str::FromStr for KernelChoice {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        const ALL: [KernelChoice; 4] = [
+            KernelChoice::Reference,
+            KernelChoice::Im2col,
+            KernelChoice::Winograd,
+            KernelChoice::Device,
+        ];
+        ALL.into_iter()
+            .find(|k| k.as_str() == s.trim())
+            .ok_or_else(|| {
+                let names: Vec<&str> = ALL.iter().map(|k| k.as_str()).collect();
+                format!("unknown kernels `{s}` (one of {})", names.join(", "))
+            })
     }
 }
 
@@ -319,5 +338,31 @@ mod tests {
         assert!(err.contains("missing") && err.contains("FER_DATA"), "{err}");
         let got = resolve_data_root(None, dir.path()).expect("configured exists");
         assert_eq!(got, dir.path());
+    }
+
+    #[test]
+    fn kernel_choices_parse_their_names_and_refuse_others_naming_the_choices() {
+        for k in [
+            KernelChoice::Reference,
+            KernelChoice::Im2col,
+            KernelChoice::Winograd,
+            KernelChoice::Device,
+        ] {
+            assert_eq!(k.as_str().parse::<KernelChoice>(), Ok(k));
+            assert_eq!(k.to_string(), k.as_str());
+        }
+        let err = "fastest".parse::<KernelChoice>().expect_err("unknown");
+        assert_eq!(
+            err,
+            "unknown kernels `fastest` (one of reference, im2col, winograd, device)"
+        );
+        assert_eq!(
+            KernelChoice::default_for(ComputeDevice::Cpu),
+            KernelChoice::Winograd
+        );
+        assert_eq!(
+            KernelChoice::default_for(ComputeDevice::Cuda),
+            KernelChoice::Device
+        );
     }
 }
