@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use ferbayes_core::cli::{CommonArgs, KernelArgs};
 use ferbayes_core::{Arch, Method};
-use ferbayes_infer::Predictor;
+use ferbayes_models::Predictor;
 use ferbayes_predict::{
     FaceDetector, FacePrediction, Faces, PredictError, SetThreshold, annotate, conformal, summary,
     table,

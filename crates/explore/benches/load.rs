@@ -72,7 +72,7 @@ fn artifacts(settings: &Settings) -> PathBuf {
         for &arch in &s.train.archs {
             for &method in &s.train.methods {
                 if !l.member_weights(arch, method, 0).is_file() {
-                    ferbayes_infer::testing::write_seeded_weights(&l, &s, arch, method)
+                    ferbayes_models::testing::write_seeded_weights(&l, &s, arch, method)
                         .expect("seeded weights");
                 }
             }

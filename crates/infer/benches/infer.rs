@@ -13,8 +13,9 @@ use std::time::Instant;
 use candle_core::Device;
 use ferbayes_core::cli::KernelArgs;
 use ferbayes_core::{Arch, Layout, Method, PipelineFile, Split};
-use ferbayes_infer::{Faces, Predictor};
+use ferbayes_infer::Faces;
 use ferbayes_models::Backend;
+use ferbayes_models::Predictor;
 
 const FACES: usize = 256;
 /// Timed passes per cell; the fastest counts.
@@ -54,7 +55,7 @@ fn bench() {
     for arch in Arch::ALL {
         let a = settings.train.arch(arch).clone();
         for method in Method::ALL {
-            ferbayes_infer::testing::write_seeded_weights(&layout, &settings, arch, method)
+            ferbayes_models::testing::write_seeded_weights(&layout, &settings, arch, method)
                 .expect("seeded weights");
             let full_members = settings.train.ensemble_members;
             let combo = (arch, method);

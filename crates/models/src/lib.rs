@@ -144,7 +144,11 @@ mod layers;
 mod machine;
 mod model;
 mod noise;
+pub mod predictor;
 mod preprocess;
+#[cfg(any(test, feature = "testing"))]
+#[doc(hidden)]
+pub mod testing;
 mod vgg;
 
 pub use config::{Arch, Method, Mode, ModelConfig, default_drop_rate, has_batchnorm};
@@ -163,6 +167,7 @@ pub use knobs::{backend_of, install_kernels};
 pub use machine::machine;
 pub use model::Model;
 pub use noise::Noise;
+pub use predictor::Predictor;
 pub use preprocess::{SOURCE_SIZE, batch_tensor, preprocess, resize_bilinear};
 
 /// Number of emotion classes (logits per sample).

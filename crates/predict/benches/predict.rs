@@ -15,7 +15,7 @@ use std::time::Instant;
 use candle_core::Device;
 use ferbayes_core::cli::KernelArgs;
 use ferbayes_core::{Arch, Layout, Method, PipelineFile};
-use ferbayes_infer::Predictor;
+use ferbayes_models::Predictor;
 use ferbayes_predict::{FaceDetector, Faces};
 
 const RUNS: usize = 7;
@@ -70,7 +70,7 @@ fn main() {
     for arch in Arch::ALL {
         let a = settings.train.arch(arch);
         for method in Method::ALL {
-            ferbayes_infer::testing::write_seeded_weights(&layout, &settings, arch, method)
+            ferbayes_models::testing::write_seeded_weights(&layout, &settings, arch, method)
                 .expect("weights");
             let p = Predictor::load_on(&layout, &settings, arch, method, &Device::Cpu, kernels)
                 .expect("load");
