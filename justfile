@@ -23,8 +23,9 @@ ingest *ARGS:
 
 # On the CPU, FER_TRAIN_JOBS processes (default: one per core) each train every N-th member on one
 # core, which beats one process on all cores for the small cpu-profile networks (1.7x in one probe
-# while another job held some CPU, about 1.5x on a quiet machine); a last pass then writes each
-# combination's history and manifest. With `device = "cuda"` (or FER_DEVICE=cuda) it builds and
+# while another job held some CPU, about 1.5x on a quiet machine); a last pass (`--finish`, which
+# trains nothing) then writes each combination's history and manifest. `--force` goes to both:
+# the shards retrain their members, the last pass rewrites the histories and manifests. With `device = "cuda"` (or FER_DEVICE=cuda) it builds and
 # runs the CUDA binary (FER_CUDA_FEATURES: cudnn, the default, or cuda; its own target folder),
 # one process unless FER_TRAIN_JOBS says more (processes sharing the GPU).
 # Train the profile's architectures x methods; e.g. `just train --arch vgg16 --method ensemble`.
@@ -54,7 +55,7 @@ train *ARGS:
     status=0
     for p in "${pids[@]}"; do wait "$p" || status=$?; done
     if [ "$status" -ne 0 ]; then exit "$status"; fi
-    "${run[@]}" {{ARGS}}
+    "${run[@]}" --finish {{ARGS}}
 
 # On the profile's device, as `just train` (the CUDA binary for `cuda`).
 # T stochastic passes / N members per valid and test face, cached as probability tables.

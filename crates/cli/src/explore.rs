@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use anyhow::Context;
-use ferbayes_core::cli::CommonArgs;
+use ferbayes_core::cli::{CommonArgs, KernelArgs};
 use ferbayes_explore::{DEFAULT_LISTEN, ExploreOptions};
 
 #[derive(Debug, clap::Args)]
@@ -16,9 +16,9 @@ pub struct ExploreArgs {
     /// `--features cuda`).
     #[arg(long, default_value = "cpu")]
     device: String,
-    /// CPU kernels of the photo page's model: winograd, im2col or reference.
-    #[arg(long, default_value = "winograd")]
-    kernels: ferbayes_models::Backend,
+    /// The kernels of the photo page's model.
+    #[command(flatten)]
+    kernels: KernelArgs,
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -33,8 +33,8 @@ pub fn run(args: &ExploreArgs) -> anyhow::Result<()> {
         settings: ctx.settings.clone(),
         data_root,
         listen: args.listen,
+        kernels: ferbayes_models::install_kernels(&args.kernels, &device),
         device,
-        kernels: args.kernels.with_env_overrides(),
     };
     ferbayes_explore::serve(options)
         .with_context(|| format!("serving the artifacts of profile `{}`", ctx.profile))

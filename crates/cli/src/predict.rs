@@ -4,9 +4,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use ferbayes_core::cli::CommonArgs;
+use ferbayes_core::cli::{CommonArgs, KernelArgs};
 use ferbayes_core::{Arch, Method};
-use ferbayes_infer::Predictor;
+use ferbayes_models::Predictor;
 use ferbayes_predict::{
     FaceDetector, FacePrediction, Faces, PredictError, SetThreshold, annotate, conformal, summary,
     table,
@@ -48,10 +48,8 @@ pub struct PredictArgs {
     /// Compute device: cpu, or cuda (needs a build with `--features cuda`).
     #[arg(long, default_value = "cpu")]
     device: String,
-    /// CPU kernels: winograd, im2col or reference (candle's ops); FER_REFERENCE_OPS=1 and
-    /// FER_WINOGRAD=0 override it.
-    #[arg(long, default_value = "winograd")]
-    kernels: ferbayes_models::Backend,
+    #[command(flatten)]
+    kernels: KernelArgs,
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -72,7 +70,7 @@ fn load(args: &PredictArgs) -> anyhow::Result<(Predictor, SetThreshold)> {
         arch,
         method,
         &device,
-        args.kernels.with_env_overrides(),
+        ferbayes_models::install_kernels(&args.kernels, &device),
     )
     .with_context(|| {
         format!(

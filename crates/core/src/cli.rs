@@ -52,6 +52,140 @@ impl DeviceArg {
     }
 }
 
+/// The kernels a network runs on, by name: `ferbayes_kernels::Backend`'s choices (this crate
+/// links no kernels; `ferbayes_models::install_kernels` converts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KernelChoice {
+    /// candle's own ops.
+    Reference,
+    /// The CPU's fused kernels, every convolution as im2col + gemm.
+    Im2col,
+    /// The CPU's fused kernels with Winograd for the wide 3x3 / 5x5 'same' convolutions.
+    Winograd,
+    /// One fused op per layer (what a GPU runs).
+    Device,
+}
+
+impl KernelChoice {
+    /// The name `--kernels` takes and the manifests record.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KernelChoice::Reference => "reference",
+            KernelChoice::Im2col => "im2col",
+            KernelChoice::Winograd => "winograd",
+            KernelChoice::Device => "device",
+        }
+    }
+
+    /// The kernels of `device` when none are chosen: winograd on the CPU, device on a GPU (as
+    /// `ferbayes_kernels::Backend::for_device`).
+    pub fn default_for(device: ComputeDevice) -> KernelChoice {
+        match device {
+            ComputeDevice::Cpu => KernelChoice::Winograd,
+            ComputeDevice::Cuda => KernelChoice::Device,
+        }
+    }
+}
+
+impl std::str::FromStr for KernelChoice {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        const ALL: [KernelChoice; 4] = [
+            KernelChoice::Reference,
+            KernelChoice::Im2col,
+            KernelChoice::Winograd,
+            KernelChoice::Device,
+        ];
+        ALL.into_iter()
+            .find(|k| k.as_str() == s.trim())
+            .ok_or_else(|| {
+                let names: Vec<&str> = ALL.iter().map(|k| k.as_str()).collect();
+                format!("unknown kernels `{s}` (one of {})", names.join(", "))
+            })
+    }
+}
+
+impl std::fmt::Display for KernelChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The SIMD level of the kernels' hand-vectorised loops (`ferbayes_kernels::SimdLevel`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, clap::ValueEnum)]
+pub enum SimdChoice {
+    /// AVX2+FMA where the CPU has it.
+    #[default]
+    Auto,
+    /// Their scalar code (the same bits, slower).
+    Scalar,
+}
+
+/// The knobs that choose the networks' kernels, for every binary that runs networks (train,
+/// infer, `ferbayes predict` and `explore`; flatten into its parser; a bench takes
+/// `KernelArgs::default()`, the environment alone). Each flag falls back on its `FER_*`
+/// variable, read here, at the edge, once: the binaries pass the result down
+/// (`ferbayes_models::install_kernels`) and no library reads the environment for them. What
+/// ran is provenance, like the machine: the manifests record it, no stage key holds it.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct KernelArgs {
+    /// Kernels: winograd, im2col (the CPU's fused kernels), device (one fused op per layer,
+    /// what a GPU runs) or reference (candle's ops) [default: winograd on the CPU, device on a
+    /// GPU; without the flag FER_REFERENCE_OPS=1 picks reference, and FER_WINOGRAD=0 im2col
+    /// where the default is winograd].
+    #[arg(long, value_name = "KERNELS")]
+    pub kernels: Option<KernelChoice>,
+    /// The pooling and BatchNorm loops: auto (AVX2+FMA where the CPU has it) or scalar (their
+    /// scalar code, the same bits) [default: scalar if FER_SIMD=scalar, else auto].
+    #[arg(long, value_name = "LEVEL")]
+    pub simd: Option<SimdChoice>,
+    /// Let cuDNN's convolutions (GPU) use TF32 tensor cores: faster, but results differ from
+    /// f32 [default: on if FER_TF32=1].
+    #[arg(long)]
+    pub tf32: bool,
+}
+
+impl KernelArgs {
+    /// `--kernels`; else `reference` when `FER_REFERENCE_OPS=1`; else `default` (the device's,
+    /// [`KernelChoice::default_for`]), which `FER_WINOGRAD=0` turns from winograd into im2col.
+    pub fn kernels_or(&self, default: KernelChoice) -> KernelChoice {
+        if let Some(k) = self.kernels {
+            return k;
+        }
+        if env_is("FER_REFERENCE_OPS", "1") {
+            return KernelChoice::Reference;
+        }
+        if default == KernelChoice::Winograd && env_is("FER_WINOGRAD", "0") {
+            return KernelChoice::Im2col;
+        }
+        default
+    }
+
+    /// `--simd`; else scalar when `FER_SIMD` says `scalar` (any case), else auto.
+    pub fn simd(&self) -> SimdChoice {
+        self.simd.unwrap_or_else(|| {
+            let scalar =
+                std::env::var("FER_SIMD").is_ok_and(|v| v.trim().eq_ignore_ascii_case("scalar"));
+            if scalar {
+                SimdChoice::Scalar
+            } else {
+                SimdChoice::Auto
+            }
+        })
+    }
+
+    /// `--tf32`, or `FER_TF32=1`.
+    pub fn tf32(&self) -> bool {
+        self.tf32 || env_is("FER_TF32", "1")
+    }
+}
+
+/// Whether the environment variable `name` is set to `value` (surrounding spaces ignored).
+fn env_is(name: &str, value: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| v.trim() == value)
+}
+
 /// Which architecture × method combinations a stage works on (flatten into a binary's parser);
 /// empty lists mean the profile's `train.archs` / `train.methods`.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -204,5 +338,31 @@ mod tests {
         assert!(err.contains("missing") && err.contains("FER_DATA"), "{err}");
         let got = resolve_data_root(None, dir.path()).expect("configured exists");
         assert_eq!(got, dir.path());
+    }
+
+    #[test]
+    fn kernel_choices_parse_their_names_and_refuse_others_naming_the_choices() {
+        for k in [
+            KernelChoice::Reference,
+            KernelChoice::Im2col,
+            KernelChoice::Winograd,
+            KernelChoice::Device,
+        ] {
+            assert_eq!(k.as_str().parse::<KernelChoice>(), Ok(k));
+            assert_eq!(k.to_string(), k.as_str());
+        }
+        let err = "fastest".parse::<KernelChoice>().expect_err("unknown");
+        assert_eq!(
+            err,
+            "unknown kernels `fastest` (one of reference, im2col, winograd, device)"
+        );
+        assert_eq!(
+            KernelChoice::default_for(ComputeDevice::Cpu),
+            KernelChoice::Winograd
+        );
+        assert_eq!(
+            KernelChoice::default_for(ComputeDevice::Cuda),
+            KernelChoice::Device
+        );
     }
 }

@@ -539,6 +539,89 @@ pub fn provenance(plans: &[Plan]) -> Vec<MachineUse> {
     out
 }
 
+/// What tells the current kernel setting from the one that made a plan's outputs: the backend
+/// (`kernels` of `--kernels` and its fallbacks) and, for the device ops on a GPU, whether cuDNN
+/// may use TF32. Provenance, like the machine: never part of a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KernelSetting {
+    pub kernels: crate::cli::KernelChoice,
+    pub tf32: bool,
+}
+
+/// When the kernels that made a train or infer plan's outputs differ from `current`, one line
+/// saying so, e.g. `made with kernels im2col, the current setting is winograd: results can differ
+/// at rounding level`; None when they agree, for other stages, and where no manifest records
+/// its kernels. Train reads the machines its members trained on (`trained_on`, as shards may
+/// run elsewhere than the pass writing the manifest), infer its manifest's machine.
+pub fn kernels_note(plan: &Plan, current: KernelSetting) -> Option<String> {
+    if !matches!(plan.stage, Stage::Train | Stage::Infer) {
+        return None;
+    }
+    let m = read_manifest(&plan.dir).ok()??;
+    // (backend, TF32 where the device ops on a GPU recorded it) of each machine that made them.
+    let mut made: Vec<(String, Option<bool>)> = Vec::new();
+    let trained_on = m
+        .settings
+        .get("trained_on")
+        .and_then(|v| v.as_array())
+        .map(|groups| {
+            groups
+                .iter()
+                .filter_map(|g| g.get("machine").and_then(|v| v.as_str()))
+                .filter_map(|summary| {
+                    let backend = summary.split("backend: ").nth(1)?;
+                    let backend = backend.split([' ', ';']).next()?.to_owned();
+                    Some((backend, tf32_of(summary)))
+                })
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    if trained_on.is_empty() {
+        let backend = m.machine.kernels.get("backend")?;
+        let backend = backend.split(' ').next()?.to_owned();
+        let tf32 = m.machine.kernels.get("gpu").and_then(|g| tf32_of(g));
+        made.push((backend, tf32));
+    } else {
+        made = trained_on;
+    }
+    made.dedup();
+    let mut backends: Vec<&str> = made.iter().map(|(b, _)| b.as_str()).collect();
+    backends.dedup();
+    let now = current.kernels.as_str();
+    if backends.iter().any(|b| *b != now) {
+        return Some(format!(
+            "made with kernels {}, the current setting is {now}: results can differ at rounding \
+             level",
+            backends.join(" and ")
+        ));
+    }
+    // The same kernels: on a GPU's device ops, TF32 changes the convolutions' arithmetic.
+    let mut tf32: Vec<bool> = made.iter().filter_map(|(_, t)| *t).collect();
+    tf32.dedup();
+    if tf32.iter().any(|&t| t != current.tf32) {
+        let on = |t: bool| if t { "on" } else { "off" };
+        let was: Vec<&str> = tf32.iter().map(|&t| on(t)).collect();
+        return Some(format!(
+            "made with TF32 {}, the current setting is TF32 {}: results can differ (TF32 rounds \
+             the convolutions' inputs to 10-bit mantissas)",
+            was.join(" and "),
+            on(current.tf32)
+        ));
+    }
+    None
+}
+
+/// Whether a machine record's GPU line (or summary) allows TF32: `TF32 on` / `TF32 off`.
+fn tf32_of(text: &str) -> Option<bool> {
+    if text.contains("TF32 on") {
+        Some(true)
+    } else if text.contains("TF32 off") {
+        Some(false)
+    } else {
+        None
+    }
+}
+
 #[derive(Serialize)]
 struct KeyInput<'a> {
     stage: &'a str,

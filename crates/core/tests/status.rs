@@ -268,3 +268,143 @@ fn manifest_outputs_come_from_the_plan() {
         .to_string();
     assert!(err.contains("lies outside"), "{err}");
 }
+
+/// `ferbayes-status` with extra flags and a kernel environment of its own (the `FER_*` kernel
+/// variables of this process removed first).
+fn status_with(artifacts: &Path, data: &Path, flags: &[&str], env: &[(&str, &str)]) -> String {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_ferbayes-status"));
+    c.args(["--profile", "smoke", "--config"])
+        .arg(repo().join("pipeline.toml"))
+        .arg("--artifacts")
+        .arg(artifacts)
+        .arg("--data")
+        .arg(data)
+        .args(flags)
+        .env("RUST_LOG", "warn");
+    for name in [
+        "FER_REFERENCE_OPS",
+        "FER_WINOGRAD",
+        "FER_SIMD",
+        "FER_TF32",
+        "FER_DEVICE",
+    ] {
+        c.env_remove(name);
+    }
+    c.envs(env.iter().copied());
+    let out = c.output().expect("run ferbayes-status");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+/// Artifacts made with other kernels than train and infer would run now get a line each (the
+/// stage states are untouched: kernels are provenance); `--kernels` beats the `FER_*` fallbacks,
+/// and on a GPU's device ops TF32 counts too.
+#[test]
+fn status_names_artifacts_made_with_other_kernels_than_the_current_setting() {
+    use ferbayes_core::manifest::Manifest;
+    use ferbayes_core::{Arch, Method};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = fake_data(dir.path());
+    let artifacts = dir.path().join("artifacts");
+    let settings = PipelineFile::load(&repo().join("pipeline.toml"))
+        .expect("pipeline.toml")
+        .settings("smoke")
+        .expect("smoke");
+    let layout = Layout::new(&artifacts, "smoke");
+    let (arch, method) = (Arch::AlexNet, Method::McDropout);
+    // infer: its manifest's machine ran im2col on the CPU.
+    let infer = plan::infer(&layout, &settings, arch, method);
+    let mut m = Manifest::start("infer", "smoke", serde_json::json!({}));
+    m.machine = ferbayes_core::machine::Machine::detect();
+    m.machine.kernels.insert("backend".into(), "im2col".into());
+    m.finish(&Layout::manifest_in(&infer.dir))
+        .expect("manifest");
+    // train: written on a CPU, its member trained on a GPU's device ops without TF32.
+    let train = plan::train(&layout, &settings, arch, method);
+    let gpu = "NVIDIA H100 (x86_64), 16 logical cores, 16 threads (candle unset), device \
+               cuda:0; kernels: backend: device on cuda:0; gpu: ferbayes device ops (CUDA); \
+               cuDNN 9.8.0; conv forward IMPLICIT_PRECOMP_GEMM; TF32 off";
+    let mut m = Manifest::start(
+        "train",
+        "smoke",
+        serde_json::json!({"trained_on": [{"machine": gpu, "members": [0]}]}),
+    );
+    m.machine = ferbayes_core::machine::Machine::detect();
+    m.machine
+        .kernels
+        .insert("backend".into(), "winograd".into());
+    m.finish(&Layout::manifest_in(&train.dir))
+        .expect("manifest");
+
+    let notes = |out: &str, label: &str| -> Option<String> {
+        out.lines()
+            .find_map(|l| l.strip_prefix(&format!("{label}: made with ")))
+            .map(|n| format!("made with {n}"))
+    };
+    let (t, i) = ("train alexnet/mc_dropout", "infer alexnet/mc_dropout");
+    let rounding = "results can differ at rounding level";
+
+    // The CPU's default, winograd.
+    let out = status_with(&artifacts, &data, &[], &[]);
+    assert_eq!(
+        notes(&out, i).as_deref(),
+        Some(
+            format!("made with kernels im2col, the current setting is winograd: {rounding}")
+                .as_str()
+        ),
+        "{out}"
+    );
+    assert_eq!(
+        notes(&out, t).as_deref(),
+        Some(
+            format!("made with kernels device, the current setting is winograd: {rounding}")
+                .as_str()
+        ),
+        "{out}"
+    );
+    // The table itself is the plans' checks, whatever the kernels.
+    assert!(!line(&out, t).contains("made with"), "{out}");
+    // FER_WINOGRAD=0: im2col, as infer's; the flag beats it.
+    let out = status_with(&artifacts, &data, &[], &[("FER_WINOGRAD", "0")]);
+    assert_eq!(notes(&out, i), None, "{out}");
+    assert!(notes(&out, t).is_some_and(|n| n.ends_with("setting is im2col: results can differ at rounding level")), "{out}");
+    let out = status_with(
+        &artifacts,
+        &data,
+        &["--kernels", "winograd"],
+        &[("FER_WINOGRAD", "0")],
+    );
+    assert!(
+        notes(&out, i).is_some_and(|n| n.contains("current setting is winograd")),
+        "{out}"
+    );
+    // FER_REFERENCE_OPS=1: reference.
+    let out = status_with(&artifacts, &data, &[], &[("FER_REFERENCE_OPS", "1")]);
+    assert!(
+        notes(&out, i).is_some_and(|n| n.contains("current setting is reference")),
+        "{out}"
+    );
+    // On the GPU (device ops): the train member agrees until TF32 is allowed.
+    let out = status_with(&artifacts, &data, &["--device", "cuda"], &[]);
+    assert_eq!(notes(&out, t), None, "{out}");
+    assert!(
+        notes(&out, i).is_some_and(|n| n.contains("current setting is device")),
+        "{out}"
+    );
+    for (flags, env) in [
+        (&["--device", "cuda", "--tf32"][..], &[][..]),
+        (&["--device", "cuda"][..], &[("FER_TF32", "1")][..]),
+    ] {
+        let out = status_with(&artifacts, &data, flags, env);
+        assert!(
+            notes(&out, t).is_some_and(
+                |n| n.starts_with("made with TF32 off, the current setting is TF32 on")
+            ),
+            "{out}"
+        );
+    }
+}

@@ -72,7 +72,7 @@ fn artifacts(settings: &Settings) -> PathBuf {
         for &arch in &s.train.archs {
             for &method in &s.train.methods {
                 if !l.member_weights(arch, method, 0).is_file() {
-                    ferbayes_infer::testing::write_seeded_weights(&l, &s, arch, method)
+                    ferbayes_models::testing::write_seeded_weights(&l, &s, arch, method)
                         .expect("seeded weights");
                 }
             }
@@ -98,6 +98,11 @@ fn serve_child(root: &Path) {
         "127.0.0.1:0".parse().expect("addr"),
     );
     options.data_root = Some(ferbayes_core::test_data_root());
+    // The kernel knobs, read once as `ferbayes explore` reads them.
+    options.kernels = ferbayes_models::install_kernels(
+        &ferbayes_core::cli::KernelArgs::default(),
+        &options.device,
+    );
     let server = Server::start(options).expect("server");
     println!("LISTENING {}", server.addr());
     let _ = std::io::stdout().flush();

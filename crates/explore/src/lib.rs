@@ -53,7 +53,8 @@ pub struct ExploreOptions {
 }
 
 impl ExploreOptions {
-    /// Options for `layout` and `settings` on the CPU, listening on `listen`.
+    /// Options for `layout` and `settings` on the CPU and its default kernels, listening on
+    /// `listen`.
     pub fn new(layout: Layout, settings: Settings, listen: SocketAddr) -> Self {
         ExploreOptions {
             layout,
@@ -61,7 +62,7 @@ impl ExploreOptions {
             data_root: None,
             listen,
             device: Device::Cpu,
-            kernels: Backend::from_env(),
+            kernels: Backend::default(),
         }
     }
 }

@@ -12,7 +12,7 @@ use axum::http::StatusCode;
 use ferbayes_core::layout::Stage;
 use ferbayes_core::{Arch, Method, Settings};
 use ferbayes_faces::photo::{self, MAX_PIXELS};
-use ferbayes_infer::{InferError, Predictor};
+use ferbayes_models::Predictor;
 use ferbayes_predict::{FaceDetector, FacePrediction, Faces, PredictError, SetThreshold};
 use ferbayes_render::png::{Channels, Compression};
 use serde::{Deserialize, Serialize};
@@ -84,7 +84,7 @@ impl Models {
             options.kernels,
         )
         .map_err(|e| match e {
-            InferError::MissingWeights { path, recipe } => Fail {
+            ferbayes_models::Error::MissingWeights { path, recipe } => Fail {
                 status: StatusCode::NOT_FOUND,
                 message: format!(
                     "no trained {arch}/{method} yet: {} does not exist",

@@ -11,8 +11,11 @@ use std::path::Path;
 use std::time::Instant;
 
 use candle_core::Device;
+use ferbayes_core::cli::KernelArgs;
 use ferbayes_core::{Arch, Layout, Method, PipelineFile, Split};
-use ferbayes_infer::{Faces, Predictor};
+use ferbayes_infer::Faces;
+use ferbayes_models::Backend;
+use ferbayes_models::Predictor;
 
 const FACES: usize = 256;
 /// Timed passes per cell; the fastest counts.
@@ -41,6 +44,9 @@ fn bench() {
     ferbayes_ingest::run(&ferbayes_core::test_data_root(), &layout, &ingest).expect("ingest");
     let faces = Faces::load(&layout.ingest_split(Split::Test)).expect("faces");
     let t_full = settings.infer.samples;
+    // The kernel knobs, read once as the binaries read them (FER_REFERENCE_OPS, FER_WINOGRAD,
+    // FER_SIMD; the CPU's default kernels otherwise).
+    let kernels = ferbayes_models::install_kernels(&KernelArgs::default(), &Device::Cpu);
 
     println!(
         "| arch | width | input | method | faces/s T=1 | faces/s T={t_full} | cost ratio T={t_full}/T=1 | prefix cached |"
@@ -49,18 +55,18 @@ fn bench() {
     for arch in Arch::ALL {
         let a = settings.train.arch(arch).clone();
         for method in Method::ALL {
-            ferbayes_infer::testing::write_seeded_weights(&layout, &settings, arch, method)
+            ferbayes_models::testing::write_seeded_weights(&layout, &settings, arch, method)
                 .expect("seeded weights");
             let full_members = settings.train.ensemble_members;
-            let (one, _) = time(&layout, &settings, arch, method, &faces, 1, 1);
+            let combo = (arch, method);
+            let (one, _) = time(&layout, &settings, combo, &faces, (1, 1), kernels);
             let (full, cached) = time(
                 &layout,
                 &settings,
-                arch,
-                method,
+                combo,
                 &faces,
-                t_full,
-                full_members,
+                (t_full, full_members),
+                kernels,
             );
             let label = if method == Method::Ensemble {
                 format!("N={full_members}")
@@ -89,16 +95,15 @@ fn bench() {
 fn time(
     layout: &Layout,
     settings: &ferbayes_core::Settings,
-    arch: Arch,
-    method: Method,
+    (arch, method): (Arch, Method),
     faces: &Faces,
-    samples: usize,
-    members: usize,
+    (samples, members): (usize, usize),
+    kernels: Backend,
 ) -> (f64, bool) {
     let mut s = settings.clone();
     s.infer.samples = samples;
     s.train.ensemble_members = members;
-    let p = Predictor::load(layout, &s, arch, method, &Device::Cpu).expect("load");
+    let p = Predictor::load_on(layout, &s, arch, method, &Device::Cpu, kernels).expect("load");
     let warm = Faces {
         images: faces.images[..32].to_vec(),
         pixels: faces.pixels[..32 * ferbayes_core::IMAGE_PIXELS].to_vec(),

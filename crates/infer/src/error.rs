@@ -1,6 +1,5 @@
-//! Errors of the infer stage and of its sampler.
-
-use std::path::PathBuf;
+//! Errors of the infer stage (its sampler's, `ferbayes_models::Predictor`'s, come as
+//! [`InferError::Model`]).
 
 /// Result alias of the infer crate.
 pub type Result<T, E = InferError> = std::result::Result<T, E>;
@@ -16,12 +15,4 @@ pub enum InferError {
     Rows(#[from] ferbayes_core::schema::RowError),
     #[error("candle: {0}")]
     Candle(#[from] candle_core::Error),
-    #[error("{}: no trained weights; run `{recipe}` first", path.display())]
-    MissingWeights { path: PathBuf, recipe: String },
-    #[error("{}: {message}; rerun `{recipe}`", path.display())]
-    Weights {
-        path: PathBuf,
-        message: String,
-        recipe: String,
-    },
 }

@@ -2,23 +2,19 @@
 //! valid and test face for each stochastic pass (MC-Dropout, MC-DropConnect; T =
 //! `infer.samples`) or ensemble member (N), cached as long-format Parquet tables.
 //!
-//! Sampling is reproducible: the masks of pass t over the faces of batch b come from a generator
-//! seeded from (seed, t, b), so reruns give identical tables. AlexNet and VGG16 draw masks only
-//! in their classifier head, so their convolutional prefix is computed once per face and only
-//! the head is sampled T times; this gives exactly the probabilities of T full passes with the
-//! same seeds (checked by the tests). DenseNet-121 has dropout throughout and pays T full passes.
+//! The sampling is `ferbayes_models::Predictor`'s (the combination's weights loaded beside the
+//! models, shared with `ferbayes predict` and `explore`): reproducible, the masks of pass t over
+//! the faces of batch b drawn from a generator seeded from (seed, t, b), so reruns give identical
+//! tables; AlexNet and VGG16 sample only their classifier head over a prefix computed once.
 
 pub mod error;
-#[cfg(feature = "testing")]
-pub mod testing;
 
 use std::borrow::Cow;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use arrow_array::RecordBatch;
-use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
+use candle_core::Device;
 use ferbayes_core::cli::Selection;
 use ferbayes_core::io::rows_batch;
 use ferbayes_core::runner::Begin;
@@ -26,9 +22,8 @@ use ferbayes_core::schema::Row;
 use ferbayes_core::schema::rows::{
     FaceRow, InferOodRow, InferRow, InferShiftRow, OodImageRow, ShiftFaceRow,
 };
-use ferbayes_core::seed::mix;
 use ferbayes_core::{Arch, IMAGE_PIXELS, Layout, Method, NUM_CLASSES, Settings, Split};
-use ferbayes_models::{Backend, Mode, Model, ModelConfig, Noise};
+use ferbayes_models::{Backend, Predictor};
 use tracing_indicatif::span_ext::IndicatifSpanExt;
 
 pub use error::{InferError, Result};
@@ -70,196 +65,6 @@ impl Faces {
     }
 }
 
-/// The trained networks of one architecture × method, ready to sample.
-#[derive(Debug)]
-pub struct Predictor {
-    pub arch: Arch,
-    pub method: Method,
-    models: Vec<Model>,
-    samples: usize,
-    seed: u64,
-    input_size: usize,
-    device: Device,
-    /// Compute the deterministic prefix once and sample only the head (AlexNet, VGG16).
-    pub cache_prefix: bool,
-}
-
-impl Predictor {
-    /// Loads the weights of `arch`/`method` written by the train stage for this profile.
-    pub fn load(
-        layout: &Layout,
-        settings: &Settings,
-        arch: Arch,
-        method: Method,
-        device: &Device,
-    ) -> Result<Predictor> {
-        Self::load_on(layout, settings, arch, method, device, Backend::from_env())
-    }
-
-    /// [`Predictor::load`] with the networks on the kernels of `kernels`.
-    pub fn load_on(
-        layout: &Layout,
-        settings: &Settings,
-        arch: Arch,
-        method: Method,
-        device: &Device,
-        kernels: Backend,
-    ) -> Result<Predictor> {
-        let s = settings.train.arch(arch);
-        let mut cfg = ModelConfig::new(arch, method, s.width, s.input_size);
-        cfg.drop_rate = s.drop_rate;
-        let members = ferbayes_core::plan::members(settings, method);
-        // Ensemble members run packed, up to `train.pack_members` per model (see
-        // `Model::packed`): member g of a pack computes exactly what it computes alone.
-        let pack = settings.train.pack_members.clamp(1, members.max(1));
-        let mut models = Vec::with_capacity(members.div_ceil(pack));
-        for first in (0..members).step_by(pack) {
-            let ids: Vec<usize> = (first..(first + pack).min(members)).collect();
-            let mut own = Vec::with_capacity(ids.len());
-            let mut single = None;
-            for &m in &ids {
-                let path = layout.member_weights(arch, method, m);
-                let recipe = format!("just train --arch {arch} --method {method}");
-                if !path.is_file() {
-                    return Err(InferError::MissingWeights { path, recipe });
-                }
-                let tensors = candle_core::safetensors::load(&path, device).map_err(|e| {
-                    InferError::Weights {
-                        path: path.clone(),
-                        message: format!("not a readable safetensors file: {e}"),
-                        recipe: recipe.clone(),
-                    }
-                })?;
-                // Each member's own file must fit the settings (so an error names it); a pack
-                // of one keeps this model.
-                let vb = VarBuilder::from_tensors(tensors.clone(), DType::F32, device);
-                let model =
-                    Model::with_backend(&cfg, kernels, vb).map_err(|e| InferError::Weights {
-                        path: path.clone(),
-                        message: format!(
-                            "does not fit the profile's {arch} settings (width {}, input {}): {e}",
-                            s.width, s.input_size
-                        ),
-                        recipe: recipe.clone(),
-                    })?;
-                single = Some(model);
-                own.push(tensors);
-            }
-            let model = match single {
-                Some(model) if own.len() == 1 => model,
-                _ => {
-                    let packed = ferbayes_models::pack_members(&own)?;
-                    let vb = VarBuilder::from_tensors(packed, DType::F32, device);
-                    Model::packed(&cfg, kernels, own.len(), vb)?
-                }
-            };
-            models.push(model);
-        }
-        let samples = ferbayes_core::plan::samples(settings, method);
-        Ok(Predictor {
-            arch,
-            method,
-            cache_prefix: models[0].has_deterministic_prefix(),
-            models,
-            samples,
-            seed: settings.seed,
-            input_size: s.input_size,
-            device: device.clone(),
-        })
-    }
-
-    /// Samples per face: T passes, or N members.
-    pub fn samples(&self) -> usize {
-        self.samples
-    }
-
-    /// Probabilities of every (face, sample) of a batch of faces (`pixels`: B · 2304), face-major:
-    /// entry `i · samples + t` is face i, sample t. `batch` numbers the batch for the seeds.
-    pub fn predict(&self, pixels: &[u8], batch: u64) -> Result<Vec<[f32; NUM_CLASSES]>> {
-        let b = pixels.len() / IMAGE_PIXELS;
-        let xs = ferbayes_models::batch_tensor(
-            pixels.chunks(IMAGE_PIXELS),
-            self.input_size,
-            &self.device,
-        )?;
-        let mut per_sample: Vec<Tensor> = Vec::with_capacity(self.samples);
-        match self.method {
-            Method::Ensemble => {
-                for model in &self.models {
-                    // A pack of G members sees G copies of the batch, member g's rows
-                    // g·B..(g+1)·B of the logits.
-                    let g = model.members();
-                    let mut noise: Vec<Noise> = (0..g).map(|_| Noise::new(0)).collect();
-                    let input = if g == 1 {
-                        xs.clone()
-                    } else {
-                        Tensor::cat(&vec![&xs; g], 0)?
-                    };
-                    let logits = model.forward_packed(&input, Mode::EVAL, &mut noise)?;
-                    for k in 0..g {
-                        per_sample.push(logits.narrow(0, k * b, b)?);
-                    }
-                }
-            }
-            Method::McDropout | Method::McDropConnect => {
-                let model = &self.models[0];
-                let prefix = if self.cache_prefix {
-                    Some(model.features(&xs, Mode::MC)?)
-                } else {
-                    None
-                };
-                for t in 0..self.samples {
-                    let mut noise = Noise::new(self.pass_seed(t, batch));
-                    let logits = match &prefix {
-                        Some(features) => model.head(features, Mode::MC, &mut noise)?,
-                        None => model.forward(&xs, Mode::MC, &mut noise)?,
-                    };
-                    per_sample.push(logits);
-                }
-            }
-        }
-        // (S, B, 8) → face-major rows.
-        let probs = candle_nn::ops::softmax(&Tensor::stack(&per_sample, 0)?, 2)?;
-        let probs: Vec<f32> = probs
-            .transpose(0, 1)?
-            .contiguous()?
-            .flatten_all()?
-            .to_vec1()?;
-        debug_assert_eq!(probs.len(), b * self.samples * NUM_CLASSES);
-        Ok(probs
-            .chunks_exact(NUM_CLASSES)
-            .map(|c| {
-                let mut p = [0.0; NUM_CLASSES];
-                p.copy_from_slice(c);
-                p
-            })
-            .collect())
-    }
-
-    /// The probabilities of T *full* passes with the same seeds as [`Predictor::predict`]
-    /// (no prefix caching): the reference the cached path is tested against (feature
-    /// `testing`).
-    #[cfg(feature = "testing")]
-    #[doc(hidden)]
-    pub fn predict_uncached(&self, pixels: &[u8], batch: u64) -> Result<Vec<[f32; NUM_CLASSES]>> {
-        let uncached = Predictor {
-            arch: self.arch,
-            method: self.method,
-            models: self.models.clone(),
-            samples: self.samples,
-            seed: self.seed,
-            input_size: self.input_size,
-            device: self.device.clone(),
-            cache_prefix: false,
-        };
-        uncached.predict(pixels, batch)
-    }
-
-    fn pass_seed(&self, pass: usize, batch: u64) -> u64 {
-        mix(mix(self.seed, pass as u64), batch)
-    }
-}
-
 /// What infer wrote for one combination.
 #[derive(Debug, Clone)]
 pub struct InferSummary {
@@ -280,7 +85,8 @@ pub struct InferOptions {
     pub device: Device,
     /// Rerun combinations that are up to date.
     pub force: bool,
-    /// The kernels the networks run on (default: [`Backend::from_env`]).
+    /// The kernels the networks run on (default: [`Backend::default`], the CPU's; the binary
+    /// passes what its knobs say, `ferbayes_models::install_kernels`).
     pub kernels: Backend,
 }
 
@@ -290,7 +96,7 @@ impl Default for InferOptions {
             selection: Selection::default(),
             device: Device::Cpu,
             force: false,
-            kernels: Backend::from_env(),
+            kernels: Backend::default(),
         }
     }
 }

@@ -28,9 +28,12 @@
 //! every CPU (gemm would size them from the cache; see `gemm::depth_block`). The few loops
 //! the compiler cannot vectorise (the pool gradient's window shuffles, BatchNorm's f64 lane
 //! sums) have AVX2 versions through `pulp`'s safe intrinsics, chosen at run time and equal
-//! to the scalar code bit for bit (`FER_SIMD=scalar` takes the scalar code).
+//! to the scalar code bit for bit ([`SimdLevel::Scalar`] takes the scalar code).
 //!
-//! [`runtime`] holds the process settings: [`tune_cpu_process`] and [`run_in_pool`].
+//! [`runtime`] holds the process settings: [`tune_cpu_process`] and [`run_in_pool`]. The knobs
+//! are explicit: the [`Backend`] is an argument, and the two process-wide settings deep in the
+//! loops, the SIMD level ([`set_simd_level`]) and TF32 for cuDNN ([`device::set_tf32`]), are
+//! installed once by the binaries; this crate reads nothing from the environment.
 
 mod bn;
 mod concat;
@@ -50,7 +53,8 @@ mod tests;
 mod winograd;
 
 use std::cell::RefCell;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Shape, Tensor};
 use rayon::prelude::*;
@@ -101,25 +105,6 @@ impl Backend {
             Backend::Winograd => "winograd",
             Backend::Device => "device",
         }
-    }
-
-    /// `default`, overridden by the environment: `FER_REFERENCE_OPS=1` gives
-    /// [`Backend::Reference`], else `FER_WINOGRAD=0` turns [`Backend::Winograd`] into
-    /// [`Backend::Im2col`].
-    pub fn with_env_overrides(self) -> Backend {
-        let var = |name: &str| std::env::var(name).map(|v| v.trim().to_owned()).ok();
-        if var("FER_REFERENCE_OPS").as_deref() == Some("1") {
-            return Backend::Reference;
-        }
-        if self == Backend::Winograd && var("FER_WINOGRAD").as_deref() == Some("0") {
-            return Backend::Im2col;
-        }
-        self
-    }
-
-    /// [`Backend::default`] with the environment's overrides.
-    pub fn from_env() -> Backend {
-        Backend::default().with_env_overrides()
     }
 
     /// Whether an op over `ts` runs on the fused CPU kernels: [`Backend::Im2col`] or
@@ -279,13 +264,44 @@ type Simd = pulp::x86::V3;
 #[derive(Clone, Copy, Debug)]
 enum Simd {}
 
-/// [`Simd`], if this CPU has it and `FER_SIMD=scalar` does not turn it off (the kernels then
-/// run their scalar loops, equal bit for bit; a check that the SIMD path changes no result).
-fn simd() -> Option<Simd> {
-    if scalar_forced() {
-        None
+/// The SIMD level of the hand-vectorised loops (the pool gradient's window shuffles,
+/// BatchNorm's lane sums): a process-wide setting, installed once by the binaries
+/// ([`set_simd_level`]) before any network runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum SimdLevel {
+    /// AVX2+FMA where the CPU has it (`pulp`'s V3), else the scalar loops.
+    #[default]
+    Auto,
+    /// The scalar loops everywhere: the same bits, slower (a check that the SIMD code changes no
+    /// result).
+    Scalar,
+}
+
+/// Whether [`SimdLevel::Scalar`] is installed.
+static SCALAR_ONLY: AtomicBool = AtomicBool::new(false);
+
+/// Installs the SIMD level of this process's kernels ([`SimdLevel::Auto`] until then). The
+/// binaries install their `--simd` setting once, before any network runs; the manifests record
+/// it ([`simd_paths`]).
+pub fn set_simd_level(level: SimdLevel) {
+    SCALAR_ONLY.store(level == SimdLevel::Scalar, Ordering::Relaxed);
+}
+
+/// The SIMD level installed by [`set_simd_level`].
+pub fn simd_level() -> SimdLevel {
+    if SCALAR_ONLY.load(Ordering::Relaxed) {
+        SimdLevel::Scalar
     } else {
-        simd_detected()
+        SimdLevel::Auto
+    }
+}
+
+/// [`Simd`], if this CPU has it and [`SimdLevel::Scalar`] does not turn it off (the kernels
+/// then run their scalar loops, equal bit for bit).
+fn simd() -> Option<Simd> {
+    match simd_level() {
+        SimdLevel::Scalar => None,
+        SimdLevel::Auto => simd_detected(),
     }
 }
 
@@ -301,14 +317,6 @@ fn simd_detected() -> Option<Simd> {
     }
 }
 
-/// `FER_SIMD=scalar`: the hand-vectorised kernels take their scalar loops (read once).
-fn scalar_forced() -> bool {
-    static FORCED: OnceLock<bool> = OnceLock::new();
-    *FORCED.get_or_init(|| {
-        std::env::var("FER_SIMD").is_ok_and(|v| v.trim().eq_ignore_ascii_case("scalar"))
-    })
-}
-
 /// What this process's kernels run on, for the manifests: (kernel family, choice) pairs for
 /// `backend` on the CPU. gemm (the convolutions' and linear layers' matrix products, and
 /// candle's matmul) picks its microkernel at run time from the CPU's features; this build
@@ -319,7 +327,7 @@ fn scalar_forced() -> bool {
 pub fn simd_paths(backend: Backend) -> Vec<(String, String)> {
     let pulp = match (simd(), simd_detected()) {
         (Some(_), _) => "AVX2+FMA (pulp V3)",
-        (None, Some(_)) => "scalar (FER_SIMD=scalar)",
+        (None, Some(_)) => "scalar (the simd setting)",
         (None, None) => "scalar (no AVX2+FMA on this CPU)",
     };
     vec![

@@ -538,8 +538,7 @@ fn packed_ops_equal_each_members_own_op_bit_for_bit() {
     }
 }
 
-/// Backend names parse and print back; an unknown one is refused naming the choices; the
-/// environment only ever moves the choice towards the reference ops.
+/// Backend names parse and print back; an unknown one is refused naming the choices.
 #[test]
 fn backend_names_round_trip_and_unknown_names_are_refused() {
     for name in Backend::NAMES {
@@ -556,4 +555,43 @@ fn backend_names_round_trip_and_unknown_names_are_refused() {
     assert_eq!(Backend::Im2col.algo(), Algo::Im2col);
     assert!(!Backend::Reference.fast(&[]));
     assert!(Backend::Im2col.fast(&[]));
+}
+
+/// The SIMD setting, installed once per process by the binaries: the scalar loops give the bits
+/// of the AVX2 ones (the pool gradient, training BatchNorm with its fused pool, forward and
+/// backward), and what the manifests record says which ran. (A test running meanwhile gets the
+/// same bits either way.)
+#[test]
+fn the_simd_setting_takes_the_scalar_loops_with_the_same_bits() {
+    let x = var(&[3, 4, 10, 12], 71);
+    let (gamma, beta) = (rand(&[4], 72), rand(&[4], 73));
+    let run = || {
+        let (y, _) =
+            batch_norm_train_pool(x.as_tensor(), &gamma, &beta, 1e-5, true, 1).expect("batchnorm");
+        let p = max_pool2(&y).expect("pool");
+        let up = rand(p.dims(), 74);
+        let g = grads(&p, &up, &[&x]).remove(0);
+        (p, g)
+    };
+    let pulp = |paths: Vec<(String, String)>| {
+        paths
+            .into_iter()
+            .find(|(family, _)| family == "pool, batchnorm")
+            .map(|(_, path)| path)
+            .expect("pool, batchnorm")
+    };
+    assert_eq!(simd_level(), SimdLevel::Auto);
+    let (auto_y, auto_g) = run();
+    let auto_path = pulp(simd_paths(Backend::Winograd));
+    set_simd_level(SimdLevel::Scalar);
+    let (scalar_y, scalar_g) = run();
+    let scalar_path = pulp(simd_paths(Backend::Winograd));
+    set_simd_level(SimdLevel::Auto);
+    same_bits("forward", &auto_y, &scalar_y);
+    same_bits("gradient", &auto_g, &scalar_g);
+    assert!(scalar_path.starts_with("scalar"), "{scalar_path}");
+    if simd_detected().is_some() {
+        assert_eq!(auto_path, "AVX2+FMA (pulp V3)");
+        assert_eq!(scalar_path, "scalar (the simd setting)");
+    }
 }

@@ -1,5 +1,7 @@
 //! Errors of the models crate.
 
+use std::path::PathBuf;
+
 /// Result alias of the models crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -25,4 +27,17 @@ pub enum Error {
     /// A keep probability outside (0, 1].
     #[error("keep probability {0} is outside (0, 1]")]
     KeepProbability(f64),
+    /// An artifact path or file operation (core's error names the file).
+    #[error(transparent)]
+    Core(#[from] ferbayes_core::Error),
+    /// A [`crate::Predictor`] found no weights file where the train stage writes it.
+    #[error("{}: no trained weights; run `{recipe}` first", path.display())]
+    MissingWeights { path: PathBuf, recipe: String },
+    /// A [`crate::Predictor`] found a weights file it cannot use.
+    #[error("{}: {message}; rerun `{recipe}`", path.display())]
+    Weights {
+        path: PathBuf,
+        message: String,
+        recipe: String,
+    },
 }

@@ -117,14 +117,17 @@
 //! # Kernels
 //!
 //! Every layer runs on the [`Backend`] its [`Model`] was built with
-//! ([`Model::with_backend`]; [`Model::new`] takes [`Backend::from_env`]): candle's
+//! ([`Model::with_backend`]; [`Model::new`] takes [`Backend::default`]): candle's
 //! reference ops on any device, or on the CPU in f32 the fused kernels of
 //! `ferbayes_kernels` (convolution, BatchNorm with its ReLU, pooling, the fully
 //! connected layers, the dropout product, DenseNet's concatenation). They are
 //! deterministic and match candle's ops within 1e-4 relative, bit for bit where
 //! their docs say so (tested in this crate's `layer_tests` and in the kernels crate).
 //! The train and infer binaries call [`tune_cpu_process`] first and run their work
-//! through [`run_in_pool`] (see `docs/perf-notes.md`).
+//! through [`run_in_pool`] (see `docs/perf-notes.md`). The kernel knobs (`--kernels`,
+//! `--simd`, `--tf32` and their `FER_*` fallbacks) are read once by the binaries
+//! (`ferbayes_core::cli::KernelArgs`) and installed through [`install_kernels`]; nothing in
+//! this crate reads the environment.
 //!
 //! [candle]: https://github.com/huggingface/candle
 
@@ -134,13 +137,18 @@ mod densenet;
 mod device;
 mod error;
 mod init;
+mod knobs;
 #[cfg(test)]
 mod layer_tests;
 mod layers;
 mod machine;
 mod model;
 mod noise;
+pub mod predictor;
 mod preprocess;
+#[cfg(any(test, feature = "testing"))]
+#[doc(hidden)]
+pub mod testing;
 mod vgg;
 
 pub use config::{Arch, Method, Mode, ModelConfig, default_drop_rate, has_batchnorm};
@@ -151,12 +159,15 @@ pub use ferbayes_kernels::device::{count_inplace, inplace_ops};
 pub use ferbayes_kernels::{
     Backend, Tuning, ops_of, run_in_pool, tensors_created, tune_cpu_process,
 };
+pub use ferbayes_kernels::{SimdLevel, set_simd_level, simd_level};
 pub use init::{
     VarRole, init_packed, init_seeded, pack_members, sorted_vars, trainable_vars, unpack_member,
 };
+pub use knobs::{backend_of, install_kernels};
 pub use machine::machine;
 pub use model::Model;
 pub use noise::Noise;
+pub use predictor::Predictor;
 pub use preprocess::{SOURCE_SIZE, batch_tensor, preprocess, resize_bilinear};
 
 /// Number of emotion classes (logits per sample).

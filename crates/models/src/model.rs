@@ -34,9 +34,10 @@ impl Model {
     /// Weights created in a `VarMap` start from candle's unseeded initialisers:
     /// call [`crate::init_seeded`] afterwards for reproducible weights.
     ///
-    /// Its layers run on [`Backend::from_env`]'s kernels; see [`Model::with_backend`].
+    /// Its layers run on the default kernels ([`Backend::default`]: the CPU's); see
+    /// [`Model::with_backend`].
     pub fn new(cfg: &ModelConfig, vb: VarBuilder<'_>) -> Result<Self> {
-        Self::with_backend(cfg, Backend::from_env(), vb)
+        Self::with_backend(cfg, Backend::default(), vb)
     }
 
     /// [`Model::new`] with its layers on `backend`'s kernels (every backend computes the

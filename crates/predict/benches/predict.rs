@@ -13,8 +13,9 @@ use std::path::Path;
 use std::time::Instant;
 
 use candle_core::Device;
+use ferbayes_core::cli::KernelArgs;
 use ferbayes_core::{Arch, Layout, Method, PipelineFile};
-use ferbayes_infer::Predictor;
+use ferbayes_models::Predictor;
 use ferbayes_predict::{FaceDetector, Faces};
 
 const RUNS: usize = 7;
@@ -56,6 +57,8 @@ fn main() {
         assert_eq!(detector.detect(&gray, 40).len(), 1);
     });
     let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all".into());
+    // The kernel knobs, read once as `ferbayes predict` reads them.
+    let kernels = ferbayes_models::install_kernels(&KernelArgs::default(), &Device::Cpu);
     println!(
         "astronaut.png (512x512, one face), profile `{profile}`, RAYON_NUM_THREADS={threads}; detection alone {detect:.3} s"
     );
@@ -67,9 +70,10 @@ fn main() {
     for arch in Arch::ALL {
         let a = settings.train.arch(arch);
         for method in Method::ALL {
-            ferbayes_infer::testing::write_seeded_weights(&layout, &settings, arch, method)
+            ferbayes_models::testing::write_seeded_weights(&layout, &settings, arch, method)
                 .expect("weights");
-            let p = Predictor::load(&layout, &settings, arch, method, &Device::Cpu).expect("load");
+            let p = Predictor::load_on(&layout, &settings, arch, method, &Device::Cpu, kernels)
+                .expect("load");
             let faces = Faces::Detect { min_face: 40 };
             let s = timed(|| {
                 let got = ferbayes_predict::predict_photo(&p, &mut detector, &photo, faces)

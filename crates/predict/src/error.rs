@@ -14,7 +14,7 @@ pub enum PredictError {
     #[error(transparent)]
     Faces(#[from] ferbayes_faces::FacesError),
     #[error(transparent)]
-    Infer(#[from] ferbayes_infer::InferError),
+    Model(#[from] ferbayes_models::Error),
     #[error(
         "no face found in {}; if the image is already a face crop, use --no-detect",
         path.display()

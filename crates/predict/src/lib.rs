@@ -1,6 +1,6 @@
 //! `ferbayes predict`: a user's photos through a trained model. The faces of each photo are found
 //! by the frontal face detector of `ferbayes-faces` ([`FaceDetector`]), cropped with FER2013's
-//! margin and converted to 48x48 grayscale by that crate's photo path, and sampled by infer's [`Predictor`] (T passes or N
+//! margin and converted to 48x48 grayscale by that crate's photo path, and sampled by the models' [`Predictor`] (T passes or N
 //! members); each face gets its mean probabilities, the predictive entropy split into aleatoric
 //! and epistemic parts, a verdict ([`summary`]) and, when the profile's analyze stage has
 //! calibrated one, a split-conformal prediction set ([`conformal`]). [`annotate`] draws the answer on the photo
@@ -16,7 +16,7 @@ use std::path::Path;
 
 use ferbayes_core::IMAGE_SIDE;
 use ferbayes_faces::photo::{self, Square};
-use ferbayes_infer::Predictor;
+use ferbayes_models::Predictor;
 use image::DynamicImage;
 
 pub use conformal::{PredictionSet, SetThreshold};

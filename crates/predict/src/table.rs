@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use ferbayes_core::schema;
 use ferbayes_core::schema::rows::PredictRow;
-use ferbayes_infer::Predictor;
+use ferbayes_models::Predictor;
 use tracing_indicatif::span_ext::IndicatifSpanExt;
 
 use crate::error::{PredictError, Result};

@@ -13,7 +13,7 @@ pub enum JobKind {
     Ingest,
     /// The train array: task i runs `ferbayes-train --shard i/K`.
     Train,
-    /// `ferbayes-train` without a shard: each combination's history and manifest.
+    /// `ferbayes-train --finish` (no shard): each combination's history and manifest.
     Finish,
     /// The infer array: task i runs one architecture × method.
     Infer,

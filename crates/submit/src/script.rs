@@ -126,7 +126,7 @@ fn command(env: &JobEnv, settings: &Settings, kind: JobKind, width: usize) -> St
             "exec {} --shard \"$SLURM_ARRAY_TASK_ID/{width}\" --device {device}",
             bin("ferbayes-train")
         ),
-        JobKind::Finish => format!("exec {} --device {device}", bin("ferbayes-train")),
+        JobKind::Finish => format!("exec {} --finish --device {device}", bin("ferbayes-train")),
         JobKind::Infer => {
             let combos: Vec<String> = infer_combos(settings)
                 .iter()

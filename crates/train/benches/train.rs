@@ -33,6 +33,7 @@ use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
+use ferbayes_core::cli::KernelArgs;
 use ferbayes_core::{Arch, Method, PipelineFile};
 use ferbayes_models::{Backend, Mode, Model, Noise, VarRole};
 use ferbayes_train::{Network, StepTargets, optim, train_step};
@@ -157,6 +158,9 @@ fn bench() {
         f64::NAN
     };
     let mut rng = ChaCha8Rng::seed_from_u64(0x00be_4c4d);
+    // The kernel knobs, read once as the binaries read them (FER_REFERENCE_OPS, FER_WINOGRAD,
+    // FER_SIMD, FER_TF32; the device's default kernels otherwise).
+    let backend = ferbayes_models::install_kernels(&KernelArgs::default(), &bench_device());
     // FER_BENCH_ONLY=cpu/alexnet,paper/vgg16 measures only those rows (e.g. for a profiler).
     let only = std::env::var("FER_BENCH_ONLY").ok();
 
@@ -196,10 +200,10 @@ fn bench() {
                     .collect();
                 ops_rows.push(format!("| {profile} | {arch} | {} |", counts.join(" | ")));
             }
-            let (mut train, mut fwd) = measure(arch, &s, profile, &mut rng);
+            let (mut train, mut fwd) = measure(arch, &s, profile, backend, &mut rng);
             let members = packed_members(profile, settings.train.ensemble_members);
             let mut packed = if members > 1 {
-                measure_packed(arch, &s, profile, members, &mut rng)
+                measure_packed(arch, &s, profile, backend, members, &mut rng)
             } else {
                 0.0
             };
@@ -499,6 +503,7 @@ fn measure(
     arch: Arch,
     s: &ferbayes_core::ArchTrainSettings,
     profile: &str,
+    backend: Backend,
     rng: &mut ChaCha8Rng,
 ) -> (f64, f64) {
     let device = bench_device();
@@ -508,7 +513,7 @@ fn measure(
         model,
         named_vars,
         mut optimizer,
-    } = Network::new(arch, Method::McDropout, s, &device, 7).expect("network");
+    } = Network::packed_on(arch, Method::McDropout, s, &device, &[7], backend).expect("network");
     optimizer.set_steps_per_epoch(fer_steps_per_epoch());
     let params: usize = named_vars
         .iter()
@@ -544,8 +549,12 @@ fn measure(
         .iter()
         .map(|(name, var)| (name.clone(), var.as_tensor().detach()))
         .collect();
-    let eval_model = Model::new(&cfg, VarBuilder::from_tensors(tensors, DType::F32, &device))
-        .expect("eval model");
+    let eval_model = Model::with_backend(
+        &cfg,
+        backend,
+        VarBuilder::from_tensors(tensors, DType::F32, &device),
+    )
+    .expect("eval model");
     let forward = steps_per_second(profile, || {
         let logits = eval_model
             .forward(&xs, Mode::EVAL, &mut noise)
@@ -593,6 +602,7 @@ fn measure_packed(
     arch: Arch,
     s: &ferbayes_core::ArchTrainSettings,
     profile: &str,
+    backend: Backend,
     members: usize,
     rng: &mut ChaCha8Rng,
 ) -> f64 {
@@ -602,7 +612,8 @@ fn measure_packed(
         model,
         mut optimizer,
         ..
-    } = Network::packed(arch, Method::Ensemble, s, &device, &seeds).expect("packed network");
+    } = Network::packed_on(arch, Method::Ensemble, s, &device, &seeds, backend)
+        .expect("packed network");
     optimizer.set_steps_per_epoch(fer_steps_per_epoch());
     let size = s.input_size;
     let n = members * BATCH;

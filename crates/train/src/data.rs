@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use candle_core::{Device, Tensor};
 use ferbayes_core::schema::rows::FaceRow;
 use ferbayes_core::{LabelMode, NUM_CLASSES};
 use ferbayes_models::preprocess;
@@ -72,4 +73,20 @@ impl Dataset {
         }
         Ok(data)
     }
+}
+
+/// The faces of several index lists one after the other: a packed model's input
+/// ((G·B, 1, S, S) for G lists of B indices).
+pub(crate) fn gather_packed(data: &Dataset, lists: &[&[usize]], device: &Device) -> Result<Tensor> {
+    let n = data.face_len();
+    let total: usize = lists.iter().map(|l| l.len()).sum();
+    let mut values = Vec::with_capacity(total * n);
+    for &i in lists.iter().flat_map(|l| l.iter()) {
+        values.extend_from_slice(&data.inputs[i * n..(i + 1) * n]);
+    }
+    Ok(Tensor::from_vec(
+        values,
+        (total, 1, data.input_size, data.input_size),
+        device,
+    )?)
 }

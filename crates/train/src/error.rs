@@ -20,4 +20,12 @@ pub enum TrainError {
     Data { path: PathBuf, message: String },
     #[error("{0}")]
     Invalid(String),
+    /// The last pass after the shards found members without finished weights (for this run's
+    /// settings).
+    #[error(
+        "{what}: the finishing pass (which trains nothing) found no finished weights for this \
+         run's settings at {}: run every shard first, as `just train` does",
+        missing.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+        )]
+    Unfinished { what: String, missing: Vec<PathBuf> },
 }

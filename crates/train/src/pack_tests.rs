@@ -9,7 +9,9 @@ use std::sync::OnceLock;
 use candle_core::{Device, Tensor};
 use ferbayes_core::{Arch, LabelMode, Layout, Method, PipelineFile, Settings, Split};
 
-use super::{Dataset, Network, evaluate_packed, optim, train_epoch};
+use crate::data::gather_packed;
+use crate::epoch::train_epoch;
+use crate::{Dataset, Network, evaluate_packed, optim};
 
 /// FER+'s first `faces` faces of each split, ingested into a fresh artifact root.
 fn ingested(root: &Path, faces: usize) -> Layout {
@@ -157,7 +159,7 @@ fn packed_members_train_exactly_as_one_at_a_time() {
                 let faces: Vec<usize> = (0..256).collect();
                 let classes = |n: &Network, g: usize| -> Vec<u32> {
                     let lists = vec![&faces[..]; n.members()];
-                    let xs = super::gather_packed(&valid, &lists, &device).expect("xs");
+                    let xs = gather_packed(&valid, &lists, &device).expect("xs");
                     let mut noise: Vec<ferbayes_models::Noise> = (0..n.members())
                         .map(|_| ferbayes_models::Noise::new(0))
                         .collect();

@@ -31,7 +31,7 @@ pub fn artifacts() -> &'static Path {
         let settings = file.settings("smoke").expect("smoke");
         let layout = Layout::new(dir.path(), "smoke");
         for method in [Method::McDropout, Method::Ensemble] {
-            ferbayes_infer::testing::write_seeded_weights(
+            ferbayes_models::testing::write_seeded_weights(
                 &layout,
                 &settings,
                 Arch::AlexNet,

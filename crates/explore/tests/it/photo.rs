@@ -11,7 +11,7 @@ use crate::support::{photos, smoke_server};
 #[test]
 fn an_upload_gets_what_predict_computes_on_the_file() {
     let (run, server) = smoke_server();
-    let predictor = ferbayes_infer::Predictor::load(
+    let predictor = ferbayes_models::Predictor::load(
         &run.layout,
         &run.settings,
         Arch::Vgg16,

@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::Parser;
-use ferbayes_core::cli::{CommonArgs, DeviceArg, Selection, init_tracing};
+use ferbayes_core::cli::{CommonArgs, DeviceArg, KernelArgs, Selection, init_tracing};
 
 /// Run every trained architecture × method of the profile (or the ones named) on the valid and
 /// test faces: T = infer.samples stochastic passes for mc_dropout / mc_dropconnect, every member
@@ -19,11 +19,8 @@ struct Args {
     /// Rerun combinations that are up to date (same settings, weights and ingest tables).
     #[arg(long)]
     force: bool,
-    /// Kernels: winograd, im2col (the CPU's fused kernels), device (one fused op per layer,
-    /// what a GPU runs) or reference (candle's ops) [default: winograd on the CPU, device on
-    /// a GPU]; FER_REFERENCE_OPS=1 and FER_WINOGRAD=0 override it.
-    #[arg(long)]
-    kernels: Option<ferbayes_models::Backend>,
+    #[command(flatten)]
+    kernels: KernelArgs,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -37,10 +34,7 @@ fn main() -> anyhow::Result<()> {
         selection: args.selection.clone(),
         device: device.clone(),
         force: args.force,
-        kernels: args
-            .kernels
-            .unwrap_or_else(|| ferbayes_models::Backend::for_device(&device))
-            .with_env_overrides(),
+        kernels: ferbayes_models::install_kernels(&args.kernels, &device),
     };
     // The main run, then each soft-label comparison run (`train.compare_label_modes`),
     // on a worker of the kernels' thread pool.

@@ -1,14 +1,12 @@
-//! Tables, determinism, the prefix-cached path and ensemble members.
+//! Tables and determinism (the sampler's own tests, of the prefix-cached path and ensemble
+//! members, are `ferbayes_models::predictor`'s).
 
 use std::path::Path;
 use std::sync::OnceLock;
 
-use candle_core::{DType, Device};
-use candle_nn::VarBuilder;
 use ferbayes_core::schema::rows::{InferOodRow, InferRow, InferShiftRow};
 use ferbayes_core::{Arch, Layout, Method, PipelineFile, Settings, Split};
-use ferbayes_infer::{Faces, InferOptions, Predictor};
-use ferbayes_models::{Mode, Model, ModelConfig, Noise};
+use ferbayes_infer::{Faces, InferOptions};
 
 const FACES: usize = 40;
 const SAMPLES: usize = 4;
@@ -145,108 +143,4 @@ fn tables_cover_every_face_and_sample_and_are_reproducible() {
     let second = std::fs::read(layout.infer_split(Arch::AlexNet, Method::McDropout, Split::Test))
         .expect("read");
     assert!(first == second, "rerun changed the table");
-}
-
-#[test]
-fn prefix_cached_sampling_equals_full_passes() {
-    let (_dir, layout, s) = trained();
-    let faces = Faces::load(&layout.ingest_split(Split::Valid)).expect("faces");
-    let pixels = &faces.pixels[..16 * ferbayes_core::IMAGE_PIXELS];
-    for method in [Method::McDropout, Method::McDropConnect] {
-        let p = Predictor::load(layout, s, Arch::AlexNet, method, &Device::Cpu).expect("load");
-        assert!(p.cache_prefix);
-        let cached = p.predict(pixels, 3).expect("cached");
-        let full = p.predict_uncached(pixels, 3).expect("full");
-        let max = cached
-            .iter()
-            .flatten()
-            .zip(full.iter().flatten())
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0f32, f32::max);
-        assert!(
-            max < 1e-5,
-            "{method}: cached and full passes differ by {max}"
-        );
-        // The passes are stochastic: two samples of one face differ.
-        assert_ne!(
-            cached[0], cached[1],
-            "{method}: passes 0 and 1 are identical"
-        );
-    }
-    let dense = Predictor::load(
-        layout,
-        s,
-        Arch::DenseNet121,
-        Method::McDropout,
-        &Device::Cpu,
-    )
-    .expect("load");
-    assert!(!dense.cache_prefix, "densenet has dropout throughout");
-}
-
-#[test]
-fn ensemble_sample_k_is_member_k_alone() {
-    let (_dir, layout, s) = trained();
-    let faces = Faces::load(&layout.ingest_split(Split::Test)).expect("faces");
-    let pixels = &faces.pixels[..5 * ferbayes_core::IMAGE_PIXELS];
-    let p =
-        Predictor::load(layout, s, Arch::AlexNet, Method::Ensemble, &Device::Cpu).expect("load");
-    let probs = p.predict(pixels, 0).expect("predict");
-    for k in 0..MEMBERS {
-        let tensors = candle_core::safetensors::load(
-            layout.member_weights(Arch::AlexNet, Method::Ensemble, k),
-            &Device::Cpu,
-        )
-        .expect("weights");
-        let cfg = ModelConfig::new(
-            ferbayes_models::Arch::AlexNet,
-            ferbayes_models::Method::Ensemble,
-            0.125,
-            48,
-        );
-        let model = Model::new(
-            &cfg,
-            VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu),
-        )
-        .expect("model");
-        let xs = ferbayes_models::batch_tensor(
-            pixels.chunks(ferbayes_core::IMAGE_PIXELS),
-            48,
-            &Device::Cpu,
-        )
-        .expect("xs");
-        let logits = model
-            .forward(&xs, Mode::EVAL, &mut Noise::new(1))
-            .expect("forward");
-        let alone: Vec<Vec<f32>> = candle_nn::ops::softmax(&logits, 1)
-            .expect("softmax")
-            .to_vec2()
-            .expect("vec");
-        for (face, row) in alone.iter().enumerate() {
-            let got = probs[face * MEMBERS + k];
-            for c in 0..8 {
-                assert!((got[c] - row[c]).abs() < 1e-6, "member {k}, face {face}");
-            }
-        }
-    }
-}
-
-#[test]
-fn missing_weights_name_the_recipe() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let layout = Layout::new(dir.path(), "empty");
-    let err = Predictor::load(
-        &layout,
-        &settings(),
-        Arch::Vgg16,
-        Method::Ensemble,
-        &Device::Cpu,
-    )
-    .expect_err("no weights")
-    .to_string();
-    assert!(
-        err.contains("member-00.safetensors")
-            && err.contains("just train --arch vgg16 --method ensemble"),
-        "{err}"
-    );
 }

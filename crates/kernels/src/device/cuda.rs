@@ -16,10 +16,9 @@ use candle_core::cuda_backend::cudarc::driver::{
 };
 use candle_core::{CudaDevice, CudaStorage, Layout, Result, Shape, Storage, Tensor};
 
-use super::{
-    BnApply, BnBwdDx, BnBwdSums, BnDims, BnStats, CHUNK, ChannelsDropout, Dropout, MaskStream,
-    PendingRunning, Target,
-};
+use super::batch_norm::{BnApply, BnBwdDx, BnBwdSums, BnDims, BnStats, PendingRunning};
+use super::dropout::{ChannelsDropout, Dropout};
+use super::{CHUNK, MaskStream, Target};
 
 /// The kernels' PTX.
 const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/ferbayes_kernels.ptx"));
@@ -830,7 +829,8 @@ mod cudnn {
     use candle_core::{CudaDevice, CudaStorage, Layout, Result, Shape};
 
     use super::{alloc, view, wrap};
-    use crate::device::{ConvBwdData, ConvBwdFilter, ConvFwd};
+    use crate::device::conv::{ConvBwdData, ConvBwdFilter, ConvFwd};
+    use crate::device::tf32;
 
     /// The algorithms, fixed: each is deterministic (the same bits twice on one GPU) and runs
     /// every shape the networks have.
@@ -852,12 +852,6 @@ mod cudnn {
             h.borrow_mut().insert(dev.id(), c.clone());
             Ok(c)
         })
-    }
-
-    /// Whether cuDNN may use TF32 tensor cores (`FER_TF32=1`); off by default, so that f32
-    /// convolutions are f32 FMAs.
-    pub(crate) fn tf32() -> bool {
-        std::env::var("FER_TF32").is_ok_and(|v| v.trim() == "1")
     }
 
     /// The descriptors of one convolution: x (b, cin, h, w), w (cout, cin, kh, kw), y.
@@ -1021,7 +1015,11 @@ mod cudnn {
             v / 10000,
             (v / 100) % 100,
             v % 100,
-            if tf32() { "on (FER_TF32=1)" } else { "off" }
+            if tf32() {
+                "on (the tf32 setting)"
+            } else {
+                "off"
+            }
         )
     }
 }

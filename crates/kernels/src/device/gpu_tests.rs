@@ -44,9 +44,10 @@ fn cuda_ops_match_their_cpu_twins() {
 mod checks {
     use candle_core::{DType, Device, Tensor, Var};
 
+    use crate::device::bias_relu::ChannelSums;
     use crate::device::{
-        ChannelSums, MaskStream, Target, Update, batch_norm, bias_relu, cat_dropout, conv2d,
-        cross_entropy, dropout, flush_running, optimizer_step,
+        MaskStream, Target, Update, batch_norm, bias_relu, cat_dropout, conv2d, cross_entropy,
+        dropout, flush_running, optimizer_step,
     };
     use crate::testing::{grads_of, to_vec, uniform};
 

@@ -3,6 +3,7 @@
 
 use candle_core::{DType, Device, Tensor, Var};
 
+use super::bias_relu::ChannelSums;
 use super::*;
 use crate::testing::{close, grads_of, rel_close, same_bits, to_vec, uniform};
 

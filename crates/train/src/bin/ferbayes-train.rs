@@ -2,11 +2,12 @@
 
 use anyhow::Context;
 use clap::Parser;
-use ferbayes_core::cli::{CommonArgs, DeviceArg, Selection, init_tracing};
+use ferbayes_core::cli::{CommonArgs, DeviceArg, KernelArgs, Selection, init_tracing};
 
 /// Train every architecture × uncertainty method the profile lists (or the ones named) on the
 /// ingest Parquet, writing train/<arch>/<method>/member-NN.safetensors and history.parquet.
-/// A killed run resumes from its last completed epoch; finished members are not retrained.
+/// A killed run resumes from its last completed epoch; finished members are not retrained
+/// (unless --force).
 #[derive(Debug, Parser)]
 #[command(name = "ferbayes-train", version)]
 struct Args {
@@ -16,20 +17,23 @@ struct Args {
     selection: Selection,
     #[command(flatten)]
     device: DeviceArg,
-    /// Retrain combinations that are up to date (same settings and ingest tables).
+    /// Retrain every member this run covers (with --shard, the shard's), from scratch, even
+    /// where it is up to date (same settings and ingest tables); with --finish, rewrite every
+    /// history and manifest.
     #[arg(long)]
     force: bool,
     /// `K/N`: train only shard units K, K+N, K+2N, ... (a unit is a pack of train.pack_members
     /// members, or one MC network; counted over all combinations), for N processes in
-    /// parallel (`just train` does this); a last run without --shard then writes each
+    /// parallel (`just train` does this); a last run with --finish then writes each
     /// combination's history and manifest.
     #[arg(long, value_parser = parse_shard)]
     shard: Option<(usize, usize)>,
-    /// Kernels: winograd, im2col (the CPU's fused kernels), device (one fused op per layer,
-    /// what a GPU runs) or reference (candle's ops) [default: winograd on the CPU, device on
-    /// a GPU]; FER_REFERENCE_OPS=1 and FER_WINOGRAD=0 override it.
-    #[arg(long)]
-    kernels: Option<ferbayes_models::Backend>,
+    /// The last pass after the shards: train nothing, write each combination's history and
+    /// manifest from the members the shards finished, and fail naming any member that is not.
+    #[arg(long, conflicts_with = "shard")]
+    finish: bool,
+    #[command(flatten)]
+    kernels: KernelArgs,
 }
 
 fn parse_shard(s: &str) -> Result<(usize, usize), String> {
@@ -64,10 +68,8 @@ fn main() -> anyhow::Result<()> {
         device: device.clone(),
         force: args.force,
         shard: args.shard,
-        kernels: args
-            .kernels
-            .unwrap_or_else(|| ferbayes_models::Backend::for_device(&device))
-            .with_env_overrides(),
+        finish: args.finish,
+        kernels: ferbayes_models::install_kernels(&args.kernels, &device),
         ..ferbayes_train::TrainOptions::default()
     };
     // The main run, then each soft-label comparison run (`train.compare_label_modes`),

@@ -229,8 +229,12 @@ fn sharded_processes_train_the_same_members_as_one_run() {
     assert!(!sharded.history(Arch::AlexNet, Method::Ensemble).exists());
     assert!(!Layout::manifest_in(&dir_of(&sharded)).exists());
 
-    // The final run without a shard trains nothing and writes history and manifest.
-    let out = ferbayes_train::run(&sharded, &settings, &opts).expect("final");
+    // The finishing pass trains nothing and writes history and manifest.
+    let finish = TrainOptions {
+        finish: true,
+        ..opts.clone()
+    };
+    let out = ferbayes_train::run(&sharded, &settings, &finish).expect("final");
     assert_eq!(out[0].trained, 0);
     assert_eq!(out[0].history.len(), 3);
     assert!(sharded.history(Arch::AlexNet, Method::Ensemble).is_file());
@@ -276,8 +280,12 @@ fn shards_agree_on_members_when_one_finds_a_combination_already_done() {
     );
     let members: Vec<u16> = out1[1].history.iter().map(|r| r.member).collect();
     assert_eq!(members, vec![0]);
-    // Nothing is left for the final pass.
-    let last = ferbayes_train::run(&layout, &settings, &both).expect("final");
+    // Nothing is left for the finishing pass.
+    let finish = TrainOptions {
+        finish: true,
+        ..both.clone()
+    };
+    let last = ferbayes_train::run(&layout, &settings, &finish).expect("final");
     assert_eq!(last[1].trained, 0);
     assert!(layout.history(Arch::AlexNet, Method::Ensemble).is_file());
 }
@@ -340,7 +348,11 @@ fn shards_of_packs_train_the_same_members_as_one_packed_run() {
         };
         ferbayes_train::run(&sharded, &settings, &shard).expect("shard");
     }
-    let out = ferbayes_train::run(&sharded, &settings, &opts).expect("final");
+    let finish = TrainOptions {
+        finish: true,
+        ..opts.clone()
+    };
+    let out = ferbayes_train::run(&sharded, &settings, &finish).expect("final");
     assert_eq!(out[0].trained, 0);
     for m in 0..3 {
         assert_same_weights(

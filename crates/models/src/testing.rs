@@ -3,9 +3,8 @@
 use candle_core::{DType, Device};
 use candle_nn::{VarBuilder, VarMap};
 use ferbayes_core::{Arch, Layout, Method, Settings};
-use ferbayes_models::{Model, ModelConfig};
 
-use crate::Result;
+use crate::{Model, ModelConfig, Result};
 
 /// Writes weights drawn from fixed seeds (member m from seed m) for every member of
 /// `arch`/`method` at the sizes of `settings`, where the train stage would put them, so that
@@ -26,7 +25,7 @@ pub fn write_seeded_weights(
             &cfg,
             VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
         )?;
-        ferbayes_models::init_seeded(&varmap, m as u64)?;
+        crate::init_seeded(&varmap, m as u64)?;
         let path = layout.member_weights(arch, method, m);
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| ferbayes_core::Error::io(dir, e))?;
