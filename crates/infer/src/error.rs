@@ -24,4 +24,6 @@ pub enum InferError {
         message: String,
         recipe: String,
     },
+    #[error("method `{0}` is not supported by infer yet")]
+    UnsupportedMethod(ferbayes_core::Method),
 }

@@ -105,6 +105,9 @@ impl Predictor {
         device: &Device,
         kernels: Backend,
     ) -> Result<Predictor> {
+        if !Method::STUDY.contains(&method) {
+            return Err(InferError::UnsupportedMethod(method));
+        }
         let s = settings.train.arch(arch);
         let mut cfg = ModelConfig::new(arch, method, s.width, s.input_size);
         cfg.drop_rate = s.drop_rate;
@@ -216,6 +219,9 @@ impl Predictor {
                     };
                     per_sample.push(logits);
                 }
+            }
+            Method::Variational | Method::Swag | Method::Laplace | Method::BatchEnsemble => {
+                return Err(InferError::UnsupportedMethod(self.method));
             }
         }
         // (S, B, 8) → face-major rows.

@@ -156,12 +156,14 @@ impl Mode {
         batchnorm_train: false,
     };
 
-    /// The mode inference uses for a method: [`Mode::MC`] for mc_dropout and
-    /// mc_dropconnect, [`Mode::EVAL`] for ensemble members.
+    /// The mode inference uses for a method: [`Mode::MC`] for mc_dropout, mc_dropconnect and
+    /// variational (whose weights are sampled inside the layers), [`Mode::EVAL`] for ensemble
+    /// and batch_ensemble members and for swag and laplace (whose weights are sampled outside
+    /// the network, which then runs deterministically).
     pub fn for_inference(method: Method) -> Mode {
         match method {
-            Method::McDropout | Method::McDropConnect => Mode::MC,
-            Method::Ensemble => Mode::EVAL,
+            Method::McDropout | Method::McDropConnect | Method::Variational => Mode::MC,
+            Method::Ensemble | Method::BatchEnsemble | Method::Swag | Method::Laplace => Mode::EVAL,
         }
     }
 }

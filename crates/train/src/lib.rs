@@ -127,6 +127,13 @@ pub fn run(
     let mut budget = None;
     let mut slot = 0usize;
     let mut out = Vec::new();
+    for (_, method) in options.selection.combos(&settings.train) {
+        if !Method::STUDY.contains(&method) {
+            return Err(TrainError::Invalid(format!(
+                "method `{method}` is not supported by train yet"
+            )));
+        }
+    }
     // One writer per member: the members this process trains (a shard's, or all) are locked
     // before anything is checked, so a second `just train` on this root stops at once.
     let _locks = lock_members(layout, settings, options)?;
@@ -486,7 +493,11 @@ fn copy_twin(combo: Combo<'_>, job: &MemberJob) -> Result<Option<Vec<EpochRecord
         _ if job.member != 0 => return Ok(None),
         Method::McDropout => Method::Ensemble,
         Method::Ensemble => Method::McDropout,
-        Method::McDropConnect => return Ok(None),
+        Method::McDropConnect
+        | Method::Variational
+        | Method::Swag
+        | Method::Laplace
+        | Method::BatchEnsemble => return Ok(None),
     };
     let other = MemberJob::new(
         Combo {
