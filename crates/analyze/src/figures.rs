@@ -30,6 +30,11 @@ pub fn method_color(method: Method) -> RGBColor {
         Method::McDropout => RGBColor(31, 119, 180),
         Method::McDropConnect => RGBColor(230, 110, 0),
         Method::Ensemble => RGBColor(44, 160, 44),
+        // The next colours of the same (matplotlib tab10) palette.
+        Method::Variational => RGBColor(214, 39, 40),
+        Method::Swag => RGBColor(148, 103, 189),
+        Method::Laplace => RGBColor(140, 86, 75),
+        Method::BatchEnsemble => RGBColor(227, 119, 194),
     }
 }
 

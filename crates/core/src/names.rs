@@ -65,7 +65,24 @@ named_enum! {
         McDropConnect => "mc_dropconnect",
         /// N independently initialised members.
         Ensemble => "ensemble",
+        /// Mean-field Gaussian weights trained by variational inference (Bayes by Backprop,
+        /// Blundell et al. 2015) with Flipout (Wen et al. 2018); T stochastic passes.
+        Variational => "variational",
+        /// SWA-Gaussian (Maddox et al. 2019): a Gaussian fitted to the SGD trajectory.
+        Swag => "swag",
+        /// Last-layer Laplace approximation around the trained network.
+        Laplace => "laplace",
+        /// BatchEnsemble (Wen et al. 2020): members sharing one slow weight per layer, each
+        /// with its own rank-one fast weights.
+        BatchEnsemble => "batch_ensemble",
     }
+}
+
+impl Method {
+    /// The study's three methods (Matin & Valdenegro-Toro), in canonical order: what the
+    /// profiles list and the study's tables and figures compare. [`Method::ALL`] adds the
+    /// methods ferbayes adds after them.
+    pub const STUDY: [Method; 3] = [Method::McDropout, Method::McDropConnect, Method::Ensemble];
 }
 
 named_enum! {
@@ -102,6 +119,20 @@ mod tests {
         for m in Method::ALL {
             assert_eq!(m.to_string().parse::<Method>(), Ok(m));
         }
+        let names: Vec<&str> = Method::ALL.iter().map(|m| m.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "mc_dropout",
+                "mc_dropconnect",
+                "ensemble",
+                "variational",
+                "swag",
+                "laplace",
+                "batch_ensemble"
+            ]
+        );
+        assert_eq!(Method::STUDY, Method::ALL[..3]);
         let err = "resnet".parse::<Arch>().expect_err("unknown");
         assert!(
             err.contains("resnet") && err.contains("alexnet, vgg16, densenet121"),

@@ -104,20 +104,31 @@ pub struct Plan {
     pub outputs: Vec<String>,
 }
 
-/// Members of a combination: N for ensembles, one network for the MC methods.
+/// Members of a combination (its `member-NN.safetensors` files): N for ensembles, one network
+/// for every other method (a BatchEnsemble's N members share one network and one file).
 pub fn members(settings: &Settings, method: Method) -> usize {
     match method {
         Method::Ensemble => settings.train.ensemble_members,
-        Method::McDropout | Method::McDropConnect => 1,
+        Method::McDropout
+        | Method::McDropConnect
+        | Method::Variational
+        | Method::Swag
+        | Method::Laplace
+        | Method::BatchEnsemble => 1,
     }
 }
 
 /// Probability samples per face infer writes for `method`: T stochastic passes for the MC
-/// methods, one per member (N) for ensembles.
+/// methods and the sampled posteriors (variational, swag, laplace), one per member (N) for
+/// ensembles and BatchEnsembles.
 pub fn samples(settings: &Settings, method: Method) -> usize {
     match method {
-        Method::Ensemble => members(settings, method),
-        Method::McDropout | Method::McDropConnect => settings.infer.samples,
+        Method::Ensemble | Method::BatchEnsemble => settings.train.ensemble_members,
+        Method::McDropout
+        | Method::McDropConnect
+        | Method::Variational
+        | Method::Swag
+        | Method::Laplace => settings.infer.samples,
     }
 }
 

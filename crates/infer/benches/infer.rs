@@ -54,7 +54,7 @@ fn bench() {
     println!("|---|---|---|---|---|---|---|---|");
     for arch in Arch::ALL {
         let a = settings.train.arch(arch).clone();
-        for method in Method::ALL {
+        for method in Method::STUDY {
             ferbayes_models::testing::write_seeded_weights(&layout, &settings, arch, method)
                 .expect("seeded weights");
             let full_members = settings.train.ensemble_members;

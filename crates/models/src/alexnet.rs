@@ -7,6 +7,7 @@ use crate::config::{ModelConfig, spatial_sizes};
 use crate::error::{Error, Result};
 use crate::layers::{Conv2d, Linear, Norm, Ops, Stochastic, batch_norm};
 use crate::noise::Noise;
+use crate::weights::Weight;
 use crate::{Mode, NUM_CLASSES};
 
 /// Hidden width of fc1 and fc2 (not scaled by `width`).
@@ -77,15 +78,21 @@ impl AlexNet {
     }
 
     pub(crate) fn forward(&self, xs: &Tensor, mode: Mode, noise: &mut [Noise]) -> Result<Tensor> {
-        let xs = self.features(xs, mode)?;
+        let xs = self.trunk(xs, mode, noise)?;
         self.head(&xs, mode, noise)
     }
 
-    /// The deterministic convolutional prefix (no masks), flattened to (B, F).
+    /// The deterministic convolutional prefix (no masks), flattened to (B, F); not for a
+    /// variational network, whose convs sample.
     pub(crate) fn features(&self, xs: &Tensor, mode: Mode) -> Result<Tensor> {
+        self.trunk(xs, mode, &mut [])
+    }
+
+    /// The convolutional part, flattened to (B, F).
+    fn trunk(&self, xs: &Tensor, mode: Mode, noise: &mut [Noise]) -> Result<Tensor> {
         let mut xs = xs.clone();
         for layer in &self.features {
-            let ys = layer.conv.forward(&xs)?;
+            let ys = layer.conv.forward(&xs, mode, noise)?;
             xs = if layer.pool {
                 layer.bn.forward_pool(&ys, mode, true)?
             } else {
@@ -101,6 +108,27 @@ impl AlexNet {
         let xs = self.bn1.forward(&xs, mode, true)?;
         let xs = self.drop.linear(&self.fc2, &xs, mode, noise)?;
         let xs = self.bn2.forward(&xs, mode, true)?;
-        self.fc3.forward(&xs)
+        self.fc3.forward(&xs, mode, noise)
+    }
+
+    /// Every conv and linear weight, in forward order.
+    pub(crate) fn weights(&self) -> Vec<&Weight> {
+        let convs = self.features.iter().map(|l| l.conv.param());
+        let fcs = [&self.fc1, &self.fc2, &self.fc3].map(Linear::param);
+        convs.chain(fcs).collect()
+    }
+
+    /// One member's forward FLOPs per `size` × `size` image (see [`crate::Model::forward_flops`]).
+    pub(crate) fn flops(&self, size: usize) -> u64 {
+        let mut side = size;
+        let mut total = 0;
+        for layer in &self.features {
+            total += layer.conv.flops(side);
+            side = layer.conv.out_side(side);
+            if layer.pool {
+                side /= 2;
+            }
+        }
+        total + self.fc1.flops() + self.fc2.flops() + self.fc3.flops()
     }
 }

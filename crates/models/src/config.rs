@@ -29,13 +29,59 @@ pub struct ModelConfig {
     pub width: f64,
     /// Side S of the square (B, 1, S, S) input.
     pub input_size: usize,
-    /// Dropout / DropConnect rate p (probability of dropping).
+    /// Dropout / DropConnect rate p (probability of dropping); unused by `variational`.
     pub drop_rate: f64,
+    /// The variational posterior's initial scale and the prior (`variational` only, where it
+    /// is required; `None` for every other method). Left out of the serialised form when
+    /// `None`, so the other methods' configurations serialise as they always have.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variational: Option<VariationalConfig>,
+}
+
+/// The Gaussian scales of a `variational` network (see the crate docs' *Methods*).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VariationalConfig {
+    /// σ₀: every weight's initial posterior standard deviation (each `weight_rho` starts at
+    /// ρ₀ = ln(exp(σ₀) − 1), so σ = softplus(ρ₀) = σ₀).
+    pub sigma0: f64,
+    /// σ_p: the standard deviation of the zero-mean Gaussian prior N(0, σ_p²) on every weight
+    /// ([`crate::Model::kl`]).
+    pub prior_sigma: f64,
+}
+
+impl Default for VariationalConfig {
+    /// σ₀ = 1e-3 (a narrow start around the means, e.g. a trained network's weights) and the
+    /// standard normal prior σ_p = 1 (TensorFlow Probability's default for its Flipout layers).
+    fn default() -> Self {
+        VariationalConfig {
+            sigma0: 1e-3,
+            prior_sigma: 1.0,
+        }
+    }
+}
+
+impl VariationalConfig {
+    /// ρ₀ = ln(exp(σ₀) − 1), the initial `weight_rho` (softplus⁻¹ of σ₀).
+    pub fn rho0(&self) -> f64 {
+        self.sigma0.exp_m1().ln()
+    }
+
+    /// Checks that both scales are positive and finite.
+    pub fn validate(&self) -> Result<()> {
+        for (name, v) in [("sigma0", self.sigma0), ("prior_sigma", self.prior_sigma)] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(Error::Config(format!(
+                    "variational.{name} must be a positive finite number, got {v}"
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl ModelConfig {
     /// A configuration with the architecture's default drop rate
-    /// ([`default_drop_rate`]).
+    /// ([`default_drop_rate`]) and, for `variational`, [`VariationalConfig::default`].
     pub fn new(arch: Arch, method: Method, width: f64, input_size: usize) -> Self {
         ModelConfig {
             arch,
@@ -43,6 +89,7 @@ impl ModelConfig {
             width,
             input_size,
             drop_rate: default_drop_rate(arch),
+            variational: (method == Method::Variational).then(VariationalConfig::default),
         }
     }
 
@@ -59,8 +106,26 @@ impl ModelConfig {
             .unwrap_or(usize::MAX)
     }
 
-    /// Checks width, input size and drop rate.
+    /// Checks width, input size, drop rate and the variational scales (present, and valid,
+    /// exactly for `variational`).
     pub fn validate(&self) -> Result<()> {
+        match (self.method, &self.variational) {
+            (Method::Variational, Some(v)) => v.validate()?,
+            (Method::Variational, None) => {
+                return Err(Error::Config(
+                    "method variational needs its scales (variational.sigma0, \
+                     variational.prior_sigma)"
+                        .into(),
+                ));
+            }
+            (method, Some(_)) => {
+                return Err(Error::Config(format!(
+                    "variational scales given for method {method}, which has no variational \
+                     weights"
+                )));
+            }
+            (_, None) => {}
+        }
         if !(self.width.is_finite() && self.width > 0.0) {
             return Err(Error::Config(format!(
                 "width must be a positive finite number, got {}",
@@ -156,12 +221,14 @@ impl Mode {
         batchnorm_train: false,
     };
 
-    /// The mode inference uses for a method: [`Mode::MC`] for mc_dropout and
-    /// mc_dropconnect, [`Mode::EVAL`] for ensemble members.
+    /// The mode inference uses for a method: [`Mode::MC`] for mc_dropout, mc_dropconnect and
+    /// variational (whose weights are sampled inside the layers), [`Mode::EVAL`] for ensemble
+    /// and batch_ensemble members and for swag and laplace (whose weights are sampled outside
+    /// the network, which then runs deterministically).
     pub fn for_inference(method: Method) -> Mode {
         match method {
-            Method::McDropout | Method::McDropConnect => Mode::MC,
-            Method::Ensemble => Mode::EVAL,
+            Method::McDropout | Method::McDropConnect | Method::Variational => Mode::MC,
+            Method::Ensemble | Method::BatchEnsemble | Method::Swag | Method::Laplace => Mode::EVAL,
         }
     }
 }

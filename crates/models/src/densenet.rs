@@ -7,6 +7,7 @@ use crate::config::ModelConfig;
 use crate::error::Result;
 use crate::layers::{Conv2d, Linear, Norm, Ops, Stochastic, batch_norm};
 use crate::noise::Noise;
+use crate::weights::Weight;
 use crate::{Mode, NUM_CLASSES};
 
 /// Dense layers per block.
@@ -46,10 +47,9 @@ impl DenseLayer {
         noise: &mut [Noise],
     ) -> Result<Tensor> {
         let ys = self.norm1.forward(xs, mode, true)?;
-        let ys = self.conv1.forward(&ys)?;
+        let ys = self.conv1.forward(&ys, mode, noise)?;
         let ys = self.norm2.forward(&ys, mode, true)?;
-        let w = drop.weight(self.conv2.weight(), mode, noise)?;
-        self.conv2.forward_with_weight(&ys, &w, false)
+        drop.conv(&self.conv2, &ys, mode, noise)
     }
 }
 
@@ -119,7 +119,7 @@ impl DenseNet121 {
     }
 
     pub(crate) fn forward(&self, xs: &Tensor, mode: Mode, noise: &mut [Noise]) -> Result<Tensor> {
-        let xs = self.conv0.forward(xs)?;
+        let xs = self.conv0.forward(xs, mode, noise)?;
         let xs = self.norm0.forward(&xs, mode, true)?;
         // Zero padding after the ReLU equals PyTorch's -inf padding since xs >= 0.
         let mut xs = self.ops.backend.max_pool3_s2_p1(&xs)?;
@@ -131,11 +131,46 @@ impl DenseNet121 {
             }
             if let Some(t) = self.transitions.get(b) {
                 let ys = t.norm.forward(&xs, mode, true)?;
-                xs = self.ops.backend.avg_pool2(&t.conv.forward(&ys)?)?;
+                xs = self
+                    .ops
+                    .backend
+                    .avg_pool2(&t.conv.forward(&ys, mode, noise)?)?;
             }
         }
         let xs = self.norm5.forward(&xs, mode, true)?;
         let xs = xs.flatten_from(2)?.mean(D::Minus1)?;
-        self.classifier.forward(&xs)
+        self.classifier.forward(&xs, mode, noise)
+    }
+
+    /// Every conv and linear weight, in forward order.
+    pub(crate) fn weights(&self) -> Vec<&Weight> {
+        let mut out = vec![self.conv0.param()];
+        for (b, layers) in self.blocks.iter().enumerate() {
+            for layer in layers {
+                out.extend([layer.conv1.param(), layer.conv2.param()]);
+            }
+            if let Some(t) = self.transitions.get(b) {
+                out.push(t.conv.param());
+            }
+        }
+        out.push(self.classifier.param());
+        out
+    }
+
+    /// One member's forward FLOPs per `size` × `size` image (see [`crate::Model::forward_flops`]).
+    pub(crate) fn flops(&self, size: usize) -> u64 {
+        let mut total = self.conv0.flops(size);
+        // The stem's 3x3 / stride 2 / pad 1 max pool.
+        let mut side = (self.conv0.out_side(size) - 1) / 2 + 1;
+        for (b, layers) in self.blocks.iter().enumerate() {
+            for layer in layers {
+                total += layer.conv1.flops(side) + layer.conv2.flops(side);
+            }
+            if let Some(t) = self.transitions.get(b) {
+                total += t.conv.flops(side);
+                side /= 2;
+            }
+        }
+        total + self.classifier.flops()
     }
 }

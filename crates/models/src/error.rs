@@ -33,6 +33,9 @@ pub enum Error {
     /// A [`crate::Predictor`] found no weights file where the train stage writes it.
     #[error("{}: no trained weights; run `{recipe}` first", path.display())]
     MissingWeights { path: PathBuf, recipe: String },
+    /// A method the [`crate::Predictor`] cannot sample yet.
+    #[error("method `{0}` is not supported by infer yet")]
+    UnsupportedMethod(ferbayes_core::Method),
     /// A [`crate::Predictor`] found a weights file it cannot use.
     #[error("{}: {message}; rerun `{recipe}`", path.display())]
     Weights {

@@ -6,6 +6,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::error::Result;
+use crate::weights::{FAST_MEAN, FAST_STD};
 
 /// How [`init_seeded`] sets one variable, decided from its name and rank.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,6 +23,12 @@ pub enum VarRole {
     RunningMean,
     /// BatchNorm running variance: ones (not trainable).
     RunningVar,
+    /// A variational weight's `weight_rho` (σ = softplus(ρ)): left as the layer created it,
+    /// ρ₀ = ln(exp(σ₀) − 1) from its configuration's σ₀ (a constant, nothing to seed).
+    Rho,
+    /// A BatchEnsemble layer's fast weights `fast_in` / `fast_out` (one row per member):
+    /// N(1, 0.5²), seeded like the weights.
+    FastWeight,
 }
 
 impl VarRole {
@@ -35,6 +42,8 @@ impl VarRole {
         match leaf {
             "running_mean" => VarRole::RunningMean,
             "running_var" => VarRole::RunningVar,
+            "weight_rho" => VarRole::Rho,
+            "fast_in" | "fast_out" => VarRole::FastWeight,
             "weight" if is_bn => VarRole::BnWeight,
             "bias" if is_bn => VarRole::BnBias,
             _ if rank >= 2 => VarRole::Weight,
@@ -96,8 +105,15 @@ fn normals(rng: &mut ChaCha8Rng, n: usize) -> Vec<f64> {
 /// seeded from `seed` and a stable (FNV-1a) hash of its name, so adding or
 /// removing a layer leaves the other layers' values unchanged. Values by
 /// [`VarRole`]: conv / linear weights Kaiming normal for ReLU (std =
-/// sqrt(2 / fan_in), fan_in = product of the dims after the first), biases zeros,
-/// BatchNorm weight ones, bias zeros, running_mean zeros, running_var ones.
+/// sqrt(2 / fan_in), fan_in = product of the dims after the first; a variational
+/// network's means and a BatchEnsemble's shared weights alike), biases zeros,
+/// BatchNorm weight ones, bias zeros, running_mean zeros, running_var ones,
+/// BatchEnsemble fast weights N(1, 0.5²) (as torch-uncertainty's `BatchLinear` /
+/// `BatchConv2d`; row g is member g's). A variational `weight_rho` keeps the value its
+/// layer created it with (ρ₀ from the configuration's σ₀, [`VarRole::Rho`]): build the
+/// model in a fresh `VarMap` to reset it.
+///
+/// A BatchEnsemble is one network: seed it with one seed here, not with [`init_packed`].
 ///
 /// Same seed, same map, same machine: bit-identical weights (the normals use the
 /// platform's `ln`/`cos`/`sin`, so other libm implementations could differ in the
@@ -112,6 +128,9 @@ pub fn init_seeded(varmap: &VarMap, seed: u64) -> Result<()> {
 pub fn init_packed(varmap: &VarMap, seeds: &[u64]) -> Result<()> {
     let members = seeds.len().max(1);
     for (name, var) in sorted_vars(varmap) {
+        if VarRole::of(&name, var.rank()) == VarRole::Rho {
+            continue;
+        }
         let dims = var.dims().to_vec();
         let block = ferbayes_kernels::members::block_dims(&dims, members)?;
         let mut values = Vec::with_capacity(var.elem_count());
@@ -137,8 +156,17 @@ fn init_values(name: &str, dims: &[usize], seed: u64) -> Vec<f32> {
                 .map(|z| (z * std) as f32)
                 .collect()
         }
+        VarRole::FastWeight => {
+            let mut rng = ChaCha8Rng::seed_from_u64(var_seed(seed, name));
+            normals(&mut rng, n)
+                .into_iter()
+                .map(|z| (FAST_MEAN + FAST_STD * z) as f32)
+                .collect()
+        }
         VarRole::Bias | VarRole::BnBias | VarRole::RunningMean => vec![0.0; n],
         VarRole::BnWeight | VarRole::RunningVar => vec![1.0; n],
+        // Skipped by `init_packed`.
+        VarRole::Rho => Vec::new(),
     }
 }
 
@@ -182,4 +210,32 @@ pub fn pack_members(
             Ok((name.clone(), Tensor::cat(&parts, 0)?))
         })
         .collect()
+}
+
+/// Sets every variable of `varmap` from the tensor of the same name in `point` (a point
+/// network's weights, e.g. a trained MC-Dropout network's `member-00.safetensors`), so a
+/// `variational` network of the same architecture starts with those weights as its means
+/// (`weight`) and the point network's biases and BatchNorms; its `weight_rho` keep their
+/// value (ρ₀, [`VarRole::Rho`]). Every other variable must be in `point` with its shape.
+pub fn load_point_weights(
+    varmap: &VarMap,
+    point: &std::collections::HashMap<String, Tensor>,
+) -> Result<()> {
+    for (name, var) in sorted_vars(varmap) {
+        if VarRole::of(&name, var.rank()) == VarRole::Rho {
+            continue;
+        }
+        let t = point.get(&name).ok_or_else(|| {
+            crate::Error::Config(format!("the point weights lack tensor `{name}`"))
+        })?;
+        if t.dims() != var.dims() {
+            return Err(crate::Error::Config(format!(
+                "the point weights' `{name}` is {:?}, the network's {:?}",
+                t.dims(),
+                var.dims()
+            )));
+        }
+        var.set(&t.to_dtype(var.dtype())?.to_device(var.device())?)?;
+    }
+    Ok(())
 }

@@ -286,7 +286,11 @@ mod against_candle {
                             Var::from_tensor(&(rand(&[b, cin, h, w], 30 + case) - 0.5).expect("x"))
                                 .expect("var");
                         let ours = layer
-                            .forward_with_weight(xv.as_tensor(), layer.weight(), relu)
+                            .forward_with_weight(
+                                xv.as_tensor(),
+                                layer.point_weight().expect("a point weight"),
+                                relu,
+                            )
                             .expect("ours");
                         let mut ours_vars = vec![xv.as_tensor(), vars["weight"].as_tensor()];
                         if bias {

@@ -1,10 +1,12 @@
 //! Building blocks shared by the three architectures.
 //!
-//! Every layer carries an [`Ops`]: the [`Backend`] its ops run on and the number of
-//! packed members (see `ferbayes_kernels::members`). With G members a layer's
-//! parameters stack the members' own tensors on dim 0 (a conv weight (G·Cout, Cin, k,
-//! k), a BatchNorm vector (G·C)) and its activations are G blocks of samples; with one
-//! member it is the plain layer.
+//! Every layer carries an [`Ops`]: the [`Backend`] its ops run on, the number of
+//! packed members (see `ferbayes_kernels::members`) and the kind of its conv and linear
+//! weights ([`WeightKind`]). With G members a layer's parameters stack the members' own
+//! tensors on dim 0 (a conv weight (G·Cout, Cin, k, k), a BatchNorm vector (G·C)) and its
+//! activations are G blocks of samples; with one member it is the plain layer. A
+//! BatchEnsemble's members share each conv / linear weight (one network's shape) and stack
+//! only their fast weights, biases and BatchNorms.
 
 use candle_core::{ModuleT, Tensor, Var};
 use candle_nn::{BatchNorm, BatchNormConfig, Init, VarBuilder};
@@ -14,25 +16,29 @@ use ferbayes_kernels::members::per_member;
 use crate::config::{Method, Mode};
 use crate::error::{Error, Result};
 use crate::noise::Noise;
+use crate::weights::{self, Weight, WeightKind};
 
 /// BatchNorm epsilon and momentum (PyTorch defaults).
 pub(crate) const BN_EPS: f64 = 1e-5;
 pub(crate) const BN_MOMENTUM: f64 = 0.1;
 
-/// How a layer runs: on which kernels, for how many packed members.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// How a layer runs: on which kernels, for how many packed members, with which kind of
+/// conv / linear weights.
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) struct Ops {
     pub backend: Backend,
     pub members: usize,
+    pub weights: WeightKind,
 }
 
 impl Ops {
     /// One network on `backend`.
-    #[cfg(test)]
+    #[cfg(any(test, feature = "testing"))]
     pub(crate) fn single(backend: Backend) -> Self {
         Ops {
             backend,
             members: 1,
+            weights: WeightKind::Point,
         }
     }
 
@@ -247,18 +253,23 @@ fn bn_packed_reference(
     Ok(ys)
 }
 
-/// 2-D convolution whose weight can be swapped for a masked copy (DropConnect).
+/// 2-D convolution: a point weight (which DropConnect can swap for a masked copy), a
+/// Flipout-sampled Gaussian, or a BatchEnsemble's shared weight (see [`Weight`]).
 #[derive(Clone, Debug)]
 pub(crate) struct Conv2d {
-    weight: Tensor,
+    weight: Weight,
     bias: Option<Tensor>,
+    in_c: usize,
+    out_c: usize,
+    kernel: usize,
     stride: usize,
     padding: usize,
     ops: Ops,
 }
 
 impl Conv2d {
-    /// `weight` (out, in, k, k) and, when `bias`, `bias` (out), per member.
+    /// A conv of one network's `weight` (out, in, k, k) and, when `bias`, `bias` (out), per
+    /// member; the weight's variables by `ops.weights` (see [`Weight::new`]).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         in_c: usize,
@@ -270,10 +281,11 @@ impl Conv2d {
         ops: Ops,
         vb: VarBuilder,
     ) -> Result<Self> {
-        let weight = vb.get_with_hints(
-            (ops.packed(out_c), in_c, kernel, kernel),
-            "weight",
-            candle_nn::init::DEFAULT_KAIMING_NORMAL,
+        let weight = Weight::new(
+            &[out_c, in_c, kernel, kernel],
+            ops.weights,
+            ops.members,
+            &vb,
         )?;
         let bias = if bias {
             Some(vb.get_with_hints(ops.packed(out_c), "bias", Init::Const(0.0))?)
@@ -283,26 +295,97 @@ impl Conv2d {
         Ok(Conv2d {
             weight,
             bias,
+            in_c,
+            out_c,
+            kernel,
             stride,
             padding,
             ops,
         })
     }
 
-    pub(crate) fn weight(&self) -> &Tensor {
+    /// The layer's weight (for the KL).
+    pub(crate) fn param(&self) -> &Weight {
         &self.weight
     }
 
-    pub(crate) fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        self.forward_with_weight(xs, &self.weight, false)
+    /// The point weight DropConnect masks; `None` for Flipout and BatchEnsemble weights.
+    pub(crate) fn point_weight(&self) -> Option<&Tensor> {
+        match &self.weight {
+            Weight::Point(w) => Some(w),
+            Weight::Flipout { .. } | Weight::Batch { .. } => None,
+        }
     }
 
-    /// `relu(conv(xs))`, fused into the convolution's own pass on the fast path.
-    pub(crate) fn forward_relu(&self, xs: &Tensor) -> Result<Tensor> {
-        self.forward_with_weight(xs, &self.weight, true)
+    /// The convolution (see [`Conv2d::forward_t`]).
+    pub(crate) fn forward(&self, xs: &Tensor, mode: Mode, noise: &mut [Noise]) -> Result<Tensor> {
+        self.forward_t(xs, false, mode, noise)
     }
 
-    /// The convolution with `weight` in place of the layer's own, then a ReLU when `relu`.
+    /// `relu(conv(xs))`, fused into the convolution's own pass on the fast path for point
+    /// weights.
+    pub(crate) fn forward_relu(
+        &self,
+        xs: &Tensor,
+        mode: Mode,
+        noise: &mut [Noise],
+    ) -> Result<Tensor> {
+        self.forward_t(xs, true, mode, noise)
+    }
+
+    /// The convolution by the weight's kind, then a ReLU when `relu`:
+    /// point: `conv(x, W) + b`; Flipout: `conv(x, μ) + b`, plus, when `mode.stochastic`,
+    /// `conv(x ∘ s_in, σ ∘ ε) ∘ s_out` (ε, then s_in, then s_out drawn from `noise[0]`);
+    /// BatchEnsemble: `(conv(x ∘ r_g, W) ∘ s_g) + b_g` on member g's rows.
+    fn forward_t(
+        &self,
+        xs: &Tensor,
+        relu: bool,
+        mode: Mode,
+        noise: &mut [Noise],
+    ) -> Result<Tensor> {
+        let backend = self.ops.backend;
+        let conv = |xs: &Tensor, w: &Tensor, bias: Option<&Tensor>| {
+            backend.conv2d(xs, w, bias, self.padding, self.stride, false, 1)
+        };
+        let ys = match &self.weight {
+            Weight::Point(w) => return self.forward_with_weight(xs, w, relu),
+            Weight::Flipout { mean, rho } => {
+                let ys = conv(xs, mean, self.bias.as_ref())?;
+                if mode.stochastic {
+                    let noise = single_stream(noise)?;
+                    let w = weights::perturbation(rho, noise)?;
+                    let rows = xs.dim(0)?;
+                    let s_in = weights::signs(noise, rows, self.in_c, xs)?;
+                    let s_out = weights::signs(noise, rows, self.out_c, xs)?;
+                    let flip = conv(&xs.broadcast_mul(&s_in)?, &w, None)?;
+                    (ys + flip.broadcast_mul(&s_out)?)?
+                } else {
+                    ys
+                }
+            }
+            Weight::Batch {
+                shared,
+                fast_in,
+                fast_out,
+            } => {
+                let r = weights::per_row(fast_in, xs)?;
+                let ys = conv(&xs.broadcast_mul(&r)?, shared, None)?;
+                let ys = ys.broadcast_mul(&weights::per_row(fast_out, &ys)?)?;
+                match &self.bias {
+                    Some(b) => {
+                        let b = b.reshape((self.ops.members, self.out_c))?;
+                        ys.broadcast_add(&weights::per_row(&b, &ys)?)?
+                    }
+                    None => ys,
+                }
+            }
+        };
+        Ok(if relu { ys.relu()? } else { ys })
+    }
+
+    /// The convolution with `weight` in place of the layer's own point weight, then a ReLU
+    /// when `relu`.
     pub(crate) fn forward_with_weight(
         &self,
         xs: &Tensor,
@@ -319,32 +402,62 @@ impl Conv2d {
             self.ops.members,
         )?)
     }
+
+    /// The side of the output maps for `side` × `side` input maps.
+    pub(crate) fn out_side(&self, side: usize) -> usize {
+        (side + 2 * self.padding).saturating_sub(self.kernel) / self.stride + 1
+    }
+
+    /// One member's forward FLOPs for one image of `side` × `side` maps: 2 × the
+    /// multiply-adds of its product(s) (two for Flipout), biases and the elementwise
+    /// products of signs and fast weights not counted.
+    pub(crate) fn flops(&self, side: usize) -> u64 {
+        let out = self.out_side(side) as u64;
+        let macs = (self.out_c * self.in_c * self.kernel * self.kernel) as u64 * out * out;
+        2 * macs * self.weight.products()
+    }
 }
 
-/// Fully connected layer `y = x W^T + b` whose weight can be swapped for a masked copy.
+/// Fully connected layer `y = x W^T + b`: a point weight (which DropConnect can swap for a
+/// masked copy), a Flipout-sampled Gaussian, or a BatchEnsemble's shared weight.
 #[derive(Clone, Debug)]
 pub(crate) struct Linear {
-    weight: Tensor,
+    weight: Weight,
     bias: Tensor,
+    in_f: usize,
+    out_f: usize,
     ops: Ops,
 }
 
 impl Linear {
-    /// `weight` (out, in) and `bias` (out), per member.
+    /// One network's `weight` (out, in) and `bias` (out) per member; the weight's variables
+    /// by `ops.weights` (see [`Weight::new`]).
     pub(crate) fn new(in_f: usize, out_f: usize, ops: Ops, vb: VarBuilder) -> Result<Self> {
-        let weight = vb.get_with_hints(
-            (ops.packed(out_f), in_f),
-            "weight",
-            candle_nn::init::DEFAULT_KAIMING_NORMAL,
-        )?;
+        let weight = Weight::new(&[out_f, in_f], ops.weights, ops.members, &vb)?;
         let bias = vb.get_with_hints(ops.packed(out_f), "bias", Init::Const(0.0))?;
-        Ok(Linear { weight, bias, ops })
+        Ok(Linear {
+            weight,
+            bias,
+            in_f,
+            out_f,
+            ops,
+        })
     }
 
-    pub(crate) fn weight(&self) -> &Tensor {
+    /// The layer's weight (for the KL).
+    pub(crate) fn param(&self) -> &Weight {
         &self.weight
     }
 
+    /// The point weight DropConnect masks; `None` for Flipout and BatchEnsemble weights.
+    pub(crate) fn point_weight(&self) -> Option<&Tensor> {
+        match &self.weight {
+            Weight::Point(w) => Some(w),
+            Weight::Flipout { .. } | Weight::Batch { .. } => None,
+        }
+    }
+
+    /// `xs · weightᵀ + bias` with `weight` in place of the layer's own point weight.
     pub(crate) fn forward_with_weight(&self, xs: &Tensor, weight: &Tensor) -> Result<Tensor> {
         Ok(self
             .ops
@@ -352,8 +465,63 @@ impl Linear {
             .linear(xs, weight, &self.bias, self.ops.members)?)
     }
 
-    pub(crate) fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        self.forward_with_weight(xs, &self.weight)
+    /// The layer by its weight's kind: point: `x Wᵀ + b`; Flipout: `x μᵀ + b`, plus, when
+    /// `mode.stochastic`, `((x ∘ s_in)(σ ∘ ε)ᵀ) ∘ s_out` (ε, then s_in, then s_out drawn from
+    /// `noise[0]`); BatchEnsemble: `((x ∘ r_g) Wᵀ) ∘ s_g + b_g` on member g's rows.
+    pub(crate) fn forward(&self, xs: &Tensor, mode: Mode, noise: &mut [Noise]) -> Result<Tensor> {
+        let backend = self.ops.backend;
+        match &self.weight {
+            Weight::Point(w) => self.forward_with_weight(xs, w),
+            Weight::Flipout { mean, rho } => {
+                let ys = backend.linear(xs, mean, &self.bias, 1)?;
+                if !mode.stochastic {
+                    return Ok(ys);
+                }
+                let noise = single_stream(noise)?;
+                let w = weights::perturbation(rho, noise)?;
+                let rows = xs.dim(0)?;
+                let s_in = weights::signs(noise, rows, self.in_f, xs)?;
+                let s_out = weights::signs(noise, rows, self.out_f, xs)?;
+                let flip = backend.linear(&xs.mul(&s_in)?, &w, &self.zero_bias()?, 1)?;
+                Ok((ys + flip.mul(&s_out)?)?)
+            }
+            Weight::Batch {
+                shared,
+                fast_in,
+                fast_out,
+            } => {
+                let xs = xs.mul(&weights::per_row(fast_in, xs)?)?;
+                let ys = backend.linear(&xs, shared, &self.zero_bias()?, 1)?;
+                let ys = ys.mul(&weights::per_row(fast_out, &ys)?)?;
+                let b = self.bias.reshape((self.ops.members, self.out_f))?;
+                Ok(ys.add(&weights::per_row(&b, &ys)?)?)
+            }
+        }
+    }
+
+    fn zero_bias(&self) -> Result<Tensor> {
+        Ok(Tensor::zeros(
+            self.out_f,
+            self.bias.dtype(),
+            self.bias.device(),
+        )?)
+    }
+
+    /// One member's forward FLOPs for one input row: 2 × the multiply-adds of its product(s)
+    /// (two for Flipout), biases and elementwise products not counted.
+    pub(crate) fn flops(&self) -> u64 {
+        2 * (self.in_f * self.out_f) as u64 * self.weight.products()
+    }
+}
+
+/// The one noise stream of a single (unpacked) network: Flipout layers sample only there.
+fn single_stream(noise: &mut [Noise]) -> Result<&mut Noise> {
+    match noise {
+        [one] => Ok(one),
+        _ => Err(Error::Config(format!(
+            "a variational network samples from one noise stream, got {}",
+            noise.len()
+        ))),
     }
 }
 
@@ -369,9 +537,15 @@ pub(crate) struct Stochastic {
 }
 
 impl Stochastic {
+    /// The dropout positions of `method` at rate `p`: DropConnect for mc_dropconnect, none for
+    /// variational (its weights are its stochastic layers), dropout on the activations else.
     pub(crate) fn new(method: Method, p: f64, ops: Ops) -> Self {
         Stochastic {
-            p,
+            p: if method == Method::Variational {
+                0.0
+            } else {
+                p
+            },
             drop_connect: method == Method::McDropConnect,
             ops,
         }
@@ -476,7 +650,8 @@ impl Stochastic {
     }
 
     /// Dropout position followed by a linear layer: dropout on `xs` (mc_dropout,
-    /// ensemble) or DropConnect on the layer's weight (mc_dropconnect).
+    /// ensemble, batch_ensemble, swag, laplace) or DropConnect on the layer's weight
+    /// (mc_dropconnect); a Flipout layer samples its own weight.
     pub(crate) fn linear(
         &self,
         layer: &Linear,
@@ -485,7 +660,30 @@ impl Stochastic {
         noise: &mut [Noise],
     ) -> Result<Tensor> {
         let xs = self.dropout(xs, mode, noise)?;
-        let w = self.weight(layer.weight(), mode, noise)?;
-        layer.forward_with_weight(&xs, &w)
+        match layer.point_weight() {
+            Some(w) => {
+                let w = self.weight(w, mode, noise)?;
+                layer.forward_with_weight(&xs, &w)
+            }
+            None => layer.forward(&xs, mode, noise),
+        }
+    }
+
+    /// A convolution after a DropConnect position (DenseNet's `conv2`): its weight masked
+    /// for mc_dropconnect, else the layer as it is.
+    pub(crate) fn conv(
+        &self,
+        layer: &Conv2d,
+        xs: &Tensor,
+        mode: Mode,
+        noise: &mut [Noise],
+    ) -> Result<Tensor> {
+        match layer.point_weight() {
+            Some(w) => {
+                let w = self.weight(w, mode, noise)?;
+                layer.forward_with_weight(xs, &w, false)
+            }
+            None => layer.forward(xs, mode, noise),
+        }
     }
 }

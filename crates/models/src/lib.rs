@@ -1,7 +1,9 @@
 //! Facial-emotion classifiers in [candle]: AlexNet-BN, VGG-16 and DenseNet-121,
 //! each usable with MC-Dropout, MC-DropConnect or as a Deep-Ensemble member
 //! (Matin & Valdenegro-Toro, "Hey Human, If your Facial Emotions are Uncertain,
-//! You Should Use Bayesian Neural Networks!").
+//! You Should Use Bayesian Neural Networks!"), and with the methods ferbayes adds:
+//! variational weights sampled with Flipout, BatchEnsemble, and the point network that
+//! SWAG and last-layer Laplace sample around.
 //!
 //! Input: f32 tensor (B, 1, S, S), values in [0, 1] (see [`preprocess`]).
 //! Output: (B, 8) logits, one per FER+ emotion class.
@@ -15,6 +17,15 @@
 //! layers are named `bn*` or `norm*`; [`init_seeded`] and [`trainable_vars`] rely
 //! on that. BatchNorm: eps 1e-5, momentum 0.1 (PyTorch defaults). "drop" marks a
 //! dropout position (see *Methods*).
+//!
+//! The tables name one point network's tensors. By method, every conv / linear layer `L`
+//! holds instead ([`VarRole`] says which is which):
+//!
+//! | method | conv / linear `L` | biases, BatchNorm |
+//! |--------|-------------------|-------------------|
+//! | mc_dropout, mc_dropconnect, ensemble, swag, laplace | `L.weight` (out, in, k, k) / (out, in); G packed members stacked on dim 0 | as the tables; G members stacked on dim 0 |
+//! | variational | `L.weight` = the mean μ (the point network's shape, so its weights load as the means: [`load_point_weights`]), `L.weight_rho` = ρ of the same shape (σ = softplus(ρ)) | point estimates, as the tables |
+//! | batch_ensemble (M members) | `L.weight` shared (the point network's shape, not stacked), `L.fast_in` (M, in) = the r_g, `L.fast_out` (M, out) = the s_g | `L.bias` (M·out) and every BatchNorm (M·C) per member, stacked |
 //!
 //! ## alexnet (BatchNorm after every conv and hidden FC; p = 0.5)
 //!
@@ -86,6 +97,35 @@
 //!   in mc_dropout while training; inference uses [`Mode::EVAL`], so each member
 //!   is deterministic and the ensemble's spread comes from independently seeded
 //!   members.
+//! * **swag**, **laplace** ([`Method::Swag`], [`Method::Laplace`]): the classical network
+//!   (as ensemble's, dropout while training); their posteriors' weights are drawn outside
+//!   the network, which then runs in [`Mode::EVAL`].
+//! * **variational** ([`Method::Variational`]): mean-field Gaussian weights q(W) =
+//!   N(μ, σ²), σ = softplus(ρ), on every conv and linear layer (Bayes by Backprop,
+//!   Blundell et al. 2015), sampled with Flipout (Wen et al. 2018). Biases are point
+//!   estimates (TensorFlow Probability's Flipout default), BatchNorm is unchanged and there
+//!   is no dropout. With `mode.stochastic` a layer computes
+//!   `y = conv(x, μ) + conv(x ∘ s_in, σ ∘ ε) ∘ s_out + b`, with ε ~ N(0, 1) shaped like W
+//!   drawn once per forward call, then s_in ∈ {±1} per (sample, input channel) and s_out
+//!   ∈ {±1} per (sample, output channel) (linear: per feature), all from the network's
+//!   [`Noise`] stream in that order, layer by layer in forward order; otherwise
+//!   `y = conv(x, μ) + b`. Every sample's perturbation is then N(0, Σ x² σ²) over its
+//!   receptive field, uncorrelated with the batch's other samples'. ρ starts at ρ₀ =
+//!   ln(exp(σ₀) − 1), and [`Model::kl`] is KL(q ‖ N(0, σ_p²)) in closed form; σ₀ and σ_p
+//!   are the configuration's [`VariationalConfig`]. One network only (no packing); every
+//!   layer samples, so there is no deterministic prefix.
+//! * **batch_ensemble** ([`Method::BatchEnsemble`]): BatchEnsemble (Wen et al. 2020) of M
+//!   members in the packed layout ([`Model::batch_ensemble`]): each conv / linear layer
+//!   has one shared slow weight W and per member fast weights r_g (input channels /
+//!   features) and s_g (output channels / features) and a bias, and member g computes
+//!   `y_g = ((x_g ∘ r_g) ⊛ W) ∘ s_g + b_g` on its rows (g·B..(g+1)·B), i.e. the layer
+//!   with weight W ∘ (s_g r_gᵀ); BatchNorms are per member. Dropout as ensemble members
+//!   (each member's own stream; off at inference, [`Mode::EVAL`]). W is initialised as a
+//!   point weight, biases 0, the fast weights N(1, 0.5²) as torch-uncertainty's
+//!   `BatchLinear` / `BatchConv2d` do (edward2's BatchEnsemble layers default to ones;
+//!   its uncertainty-baselines models pass N(1, 0.5²) as `random_sign_init = −0.5`).
+//!
+//! [`Model::forward_flops`] counts a network's forward FLOPs per image and member.
 //!
 //! # Modes
 //!
@@ -94,13 +134,14 @@
 //! stats). [`Mode::TRAIN`] = both on, [`Mode::EVAL`] = both off, [`Mode::MC`] =
 //! masks on, BatchNorm on running stats (so a sample's output never depends on the
 //! rest of its batch). [`Mode::for_inference`] picks MC for the MC methods and
-//! EVAL for ensembles.
+//! variational, EVAL for ensembles, batch_ensemble, swag and laplace.
 //!
 //! # Determinism
 //!
 //! candle's CPU RNG cannot be seeded, so nothing reproducible uses it: weights come
-//! from [`init_seeded`] (ChaCha8 per variable) and masks from [`Noise`] (ChaCha8).
-//! The same seeds give bit-identical weights and masks on the same machine.
+//! from [`init_seeded`] (ChaCha8 per variable) and masks, Flipout's normals and signs
+//! from [`Noise`] (ChaCha8; normals by `rand_distr`'s `StandardNormal`). The same seeds
+//! give bit-identical weights and draws on the same machine.
 //!
 //! # candle 0.11.1 notes
 //!
@@ -150,8 +191,11 @@ mod preprocess;
 #[doc(hidden)]
 pub mod testing;
 mod vgg;
+mod weights;
 
-pub use config::{Arch, Method, Mode, ModelConfig, default_drop_rate, has_batchnorm};
+pub use config::{
+    Arch, Method, Mode, ModelConfig, VariationalConfig, default_drop_rate, has_batchnorm,
+};
 pub use device::device;
 pub use error::{Error, Result};
 pub use ferbayes_kernels::device as device_ops;
@@ -161,11 +205,12 @@ pub use ferbayes_kernels::{
 };
 pub use ferbayes_kernels::{SimdLevel, set_simd_level, simd_level};
 pub use init::{
-    VarRole, init_packed, init_seeded, pack_members, sorted_vars, trainable_vars, unpack_member,
+    VarRole, init_packed, init_seeded, load_point_weights, pack_members, sorted_vars,
+    trainable_vars, unpack_member,
 };
 pub use knobs::{backend_of, install_kernels};
 pub use machine::machine;
-pub use model::Model;
+pub use model::{Model, repeat_batch};
 pub use noise::Noise;
 pub use predictor::Predictor;
 pub use preprocess::{SOURCE_SIZE, batch_tensor, preprocess, resize_bilinear};

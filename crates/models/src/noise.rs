@@ -1,9 +1,11 @@
-//! Seeded Bernoulli masks for dropout and DropConnect.
+//! Seeded random draws: Bernoulli masks for dropout and DropConnect, standard normals and
+//! Rademacher signs for the variational layers' Flipout.
 
-use candle_core::{Device, Tensor};
+use candle_core::{Device, Shape, Tensor};
 use ferbayes_kernels::device::MaskStream;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use rand_distr::StandardNormal;
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
@@ -11,11 +13,12 @@ use crate::error::{Error, Result};
 /// Mask entries per parallel piece; masks under two pieces are drawn in one go.
 const PIECE: usize = 1 << 13;
 
-/// Source of every dropout / DropConnect mask: a ChaCha8 stream seeded from a `u64`,
-/// so a run is reproducible (candle's own CPU RNG cannot be seeded).
+/// Source of every random draw of a forward pass (dropout / DropConnect masks, Flipout's
+/// normals and signs): a ChaCha8 stream seeded from a `u64`, so a run is reproducible
+/// (candle's own CPU RNG cannot be seeded).
 ///
-/// Masks are drawn in the order the forward pass meets the stochastic layers, so
-/// the same seed, model and sequence of calls gives the same masks.
+/// Draws are made in the order the forward pass meets the stochastic layers, so
+/// the same seed, model and sequence of calls gives the same draws.
 #[derive(Clone, Debug)]
 pub struct Noise {
     rng: ChaCha8Rng,
@@ -61,6 +64,45 @@ impl Noise {
             stream: self.rng.get_stream(),
             word,
         })
+    }
+
+    /// `n` standard normals: each `rng.sample::<f32, _>(rand_distr::StandardNormal)` on this
+    /// ChaCha8 stream, in order (rand_distr's ziggurat in f64, rounded to f32). A draw takes a
+    /// varying number of words (the ziggurat's rejections), so the values are drawn one after
+    /// the other, never in pieces. Every normal ferbayes draws for weights (Flipout's ε here,
+    /// the posterior samplers') follows this one definition.
+    pub fn normals(&mut self, n: usize) -> Vec<f32> {
+        (0..n)
+            .map(|_| self.rng.sample::<f32, _>(StandardNormal))
+            .collect()
+    }
+
+    /// [`Noise::normals`] as a tensor of `shape` (row-major).
+    pub fn normal_tensor(&mut self, shape: impl Into<Shape>, device: &Device) -> Result<Tensor> {
+        let shape = shape.into();
+        let values = self.normals(shape.elem_count());
+        Ok(Tensor::from_vec(values, shape, device)?)
+    }
+
+    /// `n` Rademacher signs, ±1 with probability ½ each: each takes one `u32` word of the
+    /// stream and is +1 iff the word is below 2³¹ (its top bit clear).
+    pub fn signs(&mut self, n: usize) -> Vec<f32> {
+        (0..n)
+            .map(|_| {
+                if self.rng.random::<u32>() < 1 << 31 {
+                    1.0
+                } else {
+                    -1.0
+                }
+            })
+            .collect()
+    }
+
+    /// [`Noise::signs`] as a tensor of `shape` (row-major).
+    pub fn sign_tensor(&mut self, shape: impl Into<Shape>, device: &Device) -> Result<Tensor> {
+        let shape = shape.into();
+        let values = self.signs(shape.elem_count());
+        Ok(Tensor::from_vec(values, shape, device)?)
     }
 
     /// The `n` values of [`Noise::mask`] (row-major), appended to nothing: what a mask
@@ -138,6 +180,61 @@ mod tests {
         assert!((kept - keep).abs() < 0.01, "kept fraction {kept}");
         assert_eq!(vals(&big), bits(want));
         assert_eq!(vals(&after), bits(seq(7)));
+    }
+
+    /// Normals and signs are their definitions' draws from the stream, one after the other:
+    /// `StandardNormal` as f32 on the ChaCha8 generator, and +1 iff a `u32` word is below 2³¹;
+    /// later draws continue where they stop, and their moments are those of N(0, 1) and of a
+    /// fair sign (within 5 standard errors over 100 000 draws).
+    #[test]
+    fn normals_and_signs_are_their_definitions_draws() {
+        let mut noise = Noise::new(7);
+        let normals = noise.normals(100_000);
+        let signs = noise.signs(100_000);
+        let after = noise.mask_values(5, 0.5).expect("mask");
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let want: Vec<f32> = (0..100_000)
+            .map(|_| rng.sample::<f32, _>(StandardNormal))
+            .collect();
+        assert_eq!(normals, want);
+        let want: Vec<f32> = (0..100_000)
+            .map(|_| {
+                if rng.random::<u32>() >> 31 == 0 {
+                    1.0
+                } else {
+                    -1.0
+                }
+            })
+            .collect();
+        assert_eq!(signs, want);
+        let rest: Vec<f32> = (0..5)
+            .map(|_| {
+                if rng.random::<u32>() < 1 << 31 {
+                    2.0
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        assert_eq!(after, rest);
+        let n = 100_000f64;
+        let mean = normals.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
+        let var = normals.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / n - mean * mean;
+        assert!(mean.abs() < 5.0 / n.sqrt(), "normal mean {mean}");
+        assert!(
+            (var - 1.0).abs() < 5.0 * (2.0 / n).sqrt(),
+            "normal variance {var}"
+        );
+        let sign_mean = signs.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
+        assert!(sign_mean.abs() < 5.0 / n.sqrt(), "sign mean {sign_mean}");
+        let t = Noise::new(7)
+            .normal_tensor((2, 3), &Device::Cpu)
+            .expect("tensor");
+        assert_eq!(t.dims(), [2, 3]);
+        assert_eq!(
+            t.flatten_all().and_then(|t| t.to_vec1::<f32>()).expect("v"),
+            normals[..6]
+        );
     }
 
     /// The device ops' own ChaCha8 (`ferbayes_kernels::device::chacha`, the function the GPU

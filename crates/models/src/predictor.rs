@@ -53,6 +53,9 @@ impl Predictor {
         device: &Device,
         kernels: Backend,
     ) -> Result<Predictor> {
+        if !Method::STUDY.contains(&method) {
+            return Err(Error::UnsupportedMethod(method));
+        }
         let s = settings.train.arch(arch);
         let mut cfg = ModelConfig::new(arch, method, s.width, s.input_size);
         cfg.drop_rate = s.drop_rate;
@@ -158,6 +161,9 @@ impl Predictor {
                     };
                     per_sample.push(logits);
                 }
+            }
+            Method::Variational | Method::Swag | Method::Laplace | Method::BatchEnsemble => {
+                return Err(Error::UnsupportedMethod(self.method));
             }
         }
         // (S, B, 8) → face-major rows.

@@ -7,6 +7,7 @@ use crate::config::{ModelConfig, spatial_sizes};
 use crate::error::{Error, Result};
 use crate::layers::{Conv2d, Linear, Ops, Stochastic};
 use crate::noise::Noise;
+use crate::weights::Weight;
 use crate::{Mode, NUM_CLASSES};
 
 /// Hidden width of fc1 and fc2 (not scaled by `width`).
@@ -64,16 +65,22 @@ impl Vgg16 {
     }
 
     pub(crate) fn forward(&self, xs: &Tensor, mode: Mode, noise: &mut [Noise]) -> Result<Tensor> {
-        let xs = self.features(xs)?;
+        let xs = self.trunk(xs, mode, noise)?;
         self.head(&xs, mode, noise)
     }
 
-    /// The deterministic convolutional prefix, flattened to (B, F).
+    /// The deterministic convolutional prefix, flattened to (B, F); not for a variational
+    /// network, whose convs sample.
     pub(crate) fn features(&self, xs: &Tensor) -> Result<Tensor> {
+        self.trunk(xs, Mode::EVAL, &mut [])
+    }
+
+    /// The convolutional part, flattened to (B, F).
+    fn trunk(&self, xs: &Tensor, mode: Mode, noise: &mut [Noise]) -> Result<Tensor> {
         let mut xs = xs.clone();
         for convs in &self.blocks {
             for conv in convs {
-                xs = conv.forward_relu(&xs)?;
+                xs = conv.forward_relu(&xs, mode, noise)?;
             }
             xs = self.ops.backend.max_pool2(&xs)?;
         }
@@ -84,6 +91,27 @@ impl Vgg16 {
     pub(crate) fn head(&self, xs: &Tensor, mode: Mode, noise: &mut [Noise]) -> Result<Tensor> {
         let xs = self.drop.linear(&self.fc1, xs, mode, noise)?.relu()?;
         let xs = self.drop.linear(&self.fc2, &xs, mode, noise)?.relu()?;
-        self.fc3.forward(&xs)
+        self.fc3.forward(&xs, mode, noise)
+    }
+
+    /// Every conv and linear weight, in forward order.
+    pub(crate) fn weights(&self) -> Vec<&Weight> {
+        let convs = self.blocks.iter().flatten().map(Conv2d::param);
+        let fcs = [&self.fc1, &self.fc2, &self.fc3].map(Linear::param);
+        convs.chain(fcs).collect()
+    }
+
+    /// One member's forward FLOPs per `size` × `size` image (see [`crate::Model::forward_flops`]).
+    pub(crate) fn flops(&self, size: usize) -> u64 {
+        let mut side = size;
+        let mut total = 0;
+        for convs in &self.blocks {
+            for conv in convs {
+                total += conv.flops(side);
+                side = conv.out_side(side);
+            }
+            side /= 2;
+        }
+        total + self.fc1.flops() + self.fc2.flops() + self.fc3.flops()
     }
 }

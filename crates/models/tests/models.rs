@@ -9,6 +9,8 @@ use ferbayes_models::{
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+mod reference;
+
 const CPU: Device = Device::Cpu;
 
 fn build(cfg: &ModelConfig, seed: u64) -> (VarMap, Model) {
@@ -65,8 +67,10 @@ fn names_round_trip_and_defaults() {
     }
     let names: Vec<String> = Arch::ALL.iter().map(ToString::to_string).collect();
     assert_eq!(names, ["alexnet", "vgg16", "densenet121"]);
-    let names: Vec<String> = Method::ALL.iter().map(ToString::to_string).collect();
+    let names: Vec<String> = Method::STUDY.iter().map(ToString::to_string).collect();
     assert_eq!(names, ["mc_dropout", "mc_dropconnect", "ensemble"]);
+    let names: Vec<String> = Method::ALL[3..].iter().map(ToString::to_string).collect();
+    assert_eq!(names, ["variational", "swag", "laplace", "batch_ensemble"]);
     assert!("resnet".parse::<Arch>().is_err());
     assert!("dropout".parse::<Method>().is_err());
 
@@ -273,8 +277,13 @@ fn weight_names_and_full_width_parameter_counts() {
 
 #[test]
 fn init_seeded_is_deterministic() {
-    for arch in [Arch::AlexNet, Arch::DenseNet121] {
-        let cfg = ModelConfig::new(arch, Method::McDropConnect, 0.25, 48);
+    for (arch, method) in [
+        (Arch::AlexNet, Method::McDropConnect),
+        (Arch::DenseNet121, Method::McDropConnect),
+        (Arch::AlexNet, Method::Variational),
+        (Arch::Vgg16, Method::BatchEnsemble),
+    ] {
+        let cfg = ModelConfig::new(arch, method, 0.25, 48);
         let (a, _) = build(&cfg, 42);
         let (b, _) = build(&cfg, 42);
         let (c, _) = build(&cfg, 43);
@@ -289,10 +298,14 @@ fn init_seeded_is_deterministic() {
             assert_eq!(bits(ta), bits(tb), "{na} differs between equal seeds");
             let x = values(ta.as_tensor());
             match VarRole::of(na, ta.rank()) {
-                VarRole::Weight => {
+                VarRole::Weight | VarRole::FastWeight => {
                     if bits(ta) != bits(tc) {
                         differs += 1;
                     }
+                }
+                VarRole::Rho => {
+                    let rho0 = cfg.variational.expect("variational").rho0() as f32;
+                    assert!(x.iter().all(|&v| v == rho0), "{na} not rho0 {rho0}");
                 }
                 VarRole::RunningVar | VarRole::BnWeight => {
                     assert!(x.iter().all(|&v| v == 1.0), "{na} not ones");
@@ -304,7 +317,12 @@ fn init_seeded_is_deterministic() {
         }
         let n_weights = va
             .iter()
-            .filter(|(n, v)| VarRole::of(n, v.rank()) == VarRole::Weight)
+            .filter(|(n, v)| {
+                matches!(
+                    VarRole::of(n, v.rank()),
+                    VarRole::Weight | VarRole::FastWeight
+                )
+            })
             .count();
         assert_eq!(differs, n_weights, "every weight must change with the seed");
     }
@@ -415,7 +433,7 @@ fn stochastic_passes_differ_and_eval_is_deterministic() {
             let inf = Mode::for_inference(method);
             let i1 = model.forward(&xs, inf, &mut Noise::new(1)).expect("infer");
             let i2 = model.forward(&xs, inf, &mut Noise::new(2)).expect("infer");
-            if method == Method::Ensemble {
+            if inf == Mode::EVAL {
                 assert_eq!(
                     values(&i1),
                     values(&i2),
@@ -805,7 +823,7 @@ fn features_then_head_equals_forward() {
             let cfg = ModelConfig::new(arch, method, 0.125, 48);
             let (_vm, model) = build(&cfg, 4);
             let xs = random_input(3, 48, 9);
-            if arch == Arch::DenseNet121 {
+            if arch == Arch::DenseNet121 || method == Method::Variational {
                 assert!(!model.has_deterministic_prefix());
                 assert!(model.features(&xs, Mode::MC).is_err());
                 continue;
@@ -963,16 +981,25 @@ fn device_ops_compute_what_the_cpu_kernels_compute() {
                     rel(&yd, &yc)
                 );
                 // A gradient that is zero but for rounding (a bias before a BatchNorm) is
-                // judged against the network's largest gradient.
+                // judged against the network's largest gradient. A BatchEnsemble scales a
+                // conv's output channels by its fast weights before the BatchNorm divides them
+                // out again: where a fast weight is small the BatchNorm's input gradient is
+                // large, and so is the rounding in the sum that is the bias's zero gradient.
                 let largest = gc
                     .iter()
                     .flat_map(|(_, g)| g.iter().flat_map(values))
                     .fold(0f32, |m, v| m.max(v.abs()));
+                let floor = if method == Method::BatchEnsemble {
+                    1e-2
+                } else {
+                    1e-3
+                };
                 for ((name, a), (_, b)) in gd.iter().zip(&gc) {
                     match (a, b) {
                         (Some(a), Some(b)) => {
-                            let scale =
-                                values(b).iter().fold(1e-3 * largest, |m, v| m.max(v.abs()));
+                            let scale = values(b)
+                                .iter()
+                                .fold(floor * largest, |m, v| m.max(v.abs()));
                             let r = max_abs_diff(a, b) / scale;
                             assert!(r < 5e-3, "{what}: {name} gradient differs by {r}");
                         }
@@ -1064,4 +1091,399 @@ fn device_ops_on_a_gpu_compute_what_they_compute_on_the_cpu() {
             }
         }
     }
+}
+
+/// A network on the fused CPU kernels, seeded, with `members` packed members (a BatchEnsemble's
+/// members for batch_ensemble).
+fn build_on(cfg: &ModelConfig, members: usize, seed: u64) -> (VarMap, Model) {
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &CPU);
+    let model = Model::packed(cfg, ferbayes_models::Backend::Winograd, members, vb).expect("model");
+    init_seeded(&varmap, seed).expect("init_seeded");
+    (varmap, model)
+}
+
+fn bits(t: &Tensor) -> Vec<u32> {
+    values(t).into_iter().map(f32::to_bits).collect()
+}
+
+/// The configuration's serialised form: the study's methods' as before the variational scales
+/// existed (no `variational` key, so weights metadata and keys built from it do not change),
+/// variational's with its scales; the scales are required exactly for variational, positive.
+#[test]
+fn model_configs_serialise_as_before_and_validate_the_variational_scales() {
+    use ferbayes_models::VariationalConfig;
+    let cfg = ModelConfig::new(Arch::AlexNet, Method::McDropout, 0.5, 48);
+    let json = serde_json::to_string(&cfg).expect("json");
+    assert_eq!(
+        json,
+        r#"{"arch":"alexnet","method":"mc_dropout","width":0.5,"input_size":48,"drop_rate":0.5}"#
+    );
+    assert_eq!(
+        serde_json::from_str::<ModelConfig>(&json).expect("parse"),
+        cfg
+    );
+    let var = ModelConfig::new(Arch::Vgg16, Method::Variational, 0.25, 48);
+    let json = serde_json::to_string(&var).expect("json");
+    assert!(
+        json.ends_with(r#""variational":{"sigma0":0.001,"prior_sigma":1.0}}"#),
+        "{json}"
+    );
+    assert_eq!(
+        serde_json::from_str::<ModelConfig>(&json).expect("parse"),
+        var
+    );
+    var.validate().expect("valid");
+    let missing = ModelConfig {
+        variational: None,
+        ..var.clone()
+    };
+    let err = missing.validate().expect_err("scales required").to_string();
+    assert!(err.contains("variational.sigma0"), "{err}");
+    let stray = ModelConfig {
+        variational: Some(VariationalConfig::default()),
+        ..cfg.clone()
+    };
+    assert!(stray.validate().is_err(), "scales for mc_dropout");
+    for (sigma0, prior_sigma) in [(0.0, 1.0), (1e-3, -1.0), (f64::NAN, 1.0)] {
+        let bad = ModelConfig {
+            variational: Some(VariationalConfig {
+                sigma0,
+                prior_sigma,
+            }),
+            ..var.clone()
+        };
+        assert!(bad.validate().is_err(), "{sigma0} {prior_sigma}");
+    }
+    // ρ₀ = softplus⁻¹(σ₀).
+    for sigma0 in [1e-6, 1e-3, 0.05, 1.0, 3.0] {
+        let v = VariationalConfig {
+            sigma0,
+            prior_sigma: 1.0,
+        };
+        let back = v.rho0().exp().ln_1p();
+        assert!((back - sigma0).abs() < 1e-12 * sigma0, "{sigma0}: {back}");
+    }
+    // A variational network is one network; Model::batch_ensemble builds only batch_ensemble.
+    let vb = || VarBuilder::from_varmap(&VarMap::new(), DType::F32, &CPU);
+    let backend = ferbayes_models::Backend::Winograd;
+    assert!(Model::packed(&var, backend, 2, vb()).is_err());
+    assert!(Model::batch_ensemble(&cfg, backend, 2, vb()).is_err());
+    let be = ModelConfig::new(Arch::Vgg16, Method::BatchEnsemble, 0.25, 48);
+    assert_eq!(
+        Model::batch_ensemble(&be, backend, 2, vb())
+            .expect("batch ensemble")
+            .members(),
+        2
+    );
+}
+
+/// A variational network of every architecture: a `weight_rho` beside every conv and linear
+/// weight, starting at ρ₀ (σ = σ₀); a sampled pass is a function of the seed, bit for bit, and
+/// differs between seeds; the mean pass (EVAL) draws nothing; the KL is the closed form summed
+/// over its variables (here in plain f64 loops); and a training loss's gradient (sampled pass
+/// plus KL) reaches every mean and every ρ.
+#[test]
+fn variational_networks_sample_their_weights_and_differentiate_in_them() {
+    use ferbayes_models::VariationalConfig;
+    let (sigma0, prior) = (0.05, 0.5);
+    for arch in Arch::ALL {
+        let mut cfg = ModelConfig::new(arch, Method::Variational, 0.125, 32);
+        cfg.variational = Some(VariationalConfig {
+            sigma0,
+            prior_sigma: prior,
+        });
+        let (vm, model) = build_on(&cfg, 1, 3);
+        assert!(!model.has_deterministic_prefix());
+        let vars = sorted_vars(&vm);
+        let rho0 = (sigma0.exp_m1().ln()) as f32;
+        let mut want_kl = 0f64;
+        let mut rhos = 0;
+        for (name, var) in &vars {
+            let Some(mean) = name.strip_suffix("_rho") else {
+                continue;
+            };
+            rhos += 1;
+            assert!(values(var.as_tensor()).iter().all(|&r| r == rho0), "{name}");
+            let mu = &vars.iter().find(|(n, _)| n == mean).expect("its mean").1;
+            assert_eq!(mu.dims(), var.dims(), "{name}");
+            for (m, r) in values(mu.as_tensor()).iter().zip(values(var.as_tensor())) {
+                let (m, s) = (f64::from(*m), f64::from(r).exp().ln_1p());
+                want_kl += (prior / s).ln() + (s * s + m * m) / (2.0 * prior * prior) - 0.5;
+            }
+        }
+        let weights = vars
+            .iter()
+            .filter(|(n, v)| n.ends_with(".weight") && VarRole::of(n, v.rank()) == VarRole::Weight)
+            .count();
+        assert_eq!(
+            rhos, weights,
+            "{arch}: one weight_rho per conv / linear weight"
+        );
+        let kl = model.kl().expect("kl");
+        let got = f64::from(kl.to_scalar::<f32>().expect("scalar"));
+        assert!(
+            (got - want_kl).abs() < 1e-6 * want_kl.abs(),
+            "{arch}: KL {got} vs {want_kl}"
+        );
+
+        let xs = random_input(4, 32, 1);
+        let sample = |seed: u64| {
+            model
+                .forward(&xs, Mode::MC, &mut Noise::new(seed))
+                .expect("mc")
+        };
+        let a = sample(9);
+        assert_eq!(bits(&a), bits(&sample(9)), "{arch}: one seed, one sample");
+        assert!(max_abs_diff(&a, &sample(10)) > 1e-4, "{arch}: seeds differ");
+        let e1 = model
+            .forward(&xs, Mode::EVAL, &mut Noise::new(1))
+            .expect("eval");
+        let e2 = model
+            .forward(&xs, Mode::EVAL, &mut Noise::new(2))
+            .expect("eval");
+        assert_eq!(bits(&e1), bits(&e2), "{arch}: the mean pass draws nothing");
+        // Rebuilt and reseeded: the same sample.
+        let (_, again) = build_on(&cfg, 1, 3);
+        let b = again
+            .forward(&xs, Mode::MC, &mut Noise::new(9))
+            .expect("mc");
+        assert_eq!(bits(&a), bits(&b), "{arch}: same seeds, same network");
+
+        let y = model
+            .forward(&xs, Mode::TRAIN, &mut Noise::new(4))
+            .expect("train");
+        let loss = (y.sqr().and_then(|t| t.mean_all()).expect("loss") + (kl * 1e-3).expect("kl"))
+            .expect("sum");
+        let grads = loss.backward().expect("backward");
+        for (name, var) in &vars {
+            if !VarRole::of(name, var.rank()).is_trainable() {
+                continue;
+            }
+            let g = grads
+                .get(var.as_tensor())
+                .unwrap_or_else(|| panic!("{arch}: no gradient for {name}"));
+            let g = values(g);
+            assert!(g.iter().all(|v| v.is_finite()), "{arch}: {name}");
+            if name.ends_with(".weight") || name.ends_with(".weight_rho") {
+                assert!(g.iter().any(|&v| v != 0.0), "{arch}: {name} gradient is 0");
+            }
+        }
+    }
+}
+
+/// A point network's weights load as a variational network's means (and its biases and
+/// BatchNorms), its ρ keep ρ₀, and the variational network's mean pass is then the point
+/// network's deterministic pass, bit for bit; a tensor missing from the point weights is named.
+#[test]
+fn a_point_network_loads_as_the_variational_means() {
+    use std::collections::HashMap;
+    for arch in [Arch::AlexNet, Arch::Vgg16] {
+        let (pm, point) = build_on(&ModelConfig::new(arch, Method::McDropout, 0.125, 32), 1, 5);
+        let tensors: HashMap<String, Tensor> = sorted_vars(&pm)
+            .into_iter()
+            .map(|(n, v)| (n, v.as_tensor().clone()))
+            .collect();
+        let cfg = ModelConfig::new(arch, Method::Variational, 0.125, 32);
+        let (vm, var) = build_on(&cfg, 1, 6);
+        ferbayes_models::load_point_weights(&vm, &tensors).expect("load");
+        let rho0 = cfg.variational.expect("scales").rho0() as f32;
+        for (name, v) in sorted_vars(&vm) {
+            match tensors.get(&name) {
+                Some(t) => assert_eq!(bits(v.as_tensor()), bits(t), "{name}"),
+                None => assert!(values(v.as_tensor()).iter().all(|&r| r == rho0), "{name}"),
+            }
+        }
+        let xs = random_input(3, 32, 2);
+        let want = point
+            .forward(&xs, Mode::EVAL, &mut Noise::new(0))
+            .expect("point");
+        let got = var
+            .forward(&xs, Mode::EVAL, &mut Noise::new(0))
+            .expect("mean");
+        assert_eq!(bits(&got), bits(&want), "{arch}: the mean pass");
+        let mut short = tensors.clone();
+        short.remove("classifier.fc2.bias");
+        let err = ferbayes_models::load_point_weights(&vm, &short).expect_err("missing");
+        assert!(err.to_string().contains("classifier.fc2.bias"), "{err}");
+    }
+}
+
+/// A BatchEnsemble of three members, every architecture: one shared `weight` per conv and
+/// linear layer in the single network's shape, per member its fast weights (`fast_in` (3, in),
+/// `fast_out` (3, out), seeded N(1, 0.5²)), biases and BatchNorms; member g's logits depend
+/// only on its own rows (and, sampling, its own noise stream), bit for bit; the members differ;
+/// and the same seeds give the same network and passes.
+#[test]
+fn batch_ensemble_members_share_weights_and_keep_to_their_rows() {
+    const M: usize = 3;
+    for arch in Arch::ALL {
+        let cfg = ModelConfig::new(arch, Method::BatchEnsemble, 0.125, 32);
+        let (vm, model) = build_on(&cfg, M, 4);
+        assert_eq!(Mode::for_inference(Method::BatchEnsemble), Mode::EVAL);
+        let (pm, _) = build_on(&ModelConfig::new(arch, Method::Ensemble, 0.125, 32), 1, 4);
+        let point: std::collections::HashMap<String, Vec<usize>> = sorted_vars(&pm)
+            .into_iter()
+            .map(|(n, v)| (n, v.dims().to_vec()))
+            .collect();
+        let mut fast = Vec::new();
+        for (name, var) in sorted_vars(&vm) {
+            let dims = var.dims().to_vec();
+            match VarRole::of(&name, var.rank()) {
+                VarRole::Weight => assert_eq!(dims, point[&name], "{name}: shared"),
+                VarRole::FastWeight => {
+                    let (layer, side) = name.rsplit_once('.').expect("layer");
+                    let w = &point[&format!("{layer}.weight")];
+                    let n = if side == "fast_in" { w[1] } else { w[0] };
+                    assert_eq!(dims, [M, n], "{name}");
+                    fast.extend(values(var.as_tensor()).into_iter().map(f64::from));
+                }
+                _ => {
+                    let mut one = point[&name].clone();
+                    one[0] *= M;
+                    assert_eq!(dims, one, "{name}: per member");
+                }
+            }
+        }
+        // N(1, 0.5²): the sample mean within 5 standard errors, the std within 10 %.
+        let n = fast.len() as f64;
+        let mean = fast.iter().sum::<f64>() / n;
+        let std = (fast.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt();
+        assert!(
+            (mean - 1.0).abs() < 5.0 * 0.5 / n.sqrt(),
+            "{arch}: mean {mean}"
+        );
+        assert!((std / 0.5 - 1.0).abs() < 0.1, "{arch}: std {std} of {n}");
+
+        let x = random_input(2, 32, 5);
+        let xs = ferbayes_models::repeat_batch(&x, M).expect("repeat");
+        assert_eq!(xs.dims(), [2 * M, 1, 32, 32]);
+        let streams =
+            |seed: u64| -> Vec<Noise> { (0..M).map(|g| Noise::new(seed + g as u64)).collect() };
+        let y = model
+            .forward_packed(&xs, Mode::EVAL, &mut streams(0))
+            .expect("eval");
+        let block = |t: &Tensor, g: usize| t.narrow(0, 2 * g, 2).expect("block");
+        for g in 1..M {
+            assert!(
+                max_abs_diff(&block(&y, 0), &block(&y, g)) > 1e-5,
+                "{arch}: members"
+            );
+        }
+        // Member 1's rows replaced: members 0 and 2 unchanged.
+        let other = Tensor::cat(&[&x, &random_input(2, 32, 6), &x], 0).expect("cat");
+        let y2 = model
+            .forward_packed(&other, Mode::EVAL, &mut streams(0))
+            .expect("eval");
+        for g in [0, 2] {
+            assert_eq!(
+                bits(&block(&y, g)),
+                bits(&block(&y2, g)),
+                "{arch}: member {g}"
+            );
+        }
+        // Sampling: member 1's stream replaced, members 0 and 2 unchanged; the same streams
+        // give the same pass.
+        let mc = model
+            .forward_packed(&xs, Mode::MC, &mut streams(10))
+            .expect("mc");
+        let again = model
+            .forward_packed(&xs, Mode::MC, &mut streams(10))
+            .expect("mc");
+        assert_eq!(bits(&mc), bits(&again), "{arch}: one seed, one pass");
+        let mut changed = streams(10);
+        changed[1] = Noise::new(99);
+        let mc2 = model
+            .forward_packed(&xs, Mode::MC, &mut changed)
+            .expect("mc");
+        for g in [0, 2] {
+            assert_eq!(
+                bits(&block(&mc, g)),
+                bits(&block(&mc2, g)),
+                "{arch}: member {g}"
+            );
+        }
+        assert!(
+            max_abs_diff(&block(&mc, 1), &block(&mc2, 1)) > 1e-6,
+            "{arch}"
+        );
+        let (_, rebuilt) = build_on(&cfg, M, 4);
+        let y3 = rebuilt
+            .forward_packed(&xs, Mode::EVAL, &mut streams(0))
+            .expect("eval");
+        assert_eq!(bits(&y), bits(&y3), "{arch}: same seed, same network");
+    }
+}
+
+/// Forward FLOPs per image against hand counts (2 × multiply-adds, k² per output position
+/// whatever the padding): tiny widths where every layer can be counted.
+#[test]
+fn forward_flops_are_the_hand_count() {
+    let flops = |arch, method, width, size, members| {
+        let cfg = ModelConfig::new(arch, method, width, size);
+        let vb = VarBuilder::from_varmap(&VarMap::new(), DType::F32, &CPU);
+        Model::packed(&cfg, ferbayes_models::Backend::Winograd, members, vb)
+            .expect("model")
+            .forward_flops()
+    };
+    // alexnet, width 1/64 (channels 1, 2, 4, 4, 2), input 8: convs on 8x8, 4x4, 2x2, 2x2, 2x2
+    // maps, then fc 2 → 256 → 256 → 8:
+    // 1·1·25·64 + 2·1·25·16 + 4·2·9·4 + 4·4·9·4 + 2·4·9·4 + 2·256 + 256·256 + 256·8 = 71 648.
+    let alexnet = 2 * 71_648;
+    for method in [Method::McDropout, Method::McDropConnect, Method::Ensemble] {
+        assert_eq!(flops(Arch::AlexNet, method, 1.0 / 64.0, 8, 1), alexnet);
+    }
+    assert_eq!(
+        flops(Arch::AlexNet, Method::Ensemble, 1.0 / 64.0, 8, 3),
+        alexnet
+    );
+    assert_eq!(
+        flops(Arch::AlexNet, Method::BatchEnsemble, 1.0 / 64.0, 8, 4),
+        alexnet
+    );
+    // Flipout: the mean's product and the perturbation's.
+    assert_eq!(
+        flops(Arch::AlexNet, Method::Variational, 1.0 / 64.0, 8, 1),
+        2 * alexnet
+    );
+    // vgg16, width 1/64 (channels 1, 2, 4, 8, 8), input 32: per block the convs at 32, 16, 8,
+    // 4, 2 (9·Cout·Cin per position), then fc 8 → 256 → 256 → 8.
+    let vgg = 9 * 1024 * (1 + 1)
+        + 9 * 256 * (2 + 4)
+        + 9 * 64 * (8 + 16 + 16)
+        + 9 * 16 * (32 + 64 + 64)
+        + 9 * 4 * (64 + 64 + 64)
+        + (8 * 256 + 256 * 256 + 256 * 8);
+    assert_eq!(vgg, 154_880);
+    assert_eq!(
+        flops(Arch::Vgg16, Method::McDropout, 1.0 / 64.0, 32, 1),
+        2 * vgg
+    );
+    assert_eq!(
+        flops(Arch::Vgg16, Method::Variational, 1.0 / 64.0, 32, 1),
+        4 * vgg
+    );
+    // densenet121, width 1/32 (stem 2, growth 1, bottleneck 4), input 32: conv0 7x7 / 2 on
+    // 16x16; the blocks at 8, 4, 2, 1 with input channels 2.., 4.., 8.., 16..; 1x1 transitions
+    // (c → c/2) on 8, 4 and 2 before their pools; linear 32 → 8.
+    let mut dense = 2 * 49 * 256;
+    let (mut c, mut side) = (2, 8);
+    for (b, n) in [6, 12, 24, 16].into_iter().enumerate() {
+        let px = side * side;
+        for _ in 0..n {
+            dense += 4 * c * px + 4 * 9 * px;
+            c += 1;
+        }
+        if b < 3 {
+            dense += (c / 2) * c * px;
+            c /= 2;
+            side /= 2;
+        }
+    }
+    dense += c * 8;
+    assert_eq!(dense, 79_456);
+    assert_eq!(
+        flops(Arch::DenseNet121, Method::Ensemble, 1.0 / 32.0, 32, 1),
+        2 * dense as u64
+    );
 }

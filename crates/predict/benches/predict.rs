@@ -69,7 +69,7 @@ fn main() {
     println!("|---|---|---|---|---|---|---|");
     for arch in Arch::ALL {
         let a = settings.train.arch(arch);
-        for method in Method::ALL {
+        for method in Method::STUDY {
             ferbayes_models::testing::write_seeded_weights(&layout, &settings, arch, method)
                 .expect("weights");
             let p = Predictor::load_on(&layout, &settings, arch, method, &Device::Cpu, kernels)

@@ -155,6 +155,13 @@ pub fn run(
     // The member weights this run trained (under `force`, the only twins it copies).
     let mut trained = HashSet::new();
     let mut out = Vec::new();
+    for (_, method) in options.selection.combos(&settings.train) {
+        if !Method::STUDY.contains(&method) {
+            return Err(TrainError::Invalid(format!(
+                "method `{method}` is not supported by train yet"
+            )));
+        }
+    }
     // One writer per member: the members this process trains (a shard's, or all) are locked
     // before anything is checked, so a second `just train` on this root stops at once.
     let _locks = lock_members(layout, settings, options)?;

@@ -109,7 +109,11 @@ pub(crate) fn copy_twin(
         _ if job.member != 0 => return Ok(None),
         Method::McDropout => Method::Ensemble,
         Method::Ensemble => Method::McDropout,
-        Method::McDropConnect => return Ok(None),
+        Method::McDropConnect
+        | Method::Variational
+        | Method::Swag
+        | Method::Laplace
+        | Method::BatchEnsemble => return Ok(None),
     };
     let other = MemberJob::new(
         Combo {
