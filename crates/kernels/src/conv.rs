@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
 
-use super::gemm::{View, sgemm, sgemm_col_major};
+use super::gemm::{Sums, View, sgemm, sgemm_col_major};
 use super::members::block_dims;
 use super::winograd;
 use super::{
@@ -38,6 +38,8 @@ pub(super) struct Geom {
     /// Which kernels run (from the model's backend; the conv bench sets it to
     /// compare them).
     pub algo: Algo,
+    /// How the forward products sum (see [`Sums`]): batch-independent in an inference pass.
+    pub sums: Sums,
 }
 
 /// The kernels a conv runs on.
@@ -78,6 +80,7 @@ impl Geom {
             ho: (h + 2 * pad - kh) / stride + 1,
             wo: (wd + 2 * pad - kw) / stride + 1,
             algo,
+            sums: Sums::Gemm,
         })
     }
 
@@ -422,7 +425,7 @@ fn forward_into(
                 rs: p,
                 cs: 1,
             };
-            sgemm(g.cout, p, k, wv, xv, o, p, false, single);
+            g.sums.sgemm(g.cout, p, k, wv, xv, o, p, false, single);
         } else {
             let tmp_len = if n == 1 { 0 } else { g.cout * n * p };
             with_scratch(k * n * p, tmp_len, |col, tmp| {
@@ -441,9 +444,10 @@ fn forward_into(
                     cs: 1,
                 };
                 if n == 1 {
-                    sgemm(g.cout, p, k, wv, cv, o, p, false, single);
+                    g.sums.sgemm(g.cout, p, k, wv, cv, o, p, false, single);
                 } else {
-                    sgemm(g.cout, n * p, k, wv, cv, tmp, n * p, false, single);
+                    g.sums
+                        .sgemm(g.cout, n * p, k, wv, cv, tmp, n * p, false, single);
                     for s in 0..n {
                         for co in 0..g.cout {
                             o[s * g.out_len() + co * p..][..p]
@@ -635,13 +639,17 @@ pub(super) struct Conv {
     pub algo: Algo,
     /// Packed networks (see [`crate::members`]); 1 for one network.
     pub members: usize,
+    /// How the forward products sum: [`Sums::Independent`] when no input tracks gradients.
+    pub sums: Sums,
 }
 
 impl Conv {
     /// One member's geometry.
     fn geom_of(&self, x: &[usize], w: &[usize]) -> candle_core::Result<Geom> {
         let (x, w) = (block_dims(x, self.members)?, block_dims(w, self.members)?);
-        Geom::new(&x, &w, self.pad, self.stride, self.algo)
+        let mut g = Geom::new(&x, &w, self.pad, self.stride, self.algo)?;
+        g.sums = self.sums;
+        Ok(g)
     }
 
     fn geom(&self, l1: &Layout, l2: &Layout) -> candle_core::Result<Geom> {

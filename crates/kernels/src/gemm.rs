@@ -36,7 +36,170 @@ pub(super) fn sgemm(
     parallel: bool,
 ) {
     assert!(ldc >= n, "sgemm: ldc {ldc} < n {n}");
-    checked_gemm(m, n, k, a, b, c, (ldc, 1), accumulate, parallel);
+    checked_gemm(
+        m,
+        n,
+        k,
+        a,
+        b,
+        c,
+        (ldc, 1),
+        accumulate,
+        parallel,
+        Blocks::Gemm,
+    );
+}
+
+/// [`sgemm`] whose every entry is summed the same way whatever m and n are (see
+/// [`Blocks::Uniform`]): entry (i, j) of `c` depends on row i of `a` and column j of `b` alone,
+/// never on how many other rows or columns share the call, so a layer's output for a face does
+/// not depend on the batch it is computed in (nor on the group of samples an im2col product
+/// holds). The forward products of an inference pass use it (convolution, Winograd's per-tile
+/// products, the linear layer: [`Sums::Independent`]), so `ferbayes predict` on one face gives
+/// bit for bit the probabilities infer wrote for it among 256.
+///
+/// gemm 0.19 has five ways to sum a product, chosen from m, n, k and the strides: dot-product
+/// ("horizontal") kernels when `a` and `b` are both contiguous along the depth and m·n <= 256,
+/// matrix-vector kernels when m or n is 1, a k <= 2 path, and its microkernels, which sum each
+/// entry in one accumulator, a fused multiply-add per depth step in ascending order, per depth
+/// block. This wrapper always reaches the microkernels: `a` and `b` are copied row-major when
+/// they are not (then `b` is never contiguous along the depth), a side of 1 is doubled, and the
+/// depth is cut into the same blocks whatever m and n.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn sgemm_rows(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: View<'_>,
+    b: View<'_>,
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+    parallel: bool,
+) {
+    assert!(ldc >= n, "sgemm_rows: ldc {ldc} < n {n}");
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(last(m, n, ldc, 1) < c.len(), "sgemm: c too short");
+    if k > 0 {
+        assert!(last(m, k, a.rs, a.cs) < a.data.len(), "sgemm: a too short");
+        assert!(last(k, n, b.rs, b.cs) < b.data.len(), "sgemm: b too short");
+    }
+    // Row-major copies where needed, a side of 1 doubled (the copy repeated).
+    let (m2, n2) = (m.max(2), n.max(2));
+    let a2: Option<Vec<f32>> = (a.cs != 1 || m == 1).then(|| {
+        (0..m2 * k)
+            .map(|x| a.data[(x / k).min(m - 1) * a.rs + (x % k) * a.cs])
+            .collect()
+    });
+    let b2: Option<Vec<f32>> = (b.cs != 1 || n == 1).then(|| {
+        (0..k * n2)
+            .map(|x| b.data[(x / n2) * b.rs + (x % n2).min(n - 1) * b.cs])
+            .collect()
+    });
+    let av = a2.as_deref().map_or(a, |data| View { data, rs: k, cs: 1 });
+    let bv = b2.as_deref().map_or(b, |data| View {
+        data,
+        rs: n2,
+        cs: 1,
+    });
+    if m2 == m && n2 == n {
+        return checked_gemm(
+            m,
+            n,
+            k,
+            av,
+            bv,
+            c,
+            (ldc, 1),
+            accumulate,
+            parallel,
+            Blocks::Uniform,
+        );
+    }
+    // A side doubled: compute into scratch holding c's start values, keep the first copy.
+    let mut c2 = vec![0f32; m2 * n2];
+    if accumulate {
+        for i in 0..m2 {
+            for j in 0..n2 {
+                c2[i * n2 + j] = c[i.min(m - 1) * ldc + j.min(n - 1)];
+            }
+        }
+    }
+    checked_gemm(
+        m2,
+        n2,
+        k,
+        av,
+        bv,
+        &mut c2,
+        (n2, 1),
+        accumulate,
+        parallel,
+        Blocks::Uniform,
+    );
+    for i in 0..m {
+        c[i * ldc..i * ldc + n].copy_from_slice(&c2[i * n2..i * n2 + n]);
+    }
+}
+
+/// How a product's summation may depend on its shape: [`sgemm`] (training: gemm's own paths,
+/// as the published results were computed) or [`sgemm_rows`] (inference: the same sums for a
+/// face whatever its batch).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) enum Sums {
+    /// [`sgemm`].
+    #[default]
+    Gemm,
+    /// [`sgemm_rows`].
+    Independent,
+}
+
+impl Sums {
+    /// For an op over `ts`: [`Sums::Independent`] when none of them tracks gradients (an
+    /// inference pass; in training the weights are variables), else [`Sums::Gemm`], so training
+    /// sums exactly as it did before the inference products were made batch-independent.
+    pub(super) fn for_inputs(ts: &[Option<&candle_core::Tensor>]) -> Sums {
+        if ts.iter().flatten().any(|t| t.track_op()) {
+            Sums::Gemm
+        } else {
+            Sums::Independent
+        }
+    }
+
+    /// [`sgemm`] or [`sgemm_rows`].
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn sgemm(
+        self,
+        m: usize,
+        n: usize,
+        k: usize,
+        a: View<'_>,
+        b: View<'_>,
+        c: &mut [f32],
+        ldc: usize,
+        accumulate: bool,
+        parallel: bool,
+    ) {
+        match self {
+            Sums::Gemm => sgemm(m, n, k, a, b, c, ldc, accumulate, parallel),
+            Sums::Independent => sgemm_rows(m, n, k, a, b, c, ldc, accumulate, parallel),
+        }
+    }
+}
+
+/// How a product's depth is cut into the blocks whose sums are added into `c`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Blocks {
+    /// gemm's own blocking, made CPU-independent by [`depth_block`]: depends on k and, through
+    /// gemm's paths, on m and n (a product with m and n at most 64 sums in 512-long blocks,
+    /// a larger one in ⌈k / ⌈k / 512⌉⌉-long blocks; a matrix-vector product takes gemm's
+    /// vector kernels). The training products keep it, so training is bit for bit what it was.
+    Gemm,
+    /// ⌈k / ⌈k / 512⌉⌉-long blocks whatever m and n, each one gemm call of depth at most 512
+    /// (one block on every path); with [`sgemm_rows`]' operands, always its microkernels.
+    Uniform,
 }
 
 /// As [`sgemm`] with `c` column-major: element (i, j) at `c[i + j·ldc]`,
@@ -57,7 +220,18 @@ pub(super) fn sgemm_col_major(
     parallel: bool,
 ) {
     assert!(ldc >= m, "sgemm_col_major: ldc {ldc} < m {m}");
-    checked_gemm(m, n, k, a, b, c, (1, ldc), accumulate, parallel);
+    checked_gemm(
+        m,
+        n,
+        k,
+        a,
+        b,
+        c,
+        (1, ldc),
+        accumulate,
+        parallel,
+        Blocks::Gemm,
+    );
 }
 
 /// `c = a·b` (or `c += a·b`) with `c`'s element (i, j) at `c[i·rs + j·cs]`,
@@ -73,6 +247,7 @@ fn checked_gemm(
     (rs, cs): (usize, usize),
     accumulate: bool,
     parallel: bool,
+    blocks: Blocks,
 ) {
     if m == 0 || n == 0 {
         return;
@@ -98,7 +273,10 @@ fn checked_gemm(
         Parallelism::None
     };
     // One call per depth block (see `depth_block`), each adding its sum into `c`.
-    let block = depth_block(m, n, k, (a, b), (rs, cs));
+    let block = match blocks {
+        Blocks::Gemm => depth_block(m, n, k, (a, b), (rs, cs)),
+        Blocks::Uniform => k.div_ceil(k.div_ceil(DEPTH_BLOCK)),
+    };
     let mut start = 0;
     while start < k {
         let depth = block.min(k - start);
@@ -257,6 +435,90 @@ mod tests {
                 "{m}x{n}x{k}: {differ} entries off blocks of {block}"
             );
         }
+    }
+
+    /// [`sgemm_rows`] sums every entry in ⌈k / ⌈k / 512⌉⌉-long blocks on every path gemm has
+    /// (one row or column, m·n up to 256 with both operands contiguous along the depth, m and n
+    /// at most 64, larger ones), whatever the layout of `b` (row-major, or transposed as the
+    /// linear layer's weight): bit for bit the blocked reference; so one row of a product,
+    /// computed alone, is bit for bit that row computed among many (and likewise a column).
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn uniform_products_do_not_depend_on_the_other_rows_or_columns() {
+        if !std::arch::is_x86_feature_detected!("fma") {
+            return;
+        }
+        for (m, n, k) in [
+            (1, 8, 1300),
+            (1, 256, 1152),
+            (8, 1, 1300),
+            (1, 1, 700),
+            (2, 9, 576),
+            (5, 8, 256),
+            (32, 8, 256),
+            (16, 9, 576),
+            (64, 36, 1152),
+            (256, 256, 1152),
+            (5, 7, 3),
+        ] {
+            for transposed_b in [false, true] {
+                let a = values(m * k, 6);
+                let b = values(k * n, 7);
+                let av = View {
+                    data: &a,
+                    rs: k,
+                    cs: 1,
+                };
+                // b (k x n): row-major, or stored as bᵀ (n x k) row-major.
+                let bt: Vec<f32> = (0..n * k).map(|x| b[(x % k) * n + x / k]).collect();
+                let bv = if transposed_b {
+                    View {
+                        data: &bt,
+                        rs: 1,
+                        cs: k,
+                    }
+                } else {
+                    View {
+                        data: &b,
+                        rs: n,
+                        cs: 1,
+                    }
+                };
+                let case = format!("{m}x{n}x{k}, b transposed {transposed_b}");
+                let mut c = vec![f32::NAN; m * n];
+                sgemm_rows(m, n, k, av, bv, &mut c, n, false, false);
+                let block = k.div_ceil(k.div_ceil(DEPTH_BLOCK));
+                let want = blocked_reference((m, n, k), &a, &b, block);
+                let differ = c
+                    .iter()
+                    .zip(&want)
+                    .filter(|(x, y)| x.to_bits() != y.to_bits())
+                    .count();
+                assert_eq!(differ, 0, "{case}: {differ} entries off the reference");
+                // The last row alone, and the last column alone.
+                let row = View {
+                    data: &a[(m - 1) * k..],
+                    rs: k,
+                    cs: 1,
+                };
+                let mut alone = vec![f32::NAN; n];
+                sgemm_rows(1, n, k, row, bv, &mut alone, n, false, true);
+                assert_eq!(bits(&alone), bits(&c[(m - 1) * n..]), "{case}: last row");
+                let col = View {
+                    data: &bv.data[(n - 1) * bv.cs..],
+                    rs: bv.rs,
+                    cs: bv.cs,
+                };
+                let mut alone = vec![f32::NAN; m];
+                sgemm_rows(m, 1, k, av, col, &mut alone, 1, false, false);
+                let last_col: Vec<f32> = (0..m).map(|i| c[i * n + n - 1]).collect();
+                assert_eq!(bits(&alone), bits(&last_col), "{case}: last column");
+            }
+        }
+    }
+
+    fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter().map(|x| x.to_bits()).collect()
     }
 
     fn values(n: usize, seed: usize) -> Vec<f32> {

@@ -474,6 +474,7 @@ pub fn conv2d(
         algo,
         members: members.max(1),
         relu: relu.then(|| ZeroLog::for_inputs(&[Some(xs), Some(w), bias])),
+        sums: gemm::Sums::for_inputs(&[Some(xs), Some(w), bias]),
     };
     let (xs, w) = (xs.contiguous()?, w.contiguous()?);
     match bias {

@@ -10,7 +10,7 @@
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 
 use super::contiguous_f32;
-use super::gemm::{View, sgemm};
+use super::gemm::{Sums, View, sgemm};
 
 /// `x` (B, in) times `w` (out, in) transposed, plus `b` (out).
 ///
@@ -19,6 +19,7 @@ use super::gemm::{View, sgemm};
 pub fn linear(x: &Tensor, w: &Tensor, b: &Tensor, members: usize) -> candle_core::Result<Tensor> {
     let op = Linear {
         members: members.max(1),
+        sums: Sums::for_inputs(&[Some(x), Some(w), Some(b)]),
     };
     x.contiguous()?
         .apply_op3(&w.contiguous()?, &b.contiguous()?, op)
@@ -35,6 +36,8 @@ fn dims(x: &Layout, w: &Layout) -> candle_core::Result<(usize, usize, usize)> {
 #[derive(Clone, Copy, Debug)]
 struct Linear {
     members: usize,
+    /// How the forward product sums: batch-independent when no input tracks gradients.
+    sums: Sums,
 }
 
 impl CustomOp3 for Linear {
@@ -86,7 +89,7 @@ impl CustomOp3 for Linear {
                 rs: 1,
                 cs: i,
             };
-            sgemm(nb, ob, i, xv, wt, yg, ob, false, true);
+            self.sums.sgemm(nb, ob, i, xv, wt, yg, ob, false, true);
             for row in yg.chunks_exact_mut(ob.max(1)) {
                 row.iter_mut().zip(bg).for_each(|(v, &c)| *v += c);
             }

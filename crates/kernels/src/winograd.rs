@@ -846,7 +846,8 @@ fn conv_group<A: Alg>(g: &Geom, x: &[f32], c_in: usize, u: &[f32], k_out: usize,
                     cs: 1,
                 };
                 let mc = &mut m[xi * ms..xi * ms + k_out * cols];
-                sgemm(k_out, cols, c_in, ua, vb, mc, cols, false, false);
+                g.sums
+                    .sgemm(k_out, cols, c_in, ua, vb, mc, cols, false, false);
             }
             for s in 0..n {
                 for k in 0..k_out {
@@ -968,7 +969,8 @@ fn conv_whole<A: Alg>(
                 rs: aa * cs,
                 cs: 1,
             };
-            sgemm(k_out, cols, c_in, ua, vb, mx, cols, false, false);
+            g.sums
+                .sgemm(k_out, cols, c_in, ua, vb, mx, cols, false, false);
         });
         let m = &*m;
         par_chunks_mut(out, k_out * hw, |s, o| {

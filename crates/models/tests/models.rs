@@ -602,15 +602,31 @@ fn weights_round_trip_through_safetensors() {
             .expect("mc");
         assert_eq!(values(&a), values(&b), "{arch}: MC outputs after reload");
 
-        // Also loadable read-only through a safetensors VarBuilder.
+        // Also loadable read-only through a safetensors VarBuilder: the same outputs as the
+        // trained network's tensors loaded as plain tensors (an inference pass, whose products
+        // sum batch-independently; a network of variables keeps gemm's own paths, which can
+        // round differently in the last bits).
         let vb = unsafe_free_vb(&path);
         let ro = Model::new(&cfg, vb).expect("build from file");
         let c = ro
             .forward(&xs, Mode::EVAL, &mut Noise::new(0))
             .expect("eval");
-        let e = model
+        let plain = sorted_vars(&vm)
+            .into_iter()
+            .map(|(name, var)| (name, var.as_tensor().detach()))
+            .collect();
+        let plain = Model::new(&cfg, VarBuilder::from_tensors(plain, DType::F32, &CPU))
+            .expect("build from tensors");
+        let e = plain
             .forward(&xs, Mode::EVAL, &mut Noise::new(0))
             .expect("eval");
+        let v = model
+            .forward(&xs, Mode::EVAL, &mut Noise::new(0))
+            .expect("eval");
+        assert!(
+            max_abs_diff(&e, &v) < 1e-5,
+            "{arch}: plain and variable weights agree to rounding"
+        );
         assert_eq!(
             values(&c),
             values(&e),
@@ -1486,4 +1502,48 @@ fn forward_flops_are_the_hand_count() {
         flops(Arch::DenseNet121, Method::Ensemble, 1.0 / 32.0, 32, 1),
         2 * dense as u64
     );
+}
+
+/// A face's eval-mode logits do not depend on the batch it is computed in: each face of a batch
+/// of 5 gives bit for bit the logits it gets alone, on every architecture and on both CPU
+/// kernel backends (the forward products sum every entry the same whatever the batch; see
+/// `ferbayes_kernels`' gemm wrapper). This is what lets `ferbayes predict` on one face agree
+/// with the probabilities infer wrote for it among 256. DenseNet-121 at full width has 1x1
+/// convolutions of depth over 512 with few output channels and a small map, the products gemm
+/// would otherwise sum differently for one face than for several; AlexNet's last layer (8
+/// outputs) is one gemm sums with dot-product kernels for a few faces. A network being trained
+/// (its weights variables) keeps gemm's own paths, so training sums as it always has.
+#[test]
+fn eval_logits_of_a_face_do_not_depend_on_its_batch() {
+    use ferbayes_models::Backend;
+    for (arch, width, size) in [
+        (Arch::AlexNet, 0.25, 48),
+        (Arch::Vgg16, 0.25, 32),
+        (Arch::DenseNet121, 1.0, 32),
+    ] {
+        for backend in [Backend::Winograd, Backend::Im2col] {
+            let cfg = ModelConfig::new(arch, Method::Ensemble, width, size);
+            let (varmap, _) = build(&cfg, 7);
+            // Loaded weights, as infer and predict load them: plain tensors, not variables.
+            let tensors = sorted_vars(&varmap)
+                .into_iter()
+                .map(|(name, var)| (name, var.as_tensor().detach()))
+                .collect();
+            let vb = VarBuilder::from_tensors(tensors, DType::F32, &CPU);
+            let model = Model::with_backend(&cfg, backend, vb).expect("model builds");
+            let xs = random_input(5, size, 11);
+            let mut noise = Noise::new(0);
+            let batch = model.forward(&xs, Mode::EVAL, &mut noise).expect("batch");
+            for i in 0..5 {
+                let one = xs.narrow(0, i, 1).expect("narrow");
+                let alone = model.forward(&one, Mode::EVAL, &mut noise).expect("alone");
+                let row = batch.narrow(0, i, 1).expect("row");
+                let (a, b) = (values(&alone), values(&row));
+                assert!(
+                    a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()),
+                    "{arch} width {width} on {backend}: face {i} alone {a:?}, in the batch {b:?}"
+                );
+            }
+        }
+    }
 }

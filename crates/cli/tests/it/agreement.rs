@@ -7,10 +7,10 @@
 //! here).
 //!
 //! The ensemble's passes are deterministic, and both sides compute the face's numbers with
-//! `ferbayes_uq`; the samples themselves are the same bits only when infer ran the face in a
-//! batch of its own, as predict does (`infer.batch_size = 1` below): the kernels' sums depend on
-//! the shapes of a batch's matrix products (gemm takes other paths for one row than for many),
-//! so a face inferred among others differs from its lone prediction in the last bits (~1e-8).
+//! `ferbayes_uq`; the samples themselves are the same bits although infer ran the faces in one
+//! batch of 32 and predict runs each alone, because an inference pass sums every matrix product's
+//! entries the same way whatever the batch (the kernels' `sgemm_rows`; before it, a face inferred
+//! among others differed from its lone prediction in the last bits, ~1e-8).
 
 use std::collections::HashMap;
 
@@ -39,7 +39,6 @@ input_size = 48
 epochs = 1
 [profiles.agree.infer]
 samples = 3
-batch_size = 1
 [profiles.agree.analyze]
 orderings = 2
 shown_n = [1, 2, 3]
