@@ -169,9 +169,9 @@ pub fn labels_batch(rows: &[LabelRow], path: &Path) -> Result<RecordBatch> {
         .map(|r| {
             let [error, nll, ece, brier, jsd, soft_accuracy, entropy_corr] = r.values.map(nullable);
             LabelsRow {
-                label_mode: r.label_mode.as_str().to_owned(),
-                arch: r.arch.as_str().to_owned(),
-                method: r.method.as_str().to_owned(),
+                label_mode: r.label_mode,
+                arch: r.arch,
+                method: r.method,
                 error,
                 nll,
                 ece,

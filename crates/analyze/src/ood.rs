@@ -157,8 +157,8 @@ pub fn ood_batch(rows: &[OodRow], path: &Path) -> Result<RecordBatch> {
     let rows: Vec<OodDetectionRow> = rows
         .iter()
         .map(|r| OodDetectionRow {
-            arch: r.arch.as_str().to_owned(),
-            method: r.method.as_str().to_owned(),
+            arch: r.arch,
+            method: r.method,
             set: r.set.clone(),
             near: r.near,
             score: r.score.to_owned(),

@@ -20,9 +20,9 @@ pub fn metrics_batch(curves: &[Curve], path: &std::path::Path) -> Result<RecordB
     for c in curves {
         for (i, (m, s)) in c.index.iter().zip(&c.ordering_std).enumerate() {
             rows.push(MetricsRow {
-                arch: c.arch.as_str().to_owned(),
-                method: c.method.as_str().to_owned(),
-                split: c.split.name().to_owned(),
+                arch: c.arch,
+                method: c.method,
+                split: c.split,
                 n: u16::try_from(i + 1).map_err(|_| AnalyzeError::Output {
                     path: path.to_owned(),
                     message: format!("{} samples do not fit the u16 column `n`", c.samples),

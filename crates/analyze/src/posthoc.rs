@@ -287,8 +287,8 @@ pub fn temperature_batch(rows: &[TemperatureRow], path: &Path) -> Result<RecordB
         .iter()
         .map(|r| {
             Ok(rows::TemperatureRow {
-                arch: r.arch.as_str().to_owned(),
-                method: r.method.as_str().to_owned(),
+                arch: r.arch,
+                method: r.method,
                 n: n_u16(r.n, path)?,
                 temperature: nullable(r.temperature),
                 before: r.before.map(nullable),
@@ -307,8 +307,8 @@ pub fn conformal_batch(rows: &[ConformalRow], path: &Path) -> Result<RecordBatch
         .map(|r| {
             let m = &r.metrics;
             Ok(rows::ConformalRow {
-                arch: r.arch.as_str().to_owned(),
-                method: r.method.as_str().to_owned(),
+                arch: r.arch,
+                method: r.method,
                 n: n_u16(r.n, path)?,
                 alpha: r.alpha,
                 qhat: r.qhat,

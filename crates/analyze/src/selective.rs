@@ -94,8 +94,8 @@ pub fn selective_batch(rows: &[SelectiveRow], path: &Path) -> Result<RecordBatch
     let rows: Vec<rows::SelectiveRow> = rows
         .iter()
         .map(|r| rows::SelectiveRow {
-            arch: r.arch.as_str().to_owned(),
-            method: r.method.as_str().to_owned(),
+            arch: r.arch,
+            method: r.method,
             score: r.score.to_owned(),
             accuracy_at_80: nullable(r.accuracy_at_80),
             accuracy_at_90: nullable(r.accuracy_at_90),

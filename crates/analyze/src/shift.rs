@@ -181,8 +181,8 @@ pub fn shift_batch(rows: &[ShiftRow], path: &Path) -> Result<RecordBatch> {
         .iter()
         .map(|r| {
             Ok(ShiftMetricsRow {
-                arch: r.arch.as_str().to_owned(),
-                method: r.method.as_str().to_owned(),
+                arch: r.arch,
+                method: r.method,
                 corruption: r.corruption.clone(),
                 severity: r.severity,
                 faces: u32::try_from(r.faces).map_err(|e| AnalyzeError::Output {

@@ -13,6 +13,14 @@ macro_rules! named_enum {
             $($(#[$vmeta])* #[serde(rename = $text)] $variant),+
         }
 
+        /// The first value, only so that a table row read without its column (a column
+        /// projection) has a value there.
+        impl Default for $name {
+            fn default() -> Self {
+                Self::ALL[0]
+            }
+        }
+
         impl $name {
             /// Every value, in canonical order.
             pub const ALL: [$name; [$(stringify!($variant)),+].len()] = [$($name::$variant),+];

@@ -51,6 +51,14 @@ impl Split {
     }
 }
 
+/// [`Split::Train`], only so that a table row read without its `split` column (a column
+/// projection) has a value there.
+impl Default for Split {
+    fn default() -> Self {
+        Split::Train
+    }
+}
+
 impl fmt::Display for Split {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())

@@ -334,9 +334,7 @@ impl Conformal {
             if (r.alpha - SHOWN_ALPHA).abs() > 1e-12 {
                 continue;
             }
-            if let (Ok(a), Ok(m)) = (r.arch.parse::<Arch>(), r.method.parse::<Method>()) {
-                qhat.insert((a, m, usize::from(r.n)), r.qhat);
-            }
+            qhat.insert((r.arch, r.method, usize::from(r.n)), r.qhat);
         }
         Conformal {
             qhat,

@@ -178,7 +178,7 @@ pub fn face_rows(split: Split, faces: &[Face]) -> Vec<FaceRow> {
             FaceRow {
                 image: face.image.clone(),
                 row: face.row,
-                split: split.name().to_owned(),
+                split,
                 pixels: face.pixels.clone(),
                 votes: face.votes,
                 majority: labels.majority,

@@ -89,8 +89,8 @@ fn read_qhat(
     Ok(rows
         .iter()
         .find(|r| {
-            r.arch == arch.as_str()
-                && r.method == method.as_str()
+            r.arch == arch
+                && r.method == method
                 && usize::from(r.n) == n
                 && (r.alpha - SHOWN_ALPHA).abs() < 1e-12
         })
@@ -110,8 +110,8 @@ mod tests {
         for n in 1..=3u16 {
             for alpha in schema::CONFORMAL_ALPHAS {
                 rows.push(ConformalRow {
-                    arch: "alexnet".into(),
-                    method: "ensemble".into(),
+                    arch: Arch::AlexNet,
+                    method: Method::Ensemble,
                     n,
                     alpha,
                     qhat: f64::from(n) / 10.0 + alpha,

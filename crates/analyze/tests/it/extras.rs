@@ -627,7 +627,7 @@ fn extra_analyses_end_to_end() {
         lb.iter().map(|r| r.label_mode.as_str()).collect::<Vec<_>>(),
         ["majority", "majority", "crossentropy"]
     );
-    assert!(lb.iter().all(|r| r.arch == "alexnet"));
+    assert!(lb.iter().all(|r| r.arch == Arch::AlexNet));
     assert_eq!(
         lb.iter().map(|r| r.method.as_str()).collect::<Vec<_>>(),
         ["mc_dropout", "ensemble", "mc_dropout"]
@@ -637,9 +637,9 @@ fn extra_analyses_end_to_end() {
     let row = metrics
         .iter()
         .find(|r| {
-            r.arch == "alexnet"
-                && r.method == "mc_dropout"
-                && r.split == "test"
+            r.arch == Arch::AlexNet
+                && r.method == Method::McDropout
+                && r.split == Split::Test
                 && usize::from(r.n) == T
         })
         .expect("metrics row");

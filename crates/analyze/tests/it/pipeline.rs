@@ -112,14 +112,14 @@ fn end_to_end_on_real_ingest_and_synthetic_inference() {
         }
         assert!(v("nll") > 0.0 && (0.0..=2.0).contains(&v("brier")));
         assert!((0.0..=1.0).contains(&v("soft_accuracy")) && (0.0..=1.0).contains(&v("aurc")));
-        if row.method == "mc_dropout" {
+        if row.method == Method::McDropout {
             assert_eq!(
                 metric_std(row, "error"),
                 Some(0.0),
                 "MC methods have zero std"
             );
         }
-        if row.method == "ensemble" && usize::from(row.n) == T {
+        if row.method == Method::Ensemble && usize::from(row.n) == T {
             // Every ordering averages the same members at n = T.
             let (error_std, ece_std) = (metric_std(row, "error"), metric_std(row, "ece"));
             assert!(error_std.is_some_and(|s| s < 1e-12), "{error_std:?}");
@@ -129,9 +129,9 @@ fn end_to_end_on_real_ingest_and_synthetic_inference() {
     let mut expected_keys = Vec::new();
     for a in archs {
         for m in methods {
-            for s in ["valid", "test"] {
+            for s in [Split::Valid, Split::Test] {
                 for k in 1..=T as u16 {
-                    expected_keys.push((a.to_string(), m.to_string(), s.to_owned(), k));
+                    expected_keys.push((a, m, s, k));
                 }
             }
         }
@@ -156,14 +156,7 @@ fn end_to_end_on_real_ingest_and_synthetic_inference() {
         }
         let row = keys
             .iter()
-            .position(|key| {
-                *key == (
-                    "vgg16".to_owned(),
-                    "ensemble".to_owned(),
-                    "test".to_owned(),
-                    k as u16,
-                )
-            })
+            .position(|key| *key == (Arch::Vgg16, Method::Ensemble, Split::Test, k as u16))
             .expect("row exists");
         let want = wrong as f64 / total as f64;
         assert!(
@@ -175,7 +168,7 @@ fn end_to_end_on_real_ingest_and_synthetic_inference() {
     // Ensembles do have a spread over orderings at n = 1 (3 different single members).
     let ens_n1: f64 = rows
         .iter()
-        .filter(|r| r.method == "ensemble" && r.n == 1)
+        .filter(|r| r.method == Method::Ensemble && r.n == 1)
         .map(|r| metric_std(r, "error").unwrap_or(0.0) + metric_std(r, "ece").unwrap_or(0.0))
         .sum();
     assert!(ens_n1 > 0.0, "orderings differ at n = 1");

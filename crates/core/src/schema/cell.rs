@@ -37,6 +37,12 @@ pub enum RowError {
     },
     #[error("the columns do not make a record batch of the schema: {message}")]
     Batch { message: String },
+    #[error("column `{column}`, row {row}: {message}")]
+    Value {
+        column: String,
+        row: usize,
+        message: String,
+    },
 }
 
 /// A table's typed row: converts a slice of rows to one record batch of [`Row::schema`] (same
@@ -113,6 +119,45 @@ impl Cell for String {
         Ok(strings.iter().map(|s| s.unwrap_or("").to_owned()).collect())
     }
 }
+
+/// A name column (`arch`, `method`, `split`, `label_mode`): the names of [`crate::names`] and
+/// [`crate::Split`] as Utf8, read back through their `FromStr`, so a table naming an unknown
+/// architecture or method is an error naming the column, the row and the value.
+macro_rules! name_cell {
+    ($($ty:ty),+) => {$(
+        impl Cell for $ty {
+            fn encode<'a>(
+                values: impl ExactSizeIterator<Item = &'a Self>,
+                _field: &Field,
+            ) -> Result<ArrayRef, RowError> {
+                Ok(Arc::new(StringArray::from_iter_values(
+                    values.map(|v| v.to_string()),
+                )))
+            }
+
+            fn decode(array: &dyn Array, column: &str) -> Result<Vec<Self>, RowError> {
+                String::decode(array, column)?
+                    .iter()
+                    .enumerate()
+                    .map(|(row, s)| {
+                        s.parse().map_err(|message| RowError::Value {
+                            column: column.to_owned(),
+                            row,
+                            message,
+                        })
+                    })
+                    .collect()
+            }
+        }
+    )+};
+}
+
+name_cell!(
+    crate::names::Arch,
+    crate::names::Method,
+    crate::names::LabelMode,
+    crate::split::Split
+);
 
 impl Cell for bool {
     fn encode<'a>(

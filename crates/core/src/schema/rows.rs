@@ -9,13 +9,15 @@ use arrow_schema::SchemaRef;
 use super::cell::{batch, decode, encode, table_row};
 use super::{Row, RowError};
 use crate::classes::{NUM_CLASSES, NUM_VOTES};
+use crate::names::{Arch, LabelMode, Method};
+use crate::split::Split;
 
 table_row! {
     /// A face of `ingest/<split>.parquet` ([`super::ingest`]).
     pub struct FaceRow: super::ingest {
         image: String,
         row: u32,
-        split: String,
+        split: Split,
         /// `IMAGE_PIXELS` values, row-major 48x48.
         pixels: Vec<u8>,
         votes: [u8; NUM_VOTES],
@@ -99,8 +101,8 @@ table_row! {
 table_row! {
     /// An (arch, method, score) of `analyze/selective.parquet` ([`super::analyze_selective`]).
     pub struct SelectiveRow: super::analyze_selective {
-        arch: String,
-        method: String,
+        arch: Arch,
+        method: Method,
         score: String,
         accuracy_at_80: Option<f64>,
         accuracy_at_90: Option<f64>,
@@ -113,8 +115,8 @@ table_row! {
     /// An (arch, method, corruption, severity) of `analyze/shift.parquet`
     /// ([`super::analyze_shift`]).
     pub struct ShiftMetricsRow: super::analyze_shift {
-        arch: String,
-        method: String,
+        arch: Arch,
+        method: Method,
         corruption: String,
         severity: u8,
         faces: u32,
@@ -129,8 +131,8 @@ table_row! {
 table_row! {
     /// An (arch, method, set, score) of `analyze/ood.parquet` ([`super::analyze_ood`]).
     pub struct OodDetectionRow: super::analyze_ood {
-        arch: String,
-        method: String,
+        arch: Arch,
+        method: Method,
         set: String,
         near: bool,
         score: String,
@@ -143,9 +145,9 @@ table_row! {
 table_row! {
     /// A (label_mode, arch, method) of `analyze/labels.parquet` ([`super::analyze_labels`]).
     pub struct LabelsRow: super::analyze_labels {
-        label_mode: String,
-        arch: String,
-        method: String,
+        label_mode: LabelMode,
+        arch: Arch,
+        method: Method,
         error: Option<f64>,
         nll: Option<f64>,
         ece: Option<f64>,
@@ -179,8 +181,8 @@ table_row! {
     /// An (arch, method, n, alpha) of `analyze/conformal.parquet` ([`super::analyze_conformal`];
     /// the metrics are the columns of [`super::CONFORMAL_METRICS`]).
     pub struct ConformalRow: super::analyze_conformal {
-        arch: String,
-        method: String,
+        arch: Arch,
+        method: Method,
         n: u16,
         alpha: f64,
         qhat: f64,
@@ -196,9 +198,9 @@ table_row! {
 /// An (arch, method, split, n) of `analyze/metrics.parquet` ([`super::metrics`]).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct MetricsRow {
-    pub arch: String,
-    pub method: String,
-    pub split: String,
+    pub arch: Arch,
+    pub method: Method,
+    pub split: Split,
     pub n: u16,
     /// The metrics in [`super::METRICS`] order.
     pub values: [Option<f64>; super::METRICS.len()],
@@ -250,9 +252,9 @@ impl Row for MetricsRow {
         only: Option<&[&str]>,
     ) -> Result<Vec<Self>, RowError> {
         let schema = Self::schema();
-        let mut arch = decode::<String>(batch, &schema, "arch", only)?.into_iter();
-        let mut method = decode::<String>(batch, &schema, "method", only)?.into_iter();
-        let mut split = decode::<String>(batch, &schema, "split", only)?.into_iter();
+        let mut arch = decode::<Arch>(batch, &schema, "arch", only)?.into_iter();
+        let mut method = decode::<Method>(batch, &schema, "method", only)?.into_iter();
+        let mut split = decode::<Split>(batch, &schema, "split", only)?.into_iter();
         let mut n = decode::<u16>(batch, &schema, "n", only)?.into_iter();
         let mut spread = Vec::with_capacity(2 * super::METRICS.len());
         let names = super::METRICS.iter().map(|m| (*m).to_owned());
@@ -276,8 +278,8 @@ impl Row for MetricsRow {
 /// An (arch, method, n) of `analyze/temperature.parquet` ([`super::analyze_temperature`]).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct TemperatureRow {
-    pub arch: String,
-    pub method: String,
+    pub arch: Arch,
+    pub method: Method,
     pub n: u16,
     pub temperature: Option<f64>,
     /// The test metrics without T, in [`super::TEMPERATURE_METRICS`] order (`<name>_before`).
@@ -329,8 +331,8 @@ impl Row for TemperatureRow {
         only: Option<&[&str]>,
     ) -> Result<Vec<Self>, RowError> {
         let schema = Self::schema();
-        let mut arch = decode::<String>(batch, &schema, "arch", only)?.into_iter();
-        let mut method = decode::<String>(batch, &schema, "method", only)?.into_iter();
+        let mut arch = decode::<Arch>(batch, &schema, "arch", only)?.into_iter();
+        let mut method = decode::<Method>(batch, &schema, "method", only)?.into_iter();
         let mut n = decode::<u16>(batch, &schema, "n", only)?.into_iter();
         let mut temperature =
             decode::<Option<f64>>(batch, &schema, "temperature", only)?.into_iter();
@@ -389,7 +391,7 @@ mod tests {
         FaceRow {
             image: format!("fer{i:07}.png"),
             row: u32::from(i) * 7,
-            split: "test".into(),
+            split: Split::Test,
             pixels: (0..IMAGE_PIXELS)
                 .map(|p| (p as u8).wrapping_add(i))
                 .collect(),
@@ -489,26 +491,26 @@ mod tests {
 
     #[test]
     fn analyze_tables_round_trip() {
-        let (arch, method) = ("alexnet".to_owned(), "ensemble".to_owned());
+        let (arch, method) = (Arch::AlexNet, Method::Ensemble);
         round_trip(&[MetricsRow {
-            arch: arch.clone(),
-            method: method.clone(),
-            split: "test".into(),
+            arch,
+            method,
+            split: Split::Test,
             n: 3,
             values: std::array::from_fn(|j| (j != 4).then_some(j as f64 / 10.0)),
             stds: std::array::from_fn(|j| (j % 2 == 0).then_some(j as f64)),
         }]);
         round_trip(&[TemperatureRow {
-            arch: arch.clone(),
-            method: method.clone(),
+            arch,
+            method,
             n: 1,
             temperature: Some(1.5),
             before: [Some(0.1), None, Some(0.3), Some(0.4), Some(0.5)],
             after: [Some(0.2), Some(0.3), None, Some(0.5), Some(0.6)],
         }]);
         round_trip(&[ConformalRow {
-            arch: arch.clone(),
-            method: method.clone(),
+            arch,
+            method,
             n: 2,
             alpha: 0.1,
             qhat: f64::INFINITY,
@@ -520,8 +522,8 @@ mod tests {
             size_entropy_spearman: None,
         }]);
         round_trip(&[SelectiveRow {
-            arch: arch.clone(),
-            method: method.clone(),
+            arch,
+            method,
             score: "confidence".into(),
             accuracy_at_80: Some(0.8),
             accuracy_at_90: None,
@@ -529,8 +531,8 @@ mod tests {
             aurc: Some(0.1),
         }]);
         round_trip(&[ShiftMetricsRow {
-            arch: arch.clone(),
-            method: method.clone(),
+            arch,
+            method,
             corruption: "noise".into(),
             severity: 5,
             faces: 100,
@@ -541,8 +543,8 @@ mod tests {
             mutual_information: Some(0.2),
         }]);
         round_trip(&[OodDetectionRow {
-            arch: arch.clone(),
-            method: method.clone(),
+            arch,
+            method,
             set: "noise".into(),
             near: true,
             score: "entropy".into(),
@@ -551,7 +553,7 @@ mod tests {
             fpr95: Some(0.3),
         }]);
         round_trip(&[LabelsRow {
-            label_mode: "majority".into(),
+            label_mode: LabelMode::Majority,
             arch,
             method,
             error: Some(0.3),
@@ -600,6 +602,39 @@ mod tests {
         let err = InferRow::from_batch(&without).expect_err("missing");
         assert!(matches!(&err, RowError::MissingColumn { column } if column == "probs"));
         assert_eq!(err.to_string(), "missing column `probs`");
+    }
+
+    /// Name columns are typed: a table naming an unknown method is refused, naming the column,
+    /// the row and the value, and a known name round-trips as its enum.
+    #[test]
+    fn an_unknown_name_is_refused_naming_column_row_and_value() {
+        let rows = vec![
+            SelectiveRow {
+                arch: Arch::Vgg16,
+                method: Method::BatchEnsemble,
+                score: "confidence".into(),
+                ..SelectiveRow::default()
+            };
+            2
+        ];
+        let batch = SelectiveRow::to_batch(&rows).expect("batch");
+        assert_eq!(SelectiveRow::from_batch(&batch).expect("read"), rows);
+        let names: ArrayRef = Arc::new(arrow_array::StringArray::from(vec![
+            "batch_ensemble",
+            "deep_kernel",
+        ]));
+        let at = batch.schema().index_of("method").expect("method");
+        let mut columns = batch.columns().to_vec();
+        columns[at] = names;
+        let bad = RecordBatch::try_new(batch.schema(), columns).expect("batch");
+        let err = SelectiveRow::from_batch(&bad).expect_err("unknown method");
+        let text = err.to_string();
+        assert!(
+            matches!(&err, RowError::Value { column, row: 1, .. } if column == "method")
+                && text.contains("deep_kernel")
+                && text.contains("batch_ensemble"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -113,7 +113,7 @@ fn analyze_predict_and_explore_give_one_face_the_same_bits() {
         .iter()
         .map(|n| FaceRow {
             image: n.clone(),
-            split: "test".into(),
+            split: ferbayes_core::Split::Test,
             pixels: vec![0; ferbayes_core::IMAGE_PIXELS],
             ..FaceRow::default()
         })

@@ -58,8 +58,8 @@ fn faces_are_the_infer_tables_means_with_analyzes_entropy_split() {
         let qhat = conformal
             .iter()
             .find(|r| {
-                r.arch == arch.as_str()
-                    && r.method == method.as_str()
+                r.arch == arch
+                    && r.method == method
                     && usize::from(r.n) == n
                     && (r.alpha - SHOWN_ALPHA).abs() < 1e-12
             })

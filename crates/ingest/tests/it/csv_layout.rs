@@ -87,7 +87,7 @@ fn csv_layout_matches_the_folder_layout() {
     for split in Split::ALL {
         for face in read_faces(&layout, split) {
             let name = &face.image;
-            assert_eq!(face.split, split.name());
+            assert_eq!(face.split, split);
             let png = ferbayes_faces::fer::read_png(&real.join(split.ferplus_folder()).join(name))
                 .expect("png");
             assert_eq!(face.pixels, png, "{name}");

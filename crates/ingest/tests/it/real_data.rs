@@ -29,7 +29,7 @@ fn full_real_data_gives_the_ferplus_counts() {
     let first = &train[0];
     assert_eq!(first.image, "fer0000000.png");
     assert_eq!(first.row, 0);
-    assert_eq!(first.split, "train");
+    assert_eq!(first.split, ferbayes_core::Split::Train);
     // First pixels of row 0 of the original fer2013.csv ("70 80 82 72 58 58 60 63 ...").
     assert_eq!(&first.pixels[..8], &[70, 80, 82, 72, 58, 58, 60, 63]);
     assert_eq!(first.votes, [4, 0, 0, 1, 3, 2, 0, 0, 0, 0]);
