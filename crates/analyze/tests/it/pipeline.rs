@@ -76,12 +76,7 @@ fn end_to_end_on_real_ingest_and_synthetic_inference() {
     let mut keys = Vec::new();
     let mut error = Vec::new();
     for (i, row) in rows.iter().enumerate() {
-        keys.push((
-            row.arch.clone(),
-            row.method.clone(),
-            row.split.clone(),
-            row.n,
-        ));
+        keys.push((row.arch, row.method, row.split, row.n));
         for name in [
             "error",
             "nll",
