@@ -30,10 +30,18 @@ const ALLOWED: [(&str, &[&str]); 15] = [
         "ferbayes-models",
         &["ferbayes-core", "ferbayes-kernels", "ferbayes-posterior"],
     ),
-    ("ferbayes-ingest", &["ferbayes-core", "ferbayes-faces"]),
+    (
+        "ferbayes-ingest",
+        &["ferbayes-core", "ferbayes-faces", "ferbayes-uq"],
+    ),
     (
         "ferbayes-train",
-        &["ferbayes-core", "ferbayes-models", "ferbayes-posterior"],
+        &[
+            "ferbayes-core",
+            "ferbayes-models",
+            "ferbayes-posterior",
+            "ferbayes-uq",
+        ],
     ),
     ("ferbayes-infer", &["ferbayes-core", "ferbayes-models"]),
     (

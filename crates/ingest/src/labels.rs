@@ -15,6 +15,7 @@
 
 use ferbayes_core::classes::{NOT_A_FACE, UNKNOWN};
 use ferbayes_core::{NUM_CLASSES, NUM_VOTES};
+use ferbayes_uq::{argmax, entropy};
 
 /// The FER+ target modes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,11 +43,11 @@ pub struct Labels {
 impl Labels {
     /// All labels of a face with the given vote counts (FER+ column order).
     pub fn from_votes(votes: &[u8; NUM_VOTES]) -> Labels {
-        let majority = target(votes, Mode::Majority).map(|t| first_argmax(&t) as u8);
+        let majority = target(votes, Mode::Majority).map(|t| argmax(&t) as u8);
         let soft = target(votes, Mode::CrossEntropy).map(to_f32);
         let multi_target = target(votes, Mode::MultiTarget).map(|t| t.map(|v| f32::from(v > 0.0)));
         let crowd = crowd(votes);
-        let crowd_entropy = crowd.map(|c| entropy(&c.map(f64::from)) as f32);
+        let crowd_entropy = crowd.map(|c| entropy(&c) as f32);
         Labels {
             majority,
             soft,
@@ -60,7 +61,7 @@ impl Labels {
 /// The FER+ target of `mode` over the 8 emotions, or `None` when FER+ drops the face.
 pub fn target(votes: &[u8; NUM_VOTES], mode: Mode) -> Option<[f64; NUM_CLASSES]> {
     let processed = process(votes, mode);
-    if first_argmax(&processed) >= NUM_CLASSES {
+    if argmax(&processed) >= NUM_CLASSES {
         return None;
     }
     let mut out = [0.0; NUM_CLASSES];
@@ -79,7 +80,7 @@ fn process(votes: &[u8; NUM_VOTES], mode: Mode) -> [f64; NUM_VOTES] {
     let mut emotion = [0.0; NUM_VOTES];
     match mode {
         Mode::Majority => {
-            let i = first_argmax(&raw);
+            let i = argmax(&raw);
             if raw[i] > 0.5 * total {
                 emotion[i] = raw[i];
             } else {
@@ -134,25 +135,6 @@ fn process(votes: &[u8; NUM_VOTES], mode: Mode) -> [f64; NUM_VOTES] {
 fn crowd(votes: &[u8; NUM_VOTES]) -> Option<[f32; NUM_CLASSES]> {
     let sum: u32 = votes[..NUM_CLASSES].iter().map(|&v| u32::from(v)).sum();
     (sum > 0).then(|| std::array::from_fn(|i| f32::from(votes[i]) / sum as f32))
-}
-
-/// Shannon entropy in nats (0·ln 0 = 0).
-pub fn entropy(p: &[f64]) -> f64 {
-    -p.iter()
-        .filter(|&&v| v > 0.0)
-        .map(|&v| v * v.ln())
-        .sum::<f64>()
-}
-
-/// Index of the first largest value (numpy's `argmax`).
-fn first_argmax(values: &[f64]) -> usize {
-    let mut best = 0;
-    for (i, &v) in values.iter().enumerate() {
-        if v > values[best] {
-            best = i;
-        }
-    }
-    best
 }
 
 fn to_f32<const N: usize>(values: [f64; N]) -> [f32; N] {

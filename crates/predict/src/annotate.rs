@@ -5,6 +5,7 @@
 
 use std::path::Path;
 
+use ferbayes_core::EMOTIONS;
 use ferbayes_render::glyphs::GlyphBitMap;
 use ferbayes_render::png::{Channels, Compression};
 use image::DynamicImage;
@@ -129,12 +130,8 @@ fn draw_bars<DB: DrawingBackend>(
         (cx + 4, cy + 3 + row + 2),
         vstyle,
     ))?;
-    let best = f
-        .probabilities
-        .iter()
-        .enumerate()
-        .max_by(|a, b| a.1.1.total_cmp(&b.1.1))
-        .map(|(k, _)| k);
+    // The face's predicted emotion (uq's first maximum), the bar highlighted.
+    let best = EMOTIONS.iter().position(|e| *e == f.emotion);
     let label_w = (font * 1.8) as i32;
     let bar_x = cx + 4 + label_w;
     let bar_max = cw - label_w - 10;

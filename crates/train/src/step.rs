@@ -3,6 +3,7 @@
 use candle_core::{DType, Device, Tensor};
 use ferbayes_core::{Arch, ArchTrainSettings, LabelMode, Method};
 use ferbayes_models::{Backend, Mode, Model, Noise};
+use ferbayes_uq::argmax;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
@@ -175,14 +176,4 @@ pub(crate) fn sample_class(p: &[f32; ferbayes_core::NUM_CLASSES], rng: &mut ChaC
         }
     }
     argmax(p) as u32
-}
-
-pub(crate) fn argmax(p: &[f32]) -> usize {
-    let mut best = 0;
-    for (i, &v) in p.iter().enumerate() {
-        if v > p[best] {
-            best = i;
-        }
-    }
-    best
 }

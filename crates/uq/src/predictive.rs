@@ -11,12 +11,13 @@
 //! the batch value on the first n.
 
 /// The predicted class of a distribution: the index of its largest probability, the **first**
-/// one when several are equal (a later class must be strictly larger to win). 0 for an empty
-/// slice, and 0 when `p[0]` is NaN (nothing compares larger).
-pub fn argmax(p: &[f32]) -> usize {
+/// one when several are equal (a later class must be strictly larger to win; numpy's
+/// `argmax`). 0 for an empty slice, and 0 when `p[0]` is NaN (nothing compares larger). Any
+/// ordered values: f32 probabilities, ingest's f64 vote shares, train's soft targets.
+pub fn argmax<T: PartialOrd>(p: &[T]) -> usize {
     let mut best = 0;
-    for (k, &v) in p.iter().enumerate() {
-        if v > p[best] {
+    for (k, v) in p.iter().enumerate() {
+        if *v > p[best] {
             best = k;
         }
     }

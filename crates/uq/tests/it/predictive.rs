@@ -104,7 +104,7 @@ fn argmax_keeps_the_first_maximum() {
     assert_eq!(argmax(&[0.1, 0.4, 0.4, 0.1]), 1);
     assert_eq!(argmax(&[0.25; 4]), 0);
     assert_eq!(argmax(&[0.1, 0.2, 0.3, 0.4]), 3);
-    assert_eq!(argmax(&[]), 0);
+    assert_eq!(argmax::<f32>(&[]), 0);
     assert_eq!(predict(&[0.1, 0.4, 0.4, 0.1]), (1, f64::from(0.4f32)));
     let (k, conf) = predict(&[]);
     assert!(k == 0 && conf.is_nan());
