@@ -319,9 +319,9 @@ fn simd_detected() -> Option<Simd> {
 
 /// What this process's kernels run on, for the manifests: (kernel family, choice) pairs for
 /// `backend` on the CPU. gemm (the convolutions' and linear layers' matrix products, and
-/// candle's matmul) picks its microkernel at run time from the CPU's features; this build
-/// leaves gemm's `x86-v4` feature off, so it never runs AVX-512 code even where the CPU has
-/// it. gemm would also size its depth blocks (and so the rounding of its sums) from the CPU's
+/// candle's matmul) picks its microkernel at run time from the CPU's features; its AVX-512
+/// kernels exist only in a build with this crate's `avx512` feature (gemm's `x86-v4`), and the
+/// record says which ran, so artifacts made with them are labelled. gemm would also size its depth blocks (and so the rounding of its sums) from the CPU's
 /// cache sizes; the fused kernels fix them (`gemm::depth_block`), candle's own matmul (the
 /// `reference` backend) does not.
 pub fn simd_paths(backend: Backend) -> Vec<(String, String)> {
@@ -343,10 +343,18 @@ pub fn simd_paths(backend: Backend) -> Vec<(String, String)> {
 fn gemm_path() -> &'static str {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("fma") {
-            "f32 AVX2+FMA microkernels (AVX-512 not built in), fixed depth blocks"
-        } else {
-            "f32 scalar microkernels (no FMA on this CPU), fixed depth blocks"
+        let fma = std::arch::is_x86_feature_detected!("fma");
+        let avx512f = std::arch::is_x86_feature_detected!("avx512f");
+        match (cfg!(feature = "avx512"), avx512f, fma) {
+            (true, true, _) => "f32 AVX-512 microkernels (feature avx512), fixed depth blocks",
+            (true, false, true) => {
+                "f32 AVX2+FMA microkernels (feature avx512 built in, no AVX-512F on this CPU), \
+                 fixed depth blocks"
+            }
+            (false, _, true) => {
+                "f32 AVX2+FMA microkernels (AVX-512 not built in), fixed depth blocks"
+            }
+            (_, _, false) => "f32 scalar microkernels (no FMA on this CPU), fixed depth blocks",
         }
     }
     #[cfg(target_arch = "aarch64")]
@@ -360,6 +368,19 @@ fn gemm_path() -> &'static str {
     #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
     {
         "f32 scalar microkernels, fixed depth blocks"
+    }
+}
+
+/// Whether this build's matrix products run gemm's AVX-512 kernels: built with the `avx512`
+/// feature (gemm's `x86-v4`) and on a CPU with AVX-512F (gemm picks its kernels at run time).
+pub fn gemm_avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        cfg!(feature = "avx512") && std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
     }
 }
 

@@ -595,3 +595,29 @@ fn the_simd_setting_takes_the_scalar_loops_with_the_same_bits() {
         assert_eq!(scalar_path, "scalar (the simd setting)");
     }
 }
+
+/// The gemm record names the AVX-512 kernels exactly when they run: a build with the `avx512`
+/// feature on a CPU with AVX-512F (gemm dispatches at run time); otherwise the AVX2+FMA kernels,
+/// saying whether the feature was built in.
+#[test]
+fn the_gemm_record_names_the_kernels_that_run() {
+    let gemm = simd_paths(Backend::Winograd)
+        .into_iter()
+        .find(|(family, _)| family == "gemm")
+        .map(|(_, path)| path)
+        .expect("gemm");
+    assert_eq!(
+        gemm.contains("AVX-512 microkernels"),
+        crate::gemm_avx512(),
+        "{gemm}"
+    );
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("fma") && !crate::gemm_avx512() {
+        assert!(gemm.starts_with("f32 AVX2+FMA"), "{gemm}");
+        assert_eq!(
+            gemm.contains("feature avx512 built in"),
+            cfg!(feature = "avx512"),
+            "{gemm}"
+        );
+    }
+}

@@ -203,7 +203,7 @@ pub use ferbayes_kernels::device::{count_inplace, inplace_ops};
 pub use ferbayes_kernels::{
     Backend, Tuning, ops_of, run_in_pool, tensors_created, tune_cpu_process,
 };
-pub use ferbayes_kernels::{SimdLevel, set_simd_level, simd_level};
+pub use ferbayes_kernels::{SimdLevel, gemm_avx512, set_simd_level, simd_level, simd_paths};
 pub use init::{
     VarRole, init_packed, init_seeded, load_point_weights, pack_members, sorted_vars,
     trainable_vars, unpack_member,

@@ -347,6 +347,16 @@ fn bench() {
         (_, true) => ", merged with earlier ferbayes runs through FER_BENCH_RESULTS".to_owned(),
         _ => String::new(),
     };
+    if bench_device().is_cpu() {
+        // Which kernels ran (the same record the manifests keep): the backend, gemm's
+        // microkernels (AVX-512 only in a build with the `avx512` feature) and the SIMD loops.
+        let paths: Vec<String> = ferbayes_models::simd_paths(backend)
+            .into_iter()
+            .map(|(family, path)| format!("{family}: {path}"))
+            .collect();
+        println!("Kernels: {}.", paths.join("; "));
+        println!();
+    }
     println!("{}", rows.join("\n"));
     println!();
     if packed_rows.len() > 2 {
